@@ -1,0 +1,33 @@
+import { hostname } from 'node:os';
+import { commonShape, int, optionalName, parseEnv, splitList, text, toCommonConfig, type Env } from '../shared/config.js';
+
+const shape = {
+  ...commonShape,
+  // No default: a consumer without a run is a plain long-lived worker that stops only on a signal.
+  RUN_ID: optionalName(),
+  CONSUMER_ID: optionalName(),
+  CONCURRENCY: int(1, 1, 10_000),
+  LOCK_MS: int(30_000, 1_000, 3_600_000),
+  STALLED_INTERVAL_MS: int(30_000, 500, 3_600_000),
+  MAX_STALLED: int(1, 0, 1_000),
+  JOB_MODULES: text(''),
+  FLUSH_MS: int(10, 1, 10_000),
+};
+
+export type ConsumerConfig = ReturnType<typeof loadConsumerConfig>;
+
+/** Consumer settings from the environment; throws ConfigError naming each bad variable. */
+export function loadConsumerConfig(env: Env) {
+  const e = parseEnv(shape, env);
+  return {
+    ...toCommonConfig(e),
+    runId: e.RUN_ID,
+    consumerId: e.CONSUMER_ID ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 40)}-${process.pid}`,
+    concurrency: e.CONCURRENCY,
+    lockMs: e.LOCK_MS,
+    stalledIntervalMs: e.STALLED_INTERVAL_MS,
+    maxStalled: e.MAX_STALLED,
+    jobModules: splitList(e.JOB_MODULES),
+    flushMs: e.FLUSH_MS,
+  };
+}

@@ -1,0 +1,207 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { AnyJobDefinition } from '../shared/jobs/define.js';
+import type { JobRegistry } from '../shared/jobs/registry.js';
+import { queuePrefix } from '../shared/keys.js';
+import type { Logger } from '../shared/logger.js';
+import { readJobData, type JobData } from '../shared/queue.js';
+import { parseRunEvent, RunStore } from '../shared/run/run-store.js';
+import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
+import type { ConsumerConfig } from './config.js';
+import { FinishRecorder } from './finish-recorder.js';
+
+export type ConsumerExit = {
+  /** cancelled: the run joined or someone cancelled it; stopped: a signal; refused: nothing to do. */
+  state: 'cancelled' | 'stopped' | 'refused';
+  reason: string;
+  jobsDone: number;
+  jobsFailed: number;
+};
+
+export type ConsumerHandle = {
+  readonly id: string;
+  /** Resolves when the consumer has finished its held jobs and released everything. */
+  readonly exited: Promise<ConsumerExit>;
+  /** The seed's `c.cancel()`: stop taking work, finish held jobs, mark cancelled. */
+  cancel(reason: string): Promise<ConsumerExit>;
+  /** Graceful stop on a signal: like cancel, but held jobs get `graceMs` before being released. */
+  stop(reason: string): Promise<ConsumerExit>;
+};
+
+export type ConsumerDeps = { redis: Redis; registry: JobRegistry; log: Logger; host: string; pid: number };
+
+/**
+ * The seed's `consume(q)` as a process: a BullMQ Worker whose finished jobs are reported to their
+ * runs, and which cancels itself when its run joins (pub/sub for speed, the heartbeat as a backstop).
+ */
+export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps): Promise<ConsumerHandle> {
+  const { redis, registry, log } = deps;
+  const run = config.runId ? new RunStore(redis, config.queue, config.runId) : null;
+  const record: ConsumerRecord = {
+    id: config.consumerId,
+    host: deps.host,
+    pid: deps.pid,
+    concurrency: config.concurrency,
+    state: 'starting',
+    jobsDone: 0,
+    jobsFailed: 0,
+    current: [],
+    startedAt: Date.now(),
+    heartbeatAt: Date.now(),
+  };
+
+  if (run && (await run.isJoined())) {
+    log.info(`run "${run.runId}" has already joined: nothing to consume, exiting`);
+    const exit: ConsumerExit = { state: 'refused', reason: 'run already joined', jobsDone: 0, jobsFailed: 0 };
+    return { id: record.id, exited: Promise.resolve(exit), cancel: () => Promise.resolve(exit), stop: () => Promise.resolve(exit) };
+  }
+
+  const active = new Map<string, AbortController>();
+  const resources = new Map<AnyJobDefinition, unknown>();
+  const resourcesFor = (def: AnyJobDefinition): unknown => {
+    if (!def.createResources) return undefined;
+    if (!resources.has(def)) resources.set(def, def.createResources());
+    return resources.get(def);
+  };
+
+  const save = async (state?: ConsumerState) => {
+    if (state) record.state = state;
+    record.heartbeatAt = Date.now();
+    record.current = [...active.keys()];
+    if (run) await run.saveConsumer(record);
+  };
+
+  const recorder = new FinishRecorder(redis, config.queue, config.flushMs, log, (runId) =>
+    log.info({ joinedRun: runId }, 'run joined'),
+  );
+
+  const processor = async (job: Job<JobData>): Promise<unknown> => {
+    const def = registry.get(job.name);
+    if (!def) throw new UnrecoverableError(`unknown job type "${job.name}" (known: ${registry.names().join(', ')})`);
+    const data = readJobData(job.data);
+    if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
+    const valid = registry.validate(job.name, data.payload);
+    if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
+    const jobId = job.id ?? '?';
+    const controller = new AbortController();
+    active.set(jobId, controller);
+    try {
+      return await def.handler(valid.payload, {
+        jobId,
+        attempt: job.attemptsMade + 1,
+        signal: controller.signal,
+        log: log.child({ jobId }),
+        resources: resourcesFor(def),
+      });
+    } finally {
+      active.delete(jobId);
+    }
+  };
+
+  const worker = new Worker<JobData>(config.queue, processor, {
+    connection: redis,
+    prefix: queuePrefix(config.queue),
+    concurrency: config.concurrency,
+    lockDuration: config.lockMs,
+    stalledInterval: config.stalledIntervalMs,
+    maxStalledCount: config.maxStalled,
+    autorun: false,
+  });
+  worker.on('completed', (job) => {
+    record.jobsDone++;
+    const data = readJobData(job.data);
+    if (data && job.id) recorder.add(data.run, job.id, 'completed');
+  });
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    const final = Boolean(job.finishedOn);
+    log.warn({ jobId: job.id, attempt: job.attemptsMade, final, err: err.message }, final ? 'job failed' : 'job failed; will retry');
+    if (!final) return;
+    record.jobsFailed++;
+    const data = readJobData(job.data);
+    if (data && job.id) recorder.add(data.run, job.id, 'failed');
+  });
+  worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
+
+  let ending: Promise<ConsumerExit> | undefined;
+  let resolveExited!: (e: ConsumerExit) => void;
+  const exited = new Promise<ConsumerExit>((r) => (resolveExited = r));
+  const stopHeartbeat = new AbortController();
+  const subscriber = run ? redis.duplicate({ connectionName: `conveyor:consumer-sub:${record.id}` }) : null;
+
+  const end = (mode: 'cancel' | 'stop', reason: string, graceMs: number | null): Promise<ConsumerExit> => {
+    ending ??= (async () => {
+      log.info({ reason }, mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs');
+      await save('cancelling').catch(() => undefined);
+      const closing = worker.close();
+      // A cancel waits for held jobs as long as they take (asyncio's cancel after join has none);
+      // a signal gives them the grace period, then releases them for another consumer to retry.
+      const finished =
+        graceMs === null ? await closing.then(() => true) : await Promise.race([closing.then(() => true), sleep(graceMs, false)]);
+      if (!finished) {
+        log.warn({ held: [...active.keys()] }, 'grace period over: aborting held jobs so they are retried elsewhere');
+        for (const c of active.values()) c.abort(new Error('consumer stopping'));
+        const released = await Promise.race([closing.then(() => true), sleep(2_000, false)]);
+        if (!released) await worker.close(true);
+      }
+      await recorder.flush();
+      stopHeartbeat.abort();
+      record.cancelledAt = Date.now();
+      record.cancelReason = reason;
+      await save(mode === 'cancel' ? 'cancelled' : 'stopped').catch(() => undefined);
+      recorder.dispose();
+      if (subscriber) subscriber.disconnect();
+      for (const [def, r] of resources) await def.disposeResources?.(r);
+      const exit: ConsumerExit = {
+        state: mode === 'cancel' ? 'cancelled' : 'stopped',
+        reason,
+        jobsDone: record.jobsDone,
+        jobsFailed: record.jobsFailed,
+      };
+      log.info(exit, mode === 'cancel' ? 'consumer cancelled' : 'consumer stopped');
+      resolveExited(exit);
+      return exit;
+    })();
+    return ending;
+  };
+  const cancel = (reason: string) => end('cancel', reason, null);
+
+  if (run && subscriber) {
+    subscriber.on('message', (_channel: string, message: string) => {
+      const event = parseRunEvent(message);
+      if (event?.type === 'joined') void cancel('run joined');
+      if (event?.type === 'cancel' && (event.consumer === record.id || event.consumer === '*')) void cancel(event.reason);
+    });
+    subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
+    await subscriber.subscribe(run.keys.events);
+  }
+
+  await save('idle');
+  void worker.run().catch((err: unknown) => log.error({ err }, 'worker stopped with an error'));
+  log.info({ concurrency: config.concurrency, runId: config.runId ?? null }, 'consumer ready');
+
+  // Heartbeat: keeps the record fresh, catches a missed cancel message, and gives the run a join
+  // check even when no job finishes (a producer whose lease ran out is settled here).
+  void (async () => {
+    while (!stopHeartbeat.signal.aborted) {
+      try {
+        if (run) {
+          const why = await run.cancelReason(record.id);
+          if (why) {
+            void cancel(why);
+            return;
+          }
+          if (!ending) await save(active.size > 0 ? 'busy' : 'idle');
+          const attempt = await run.tryJoin();
+          if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
+        }
+      } catch (err) {
+        log.warn({ err: String(err) }, 'heartbeat failed');
+      }
+      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
+    }
+  })();
+
+  return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
+}

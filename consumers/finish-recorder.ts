@@ -1,0 +1,71 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../shared/logger.js';
+import { RunStore } from '../shared/run/run-store.js';
+import type { FinishOutcome, JoinAttempt } from '../shared/run/types.js';
+
+const MAX_BATCH = 500;
+
+/**
+ * Reports finished jobs to their runs in small batches (one script call per run per `flushMs`), so
+ * the accounting costs a fraction of a round trip per job. A consumer that dies with reports still
+ * buffered loses nothing: the join check reads those jobs' outcomes from BullMQ.
+ */
+export class FinishRecorder {
+  private readonly pending = new Map<string, { id: string; outcome: FinishOutcome }[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private disposed = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly queue: string,
+    private readonly flushMs: number,
+    private readonly log: Logger,
+    private readonly onJoin: (runId: string, attempt: JoinAttempt) => void,
+  ) {}
+
+  add(runId: string, id: string, outcome: FinishOutcome): void {
+    let list = this.pending.get(runId);
+    if (!list) this.pending.set(runId, (list = []));
+    list.push({ id, outcome });
+    if (list.length >= MAX_BATCH) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.flushMs);
+  }
+
+  /** Sends everything buffered; resolves when Redis has it (retrying through outages). */
+  flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batches = [...this.pending.entries()];
+    this.pending.clear();
+    this.flushing = this.flushing.then(() => this.send(batches));
+    return this.flushing;
+  }
+
+  private async send(batches: [string, { id: string; outcome: FinishOutcome }[]][]): Promise<void> {
+    for (const [runId, entries] of batches) {
+      const store = new RunStore(this.redis, this.queue, runId);
+      for (;;) {
+        try {
+          const r = await store.recordFinished(entries);
+          if (r.duplicates > 0) this.log.warn({ runId, duplicates: r.duplicates }, 'finish already counted (redelivered job)');
+          if (r.join.joinedNow) this.onJoin(runId, r.join);
+          break;
+        } catch (err) {
+          if (this.disposed) {
+            this.log.error({ runId, lost: entries.length }, 'gave up reporting finished jobs; the join check will reconcile them');
+            break;
+          }
+          this.log.warn({ runId, err: String(err) }, 'could not record finished jobs; retrying');
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    }
+  }
+
+  /** Stops retrying: called when the connection is being closed for good. */
+  dispose(): void {
+    this.disposed = true;
+    clearTimeout(this.timer);
+  }
+}

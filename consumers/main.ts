@@ -1,0 +1,41 @@
+import { hostname } from 'node:os';
+import { loadJobRegistry } from '../shared/jobs/index.js';
+import { startProcess } from '../shared/process.js';
+import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
+import { onShutdownSignal } from '../shared/shutdown.js';
+import { loadConsumerConfig } from './config.js';
+import { startConsumer, type ConsumerHandle } from './consumer.js';
+
+const started = startProcess('consumer', loadConsumerConfig, process);
+if (started) {
+  const { config, log: baseLog } = started;
+  const log = baseLog.child({ runId: config.runId ?? null, consumerId: config.consumerId });
+  const registry = await loadJobRegistry(config.jobModules, process.cwd());
+  const redis = createRedis(config, log, `conveyor:consumer:${config.consumerId}`);
+  let consumer: ConsumerHandle | undefined;
+  let stopping = false;
+  onShutdownSignal(process, log, config.shutdownGraceMs, (signal) => {
+    stopping = true;
+    // Before start-up finishes there is nothing held: dropping the connection ends the wait for Redis.
+    if (consumer) void consumer.stop(signal);
+    else redis.disconnect();
+  });
+  try {
+    log.info({ redis: redactUrl(config.redisUrl), queue: config.queue }, 'consumer starting');
+    await waitUntilReady(redis, log);
+    consumer = await startConsumer(config, { redis, registry, log, host: hostname(), pid: process.pid });
+    if (stopping) void consumer.stop('signal during start-up');
+    await consumer.exited;
+    process.exitCode = 0;
+  } catch (err) {
+    if (stopping) {
+      log.info('stopped before start-up finished');
+      process.exitCode = 0;
+    } else {
+      log.error({ err }, 'consumer failed');
+      process.exitCode = 1;
+    }
+  } finally {
+    await closeRedis(redis);
+  }
+}

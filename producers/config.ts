@@ -1,0 +1,68 @@
+import {
+  ConfigError,
+  commonShape,
+  splitList, countSpec, int, name, optionalName, parseEnv, text, toCommonConfig, type Env } from '../shared/config.js';
+import { hostname } from 'node:os';
+
+const shape = {
+  ...commonShape,
+  RUN_ID: name('default'),
+  PRODUCERS: int(1, 0, 100_000),
+  PRODUCER_ID: optionalName(),
+  JOBS: countSpec({ min: 0, max: 5 }),
+  PRODUCE_INTERVAL_MS: int(2_000, 0, 3_600_000),
+  BATCH_SIZE: int(1, 1, 10_000),
+  MAX_DEPTH: int(0, 0, 10_000_000),
+  JOB_TYPE: name('sleep'),
+  JOB_MS: int(1_000, 0, 3_600_000),
+  FETCH_URLS: text(''),
+  JOB_PAYLOAD: text(''),
+  JOB_MODULES: text(''),
+  ATTEMPTS: int(3, 1, 1_000),
+  BACKOFF_MS: int(1_000, 0, 3_600_000),
+  KEEP_COMPLETED: int(1_000, 0, 10_000_000),
+  KEEP_FAILED: int(10_000, 0, 10_000_000),
+};
+
+export type ProducerConfig = ReturnType<typeof loadProducerConfig>;
+
+/** Producer settings from the environment; throws ConfigError naming each bad variable. */
+export function loadProducerConfig(env: Env) {
+  const e = parseEnv(shape, env);
+  const fetchUrls = splitList(e.FETCH_URLS);
+  const problems: string[] = [];
+  for (const u of fetchUrls) {
+    if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol)) problems.push(`FETCH_URLS: "${u}" is not an http(s) URL`);
+  }
+  if (e.JOB_TYPE === 'fetch' && fetchUrls.length === 0) problems.push('FETCH_URLS: required when JOB_TYPE=fetch (comma-separated URLs)');
+  let jobPayload: unknown;
+  if (e.JOB_PAYLOAD) {
+    try {
+      jobPayload = JSON.parse(e.JOB_PAYLOAD) as unknown;
+    } catch {
+      problems.push(`JOB_PAYLOAD: must be JSON (got ${JSON.stringify(e.JOB_PAYLOAD)})`);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return {
+    ...toCommonConfig(e),
+    runId: e.RUN_ID,
+    expectedProducers: e.PRODUCERS,
+    producerId: e.PRODUCER_ID ?? defaultId(),
+    jobs: e.JOBS,
+    intervalMs: e.PRODUCE_INTERVAL_MS,
+    batchSize: e.BATCH_SIZE,
+    maxDepth: e.MAX_DEPTH,
+    jobType: e.JOB_TYPE,
+    jobMs: e.JOB_MS,
+    fetchUrls,
+    jobPayload,
+    jobModules: splitList(e.JOB_MODULES),
+    retry: { attempts: e.ATTEMPTS, backoffMs: e.BACKOFF_MS, keepCompleted: e.KEEP_COMPLETED, keepFailed: e.KEEP_FAILED },
+  };
+}
+
+function defaultId(): string {
+  const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 40);
+  return `${host}-${process.pid}`;
+}

@@ -1,0 +1,56 @@
+import { hostname } from 'node:os';
+import { ConfigError } from '../shared/config.js';
+import { loadJobRegistry } from '../shared/jobs/index.js';
+import { startProcess } from '../shared/process.js';
+import { openQueue } from '../shared/queue.js';
+import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
+import { RunError, RunStore } from '../shared/run/run-store.js';
+import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
+import { loadProducerConfig } from './config.js';
+import { runProducer } from './run-producer.js';
+
+const started = startProcess('producer', loadProducerConfig, process);
+if (started) {
+  const { config, log: baseLog } = started;
+  const log = baseLog.child({ runId: config.runId, producerId: config.producerId });
+  const registry = await loadJobRegistry(config.jobModules, process.cwd());
+  if (!registry.get(config.jobType)) {
+    process.stderr.write(`producer: ${new ConfigError([`JOB_TYPE: unknown job type "${config.jobType}" (known: ${registry.names().join(', ')})`]).message}\n`);
+    process.exit(2);
+  }
+  const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
+  const queue = openQueue(config.queue, redis);
+  const stop = new AbortController();
+  const close = makeCloser(
+    () => [
+      { name: 'queue', run: () => queue.close() },
+      { name: 'redis', run: () => closeRedis(redis) },
+    ],
+    log,
+    config.shutdownGraceMs,
+  );
+  onShutdownSignal(process, log, config.shutdownGraceMs, () => {
+    stop.abort();
+    // Still waiting for Redis at start-up: nothing enqueued yet, so give up the wait.
+    if (redis.status !== 'ready') redis.disconnect();
+  });
+  try {
+    log.info({ redis: redactUrl(config.redisUrl), queue: config.queue }, 'producer starting');
+    await waitUntilReady(redis, log);
+    const outcome = await runProducer(
+      config,
+      { redis, queue, run: new RunStore(redis, config.queue, config.runId), registry, log, host: hostname(), pid: process.pid },
+      stop.signal,
+    );
+    process.exitCode = outcome.lost ? 1 : 0;
+  } catch (err) {
+    if (stop.signal.aborted && redis.status !== 'ready') {
+      log.info('stopped before start-up finished');
+      process.exitCode = 0;
+    } else if (err instanceof RunError) log.error(err.message);
+    else log.error({ err }, 'producer failed');
+    process.exitCode = 1;
+  } finally {
+    await close();
+  }
+}

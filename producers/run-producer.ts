@@ -1,0 +1,104 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { drawCount } from '../shared/config.js';
+import type { JobRegistry } from '../shared/jobs/registry.js';
+import type { Logger } from '../shared/logger.js';
+import { jobOptions, type JobData } from '../shared/queue.js';
+import type { RunStore } from '../shared/run/run-store.js';
+import type { ProducerConfig } from './config.js';
+import { createProducer, type PutItem } from './producer.js';
+
+export type ProducerOutcome = { produced: number; planned: number; stoppedEarly: boolean; lost: boolean };
+
+export type RunProducerDeps = {
+  redis: Redis;
+  queue: Queue<JobData>;
+  run: RunStore;
+  registry: JobRegistry;
+  log: Logger;
+  host: string;
+  pid: number;
+  random?: () => number;
+};
+
+/**
+ * The seed's `produce(q)`: registers in the run, enqueues a random number of jobs with a pause before
+ * each, waits while the run has `maxDepth` unfinished jobs, then reports done (which may join the run).
+ * `signal` stops production early; the producer still reports done with what it had enqueued.
+ */
+export async function runProducer(config: ProducerConfig, deps: RunProducerDeps, signal: AbortSignal): Promise<ProducerOutcome> {
+  const { run, log } = deps;
+  const planned = drawCount(config.jobs, deps.random);
+  await run.create(config.expectedProducers);
+  await run.registerProducer(config.producerId, { host: deps.host, pid: deps.pid }, config.leaseMs);
+  log.info({ planned, expectedProducers: config.expectedProducers }, 'producer registered');
+
+  let lost = false;
+  const stopHeartbeat = new AbortController();
+  const heartbeat = (async () => {
+    while (!stopHeartbeat.signal.aborted) {
+      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
+      if (stopHeartbeat.signal.aborted) break;
+      const state = await run.heartbeatProducer(config.producerId, config.leaseMs).catch((err: unknown) => {
+        log.warn({ err: String(err) }, 'heartbeat failed');
+        return 'running' as const;
+      });
+      if (state === 'lost' || state === 'missing') {
+        lost = true;
+        log.error('this producer missed its lease and the run marked it lost: stopping');
+        return;
+      }
+    }
+  })();
+
+  const producer = createProducer({
+    queue: deps.queue,
+    run,
+    registry: deps.registry,
+    producerId: config.producerId,
+    jobOptions: jobOptions(config.retry),
+  });
+  const payloadFor = makePayloadFactory(config);
+  let sent = 0;
+  try {
+    while (sent < planned && !signal.aborted && !lost) {
+      if (config.intervalMs > 0) await sleep(config.intervalMs, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted || lost) break;
+      if (config.maxDepth > 0) await waitForRoom(deps.redis, run, config.maxDepth, signal);
+      if (signal.aborted) break;
+      const n = Math.min(config.batchSize, planned - sent);
+      const items: PutItem[] = Array.from({ length: n }, (_, i) => ({ type: config.jobType, payload: payloadFor(sent + i) }));
+      await producer.putMany(items);
+      sent += n;
+      log.debug({ sent, planned }, 'put');
+    }
+  } finally {
+    stopHeartbeat.abort();
+    await heartbeat;
+  }
+  if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost };
+  const { join } = await run.producerDone(config.producerId);
+  const stoppedEarly = sent < planned;
+  log.info({ produced: producer.produced, planned, stoppedEarly }, 'producer done');
+  if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
+  return { produced: producer.produced, planned, stoppedEarly, lost };
+}
+
+/** asyncio.Queue(maxsize) semantics across processes: wait while the run has too many unfinished jobs. */
+async function waitForRoom(redis: Redis, run: RunStore, maxDepth: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted && (await redis.scard(run.keys.open)) >= maxDepth) {
+    await sleep(20, undefined, { signal }).catch(() => undefined);
+  }
+}
+
+function makePayloadFactory(config: ProducerConfig): (i: number) => unknown {
+  switch (config.jobType) {
+    case 'sleep':
+      return (i) => ({ value: i, ms: config.jobMs });
+    case 'fetch':
+      return (i) => ({ url: config.fetchUrls[i % config.fetchUrls.length] });
+    default:
+      return () => config.jobPayload ?? {};
+  }
+}

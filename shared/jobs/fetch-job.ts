@@ -1,0 +1,46 @@
+import http from 'node:http';
+import https from 'node:https';
+import { z } from 'zod';
+import { defineJob } from './define.js';
+
+type Agents = { http: http.Agent; https: https.Agent };
+
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * The seed's aiohttp example: GET a URL and measure the body. One keep-alive agent pair per consumer
+ * process plays the part of the seed's shared `ClientSession`.
+ */
+export const fetchJob = defineJob({
+  name: 'fetch',
+  schema: z.strictObject({
+    url: z
+      .string()
+      .max(2_048)
+      .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL'),
+  }),
+  createResources: (): Agents => ({
+    http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
+    https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+  }),
+  disposeResources: (agents) => {
+    agents.http.destroy();
+    agents.https.destroy();
+  },
+  handler: ({ url }, { resources, signal }) => get(url, resources, signal),
+});
+
+function get(url: string, agents: Agents, signal: AbortSignal): Promise<{ url: string; status: number; bytes: number }> {
+  const secure = url.startsWith('https:');
+  const request = secure ? https.get : http.get;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: secure ? agents.https : agents.http, signal, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      res.on('end', () => resolve({ url, status: res.statusCode ?? 0, bytes }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out after ${REQUEST_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+  });
+}

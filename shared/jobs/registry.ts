@@ -1,0 +1,50 @@
+import type { AnyJobDefinition } from './define.js';
+import { defaultPayloadLimits, payloadProblem, type PayloadLimits } from './payload-guard.js';
+
+export type Validation = { ok: true; payload: unknown } | { ok: false; reason: string };
+
+/** The job types a process knows, by name. */
+export class JobRegistry {
+  private readonly byName = new Map<string, AnyJobDefinition>();
+
+  constructor(
+    definitions: readonly AnyJobDefinition[] = [],
+    private readonly limits: PayloadLimits = defaultPayloadLimits,
+  ) {
+    for (const d of definitions) this.register(d);
+  }
+
+  register(definition: AnyJobDefinition): this {
+    if (this.byName.has(definition.name)) throw new Error(`Job type "${definition.name}" is registered twice.`);
+    this.byName.set(definition.name, definition);
+    return this;
+  }
+
+  get(name: string): AnyJobDefinition | undefined {
+    return this.byName.get(name);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  all(): AnyJobDefinition[] {
+    return [...this.byName.values()];
+  }
+
+  /** Checks a payload for a type: known type, plain bounded JSON, then the type's own schema. */
+  validate(name: string, payload: unknown): Validation {
+    const def = this.byName.get(name);
+    if (!def) return { ok: false, reason: `unknown job type "${name}" (known: ${this.names().join(', ')})` };
+    const problem = payloadProblem(payload, this.limits);
+    if (problem) return { ok: false, reason: problem };
+    const parsed = def.schema.safeParse(payload);
+    if (!parsed.success) {
+      const reason = parsed.error.issues
+        .map((i) => `${i.path.length ? i.path.join('.') : 'payload'}: ${i.message}`)
+        .join('; ');
+      return { ok: false, reason };
+    }
+    return { ok: true, payload: parsed.data };
+  }
+}

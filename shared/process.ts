@@ -1,0 +1,25 @@
+import { ConfigError, type Env } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+
+/**
+ * The shared opening of every `main.ts`: parse config (exit 2 with the variable's name on bad input),
+ * then make the logger. Returns null after printing the problem when the config is invalid.
+ */
+export function startProcess<C extends { logLevel: string }>(
+  service: string,
+  load: (env: Env) => C,
+  proc: NodeJS.Process,
+): { config: C; log: Logger } | null {
+  try {
+    const config = load(proc.env);
+    const log = createLogger({ level: config.logLevel, service, pretty: proc.stderr.isTTY });
+    return { config, log };
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      proc.stderr.write(`${service}: ${err.message}\n`);
+      proc.exitCode = 2;
+      return null;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,31 @@
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { queuePrefix } from './keys.js';
+
+/** What conveyor stores as a BullMQ job's data: the user's payload plus the run it belongs to. */
+export type JobData = { run: string; producer: string; payload: unknown };
+
+export type RetryPolicy = { attempts: number; backoffMs: number; keepCompleted: number; keepFailed: number };
+
+/** BullMQ job options from the retry policy: exponential backoff, completed jobs trimmed, failed kept visible. */
+export function jobOptions(policy: RetryPolicy): JobsOptions {
+  return {
+    attempts: policy.attempts,
+    backoff: { type: 'exponential', delay: policy.backoffMs },
+    removeOnComplete: { count: policy.keepCompleted },
+    removeOnFail: { count: policy.keepFailed },
+  };
+}
+
+/** The BullMQ queue for a conveyor queue name, under its cluster hash tag. */
+export function openQueue(name: string, connection: Redis): Queue<JobData> {
+  return new Queue<JobData>(name, { connection, prefix: queuePrefix(name) });
+}
+
+/** Reads a job's data defensively: jobs can be written into Redis by anything. */
+export function readJobData(data: unknown): JobData | null {
+  if (typeof data !== 'object' || data === null) return null;
+  const d = data as Record<string, unknown>;
+  if (typeof d.run !== 'string' || typeof d.producer !== 'string') return null;
+  return { run: d.run, producer: d.producer, payload: d.payload };
+}

@@ -1,0 +1,138 @@
+import type { Redis } from 'ioredis';
+import { runIndexKey, runKeys } from '../keys.js';
+import type { ConsumerRecord, ConsumerState, ProducerRecord, ProducerState } from './types.js';
+
+export type RunStatus = {
+  runId: string;
+  queue: string;
+  createdAt: string;
+  /** Redis clock when this status was read (ms). */
+  observedAt: number;
+  join: {
+    state: 'pending' | 'joined';
+    joinedAt: string | null;
+    /** What the join still waits for, when pending. */
+    waitingFor: 'producers-missing' | 'producers-running' | 'jobs-unfinished' | null;
+  };
+  jobs: {
+    produced: number;
+    completed: number;
+    failed: number;
+    /** Acknowledged jobs not yet completed or failed (waiting, active, delayed, retrying...). */
+    unfinished: number;
+    /** Acknowledged jobs removed from the queue by hand before finishing. */
+    removed: number;
+    /** Finished jobs that no producer acknowledged (a producer died between add and acknowledge). */
+    unexpected: number;
+    /** Finish reports ignored because the job was already counted (redelivery after a crash). */
+    duplicateFinishes: number;
+    /** Jobs counted by the join check because their consumer died before reporting them. */
+    reconciled: number;
+  };
+  producers: {
+    expected: number;
+    registered: number;
+    running: number;
+    done: number;
+    lost: number;
+    list: (ProducerRecord & { state: ProducerState })[];
+  };
+  consumers: (Omit<ConsumerRecord, 'state'> & { state: ConsumerState | 'lost' })[];
+};
+
+const num = (v: string | undefined) => (v === undefined ? 0 : Number(v));
+const iso = (ms: string | undefined) => (ms === undefined ? null : new Date(Number(ms)).toISOString());
+
+/** The latest run ids of a queue, newest first. */
+export async function listRuns(redis: Redis, queue: string, limit = 50): Promise<string[]> {
+  return redis.zrevrange(runIndexKey(queue), 0, limit - 1);
+}
+
+/**
+ * Reads a run's state for people and tools. Read-only: a producer or consumer whose heartbeat is older
+ * than `leaseMs` is shown as lost here, while the run itself records a producer as lost at its next join check.
+ */
+export async function readRunStatus(
+  redis: Redis,
+  queue: string,
+  runId: string,
+  leaseMs: number,
+): Promise<RunStatus | null> {
+  const k = runKeys(queue, runId);
+  const [meta, producersRaw, consumersRaw, open, time] = await Promise.all([
+    redis.hgetall(k.meta),
+    redis.hvals(k.producers),
+    redis.hvals(k.consumers),
+    redis.scard(k.open),
+    redis.time(),
+  ]);
+  if (meta.expectedProducers === undefined) return null;
+  const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+
+  const producers = producersRaw
+    .map((raw) => JSON.parse(raw) as ProducerRecord)
+    .map((p) => (p.state === 'running' && now - p.heartbeatAt > leaseMs ? { ...p, state: 'lost' as const } : p))
+    .sort((a, b) => a.startedAt - b.startedAt);
+  const consumers = consumersRaw
+    .map((raw) => JSON.parse(raw) as ConsumerRecord)
+    .map((c) => {
+      const ended = c.state === 'cancelled' || c.state === 'stopped';
+      return !ended && now - c.heartbeatAt > leaseMs ? { ...c, state: 'lost' as const } : c;
+    })
+    .sort((a, b) => a.startedAt - b.startedAt);
+
+  const count = (s: ProducerState) => producers.filter((p) => p.state === s).length;
+  const expected = num(meta.expectedProducers);
+  const joined = meta.state === 'joined';
+  let waitingFor: RunStatus['join']['waitingFor'] = null;
+  if (!joined) {
+    if (producers.length < expected) waitingFor = 'producers-missing';
+    else if (count('running') > 0) waitingFor = 'producers-running';
+    else waitingFor = 'jobs-unfinished';
+  }
+  return {
+    runId,
+    queue,
+    createdAt: iso(meta.createdAt) ?? '',
+    observedAt: now,
+    join: { state: joined ? 'joined' : 'pending', joinedAt: iso(meta.joinedAt), waitingFor },
+    jobs: {
+      produced: num(meta.produced),
+      completed: num(meta.completed),
+      failed: num(meta.failed),
+      unfinished: open,
+      removed: num(meta.removed),
+      unexpected: joined ? num(meta.unexpected) : await redis.scard(k.early),
+      duplicateFinishes: num(meta.duplicateFinishes),
+      reconciled: num(meta.reconciled),
+    },
+    producers: {
+      expected,
+      registered: producers.length,
+      running: count('running'),
+      done: count('done'),
+      lost: count('lost'),
+      list: producers,
+    },
+    consumers,
+  };
+}
+
+/** A few lines for a person at a terminal. */
+export function formatRunStatus(s: RunStatus): string {
+  const j = s.jobs;
+  const p = s.producers;
+  const join =
+    s.join.state === 'joined'
+      ? `joined at ${s.join.joinedAt ?? '?'}`
+      : `pending (waiting for ${s.join.waitingFor ?? '?'})`;
+  const consumers = s.consumers.map((c) => `${c.id}=${c.state}`).join(', ') || 'none';
+  return [
+    `run ${s.runId} on queue ${s.queue}: ${join}`,
+    `  jobs       produced ${j.produced}, completed ${j.completed}, failed ${j.failed}, unfinished ${j.unfinished}` +
+      (j.removed ? `, removed ${j.removed}` : '') +
+      (j.unexpected ? `, unexpected ${j.unexpected}` : ''),
+    `  producers  ${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`,
+    `  consumers  ${consumers}`,
+  ].join('\n');
+}

@@ -1,0 +1,43 @@
+/** Why a run has not joined yet, or that it has. */
+export type JoinReason = 'joined-now' | 'joined' | 'producers-missing' | 'producers-running' | 'jobs-unfinished' | 'no-run';
+
+export type JoinAttempt = {
+  reason: JoinReason;
+  /** True for the one call, across all processes, that flipped the run to joined. */
+  joinedNow: boolean;
+  joined: boolean;
+  /** joinedAt (ms) when joined, else the count behind the reason (producers missing, jobs open...). */
+  detail: number;
+};
+
+export type ProducerState = 'running' | 'done' | 'lost';
+export type ConsumerState = 'starting' | 'idle' | 'busy' | 'cancelling' | 'cancelled' | 'stopped';
+
+export type ProducerRecord = {
+  id: string;
+  host: string;
+  pid: number;
+  state: ProducerState;
+  produced: number;
+  startedAt: number;
+  heartbeatAt: number;
+  doneAt?: number;
+  lostAt?: number;
+};
+
+export type ConsumerRecord = {
+  id: string;
+  host: string;
+  pid: number;
+  concurrency: number;
+  state: ConsumerState;
+  jobsDone: number;
+  jobsFailed: number;
+  current: string[];
+  startedAt: number;
+  heartbeatAt: number;
+  cancelledAt?: number;
+  cancelReason?: string;
+};
+
+export type FinishOutcome = 'completed' | 'failed';
