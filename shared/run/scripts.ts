@@ -10,6 +10,8 @@
  */
 
 const prelude = /* lua */ `
+local RECONCILE_GRACE_MS = 2000
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -55,7 +57,8 @@ local function lose_producer(pid, now)
 end
 
 -- Jobs BullMQ finished whose consumer died before reporting them: read the outcome from BullMQ.
-local function reconcile(limit)
+-- A job whose hash is gone was removed by hand (or trimmed after finishing): count it as removed.
+local function reconcile(limit, now, grace)
   local open = redis.call('SCARD', KEYS[4])
   if open == 0 or open > limit then return open end
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -63,13 +66,17 @@ local function reconcile(limit)
     if redis.call('EXISTS', jk) == 0 then
       redis.call('SREM', KEYS[4], id)
       redis.call('HINCRBY', KEYS[1], 'removed', 1)
-    elseif redis.call('HEXISTS', jk, 'finishedOn') == 1 then
-      local outcome = 'completed'
-      if redis.call('ZSCORE', ARGV[2] .. 'failed', id) then outcome = 'failed' end
-      redis.call('SREM', KEYS[4], id)
-      redis.call('HSET', jk, 'cvAcct', outcome)
-      redis.call('HINCRBY', KEYS[1], outcome, 1)
-      redis.call('HINCRBY', KEYS[1], 'reconciled', 1)
+    else
+      local finished = tonumber(redis.call('HGET', jk, 'finishedOn'))
+      -- A live consumer reports within milliseconds; the grace keeps the check from racing it.
+      if finished and finished < now - grace then
+        local outcome = 'completed'
+        if redis.call('ZSCORE', ARGV[2] .. 'failed', id) then outcome = 'failed' end
+        redis.call('SREM', KEYS[4], id)
+        redis.call('HSET', jk, 'cvAcct', 'reconciled')
+        redis.call('HINCRBY', KEYS[1], outcome, 1)
+        redis.call('HINCRBY', KEYS[1], 'reconciled', 1)
+      end
     end
   end
   return redis.call('SCARD', KEYS[4])
@@ -90,7 +97,7 @@ local function try_join(reconcile_limit)
   if registered < expected then return {'producers-missing', tostring(expected - registered)} end
   local running = redis.call('ZCARD', KEYS[3])
   if running > 0 then return {'producers-running', tostring(running)} end
-  local open = reconcile(reconcile_limit)
+  local open = reconcile(reconcile_limit, now, RECONCILE_GRACE_MS)
   if open > 0 then return {'jobs-unfinished', tostring(open)} end
   redis.call('HSET', KEYS[1], 'state', 'joined', 'joinedAt', now,
     'unexpected', redis.call('SCARD', KEYS[5]))
@@ -216,6 +223,9 @@ for i = 5, #ARGV, 2 do
     redis.call('SADD', KEYS[5], id)
     redis.call('HINCRBY', KEYS[1], outcome, 1)
     counted = counted + 1
+  elseif redis.call('HGET', jk, 'cvAcct') == 'reconciled' then
+    -- the join check already counted it from BullMQ's record; this late report confirms it
+    redis.call('HSET', jk, 'cvAcct', outcome)
   else
     dup = dup + 1
   end

@@ -1,0 +1,150 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { loadConsumerConfig } from '../../consumers/config.js';
+import { loadProducerConfig } from '../../producers/config.js';
+import { ConfigError, int, name, parseEnv, type Env } from '../../shared/config.js';
+import { createLogger } from '../../shared/logger.js';
+import { openQueue } from '../../shared/queue.js';
+import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
+import { findRedisServer, NO_REDIS_SERVER_MESSAGE, startRedisServer, type RedisServerHandle } from '../../shared/redis-server.js';
+import { roleCommand, type Role } from '../../shared/roles.js';
+import { RunStore } from '../../shared/run/run-store.js';
+import { readRunStatus } from '../../shared/run/status.js';
+import { joinSummary, progressLine } from './progress.js';
+
+/**
+ * `npm start`: the seed's main() as processes. Starts a private Redis when REDIS_URL is unset, creates
+ * a run, launches PRODUCERS producer and CONSUMERS consumer processes, shows live progress, prints
+ * the join, and exits 0 when every process exited 0.
+ */
+async function main(env: Env): Promise<number> {
+  let demo;
+  try {
+    demo = parseEnv(
+      {
+        PRODUCERS: int(3, 0, 1_000),
+        CONSUMERS: int(2, 0, 1_000),
+        RUN_ID: name(`demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`),
+        CHILD_LOG_LEVEL: name('warn'),
+      },
+      env,
+    );
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`demo: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger({ level: env.LOG_LEVEL ?? 'info', service: 'demo', pretty: process.stderr.isTTY });
+
+  let server: RedisServerHandle | undefined;
+  let redisUrl = env.REDIS_URL;
+  if (!redisUrl) {
+    const binary = findRedisServer(env.PATH ?? '');
+    if (!binary) {
+      process.stderr.write(`demo: ${NO_REDIS_SERVER_MESSAGE}\n`);
+      return 1;
+    }
+    server = await startRedisServer({ binary });
+    redisUrl = server.url;
+    process.stdout.write(`Started a private Redis at ${redisUrl} (set REDIS_URL to use your own).\n`);
+  }
+  const childEnv: Env = {
+    ...env,
+    REDIS_URL: redisUrl,
+    RUN_ID: demo.RUN_ID,
+    PRODUCERS: String(demo.PRODUCERS),
+    LOG_LEVEL: demo.CHILD_LOG_LEVEL,
+  };
+  let producerConfig;
+  try {
+    // Fail here, once, rather than in every child.
+    producerConfig = loadProducerConfig(childEnv);
+    loadConsumerConfig(childEnv);
+  } catch (err) {
+    await server?.stop();
+    if (err instanceof ConfigError) {
+      process.stderr.write(`demo: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  const redis = createRedis(producerConfig, log, 'conveyor:demo');
+  const queue = openQueue(producerConfig.queue, redis);
+  const children: { label: string; child: ChildProcess; exit: Promise<number | null> }[] = [];
+  try {
+    await waitUntilReady(redis, log);
+    const run = new RunStore(redis, producerConfig.queue, demo.RUN_ID);
+    await run.create(demo.PRODUCERS);
+    const startedAt = Date.now();
+    process.stdout.write(
+      `Run ${demo.RUN_ID} on queue ${producerConfig.queue} at ${redactUrl(redisUrl)}: ` +
+        `${demo.PRODUCERS} producers, ${demo.CONSUMERS} consumers. Ctrl-C stops everything.\n`,
+    );
+
+    const launch = (role: Role, index: number) => {
+      const label = `${role}-${index}`;
+      const { command, args } = roleCommand(role, false);
+      const child = spawn(command, args, { env: { ...childEnv, [`${role.toUpperCase()}_ID`]: `${demo.RUN_ID}-${label}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+      for (const stream of [child.stdout, child.stderr]) {
+        createInterface({ input: stream }).on('line', (line) => process.stderr.write(`\r\x1b[K[${label}] ${line}\n`));
+      }
+      const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      children.push({ label, child, exit });
+    };
+    for (let i = 1; i <= demo.CONSUMERS; i++) launch('consumer', i);
+    for (let i = 1; i <= demo.PRODUCERS; i++) launch('producer', i);
+
+    let interrupted = 0;
+    const onSignal = () => {
+      interrupted++;
+      process.stdout.write(`\n${interrupted === 1 ? 'Stopping every process gracefully (Ctrl-C again to force)...' : 'Forcing.'}\n`);
+      for (const { child } of children) if (child.exitCode === null) child.kill(interrupted === 1 ? 'SIGTERM' : 'SIGKILL');
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    const tty = process.stdout.isTTY;
+    let lastLine = '';
+    let lastPrinted = 0;
+    const show = async () => {
+      const [status, counts] = await Promise.all([
+        readRunStatus(redis, producerConfig.queue, demo.RUN_ID, producerConfig.leaseMs),
+        queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active'),
+      ]);
+      if (!status) return null;
+      const depth = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0);
+      const line = progressLine(status, depth);
+      if (tty) process.stdout.write(`\r\x1b[K${line}`);
+      else if (line !== lastLine && Date.now() - lastPrinted > 1_000) {
+        process.stdout.write(`${line}\n`);
+        lastPrinted = Date.now();
+      }
+      lastLine = line;
+      return status;
+    };
+    const ticker = setInterval(() => void show().catch(() => undefined), 250);
+    const codes = await Promise.all(children.map((c) => c.exit));
+    clearInterval(ticker);
+    const final = await show();
+    process.stdout.write('\n');
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+
+    if (final?.join.state === 'joined') process.stdout.write(`${joinSummary(final, startedAt)}\n`);
+    else process.stdout.write(`run ${demo.RUN_ID} did not join (${final?.join.waitingFor ?? 'no status'})\n`);
+    const failed = children.filter((_, i) => codes[i] !== 0);
+    for (const { label } of failed) process.stdout.write(`  ${label} exited with code ${String(codes[children.findIndex((c) => c.label === label)])}\n`);
+    if (failed.length === 0) process.stdout.write(`All ${children.length} processes exited 0.\n`);
+    return failed.length === 0 && (final?.join.state === 'joined' || interrupted > 0) ? 0 : 1;
+  } finally {
+    for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await queue.close();
+    await closeRedis(redis);
+    await server?.stop();
+  }
+}
+
+process.exitCode = await main(process.env);

@@ -1,0 +1,25 @@
+import type { RunStatus } from '../../shared/run/status.js';
+
+/** One line of live progress: depth, completed/produced, producers done, consumer states. */
+export function progressLine(s: RunStatus, depth: number): string {
+  const states = new Map<string, number>();
+  for (const c of s.consumers) states.set(c.state, (states.get(c.state) ?? 0) + 1);
+  const consumers = [...states].map(([state, n]) => `${n} ${state}`).join(', ') || 'none yet';
+  const finished = s.jobs.completed + s.jobs.failed;
+  return (
+    `depth ${depth} | done ${finished}/${s.jobs.produced}` +
+    (s.jobs.failed ? ` (${s.jobs.failed} failed)` : '') +
+    ` | producers ${s.producers.done + s.producers.lost}/${s.producers.expected} finished | consumers ${consumers}` +
+    ` | ${s.join.state === 'joined' ? 'JOINED' : 'join pending'}`
+  );
+}
+
+/** The closing summary printed once the run has joined. */
+export function joinSummary(s: RunStatus, startedAt: number): string {
+  const joinedAt = s.join.joinedAt ? Date.parse(s.join.joinedAt) : Date.now();
+  return [
+    `run ${s.runId} joined at ${s.join.joinedAt} (${((joinedAt - startedAt) / 1000).toFixed(1)} s after start)`,
+    `  all ${s.producers.expected} producers finished (${s.producers.done} done, ${s.producers.lost} lost), ${s.jobs.unfinished} unfinished`,
+    `  jobs: produced ${s.jobs.produced}, completed ${s.jobs.completed}, failed ${s.jobs.failed}`,
+  ].join('\n');
+}
