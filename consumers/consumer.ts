@@ -29,7 +29,25 @@ export type ConsumerHandle = {
   stop(reason: string): Promise<ConsumerExit>;
 };
 
-export type ConsumerDeps = { redis: Redis; registry: JobRegistry; log: Logger; host: string; pid: number };
+/** Optional listener for what a consumer does (metrics hang off this). */
+export type ConsumerObserver = {
+  /** A job's handler is about to run; `waitMs` is enqueue → start. */
+  jobStarted?(job: { id: string; name: string; waitMs: number }): void;
+  /** A job reached a terminal state (completed, or failed after its last attempt). */
+  jobFinished?(job: { id: string; name: string; outcome: 'completed' | 'failed'; durationMs: number }): void;
+  /** An attempt failed and the job will be retried. */
+  jobRetried?(job: { id: string; name: string }): void;
+  stateChanged?(state: ConsumerState): void;
+};
+
+export type ConsumerDeps = {
+  redis: Redis;
+  registry: JobRegistry;
+  log: Logger;
+  host: string;
+  pid: number;
+  observer?: ConsumerObserver;
+};
 
 /**
  * The seed's `consume(q)` as a process: a BullMQ Worker whose finished jobs are reported to their
@@ -65,8 +83,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     return resources.get(def);
   };
 
+  const observer = deps.observer ?? {};
   const save = async (state?: ConsumerState) => {
-    if (state) record.state = state;
+    if (state && state !== record.state) {
+      record.state = state;
+      observer.stateChanged?.(state);
+    }
     record.heartbeatAt = Date.now();
     record.current = [...active.keys()];
     if (run) await run.saveConsumer(record);
@@ -86,6 +108,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     const jobId = job.id ?? '?';
     const controller = new AbortController();
     active.set(jobId, controller);
+    observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
     try {
       return await def.handler(valid.payload, {
         jobId,
@@ -108,8 +131,10 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     maxStalledCount: config.maxStalled,
     autorun: false,
   });
+  const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
   worker.on('completed', (job) => {
     record.jobsDone++;
+    observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome: 'completed', durationMs: durationOf(job) });
     const data = readJobData(job.data);
     if (data && job.id) recorder.add(data.run, job.id, 'completed');
   });
@@ -117,8 +142,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     if (!job) return;
     const final = Boolean(job.finishedOn);
     log.warn({ jobId: job.id, attempt: job.attemptsMade, final, err: err.message }, final ? 'job failed' : 'job failed; will retry');
-    if (!final) return;
+    if (!final) {
+      observer.jobRetried?.({ id: job.id ?? '?', name: job.name });
+      return;
+    }
     record.jobsFailed++;
+    observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome: 'failed', durationMs: durationOf(job) });
     const data = readJobData(job.data);
     if (data && job.id) recorder.add(data.run, job.id, 'failed');
   });

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { loadConsumerConfig } from '../../consumers/config.js';
+import { loadProducerConfig } from '../../producers/config.js';
+import { ConfigError, drawCount } from '../../shared/config.js';
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('producer config', () => {
+  it('uses the seed defaults when nothing is set', () => {
+    const c = loadProducerConfig({});
+    expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(c.queue).toBe('conveyor');
+    expect(c.runId).toBe('default');
+    expect(c.jobs).toEqual({ min: 0, max: 5 });
+    expect(c.intervalMs).toBe(2000);
+    expect(c.jobType).toBe('sleep');
+    expect(c.jobMs).toBe(1000);
+  });
+
+  it('reads a fixed count and a range', () => {
+    expect(loadProducerConfig({ JOBS: '20' }).jobs).toEqual({ min: 20, max: 20 });
+    expect(loadProducerConfig({ JOBS: '3-7' }).jobs).toEqual({ min: 3, max: 7 });
+  });
+
+  it('names every bad variable and the value given', () => {
+    const problems = problemsOf(() =>
+      loadProducerConfig({ JOBS: 'lots', PRODUCE_INTERVAL_MS: '-1', REDIS_URL: 'http://x', QUEUE: 'a:b' }),
+    );
+    expect(problems).toHaveLength(4);
+    expect(problems.find((p) => p.startsWith('JOBS:'))).toContain('"lots"');
+    expect(problems.find((p) => p.startsWith('PRODUCE_INTERVAL_MS:'))).toContain('at least 0');
+    expect(problems.find((p) => p.startsWith('REDIS_URL:'))).toContain('redis://');
+    expect(problems.find((p) => p.startsWith('QUEUE:'))).toBeDefined();
+  });
+
+  it('refuses a backwards range rather than guessing', () => {
+    expect(problemsOf(() => loadProducerConfig({ JOBS: '5-2' }))[0]).toMatch(/^JOBS: range must go from low to high/);
+  });
+
+  it('requires FETCH_URLS for fetch jobs and checks each URL', () => {
+    expect(problemsOf(() => loadProducerConfig({ JOB_TYPE: 'fetch' }))[0]).toMatch(/^FETCH_URLS: required/);
+    expect(problemsOf(() => loadProducerConfig({ JOB_TYPE: 'fetch', FETCH_URLS: 'ftp://x' }))[0]).toMatch(/^FETCH_URLS: "ftp:\/\/x"/);
+    expect(loadProducerConfig({ JOB_TYPE: 'fetch', FETCH_URLS: 'http://a/, https://b/' }).fetchUrls).toEqual(['http://a/', 'https://b/']);
+  });
+
+  it('hides secrets in error messages', () => {
+    const problems = problemsOf(() => loadProducerConfig({ REDIS_URL: 'nope://user:secret@host' }));
+    expect(problems[0]).toMatch(/^REDIS_URL:/);
+    // REDIS_URL is shown (it names the variable) but a PASSWORD-named variable never is.
+    expect(JSON.stringify(problemsOf(() => loadConsumerConfig({ CONCURRENCY: '0' })))).toContain('CONCURRENCY');
+  });
+});
+
+describe('consumer config', () => {
+  it('is a plain long-lived worker without RUN_ID', () => {
+    const c = loadConsumerConfig({});
+    expect(c.runId).toBeUndefined();
+    expect(c.concurrency).toBe(1);
+  });
+
+  it('rejects a zero or non-numeric concurrency by name', () => {
+    expect(problemsOf(() => loadConsumerConfig({ CONCURRENCY: '0' }))[0]).toMatch(/^CONCURRENCY: must be at least 1/);
+    expect(problemsOf(() => loadConsumerConfig({ CONCURRENCY: 'ten' }))[0]).toMatch(/^CONCURRENCY: must be a whole number/);
+  });
+});
+
+describe('drawCount', () => {
+  it('covers both ends of the range', () => {
+    expect(drawCount({ min: 0, max: 5 }, () => 0)).toBe(0);
+    expect(drawCount({ min: 0, max: 5 }, () => 0.9999)).toBe(5);
+    expect(drawCount({ min: 4, max: 4 }, () => 0.5)).toBe(4);
+  });
+});
