@@ -68,7 +68,8 @@ export class RunStore {
 
   private translate(err: unknown): unknown {
     if (!(err instanceof Error)) return err;
-    const [code, detail] = err.message.split(' ');
+    // Redis may prefix a script's error reply with "ERR ".
+    const [code, detail] = err.message.replace(/^ERR /, '').split(' ');
     const run = `run "${this.runId}" on queue "${this.queue}"`;
     switch (code) {
       case 'JOINED':

@@ -1,0 +1,244 @@
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createProducer } from '../../producers/producer.js';
+import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
+import { queuePrefix } from '../../shared/keys.js';
+import { jobOptions, openQueue } from '../../shared/queue.js';
+import { RunError, RunStore } from '../../shared/run/run-store.js';
+import { readRunStatus } from '../../shared/run/status.js';
+import { connect, dropQueue, pollUntil, testQueue } from '../helpers/redis.js';
+
+const registry = new JobRegistry(builtinJobs);
+const opts = jobOptions({ attempts: 3, backoffMs: 60_000, keepCompleted: 1000, keepFailed: 1000 });
+const host = { host: 'test', pid: 1 };
+
+describe('RunStore: the join decision', () => {
+  let redis: Redis;
+  let queue: string;
+
+  beforeEach(() => {
+    redis = connect();
+    queue = testQueue();
+  });
+  afterEach(async () => {
+    await dropQueue(redis, queue);
+    redis.disconnect();
+  });
+
+  const sleepJob = (value: number) => ({ type: 'sleep', payload: { value, ms: 0 } });
+
+  it('joins exactly once, when every producer is done and every acknowledged job finished', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 10_000);
+      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+      const [a, b] = await producer.putMany([sleepJob(1), sleepJob(2)]);
+      expect((await run.tryJoin()).reason).toBe('producers-running');
+      const done = await run.producerDone('p1');
+      expect(done.join).toMatchObject({ reason: 'jobs-unfinished', detail: 2, joined: false });
+      const first = await run.recordFinished([{ id: a!, outcome: 'completed' }]);
+      expect(first.join.joined).toBe(false);
+      const last = await run.recordFinished([{ id: b!, outcome: 'failed' }]);
+      expect(last.join).toMatchObject({ joinedNow: true, joined: true });
+      const again = await run.tryJoin();
+      expect(again).toMatchObject({ reason: 'joined', joinedNow: false, detail: last.join.detail });
+      const status = await readRunStatus(redis, queue, 'r', 10_000);
+      expect(status?.jobs).toMatchObject({ produced: 2, completed: 1, failed: 1, unfinished: 0 });
+      expect(status?.join.state).toBe('joined');
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('counts an acknowledged job removed from the queue by hand as removed, so the run can still join', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 10_000);
+      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+      const [id] = await producer.putMany([sleepJob(1)]);
+      expect((await run.producerDone('p1')).join.reason).toBe('jobs-unfinished');
+      await q.remove(id!);
+      expect((await run.tryJoin()).joinedNow).toBe(true);
+      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({ produced: 1, removed: 1, completed: 0 });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('of many concurrent join attempts, exactly one reports joining', async () => {
+    // Two producers and no jobs: the second producer's done races five independent join checks.
+    const race = new RunStore(redis, queue, 'race');
+    await race.create(2);
+    await race.registerProducer('p1', host, 10_000);
+    await race.registerProducer('p2', host, 10_000);
+    await race.producerDone('p1');
+    const others = Array.from({ length: 5 }, () => connect());
+    try {
+      const attempts = await Promise.all([
+        race.producerDone('p2'),
+        ...others.map((c) => new RunStore(c, queue, 'race').tryJoin().then((join) => ({ join }))),
+      ]);
+      expect(attempts.filter((a) => a.join.joinedNow)).toHaveLength(1);
+      expect(attempts.every((a) => a.join.joined)).toBe(true);
+    } finally {
+      others.forEach((c) => c.disconnect());
+    }
+  });
+
+  it('is held back by a producer that has not registered yet', async () => {
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(2);
+    await run.registerProducer('p1', host, 10_000);
+    const { join } = await run.producerDone('p1');
+    expect(join).toMatchObject({ reason: 'producers-missing', detail: 1, joined: false });
+  });
+
+  it('is held back by a job that is being retried', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 10_000);
+      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+      const [id] = await producer.putMany([sleepJob(1)]);
+      await run.producerDone('p1');
+      // Its first attempt fails; with a long backoff BullMQ holds it in delayed: not terminal.
+      const worker = new Worker(queue, () => Promise.reject(new Error('first attempt fails')), {
+        connection: redis.duplicate(),
+        prefix: queuePrefix(queue),
+        autorun: true,
+      });
+      try {
+        await new Promise<void>((resolve) => worker.once('failed', () => resolve()));
+      } finally {
+        await worker.close();
+        await worker.disconnect();
+      }
+      expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
+      expect(await q.getJobState(id!)).toBe('delayed');
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('counts a job that finished before its producer acknowledged it exactly once', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 10_000);
+      await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 1, ms: 0 } }, { jobId: 'r.p1.0' });
+      await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
+      expect(await run.ackAdded('p1', ['r.p1.0'])).toBe(1);
+      expect(await run.ackAdded('p1', ['r.p1.0'])).toBe(0);
+      const again = await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
+      expect(again).toMatchObject({ counted: 0, duplicates: 1 });
+      const { join } = await run.producerDone('p1');
+      expect(join.joinedNow).toBe(true);
+      const status = await readRunStatus(redis, queue, 'r', 10_000);
+      expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, unfinished: 0, unexpected: 0, duplicateFinishes: 1 });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('marks a producer whose lease ran out as lost and counts its acknowledged-by-Redis jobs', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 300);
+      // The producer died between the add and its acknowledgement: one id reached BullMQ, one did not.
+      await run.markInflight('p1', ['r.p1.0', 'r.p1.1']);
+      await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } }, { jobId: 'r.p1.0' });
+      const lost = await pollUntil('the lease to expire', async () => {
+        const j = await run.tryJoin();
+        return j.reason === 'jobs-unfinished' ? j : undefined;
+      });
+      expect(lost.detail).toBe(1);
+      const status = await readRunStatus(redis, queue, 'r', 300);
+      expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
+      expect(status?.jobs.produced).toBe(1);
+      expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
+      const fin = await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
+      expect(fin.join.joinedNow).toBe(true);
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('reconciles a job BullMQ finished whose consumer died before reporting it', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 10_000);
+      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+      const [id] = await producer.putMany([sleepJob(7)]);
+      await run.producerDone('p1');
+      // Finish the job in BullMQ directly, as a consumer would, and never report it.
+      const job = await q.getJob(id!);
+      await redis.hset(`${job!.queueQualifiedName}:${id!}`, 'finishedOn', Date.now() - 5_000);
+      const joined = await pollUntil('the reconciled join', async () => {
+        const j = await run.tryJoin();
+        return j.joined ? j : undefined;
+      });
+      expect(joined.joinedNow).toBe(true);
+      const status = await readRunStatus(redis, queue, 'r', 10_000);
+      expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, reconciled: 1 });
+      // The consumer's late report is recognised, not counted again or called a duplicate.
+      const late = await run.recordFinished([{ id: id!, outcome: 'completed' }]);
+      expect(late).toMatchObject({ counted: 0, duplicates: 0 });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('refuses what a person must fix, with a message that says how', async () => {
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(1);
+    await expect(run.create(2)).rejects.toThrow(/created expecting 1 producers; set PRODUCERS=1/);
+    await run.registerProducer('p1', host, 10_000);
+    await expect(run.registerProducer('p2', host, 10_000)).rejects.toMatchObject({ code: 'full' });
+    await run.producerDone('p1');
+    await expect(run.registerProducer('p3', host, 10_000)).rejects.toBeInstanceOf(RunError);
+    await expect(run.registerProducer('p3', host, 10_000)).rejects.toThrow(/already joined; start a new run/);
+  });
+
+  it('rejects an invalid payload before anything reaches Redis', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 10_000);
+      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+      await expect(producer.putMany([sleepJob(1), { type: 'sleep', payload: { value: 'x', ms: 0 } }])).rejects.toThrow(
+        /Invalid "sleep" payload at item 1: value:/,
+      );
+      expect(await q.count()).toBe(0);
+      expect(await redis.scard(run.keys.open)).toBe(0);
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('enqueues one job for repeated puts with the same idempotency key', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 10_000);
+      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+      for (let i = 0; i < 3; i++) await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-42' });
+      expect(await q.count()).toBe(1);
+      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs.produced).toBe(1);
+    } finally {
+      await q.close();
+    }
+  });
+});
