@@ -102,7 +102,7 @@ export class RunStore {
   }
 
   async registerProducer(id: string, info: { host: string; pid: number }, leaseMs: number): Promise<void> {
-    await this.call('registerProducer', id, JSON.stringify(info), leaseMs);
+    await this.call('registerProducer', id, JSON.stringify({ id, ...info }), leaseMs);
   }
 
   /** Renews the lease; returns the producer's state ('lost' means the run gave up on it). */
