@@ -36,7 +36,7 @@ describe('end to end: real producer and consumer processes', () => {
     if (!s) throw new Error('run not found');
     return s;
   };
-  const completedIds = async () => (await redis.zrange(`${bullKeyPrefix(queue)}completed`, 0, -1)).sort();
+  const completedIds = async () => (await redis.zrange(`${bullKeyPrefix(queue)}completed`, '0', '-1')).sort();
   const idsOf = (producers: string[], n: number) => producers.flatMap((p) => Array.from({ length: n }, (_, i) => `run1.${p}.${i}`)).sort();
 
   it('3 producers started at staggered times + 2 consumers: joined exactly once, totals exact, all exit 0', async () => {
@@ -108,7 +108,7 @@ describe('end to end: real producer and consumer processes', () => {
     const s = await status();
     expect(s.join.state).toBe('joined');
     expect(s.jobs).toMatchObject({ produced: 2, completed: 0, failed: 2, unfinished: 0 });
-    const failed = await redis.zrange(`${bullKeyPrefix(queue)}failed`, 0, -1);
+    const failed = await redis.zrange(`${bullKeyPrefix(queue)}failed`, '0', '-1');
     expect(failed.sort()).toEqual(idsOf([s.producers.list[0]!.id], 2));
     const q = openQueue(queue, redis);
     try {

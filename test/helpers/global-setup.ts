@@ -19,19 +19,19 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (process.env.REDIS_URL) {
     project.provide('redisUrl', process.env.REDIS_URL);
     project.provide('redisSource', 'env');
-    return async () => undefined;
+    return () => Promise.resolve();
   }
   const container = await startContainerIfDocker();
   if (container) {
     project.provide('redisUrl', container.url);
     project.provide('redisSource', 'testcontainers');
-    return container.stop;
+    return () => container.stop();
   }
   if (!binary) throw new Error(NO_REDIS_SERVER_MESSAGE);
   const server = await startRedisServer({ binary });
   project.provide('redisUrl', server.url);
   project.provide('redisSource', 'redis-server');
-  return server.stop;
+  return () => server.stop();
 }
 
 async function startContainerIfDocker(): Promise<{ url: string; stop: () => Promise<void> } | null> {
