@@ -1,0 +1,123 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { DashboardAccess } from './config.js';
+
+/** Cookie a browser gets after pasting the token on /login (EventSource cannot send a bearer header). */
+export const TOKEN_COOKIE = 'conveyor_token';
+
+/** Header every action POST must carry: a cross-site form or image cannot set it without a CORS preflight. */
+export const ACTION_HEADER = 'x-conveyor-action';
+
+/** Compares through fixed-length digests, so neither the content nor the length leaks through timing. */
+export function safeEqual(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+function cookie(req: Request, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim());
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Whether the request carries the configured credentials. */
+export function isAuthorised(req: Request, access: DashboardAccess): boolean {
+  const header = req.headers.authorization ?? '';
+  switch (access.kind) {
+    case 'open':
+      return true;
+    case 'basic': {
+      if (!/^basic /i.test(header)) return false;
+      const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (colon < 0) return false;
+      // Both halves are always compared, so a wrong user takes as long as a wrong password.
+      const userOk = safeEqual(decoded.slice(0, colon), access.user);
+      const passOk = safeEqual(decoded.slice(colon + 1), access.password);
+      return userOk && passOk;
+    }
+    case 'token': {
+      const given = /^bearer /i.test(header) ? header.slice(7).trim() : cookie(req, TOKEN_COOKIE);
+      return given !== undefined && safeEqual(given, access.token);
+    }
+  }
+}
+
+/** Refuses every request without the configured credentials (401), except the paths in `open`. */
+export function requireAccess(access: DashboardAccess, open: readonly string[]): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (access.kind === 'open' || open.includes(req.path) || isAuthorised(req, access)) {
+      next();
+      return;
+    }
+    if (access.kind === 'basic') res.setHeader('WWW-Authenticate', 'Basic realm="conveyor", charset="UTF-8"');
+    else res.setHeader('WWW-Authenticate', 'Bearer realm="conveyor"');
+    const wantsHtml = req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
+    if (access.kind === 'token' && wantsHtml) {
+      res.status(401).type('html').send(loginPage(false));
+      return;
+    }
+    res.status(401).json({ error: 'unauthorised: this dashboard needs credentials' });
+  };
+}
+
+/** The form a browser user pastes the token into; posts to /login. */
+export function loginPage(failed: boolean): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>conveyor: sign in</title>
+<style>body{font:15px system-ui,sans-serif;max-width:26rem;margin:4rem auto;color:#222}input,button{font:inherit;padding:.4rem;width:100%;box-sizing:border-box;margin:.3rem 0}</style>
+</head><body><h1>conveyor dashboard</h1>${failed ? '<p role="alert">That token is not right.</p>' : ''}
+<form method="post" action="/login"><label>Access token (DASHBOARD_TOKEN)<input type="password" name="token" autocomplete="current-password" autofocus></label><button>Sign in</button></form></body></html>`;
+}
+
+/**
+ * Whether `origin` names the host this request was addressed to. Only the host is compared: behind a
+ * TLS-terminating proxy the browser says https while this server sees http.
+ */
+function isOwnOrigin(origin: string, req: Request): boolean {
+  if (!URL.canParse(origin)) return false;
+  const host = req.headers.host;
+  return host !== undefined && new URL(origin).host === host;
+}
+
+/**
+ * Refuses state-changing requests from another site: when the browser says where the request came
+ * from (Origin, else Referer), it must be this dashboard. Safe methods pass.
+ */
+export function sameOriginWrites(): RequestHandler {
+  return (req, res, next) => {
+    if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') {
+      next();
+      return;
+    }
+    const origin = req.headers.origin;
+    const referer = req.headers.referer;
+    let from: string | undefined;
+    if (origin !== undefined) from = origin;
+    else if (referer !== undefined) from = URL.canParse(referer) ? new URL(referer).origin : 'invalid';
+    if (from !== undefined && !isOwnOrigin(from, req)) {
+      res.status(403).json({ error: 'cross-site request refused' });
+      return;
+    }
+    next();
+  };
+}
+
+/** Actions additionally need the custom header (a cross-site page cannot add it without CORS, which we never grant). */
+export function requireActionHeader(): RequestHandler {
+  return (req, res, next) => {
+    if (req.headers[ACTION_HEADER] === undefined) {
+      res.status(403).json({ error: `actions need the ${ACTION_HEADER} header` });
+      return;
+    }
+    next();
+  };
+}

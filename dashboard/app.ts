@@ -1,0 +1,221 @@
+import { resolve } from 'node:path';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import type { Queue, QueueEvents } from 'bullmq';
+import express, { type ErrorRequestHandler, type Express, type Request, type Response } from 'express';
+import type { Redis } from 'ioredis';
+import { nameSchema } from '../shared/config.js';
+import type { Logger } from '../shared/logger.js';
+import type { JobData } from '../shared/queue.js';
+import { projectRoot } from '../shared/roles.js';
+import { RunStore } from '../shared/run/run-store.js';
+import { listRuns, readRunStatus } from '../shared/run/status.js';
+import { isAuthorised, loginPage, requireAccess, requireActionHeader, sameOriginWrites, TOKEN_COOKIE } from './access.js';
+import type { DashboardConfig } from './config.js';
+import { LiveRuns } from './live-runs.js';
+
+export type DashboardDeps = {
+  config: Pick<DashboardConfig, 'readOnly' | 'access' | 'leaseMs' | 'pollMs' | 'historyMs' | 'runId'>;
+  redis: Redis;
+  queue: Queue<JobData>;
+  /** BullMQ events for the queue (drained moments); optional, counts are watched without it. */
+  queueEvents?: QueueEvents;
+  log: Logger;
+  /** Overrides for tests: SSE keep-alive interval. */
+  heartbeatMs?: number;
+};
+
+export type Dashboard = {
+  app: Express;
+  live: LiveRuns;
+  /** Stops the pollers and ends every event stream; the HTTP server can then close. */
+  close(): void;
+};
+
+export const publicDir = resolve(projectRoot, 'dashboard', 'public');
+const BODY_LIMIT = '4kb';
+const OPEN_PATHS = ['/healthz', '/readyz', '/login'];
+
+/** Run id from `?run=`: undefined when absent, null when malformed. */
+function runParam(req: Request): string | undefined | null {
+  const v = req.query.run;
+  if (v === undefined || v === '') return undefined;
+  return typeof v === 'string' && nameSchema.safeParse(v).success ? v : null;
+}
+
+/**
+ * The dashboard as an Express app (no `listen`): conveyor's live page at `/`, its JSON and event
+ * stream under `/api`, cancel actions, and Bull Board at `/queues`.
+ */
+export function createApp(deps: DashboardDeps): Dashboard {
+  const { config, redis, queue, log } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  const live = new LiveRuns({
+    redis,
+    queue,
+    queueEvents: deps.queueEvents,
+    log,
+    leaseMs: config.leaseMs,
+    pollMs: config.pollMs,
+    historyMs: config.historyMs,
+    defaultRunId: config.runId,
+    heartbeatMs: deps.heartbeatMs,
+  });
+
+  app.use((_req, res, next) => {
+    res.set({ 'X-Content-Type-Options': 'nosniff', 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'same-origin' });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.get('/readyz', async (_req, res) => {
+    // Commands queue while Redis is away (maxRetriesPerRequest: null), so bound the ping.
+    const ok =
+      redis.status === 'ready' &&
+      (await Promise.race([
+        redis.ping().then(
+          () => true,
+          () => false,
+        ),
+        new Promise<boolean>((r) => setTimeout(r, 1_000, false).unref()),
+      ]));
+    res.status(ok ? 200 : 503).json({ ok, redis: ok ? 'reachable' : 'unreachable' });
+  });
+
+  app.use(requireAccess(config.access, OPEN_PATHS));
+  app.use(sameOriginWrites());
+
+  if (config.access.kind === 'token') {
+    const access = config.access;
+    app.post('/login', express.urlencoded({ extended: false, limit: BODY_LIMIT }), (req: Request, res: Response) => {
+      const token = (req.body as Record<string, unknown> | undefined)?.token;
+      const fake = { headers: { authorization: `Bearer ${typeof token === 'string' ? token : ''}` } } as Request;
+      if (!isAuthorised(fake, access)) {
+        res.status(401).type('html').send(loginPage(true));
+        return;
+      }
+      res.cookie(TOKEN_COOKIE, token, { httpOnly: true, sameSite: 'strict', secure: req.secure, path: '/' });
+      res.redirect(303, '/');
+    });
+  }
+
+  const board = new ExpressAdapter();
+  board.setBasePath('/queues');
+  createBullBoard({
+    queues: [new BullMQAdapter(queue, { readOnlyMode: config.readOnly, allowRetries: !config.readOnly })],
+    serverAdapter: board,
+    options: { uiConfig: { boardTitle: 'conveyor', showMetrics: true, hideDocsLink: true } },
+  });
+  app.use('/queues', board.getRouter() as express.Router);
+
+  const page = (_req: Request, res: Response) => {
+    res.set({
+      'Content-Security-Policy':
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+      'Cache-Control': 'no-store',
+    });
+    res.sendFile(resolve(publicDir, 'index.html'));
+  };
+  app.get('/', page);
+  app.use('/assets', express.static(publicDir, { index: false, fallthrough: false }));
+
+  app.get('/api/info', (_req, res) => {
+    res.json({
+      queue: queue.name,
+      readOnly: config.readOnly,
+      actions: !config.readOnly,
+      access: config.access.kind,
+      historyMs: config.historyMs,
+    });
+  });
+  app.get('/api/runs', async (_req, res) => {
+    res.json(await listRuns(redis, queue.name));
+  });
+  app.get('/api/status', async (req, res) => {
+    const asked = runParam(req);
+    if (asked === null) {
+      res.status(400).json({ error: '?run= must be a run id (letters, digits, "_", "." or "-")' });
+      return;
+    }
+    const runId = asked ?? config.runId ?? (await listRuns(redis, queue.name, 1))[0];
+    const status = runId === undefined ? null : await readRunStatus(redis, queue.name, runId, config.leaseMs);
+    if (!status) {
+      res.status(404).json({ error: `no run ${runId ? `"${runId}" ` : ''}on queue "${queue.name}"` });
+      return;
+    }
+    res.json(status);
+  });
+  app.get('/api/events', (req, res) => {
+    const asked = runParam(req);
+    if (asked === null) {
+      res.status(400).json({ error: '?run= must be a run id' });
+      return;
+    }
+    live.subscribe(asked ?? '', res);
+  });
+
+  const actions = express.Router();
+  actions.use(requireActionHeader(), express.json({ limit: BODY_LIMIT }), (_req, res, next) => {
+    if (config.readOnly) res.status(403).json({ error: 'this dashboard is read-only (DASHBOARD_READONLY=true)' });
+    else next();
+  });
+  const actionTarget = async (req: Request, res: Response): Promise<{ run: RunStore; reason: string } | null> => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const runId = typeof body.run === 'string' ? body.run : '';
+    if (!nameSchema.safeParse(runId).success) {
+      res.status(400).json({ error: '"run" must be a run id' });
+      return null;
+    }
+    const run = new RunStore(redis, queue.name, runId);
+    if (!(await run.exists())) {
+      res.status(404).json({ error: `no run "${runId}" on queue "${queue.name}"` });
+      return null;
+    }
+    const reason = typeof body.reason === 'string' && body.reason.trim() ? body.reason.trim().slice(0, 200) : 'cancelled from the dashboard';
+    return { run, reason };
+  };
+  actions.post('/cancel-consumer', async (req, res) => {
+    const target = await actionTarget(req, res);
+    if (!target) return;
+    const consumer = (req.body as Record<string, unknown>).consumer;
+    if (typeof consumer !== 'string' || !nameSchema.safeParse(consumer).success) {
+      res.status(400).json({ error: '"consumer" must be a consumer id' });
+      return;
+    }
+    if ((await redis.hexists(target.run.keys.consumers, consumer)) !== 1) {
+      res.status(404).json({ error: `no consumer "${consumer}" in run "${target.run.runId}"` });
+      return;
+    }
+    await target.run.requestCancel(consumer, target.reason);
+    log.info({ runId: target.run.runId, consumerId: consumer, reason: target.reason }, 'consumer cancel requested');
+    res.status(202).json({ ok: true, run: target.run.runId, consumer });
+  });
+  actions.post('/cancel-run', async (req, res) => {
+    const target = await actionTarget(req, res);
+    if (!target) return;
+    await target.run.requestCancel('*', target.reason);
+    log.info({ runId: target.run.runId, reason: target.reason }, 'run cancel requested');
+    res.status(202).json({ ok: true, run: target.run.runId, consumer: '*' });
+  });
+  app.use('/api/actions', actions);
+
+  app.use('/api', (_req, res) => {
+    res.status(404).json({ error: 'no such endpoint' });
+  });
+  const onError: ErrorRequestHandler = (err: unknown, _req, res, _next) => {
+    const e = err as { status?: number; type?: string; message?: string };
+    const status = typeof e.status === 'number' && e.status >= 400 && e.status < 500 ? e.status : 500;
+    // Never log request bodies or headers: they may carry credentials.
+    if (status === 500) log.error({ err: e.message }, 'dashboard request failed');
+    if (res.headersSent) return;
+    res.status(status).json({ error: status === 413 ? 'request body too large' : status === 500 ? 'internal error' : (e.message ?? 'bad request') });
+  };
+  app.use(onError);
+
+  return { app, live, close: () => live.close() };
+}

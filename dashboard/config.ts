@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import { bool, commonShape, ConfigError, int, optionalName, parseEnv, text, toCommonConfig, type Env } from '../shared/config.js';
+
+const secret = () => z.preprocess((v) => (typeof v === 'string' && v === '' ? undefined : v), z.string().optional());
+
+const shape = {
+  ...commonShape,
+  DASHBOARD_PORT: int(3000, 0, 65_535),
+  DASHBOARD_HOST: text(''),
+  DASHBOARD_READONLY: bool(false),
+  DASHBOARD_USER: secret(),
+  DASHBOARD_PASSWORD: secret(),
+  DASHBOARD_TOKEN: secret(),
+  /** How often each watched run is read for the live page. */
+  DASHBOARD_POLL_MS: int(500, 50, 60_000),
+  /** How much depth history the live chart keeps. */
+  DASHBOARD_HISTORY_S: int(600, 10, 86_400),
+  /** The run shown when the page names none; default: the latest. */
+  RUN_ID: optionalName(),
+};
+
+/** Who may use the dashboard: nobody checked (loopback only), basic auth, or a bearer token. */
+export type DashboardAccess =
+  | { kind: 'open' }
+  | { kind: 'basic'; user: string; password: string }
+  | { kind: 'token'; token: string };
+
+export type DashboardConfig = ReturnType<typeof loadDashboardConfig>;
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** Dashboard settings from the environment; throws ConfigError naming each bad variable. */
+export function loadDashboardConfig(env: Env) {
+  const e = parseEnv(shape, env);
+  const problems: string[] = [];
+  let access: DashboardAccess = { kind: 'open' };
+  if (e.DASHBOARD_TOKEN !== undefined && (e.DASHBOARD_USER !== undefined || e.DASHBOARD_PASSWORD !== undefined)) {
+    problems.push('DASHBOARD_TOKEN: set either DASHBOARD_TOKEN or DASHBOARD_USER/DASHBOARD_PASSWORD, not both');
+  } else if (e.DASHBOARD_TOKEN !== undefined) {
+    if (e.DASHBOARD_TOKEN.length < 16) problems.push('DASHBOARD_TOKEN: must be at least 16 characters (got <hidden>)');
+    access = { kind: 'token', token: e.DASHBOARD_TOKEN };
+  } else if (e.DASHBOARD_USER !== undefined || e.DASHBOARD_PASSWORD !== undefined) {
+    if (!e.DASHBOARD_USER) problems.push('DASHBOARD_USER: required when DASHBOARD_PASSWORD is set');
+    else if (e.DASHBOARD_USER.includes(':')) problems.push('DASHBOARD_USER: must not contain ":" (basic auth)');
+    if (!e.DASHBOARD_PASSWORD) problems.push('DASHBOARD_PASSWORD: required when DASHBOARD_USER is set (got <hidden>)');
+    access = { kind: 'basic', user: e.DASHBOARD_USER ?? '', password: e.DASHBOARD_PASSWORD ?? '' };
+  }
+  let host = e.DASHBOARD_HOST.trim();
+  if (access.kind === 'open') {
+    // Without credentials, cancel buttons must not be reachable from another machine.
+    if (host && !LOOPBACK.has(host)) {
+      problems.push(
+        `DASHBOARD_HOST: "${host}" would expose an unauthenticated dashboard; set DASHBOARD_USER/DASHBOARD_PASSWORD ` +
+          'or DASHBOARD_TOKEN, or leave DASHBOARD_HOST unset (127.0.0.1)',
+      );
+    }
+    host ||= '127.0.0.1';
+  } else {
+    host ||= '0.0.0.0';
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return {
+    ...toCommonConfig(e),
+    port: e.DASHBOARD_PORT,
+    host,
+    readOnly: e.DASHBOARD_READONLY,
+    access,
+    pollMs: e.DASHBOARD_POLL_MS,
+    historyMs: e.DASHBOARD_HISTORY_S * 1000,
+    runId: e.RUN_ID,
+  };
+}

@@ -1,0 +1,221 @@
+import type { Queue, QueueEvents } from 'bullmq';
+import type { Response } from 'express';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../shared/logger.js';
+import type { JobData } from '../shared/queue.js';
+import { listRuns, readRunStatus, type RunStatus } from '../shared/run/status.js';
+
+/** Queue depth at one moment (queue-wide: every run on the queue shares these lists). */
+export type DepthSample = { t: number; waiting: number; active: number; delayed: number; failed: number };
+
+/** What every client of a watched run receives on each tick. */
+export type LiveUpdate = {
+  runId: string | null;
+  runs: string[];
+  status: RunStatus | null;
+  depth: DepthSample;
+  /** Finished jobs per second over the last RATE_WINDOW_MS. */
+  rate: number | null;
+  /** Seconds until the jobs produced so far are finished, at `rate`. */
+  etaSeconds: number | null;
+  /** When the queue's wait list became empty (BullMQ "drained"), newest last. */
+  drained: number[];
+  error: string | null;
+};
+
+export type LiveRunsOptions = {
+  redis: Redis;
+  queue: Queue<JobData>;
+  /** Source of BullMQ's "drained" events; without it drained moments are inferred from the counts. */
+  queueEvents?: QueueEvents;
+  log: Logger;
+  leaseMs: number;
+  pollMs: number;
+  historyMs: number;
+  /** The run shown when a client names none; else the queue's latest. */
+  defaultRunId?: string;
+  heartbeatMs?: number;
+  /** How long a run's poller (and its chart history) outlives its last client, so a reload keeps the chart. */
+  lingerMs?: number;
+};
+
+const RATE_WINDOW_MS = 10_000;
+const MAX_DRAINED = 20;
+
+/** One poller for one watched run, fanning each reading out to every client watching it. */
+class RunWatcher {
+  readonly clients = new Set<Response>();
+  private readonly history: DepthSample[] = [];
+  private readonly finished: { t: number; n: number }[] = [];
+  /** Drained moments seen in the counts, used when no QueueEvents stream is available. */
+  private readonly inferredDrained: number[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private last: LiveUpdate | undefined;
+  private lastRun: string | null = null;
+
+  constructor(
+    private readonly key: string,
+    private readonly opts: LiveRunsOptions,
+    private readonly drainedLog: () => number[],
+    private readonly onIdle: (key: string) => void,
+  ) {
+    void this.tick();
+  }
+
+  add(res: Response): void {
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    this.clients.add(res);
+    send(res, 'history', { samples: this.history });
+    if (this.last) send(res, 'update', this.last);
+  }
+
+  remove(res: Response): void {
+    this.clients.delete(res);
+    if (this.clients.size === 0 && !this.stopped) {
+      this.lingerTimer = setTimeout(() => this.onIdle(this.key), this.opts.lingerMs ?? 30_000);
+      this.lingerTimer.unref();
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.lingerTimer);
+    for (const res of this.clients) res.end();
+    this.clients.clear();
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const update = await this.read();
+      if (this.stopped) return;
+      this.last = update;
+      for (const res of this.clients) send(res, 'update', update);
+    } catch (err) {
+      this.opts.log.debug({ err: err instanceof Error ? err.message : String(err) }, 'live poll failed');
+      if (this.stopped) return;
+      const error = 'Redis is not answering; retrying';
+      for (const res of this.clients) send(res, 'update', { ...this.last, error });
+    }
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.opts.pollMs);
+  }
+
+  private async read(): Promise<LiveUpdate> {
+    const { redis, queue, leaseMs } = this.opts;
+    const runs = await listRuns(redis, queue.name);
+    const runId = this.key || this.opts.defaultRunId || runs[0] || null;
+    const [status, counts] = await Promise.all([
+      runId ? readRunStatus(redis, queue.name, runId, leaseMs) : Promise.resolve(null),
+      queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed'),
+    ]);
+    const now = status?.observedAt ?? Date.now();
+    const prev = this.history.at(-1);
+    const depth: DepthSample = {
+      t: now,
+      waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0),
+      active: counts.active ?? 0,
+      delayed: counts.delayed ?? 0,
+      failed: counts.failed ?? 0,
+    };
+    this.history.push(depth);
+    while (this.history.length > 0 && this.history[0]!.t < now - this.opts.historyMs) this.history.shift();
+    if (!this.opts.queueEvents && prev && prev.waiting > 0 && depth.waiting === 0) this.inferredDrained.push(now);
+
+    if (runId !== this.lastRun) this.finished.length = 0;
+    this.lastRun = runId;
+    let rate: number | null = null;
+    let etaSeconds: number | null = null;
+    if (status) {
+      this.finished.push({ t: now, n: status.jobs.completed + status.jobs.failed });
+      while (this.finished.length > 1 && this.finished[0]!.t < now - RATE_WINDOW_MS) this.finished.shift();
+      const first = this.finished[0]!;
+      const span = (now - first.t) / 1000;
+      if (span >= 1) rate = (status.jobs.completed + status.jobs.failed - first.n) / span;
+      if (status.join.state === 'joined') etaSeconds = 0;
+      else if (rate !== null && rate > 0) etaSeconds = status.jobs.unfinished / rate;
+    }
+    const drained = [...this.drainedLog(), ...this.inferredDrained].sort((a, b) => a - b).slice(-MAX_DRAINED);
+    this.inferredDrained.splice(0, Math.max(0, this.inferredDrained.length - MAX_DRAINED));
+    return { runId, runs, status, depth, rate, etaSeconds, drained, error: null };
+  }
+}
+
+function send(res: Response, event: string, data: unknown): void {
+  res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+/**
+ * Live state for the page over Server-Sent Events: one poller per watched run (not per client),
+ * reading the run's status and the queue's counts every `pollMs` and pushing them to that run's clients.
+ */
+export class LiveRuns {
+  private readonly watchers = new Map<string, RunWatcher>();
+  private readonly drained: number[] = [];
+  private readonly heartbeat: NodeJS.Timeout;
+  private closed = false;
+  private readonly onDrained = (id: string) => {
+    // A stream id starts with the Redis time of the event in ms.
+    const t = Number(id.split('-')[0]);
+    this.drained.push(Number.isFinite(t) && t > 0 ? t : Date.now());
+    if (this.drained.length > MAX_DRAINED) this.drained.shift();
+  };
+
+  constructor(private readonly opts: LiveRunsOptions) {
+    opts.queueEvents?.on('drained', this.onDrained);
+    // A comment line every so often keeps proxies and browsers from timing out a quiet stream.
+    this.heartbeat = setInterval(() => {
+      for (const w of this.watchers.values()) for (const res of w.clients) res.write(': keep-alive\n\n');
+    }, opts.heartbeatMs ?? 15_000);
+    this.heartbeat.unref();
+  }
+
+  /** Number of pollers running (one per watched run). */
+  get pollers(): number {
+    return this.watchers.size;
+  }
+
+  /** Turns `res` into an event stream of `runId` ('' = the default/latest run) until the client leaves. */
+  subscribe(runId: string, res: Response): void {
+    if (this.closed) {
+      res.status(503).end();
+      return;
+    }
+    res.status(200).set({
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache, no-transform',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
+    res.flushHeaders();
+    res.write('retry: 2000\n\n');
+    let watcher = this.watchers.get(runId);
+    if (!watcher) {
+      watcher = new RunWatcher(runId, this.opts, () => this.drained, (key) => this.drop(key));
+      this.watchers.set(runId, watcher);
+    }
+    const w = watcher;
+    w.add(res);
+    res.on('close', () => w.remove(res));
+  }
+
+  private drop(key: string): void {
+    const w = this.watchers.get(key);
+    if (w && w.clients.size === 0) {
+      w.stop();
+      this.watchers.delete(key);
+    }
+  }
+
+  /** Stops every poller and ends every stream (so an HTTP server can close). Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    this.opts.queueEvents?.off('drained', this.onDrained);
+    for (const w of this.watchers.values()) w.stop();
+    this.watchers.clear();
+  }
+}

@@ -1,0 +1,267 @@
+/* global document, window, fetch, Node, URL, URLSearchParams, location, history, EventSource */
+// conveyor's live page: everything arrives over one EventSource (/api/events); nothing here polls.
+const $ = (id) => document.getElementById(id);
+const SVG = 'http://www.w3.org/2000/svg';
+const SERIES = ['waiting', 'active', 'delayed', 'failed'];
+
+let info = { queue: '?', actions: false, historyMs: 600000 };
+let samples = [];
+let source;
+let current = { runId: null, status: null };
+
+const time = (ms) => (ms ? new Date(ms).toLocaleTimeString('en-GB', { hour12: false }) : '–');
+const ago = (ms, now) => {
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  return s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ${s % 60} s ago`;
+};
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') node.className = v;
+    else if (k.startsWith('data-')) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+const stateBadge = (state) => el('span', { class: `state state-${state}` }, state);
+
+function showError(message) {
+  const box = $('error');
+  box.hidden = !message;
+  box.textContent = message || '';
+}
+
+async function act(path, body, question) {
+  if (!window.confirm(question)) return;
+  try {
+    const res = await fetch(`/api/actions/${path}`, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-Conveyor-Action': '1' },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) {
+      const detail = await res.json().catch(() => ({}));
+      showError(`Action refused (${res.status}): ${detail.error || res.statusText}`);
+    } else showError('');
+  } catch (err) {
+    showError(`Action failed: ${err.message}`);
+  }
+}
+
+// ---- depth chart: a hand-drawn SVG, so the page needs nothing from the internet ----
+function drawChart() {
+  const svg = $('depth-chart');
+  const W = 800;
+  const H = 220;
+  const L = 40;
+  const B = 20;
+  const T = 8;
+  svg.replaceChildren();
+  svg.setAttribute('data-points', String(samples.length));
+  if (samples.length === 0) return;
+  const t1 = samples[samples.length - 1].t;
+  const t0 = Math.min(samples[0].t, t1 - 10000);
+  let max = 1;
+  for (const s of samples) for (const k of SERIES) max = Math.max(max, s[k]);
+  const step = niceStep(max / 4);
+  max = Math.ceil(max / step) * step;
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - 4);
+  const y = (v) => T + (1 - v / max) * (H - T - B);
+  const add = (tag, attrs, text) => {
+    const n = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, String(v));
+    if (text !== undefined) n.textContent = text;
+    svg.append(n);
+    return n;
+  };
+  for (let v = 0; v <= max; v += step) {
+    add('line', { class: 'grid', x1: L, x2: W, y1: y(v), y2: y(v) });
+    add('text', { class: 'axis', x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, String(v));
+  }
+  add('text', { class: 'axis', x: L, y: H - 4 }, time(t0));
+  add('text', { class: 'axis', x: W - 4, y: H - 4, 'text-anchor': 'end' }, time(t1));
+  for (const d of current.drained || []) {
+    if (d >= t0 && d <= t1) add('line', { class: 'drain', x1: x(d), x2: x(d), y1: T, y2: H - B });
+  }
+  for (const k of SERIES) {
+    add('polyline', { class: k, points: samples.map((s) => `${x(s.t).toFixed(1)},${y(s[k]).toFixed(1)}`).join(' ') });
+  }
+}
+
+function niceStep(raw) {
+  if (raw <= 1) return 1;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 5, 10]) if (raw <= m * p) return m * p;
+  return 10 * p;
+}
+
+// ---- panels ----
+function renderRun(u) {
+  const s = u.status;
+  $('run-id').textContent = u.runId ? `showing run ${u.runId}` : 'no run yet';
+  const join = $('join-state');
+  if (!s) {
+    join.dataset.state = 'none';
+    join.textContent = u.runId ? `run ${u.runId} not found` : `no run on queue ${info.queue} yet`;
+    return;
+  }
+  const j = s.jobs;
+  const p = s.producers;
+  if (s.join.state === 'joined') {
+    join.dataset.state = 'joined';
+    join.textContent = `joined at ${time(Date.parse(s.join.joinedAt))} (all ${p.expected} producers done, ${j.unfinished} unfinished)`;
+  } else {
+    join.dataset.state = 'pending';
+    const why = {
+      'producers-missing': `${p.expected - p.registered} of ${p.expected} producers not started yet`,
+      'producers-running': `${p.running} of ${p.expected} producers still running`,
+      'jobs-unfinished': `all producers finished, ${j.unfinished} jobs unfinished`,
+    }[s.join.waitingFor];
+    join.textContent = `not joined: ${why || s.join.waitingFor}`;
+  }
+  $('n-produced').textContent = j.produced;
+  $('n-completed').textContent = j.completed;
+  $('n-failed').textContent = j.failed;
+  $('n-unfinished').textContent = j.unfinished;
+  $('n-rate').textContent = u.rate === null ? '–' : u.rate.toFixed(1);
+  $('n-eta').textContent = s.join.state === 'joined' ? 'done' : u.etaSeconds === null ? '–' : `${Math.ceil(u.etaSeconds)} s`;
+  const pct = (n) => (j.produced ? (100 * n) / j.produced : 0);
+  $('progress-done').style.width = `${pct(j.completed)}%`;
+  $('progress-failed').style.width = `${pct(j.failed)}%`;
+  $('progress').setAttribute('aria-valuenow', String(Math.round(pct(j.completed + j.failed))));
+  $('progress-text').textContent =
+    `${j.completed + j.failed} of ${j.produced} produced jobs finished` +
+    (p.running > 0 ? ' (producers still running, so the total can grow)' : '') +
+    (j.removed ? `, ${j.removed} removed by hand` : '');
+  $('producers-summary').textContent = `${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`;
+  $('run-actions').hidden = !info.actions || s.join.state === 'joined';
+}
+
+function renderDrained(u) {
+  const list = u.drained || [];
+  $('drained-list').textContent = list.length ? list.slice(-8).map(time).join(', ') : 'not yet';
+}
+
+function renderTables(u) {
+  const s = u.status;
+  const now = s ? s.observedAt : Date.now();
+  $('producers').tBodies[0].replaceChildren(
+    ...(s ? s.producers.list : []).map((p) =>
+      el(
+        'tr',
+        { 'data-producer': p.id },
+        el('td', {}, p.id),
+        el('td', {}, p.host),
+        el('td', { class: 'state-cell' }, stateBadge(p.state)),
+        el('td', { class: 'num' }, p.produced),
+        el('td', { title: time(p.heartbeatAt) }, p.state === 'running' ? ago(p.heartbeatAt, now) : time(p.doneAt ?? p.lostAt ?? p.heartbeatAt)),
+      ),
+    ),
+  );
+  $('consumers').tBodies[0].replaceChildren(
+    ...(s ? s.consumers : []).map((c) => {
+      const ended = c.state === 'cancelled' || c.state === 'stopped' || c.state === 'lost';
+      const cell = el('td');
+      if (info.actions && !ended && c.state !== 'cancelling') {
+        const b = el('button', { type: 'button', class: 'danger' }, 'Cancel');
+        b.addEventListener('click', () =>
+          act('cancel-consumer', { run: s.runId, consumer: c.id }, `Cancel consumer ${c.id}? It finishes its current jobs, then exits.`),
+        );
+        cell.append(b);
+      }
+      return el(
+        'tr',
+        { 'data-consumer': c.id, 'data-state': c.state },
+        el('td', {}, c.id),
+        el('td', {}, c.host),
+        el('td', { class: 'num' }, c.concurrency),
+        el('td', { class: 'state-cell' }, stateBadge(c.state)),
+        el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
+        el('td', { class: 'current' }, c.current.length ? c.current.join(', ') : '–'),
+        el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
+        el('td', { title: c.cancelReason || '' }, c.cancelledAt ? `${time(c.cancelledAt)}${c.cancelReason ? ` (${c.cancelReason})` : ''}` : '–'),
+        cell,
+      );
+    }),
+  );
+}
+
+function renderRuns(u) {
+  const select = $('run-select');
+  $('run-picker').hidden = u.runs.length < 2;
+  const wanted = new URLSearchParams(location.search).get('run') || '';
+  const options = [el('option', { value: '' }, `latest${u.runs[0] ? ` (${u.runs[0]})` : ''}`), ...u.runs.map((r) => el('option', { value: r }, r))];
+  if (select.options.length !== options.length || [...select.options].some((o, i) => o.value !== options[i].value)) {
+    select.replaceChildren(...options);
+  }
+  select.value = wanted;
+}
+
+function onUpdate(u) {
+  if (u.error) {
+    showError(u.error);
+    return;
+  }
+  showError('');
+  current = u;
+  if (u.depth && (samples.length === 0 || samples[samples.length - 1].t < u.depth.t)) {
+    samples.push(u.depth);
+    const cutoff = u.depth.t - info.historyMs;
+    while (samples.length && samples[0].t < cutoff) samples.shift();
+  }
+  renderRun(u);
+  renderDrained(u);
+  renderTables(u);
+  renderRuns(u);
+  drawChart();
+  $('updated').textContent = time(Date.now());
+}
+
+function connect() {
+  if (source) source.close();
+  const run = new URLSearchParams(location.search).get('run');
+  source = new EventSource(`/api/events${run ? `?run=${encodeURIComponent(run)}` : ''}`);
+  const conn = $('conn');
+  source.addEventListener('open', () => {
+    conn.dataset.state = 'live';
+    conn.textContent = 'live';
+  });
+  source.addEventListener('error', () => {
+    conn.dataset.state = 'reconnecting';
+    conn.textContent = 'reconnecting…';
+  });
+  source.addEventListener('history', (e) => {
+    samples = JSON.parse(e.data).samples;
+    drawChart();
+  });
+  source.addEventListener('update', (e) => onUpdate(JSON.parse(e.data)));
+}
+
+async function start() {
+  try {
+    const res = await fetch('/api/info', { credentials: 'same-origin' });
+    if (res.ok) info = await res.json();
+  } catch {
+    // the stream will show the connection state
+  }
+  $('queue-name').textContent = info.queue;
+  $('history-span').textContent = `${Math.round(info.historyMs / 60000)} min`;
+  $('run-select').addEventListener('change', (e) => {
+    const url = new URL(location.href);
+    if (e.target.value) url.searchParams.set('run', e.target.value);
+    else url.searchParams.delete('run');
+    history.replaceState(null, '', url);
+    samples = [];
+    connect();
+  });
+  $('cancel-run').addEventListener('click', () => {
+    if (current.status) act('cancel-run', { run: current.status.runId }, `Cancel every consumer of run ${current.status.runId}?`);
+  });
+  connect();
+}
+
+void start();
