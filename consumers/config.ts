@@ -1,8 +1,10 @@
 import { hostname } from 'node:os';
+import { metricsShape, toMetricsConfig } from '../shared/metrics/config.js';
 import { commonShape, int, optionalName, parseEnv, splitList, text, toCommonConfig, type Env } from '../shared/config.js';
 
 const shape = {
   ...commonShape,
+  ...metricsShape,
   // No default: a consumer without a run is a plain long-lived worker that stops only on a signal.
   RUN_ID: optionalName(),
   CONSUMER_ID: optionalName(),
@@ -14,6 +16,9 @@ const shape = {
   FLUSH_MS: int(10, 1, 10_000),
 };
 
+/** Every environment variable the consumer reads. */
+export const consumerEnvKeys: readonly string[] = Object.keys(shape);
+
 export type ConsumerConfig = ReturnType<typeof loadConsumerConfig>;
 
 /** Consumer settings from the environment; throws ConfigError naming each bad variable. */
@@ -21,6 +26,7 @@ export function loadConsumerConfig(env: Env) {
   const e = parseEnv(shape, env);
   return {
     ...toCommonConfig(e),
+    metrics: toMetricsConfig(e),
     runId: e.RUN_ID,
     consumerId: e.CONSUMER_ID ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 40)}-${process.pid}`,
     concurrency: e.CONCURRENCY,

@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
 import { loadJobRegistry } from '../shared/jobs/index.js';
+import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
+import { createConsumerMetrics } from '../shared/metrics/process-metrics.js';
 import { startProcess } from '../shared/process.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
 import { onShutdownSignal } from '../shared/shutdown.js';
@@ -11,11 +13,14 @@ if (started) {
   const { config, log: baseLog } = started;
   const log = baseLog.child({ runId: config.runId ?? null, consumerId: config.consumerId });
   const registry = await loadJobRegistry(config.jobModules, process.cwd());
+  const metrics = await startProcessEndpoint(config.metrics, 'consumer', log);
   const redis = createRedis(config, log, `conveyor:consumer:${config.consumerId}`);
   let consumer: ConsumerHandle | undefined;
   let stopping = false;
+  const signalled = new AbortController();
   onShutdownSignal(process, log, config.shutdownGraceMs, (signal) => {
     stopping = true;
+    signalled.abort();
     // Before start-up finishes there is nothing held: dropping the connection ends the wait for Redis.
     if (consumer) void consumer.stop(signal);
     else redis.disconnect();
@@ -23,10 +28,18 @@ if (started) {
   try {
     log.info({ redis: redactUrl(config.redisUrl), queue: config.queue }, 'consumer starting');
     await waitUntilReady(redis, log);
-    consumer = await startConsumer(config, { redis, registry, log, host: hostname(), pid: process.pid });
+    consumer = await startConsumer(config, {
+      redis,
+      registry,
+      log,
+      host: hostname(),
+      pid: process.pid,
+      observer: createConsumerMetrics(metrics.registry, config.queue),
+    });
     if (stopping) void consumer.stop('signal during start-up');
     await consumer.exited;
     process.exitCode = 0;
+    await metrics.linger(signalled.signal);
   } catch (err) {
     if (stopping) {
       log.info('stopped before start-up finished');
@@ -37,5 +50,6 @@ if (started) {
     }
   } finally {
     await closeRedis(redis);
+    await metrics.close();
   }
 }

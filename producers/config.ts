@@ -3,9 +3,11 @@ import {
   commonShape,
   splitList, countSpec, int, name, optionalName, parseEnv, text, toCommonConfig, type Env } from '../shared/config.js';
 import { hostname } from 'node:os';
+import { metricsShape, toMetricsConfig } from '../shared/metrics/config.js';
 
 const shape = {
   ...commonShape,
+  ...metricsShape,
   RUN_ID: name('default'),
   PRODUCERS: int(1, 0, 100_000),
   PRODUCER_ID: optionalName(),
@@ -23,6 +25,9 @@ const shape = {
   KEEP_COMPLETED: int(1_000, 0, 10_000_000),
   KEEP_FAILED: int(10_000, 0, 10_000_000),
 };
+
+/** Every environment variable the producer reads. */
+export const producerEnvKeys: readonly string[] = Object.keys(shape);
 
 export type ProducerConfig = ReturnType<typeof loadProducerConfig>;
 
@@ -46,6 +51,7 @@ export function loadProducerConfig(env: Env) {
   if (problems.length) throw new ConfigError(problems);
   return {
     ...toCommonConfig(e),
+    metrics: toMetricsConfig(e),
     runId: e.RUN_ID,
     expectedProducers: e.PRODUCERS,
     producerId: e.PRODUCER_ID ?? defaultId(),

@@ -1,6 +1,8 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '../shared/config.js';
 import { loadJobRegistry } from '../shared/jobs/index.js';
+import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
+import { createProducerMetrics } from '../shared/metrics/process-metrics.js';
 import { startProcess } from '../shared/process.js';
 import { openQueue } from '../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
@@ -18,6 +20,7 @@ if (started) {
     process.stderr.write(`producer: ${new ConfigError([`JOB_TYPE: unknown job type "${config.jobType}" (known: ${registry.names().join(', ')})`]).message}\n`);
     process.exit(2);
   }
+  const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
   const queue = openQueue(config.queue, redis);
   const stop = new AbortController();
@@ -25,6 +28,7 @@ if (started) {
     () => [
       { name: 'queue', run: () => queue.close() },
       { name: 'redis', run: () => closeRedis(redis) },
+      { name: 'metrics', run: () => metrics.close() },
     ],
     log,
     config.shutdownGraceMs,
@@ -39,10 +43,20 @@ if (started) {
     await waitUntilReady(redis, log);
     const outcome = await runProducer(
       config,
-      { redis, queue, run: new RunStore(redis, config.queue, config.runId), registry, log, host: hostname(), pid: process.pid },
+      {
+        redis,
+        queue,
+        run: new RunStore(redis, config.queue, config.runId),
+        registry,
+        log,
+        host: hostname(),
+        pid: process.pid,
+        observer: createProducerMetrics(metrics.registry, config.queue),
+      },
       stop.signal,
     );
     process.exitCode = outcome.lost ? 1 : 0;
+    await metrics.linger(stop.signal);
   } catch (err) {
     if (stop.signal.aborted && redis.status !== 'ready') {
       log.info('stopped before start-up finished');

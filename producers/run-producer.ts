@@ -20,6 +20,13 @@ export type RunProducerDeps = {
   host: string;
   pid: number;
   random?: () => number;
+  observer?: ProducerObserver;
+};
+
+/** Optional listener for what a producer does (metrics hang off this). */
+export type ProducerObserver = {
+  /** `count` more jobs were enqueued and acknowledged in the run. */
+  jobsProduced?(count: number): void;
 };
 
 /**
@@ -69,7 +76,9 @@ export async function runProducer(config: ProducerConfig, deps: RunProducerDeps,
       if (signal.aborted) break;
       const n = Math.min(config.batchSize, planned - sent);
       const items: PutItem[] = Array.from({ length: n }, (_, i) => ({ type: config.jobType, payload: payloadFor(sent + i) }));
+      const before = producer.produced;
       await producer.putMany(items);
+      deps.observer?.jobsProduced?.(producer.produced - before);
       sent += n;
       log.debug({ sent, planned }, 'put');
     }

@@ -1,0 +1,54 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Registry } from 'prom-client';
+import type { Logger } from '../logger.js';
+import type { MetricsConfig } from './config.js';
+import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { registerDefaultMetrics, type Service } from './process-metrics.js';
+
+export type ProcessEndpoint = {
+  /** This process's registry: default process metrics already on it, labelled `service`. */
+  registry: Registry;
+  /** The bound port, or null when disabled or the port could not be bound. */
+  port: number | null;
+  /** Keeps serving for `lingerMs` (ends early when `signal` aborts), so the last scrape sees final values. */
+  linger(signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+};
+
+/**
+ * A producer's or consumer's `/metrics`: a fresh registry and its HTTP endpoint. A port that cannot be
+ * bound is logged, not fatal: the process still does its work, and Prometheus shows the target down.
+ */
+export async function startProcessEndpoint(
+  config: MetricsConfig,
+  service: Service,
+  log: Logger,
+): Promise<ProcessEndpoint> {
+  const registry = new Registry();
+  registerDefaultMetrics(registry, service);
+  let server: MetricsServer | null = null;
+  if (config.enabled) {
+    try {
+      server = await startMetricsServer({ registry, port: config.port, host: config.host });
+      log.info({ metricsPort: server.port, metricsUrl: server.url }, 'serving metrics');
+    } catch (err) {
+      log.error(
+        { err: err instanceof Error ? err.message : String(err), metricsPort: config.port },
+        `could not serve metrics on ${config.host}:${config.port}; set METRICS_PORT to a free port (0: any free port) ` +
+          'or METRICS_ENABLED=false. Carrying on without /metrics.',
+      );
+    }
+  }
+  return {
+    registry,
+    port: server?.port ?? null,
+    linger: async (signal) => {
+      if (!server || config.lingerMs === 0 || signal.aborted) return;
+      log.info({ lingerMs: config.lingerMs }, 'work done; serving final metrics before exiting');
+      await sleep(config.lingerMs, undefined, { signal }).catch(() => undefined);
+    },
+    close: async () => {
+      await server?.close();
+    },
+  };
+}
