@@ -37,7 +37,7 @@ export type ProducerObserver = {
 export async function runProducer(config: ProducerConfig, deps: RunProducerDeps, signal: AbortSignal): Promise<ProducerOutcome> {
   const { run, log } = deps;
   const planned = drawCount(config.jobs, deps.random);
-  await run.create(config.expectedProducers);
+  await run.create(config.expectedProducers, config.leaseMs);
   await run.registerProducer(config.producerId, { host: deps.host, pid: deps.pid }, config.leaseMs);
   log.info({ planned, expectedProducers: config.expectedProducers }, 'producer registered');
 

@@ -29,7 +29,7 @@ export async function gather(n: number, jobMs: number, retry: RetryPolicy, deps:
   const { redis, queue, log } = deps;
   const runId = `gather-${Date.now()}-${randomBytes(3).toString('hex')}`;
   const run = new RunStore(redis, queue.name, runId);
-  await run.create(1);
+  await run.create(1, deps.consumerConfig.leaseMs);
   await run.registerProducer('gather', { host: deps.host, pid: deps.pid }, deps.consumerConfig.leaseMs);
   const eventsConnection = redis.duplicate();
   const events = new QueueEvents(queue.name, { connection: eventsConnection, prefix: queuePrefix(queue.name) });

@@ -93,8 +93,9 @@ export class RunStore {
   }
 
   /** Creates the run if new. Returns false when it already existed (with the same expected count). */
-  async create(expectedProducers: number): Promise<boolean> {
-    return (await this.call('createRun', this.runId, expectedProducers)) === 1;
+  /** `leaseMs` sets how long a silence across all processes counts as a Redis outage (half of it). */
+  async create(expectedProducers: number, leaseMs = 10_000): Promise<boolean> {
+    return (await this.call('createRun', this.runId, expectedProducers, leaseMs)) === 1;
   }
 
   async exists(): Promise<boolean> {

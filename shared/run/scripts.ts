@@ -27,6 +27,20 @@ local function save_producer(id, rec)
   redis.call('HSET', KEYS[2], id, cjson.encode(rec))
 end
 
+-- Leases measure a process's silence, not Redis's: when no process reached the run for a long
+-- stretch (Redis down, paused or restarting), push every lease back by that stretch instead of
+-- declaring every producer lost the moment Redis returns.
+local function observe(now)
+  local last = tonumber(redis.call('HGET', KEYS[1], 'lastSeenAt'))
+  redis.call('HSET', KEYS[1], 'lastSeenAt', now)
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseMs') or '10000')
+  if last and now - last > lease / 2 then
+    for _, pid in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+      redis.call('ZINCRBY', KEYS[3], now - last, pid)
+    end
+  end
+end
+
 -- An id a producer sent: count it once, whether its job already finished or not.
 local function acknowledge(id)
   if redis.call('SREM', KEYS[5], id) == 1 then return 1 end
@@ -89,6 +103,7 @@ local function try_join(reconcile_limit)
   if not state then return {'no-run', '0'} end
   if state == 'joined' then return {'joined', redis.call('HGET', KEYS[1], 'joinedAt')} end
   local now = now_ms()
+  observe(now)
   for _, pid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
     lose_producer(pid, now)
   end
@@ -106,7 +121,10 @@ local function try_join(reconcile_limit)
 end
 `;
 
-/** ARGV[4] runId, ARGV[5] expected producers. Returns 1 when created, 0 when it already existed. */
+/**
+ * ARGV[4] runId, ARGV[5] expected producers, ARGV[6] lease ms. Returns 1 when created, 0 when it
+ * already existed.
+ */
 export const createRunLua =
   prelude +
   /* lua */ `
@@ -119,7 +137,8 @@ if expected then
 end
 local now = now_ms()
 redis.call('HSET', KEYS[1], 'runId', ARGV[4], 'expectedProducers', ARGV[5], 'createdAt', now,
-  'state', 'pending', 'produced', 0, 'completed', 0, 'failed', 0, 'removed', 0)
+  'state', 'pending', 'produced', 0, 'completed', 0, 'failed', 0, 'removed', 0,
+  'leaseMs', ARGV[6], 'lastSeenAt', now)
 redis.call('ZADD', KEYS[6], 'NX', now, ARGV[4])
 return 1
 `;
@@ -157,6 +176,7 @@ local rec = load_producer(ARGV[4])
 if not rec then return 'missing' end
 if rec.state ~= 'running' then return rec.state end
 local now = now_ms()
+observe(now)
 rec.heartbeatAt = now
 save_producer(ARGV[4], rec)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])

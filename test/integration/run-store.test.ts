@@ -172,6 +172,19 @@ describe('RunStore: the join decision', () => {
     }
   });
 
+  it('does not declare producers lost for a stretch when no process could reach Redis', async () => {
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(1, 2_000);
+    await run.registerProducer('p1', host, 2_000);
+    // As after an outage: nothing touched the run for 10 s, so the lease looks 8 s overdue.
+    const [sec] = await redis.time();
+    const now = Number(sec) * 1000;
+    await redis.hset(run.keys.meta, 'lastSeenAt', now - 10_000);
+    await redis.zadd(run.keys.leases, now - 8_000, 'p1');
+    expect((await run.tryJoin()).reason).toBe('producers-running');
+    expect(await run.heartbeatProducer('p1', 2_000)).toBe('running');
+  });
+
   it('reconciles a job BullMQ finished whose consumer died before reporting it', async () => {
     const q = openQueue(queue, redis);
     try {
