@@ -77,7 +77,7 @@ async function main(env: Env): Promise<number> {
   try {
     await waitUntilReady(redis, log);
     const run = new RunStore(redis, producerConfig.queue, demo.RUN_ID);
-    await run.create(demo.PRODUCERS);
+    await run.create(demo.PRODUCERS, producerConfig.leaseMs);
     const startedAt = Date.now();
     process.stdout.write(
       `Run ${demo.RUN_ID} on queue ${producerConfig.queue} at ${redactUrl(redisUrl)}: ` +
