@@ -1,0 +1,302 @@
+import type { Redis } from 'ioredis';
+import request from 'supertest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadConsumerConfig } from '../../consumers/config.js';
+import { startConsumer } from '../../consumers/consumer.js';
+import { loadDashboardConfig } from '../../dashboard/config.js';
+import { createProducer } from '../../producers/producer.js';
+import { ConfigError } from '../../shared/config.js';
+import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
+import { createLogger } from '../../shared/logger.js';
+import { jobOptions, openQueue } from '../../shared/queue.js';
+import { RunStore } from '../../shared/run/run-store.js';
+import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
+import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
+import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { makeDashboard, readEvents, type SseEvent, type TestDashboard } from './harness.js';
+
+const registry = new JobRegistry(builtinJobs);
+const retry = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
+const quiet = createLogger({ level: 'silent', service: 'test' });
+const USER = 'ops';
+const PASSWORD = 'correct horse battery staple';
+const TOKEN = 'tok-0123456789abcdef-secret';
+const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+
+describe('dashboard', () => {
+  let redis: Redis;
+  let queue: string;
+  let dash: TestDashboard | undefined;
+  const open = (env: Record<string, string> = {}) => (dash = makeDashboard(queue, env));
+
+  beforeEach(() => {
+    redis = connect();
+    queue = testQueue();
+  });
+  afterEach(async () => {
+    const leaked = await killLeftovers();
+    await dash?.close();
+    dash = undefined;
+    await dropQueue(redis, queue);
+    redis.disconnect();
+    expect(leaked, 'processes left running by the test').toEqual([]);
+  });
+
+  /** A run with one registered producer that has put `n` sleep jobs. */
+  const runWithJobs = async (runId: string, n: number, ms = 0) => {
+    const run = new RunStore(redis, queue, runId);
+    await run.create(1);
+    await run.registerProducer('p1', { host: 'test-host', pid: 1 }, 10_000);
+    const q = openQueue(queue, redis);
+    const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: retry });
+    await producer.putMany(Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms } })));
+    await q.close();
+    return run;
+  };
+
+  it('/api/status is readRunStatus for ?run=ID, the latest run by default, 400/404 otherwise', async () => {
+    await runWithJobs('older', 1);
+    await runWithJobs('newer', 3);
+    const { app } = open().dashboard;
+
+    const res = await request(app).get('/api/status?run=older').expect(200);
+    const expected = (await readRunStatus(redis, queue, 'older', 10_000)) as RunStatus;
+    expect({ ...res.body, observedAt: 0 }).toEqual({ ...expected, observedAt: 0 });
+
+    const latest = await request(app).get('/api/status').expect(200);
+    expect(latest.body).toMatchObject({
+      runId: 'newer',
+      queue,
+      join: { state: 'pending', waitingFor: 'producers-running' },
+      jobs: { produced: 3, completed: 0, unfinished: 3 },
+      producers: { expected: 1, running: 1, list: [{ id: 'p1', host: 'test-host', produced: 3, state: 'running' }] },
+    });
+    expect((await request(app).get('/api/runs').expect(200)).body).toEqual(['newer', 'older']);
+    await request(app).get('/api/status?run=nope').expect(404);
+    await request(app).get('/api/status?run=a:b').expect(400);
+    expect((await request(app).get('/healthz').expect(200)).body).toEqual({ ok: true });
+    expect((await request(app).get('/readyz').expect(200)).body).toMatchObject({ ok: true });
+    const page = await request(app).get('/').expect(200);
+    expect(page.text).toContain('id="depth-chart"');
+    expect(page.headers['content-security-policy']).toContain("default-src 'self'");
+    await request(app).get('/assets/app.js').expect(200).expect('content-type', /javascript/);
+  });
+
+  it('/readyz answers 503 when Redis is unreachable', async () => {
+    const d = open();
+    d.redis.disconnect();
+    expect((await request(d.dashboard.app).get('/readyz').expect(503)).body).toMatchObject({ ok: false });
+    await request(d.dashboard.app).get('/healthz').expect(200);
+  });
+
+  it('SSE: one poller per run pushes an update once a job completes, then the join', async () => {
+    const run = await runWithJobs('r', 2, 50);
+    const d = open();
+    const { url } = await d.listen();
+    const isUpdate = (e: SseEvent) => e.event === 'update';
+    const status = (e: SseEvent) => (e.data as { status: RunStatus }).status;
+
+    const first = await readEvents(`${url}/api/events?run=r`, isUpdate);
+    expect(status(first).jobs).toMatchObject({ produced: 2, completed: 0 });
+
+    // Two clients of the same run share one poller.
+    let pollersWithTwo = 0;
+    const consumerRedis = connect();
+    const config = loadConsumerConfig({ REDIS_URL: redisUrl(), QUEUE: queue, RUN_ID: 'r', CONSUMER_ID: 'c1', HEARTBEAT_MS: '100' });
+    let consumer: Awaited<ReturnType<typeof startConsumer>> | undefined;
+    try {
+      const completed = await readEvents(`${url}/api/events?run=r`, (e) => isUpdate(e) && status(e).jobs.completed === 2, {
+        onOpen: async () => {
+          await readEvents(`${url}/api/events?run=r`, isUpdate, {
+            onOpen: () => {
+              pollersWithTwo = d.dashboard.live.pollers;
+            },
+          });
+          consumer = await startConsumer(config, { redis: consumerRedis, registry, log: quiet, host: 'test', pid: process.pid });
+        },
+      });
+      expect(status(completed).join.state).toBe('pending');
+      expect(pollersWithTwo).toBe(1);
+
+      const joined = await readEvents(
+        `${url}/api/events?run=r`,
+        (e) => isUpdate(e) && status(e).join.state === 'joined' && status(e).consumers[0]?.state === 'cancelled',
+        { onOpen: async () => void (await run.producerDone('p1')) },
+      );
+      expect(status(joined).jobs).toMatchObject({ produced: 2, completed: 2, unfinished: 0 });
+      expect(status(joined).consumers[0]?.cancelledAt).toBeTypeOf('number');
+      expect((await consumer!.exited).state).toBe('cancelled');
+    } finally {
+      await consumer?.stop('test over');
+      consumerRedis.disconnect();
+    }
+  });
+
+  it('basic auth: every page, API and action needs the credentials (401 without or wrong, 200 with)', async () => {
+    await runWithJobs('r', 1);
+    const d = open({ DASHBOARD_USER: USER, DASHBOARD_PASSWORD: PASSWORD });
+    const { url } = await d.listen();
+    const routes = ['/', '/assets/app.js', '/queues', '/queues/api/queues', '/api/status', '/api/runs', '/api/info', '/api/events'];
+    const get = (path: string, auth?: string) => {
+      const abort = new AbortController();
+      return fetch(url + path, { headers: auth ? { authorization: auth } : {}, signal: abort.signal }).then((r) => {
+        abort.abort(); // the event stream never ends by itself
+        return r.status;
+      });
+    };
+    for (const path of routes) {
+      expect(await get(path), `${path} without credentials`).toBe(401);
+      expect(await get(path, basic(USER, 'wrong')), `${path} with a wrong password`).toBe(401);
+      expect(await get(path, basic('someone', PASSWORD)), `${path} with a wrong user`).toBe(401);
+      expect(await get(path, basic(USER, PASSWORD)), `${path} with the credentials`).toBe(200);
+    }
+    const action = (auth?: string) =>
+      fetch(`${url}/api/actions/cancel-run`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-conveyor-action': '1', ...(auth ? { authorization: auth } : {}) },
+        body: JSON.stringify({ run: 'r' }),
+      }).then((r) => r.status);
+    expect(await action()).toBe(401);
+    expect(await action(basic(USER, 'wrong'))).toBe(401);
+    expect(await action(basic(USER, PASSWORD))).toBe(202);
+    // Probes stay open; they say nothing about the run.
+    expect(await get('/healthz')).toBe(200);
+    expect(await get('/readyz')).toBe(200);
+
+    const status = await (await fetch(`${url}/api/status`, { headers: { authorization: basic(USER, PASSWORD) } })).text();
+    expect(status).not.toContain(PASSWORD);
+  });
+
+  it('token auth: bearer header, or the cookie a browser gets from /login', async () => {
+    await runWithJobs('r', 1);
+    const { app } = open({ DASHBOARD_TOKEN: TOKEN }).dashboard;
+    await request(app).get('/api/status').expect(401);
+    await request(app).get('/queues').set('authorization', 'Bearer nope').expect(401);
+    await request(app).get('/api/status').set('authorization', `Bearer ${TOKEN}`).expect(200);
+    const page = await request(app).get('/').set('accept', 'text/html').expect(401);
+    expect(page.text).toContain('action="/login"');
+
+    await request(app).post('/login').type('form').send({ token: 'wrong' }).expect(401);
+    const login = await request(app).post('/login').type('form').send({ token: TOKEN }).expect(303);
+    const cookie = login.headers['set-cookie'] as unknown as string[];
+    expect(cookie[0]).toMatch(/HttpOnly/);
+    expect(cookie[0]).toMatch(/SameSite=Strict/);
+    await request(app).get('/api/status').set('cookie', cookie[0]!.split(';')[0]!).expect(200);
+    await request(app).get('/api/status').set('cookie', 'conveyor_token=guess').expect(401);
+  });
+
+  it('config: secrets are hidden, an unauthenticated dashboard binds to loopback only', () => {
+    expect(loadDashboardConfig({}).host).toBe('127.0.0.1');
+    expect(loadDashboardConfig({ DASHBOARD_TOKEN: TOKEN }).host).toBe('0.0.0.0');
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadDashboardConfig(env);
+      } catch (err) {
+        if (err instanceof ConfigError) return err.problems.join('\n');
+      }
+      return '';
+    };
+    expect(problems({ DASHBOARD_HOST: '0.0.0.0' })).toMatch(/^DASHBOARD_HOST: .*set DASHBOARD_USER/);
+    expect(problems({ DASHBOARD_PASSWORD: 'hunter2-secret' })).toMatch(/^DASHBOARD_USER: required/);
+    expect(problems({ DASHBOARD_TOKEN: 'short-secret', DASHBOARD_PORT: 'x' })).not.toContain('short-secret');
+    expect(problems({ DASHBOARD_PORT: '70000' })).toMatch(/^DASHBOARD_PORT: must be at most 65535/);
+  });
+
+  it('read-only: Bull Board refuses writes and the cancel actions are off', async () => {
+    await runWithJobs('r', 1);
+    const ro = open({ DASHBOARD_READONLY: 'true' }).dashboard.app;
+    await request(ro).put(`/queues/api/queues/${queue}/retry/failed`).expect(405);
+    await request(ro).put(`/queues/api/queues/${queue}/pause`).expect(405);
+    await request(ro).post('/api/actions/cancel-run').set('x-conveyor-action', '1').send({ run: 'r' }).expect(403);
+    expect((await request(ro).get('/api/info').expect(200)).body).toMatchObject({ readOnly: true, actions: false });
+    expect(await redis.scard(new RunStore(redis, queue, 'r').keys.cancel)).toBe(0);
+    await dash?.close();
+
+    // The same writes go through when the board is not read-only.
+    const rw = open().dashboard.app;
+    await request(rw).put(`/queues/api/queues/${queue}/retry/failed`).expect(200);
+  });
+
+  it('actions refuse cross-site requests, requests without the action header, and big bodies', async () => {
+    await runWithJobs('r', 1);
+    const { app } = open().dashboard;
+    const cancel = () => request(app).post('/api/actions/cancel-run').set('host', 'dash.local:3000');
+    await cancel().set('x-conveyor-action', '1').set('origin', 'https://evil.example').send({ run: 'r' }).expect(403);
+    await cancel().set('x-conveyor-action', '1').set('referer', 'https://evil.example/page').send({ run: 'r' }).expect(403);
+    await cancel().set('x-conveyor-action', '1').set('origin', 'null').send({ run: 'r' }).expect(403);
+    await cancel().set('origin', 'http://dash.local:3000').send({ run: 'r' }).expect(403); // no action header
+    // A form post is what a cross-site page could send without a preflight: refused.
+    await cancel().type('form').send('run=r').expect(403);
+    await cancel().set('x-conveyor-action', '1').send({ run: 'r', reason: 'x'.repeat(10_000) }).expect(413);
+    // Bull Board's own writes get the same origin check.
+    await request(app).put(`/queues/api/queues/${queue}/pause`).set('origin', 'https://evil.example').expect(403);
+    expect(await redis.scard(new RunStore(redis, queue, 'r').keys.cancel)).toBe(0);
+
+    await cancel().set('x-conveyor-action', '1').set('origin', 'http://dash.local:3000').send({ run: 'r' }).expect(202);
+    expect(await redis.smembers(new RunStore(redis, queue, 'r').keys.cancel)).toEqual(['*']);
+    await request(app).post('/api/actions/cancel-consumer').set('x-conveyor-action', '1').send({ run: 'r', consumer: 'ghost' }).expect(404);
+    await request(app).post('/api/actions/cancel-run').set('x-conveyor-action', '1').send({ run: 'ghost' }).expect(404);
+  });
+
+  it('cancel one consumer, then the run: real consumer processes stop and exit 0 as cancelled', async () => {
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(1);
+    const env = { REDIS_URL: redisUrl(), QUEUE: queue, RUN_ID: 'r', HEARTBEAT_MS: '200' };
+    const c1 = spawnRole('consumer', { ...env, CONSUMER_ID: 'c1' }, { label: 'c1' });
+    const c2 = spawnRole('consumer', { ...env, CONSUMER_ID: 'c2' }, { label: 'c2' });
+    await Promise.all([c1.waitFor('consumer ready'), c2.waitFor('consumer ready')]);
+    const { app } = open().dashboard;
+    const post = (path: string, body: object) => request(app).post(`/api/actions/${path}`).set('x-conveyor-action', '1').send(body);
+
+    await post('cancel-consumer', { run: 'r', consumer: 'c1', reason: 'scaling down' }).expect(202);
+    expect((await exitOf(c1, 15_000)).code).toBe(0);
+    const after = (await request(app).get('/api/status?run=r').expect(200)).body as RunStatus;
+    expect(after.consumers.find((c) => c.id === 'c1')).toMatchObject({ state: 'cancelled', cancelReason: 'scaling down' });
+    expect(after.consumers.find((c) => c.id === 'c2')?.state).toMatch(/^(idle|busy)$/);
+    expect(after.join.state).toBe('pending');
+
+    await post('cancel-run', { run: 'r' }).expect(202);
+    expect((await exitOf(c2, 15_000)).code).toBe(0);
+    const states = await pollUntil('both consumers to be recorded cancelled', async () => {
+      const s = await readRunStatus(redis, queue, 'r', 10_000);
+      const all = s?.consumers.map((c) => c.state) ?? [];
+      return all.length === 2 && all.every((x) => x === 'cancelled') ? all : undefined;
+    });
+    expect(states).toEqual(['cancelled', 'cancelled']);
+  });
+
+  it('npm run dashboard: bad config exits 2 naming the variable; SIGTERM closes streams and exits 0', async () => {
+    const bad = spawnRole('dashboard', { REDIS_URL: redisUrl(), QUEUE: queue, DASHBOARD_PORT: 'eighty', DASHBOARD_PASSWORD: 'pw-secret-1' });
+    expect((await exitOf(bad)).code).toBe(2);
+    expect(bad.output()).toContain('DASHBOARD_PORT');
+    expect(bad.output()).not.toContain('pw-secret-1');
+
+    const env = { REDIS_URL: redisUrl(), QUEUE: queue, DASHBOARD_PORT: '0', DASHBOARD_TOKEN: TOKEN };
+    const dashboard = spawnRole('dashboard', env, { label: 'dashboard' });
+    await dashboard.waitFor(/dashboard: http:\/\/\S+:\d+/);
+    const port = /dashboard: http:\/\/\S+:(\d+)/.exec(dashboard.output())![1];
+    const url = `http://127.0.0.1:${port}`;
+    await pollUntil('readyz', async () => ((await fetch(`${url}/readyz`)).status === 200 ? true : undefined));
+    // An open event stream must not hold the shutdown up.
+    await readEvents(`${url}/api/events`, (e) => e.event === 'update', {
+      headers: { authorization: `Bearer ${TOKEN}` },
+      timeoutMs: 30_000,
+    });
+    let opened!: () => void;
+    const isOpen = new Promise<void>((r) => (opened = r));
+    const streaming = readEvents(`${url}/api/events`, () => false, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+      timeoutMs: 30_000,
+      onOpen: () => opened(),
+    }).then(
+      () => 'matched',
+      (err: Error) => err.message,
+    );
+    await isOpen;
+    dashboard.child.kill('SIGTERM');
+    expect((await exitOf(dashboard, 15_000)).code).toBe(0);
+    expect(await streaming).toMatch(/ended|terminated/i);
+    expect(dashboard.output()).not.toContain(TOKEN);
+    expect(dashboard.output()).toContain('dashboard stopped');
+  });
+});
