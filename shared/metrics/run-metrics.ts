@@ -1,0 +1,214 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Logger } from '../logger.js';
+import { openQueue, type JobData } from '../queue.js';
+import { listRuns, readRunStatus, type RunStatus } from '../run/status.js';
+
+export type RunMetricsOptions = {
+  redis: Redis;
+  /** Queue names to report on. */
+  queues: readonly string[];
+  /** As the processes use it: a heartbeat older than this shows a producer or consumer as lost. */
+  leaseMs: number;
+  /** How many of each queue's latest runs get run-level series (older runs drop out). */
+  runLimit?: number;
+  /** A scrape gives up on Redis after this long (reported as conveyor_redis_up 0). */
+  timeoutMs?: number;
+  log?: Logger;
+  /** Clock for the oldest job's age (ms); injectable for tests. */
+  now?: () => number;
+};
+
+export type RunMetrics = {
+  /** Closes the BullMQ queue handles (not the Redis connection, which the caller owns). */
+  close(): Promise<void>;
+};
+
+type QueueSnapshot = {
+  queue: string;
+  counts: Record<string, number>;
+  oldestAgeSeconds: number;
+  runs: RunStatus[];
+};
+
+const PRODUCER_STATES = ['running', 'done', 'lost'] as const;
+const CONSUMER_STATES = ['starting', 'idle', 'busy', 'cancelling', 'cancelled', 'stopped', 'lost'] as const;
+const RUN_JOB_STATES = ['produced', 'completed', 'failed', 'unfinished'] as const;
+
+/**
+ * Queue- and run-level metrics read from Redis at scrape time, for the dashboard's `/metrics`.
+ * Consumers exit after a join, so a run's final totals live in Redis, not in any process: these are
+ * the series to alert and report on; the per-process counters are for rates.
+ *
+ * One scrape makes one read: every metric's collect() joins the same in-flight snapshot (prom-client
+ * starts all collects in the same tick), so the cost is one getJobCounts and one oldest-job lookup per
+ * queue plus one readRunStatus per listed run, whatever the number of metrics.
+ */
+export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions): RunMetrics {
+  const runLimit = opts.runLimit ?? 20;
+  const timeoutMs = opts.timeoutMs ?? 2_000;
+  const now = opts.now ?? Date.now;
+  const queues = new Map<string, Queue<JobData>>(
+    opts.queues.map((name) => {
+      const queue = openQueue(name, opts.redis);
+      // Connection trouble already shows as conveyor_redis_up 0; without a listener BullMQ prints it.
+      queue.on('error', (err: Error) =>
+        opts.log?.debug({ err: err.message, queue: name }, 'metrics queue handle error'),
+      );
+      return [name, queue];
+    }),
+  );
+
+  const read = async (): Promise<QueueSnapshot[]> =>
+    Promise.all(
+      [...queues].map(async ([name, queue]) => {
+        const [counts, oldest, runIds] = await Promise.all([
+          queue.getJobCounts(),
+          queue.getJobs(['waiting'], 0, 0, true),
+          listRuns(opts.redis, name, runLimit),
+        ]);
+        const statuses = await Promise.all(
+          runIds.map((id) => readRunStatus(opts.redis, name, id, opts.leaseMs)),
+        );
+        const first = oldest[0];
+        return {
+          queue: name,
+          counts,
+          oldestAgeSeconds: first ? Math.max(0, now() - first.timestamp) / 1000 : 0,
+          runs: statuses.filter((s): s is RunStatus => s !== null),
+        };
+      }),
+    );
+
+  let pending: Promise<QueueSnapshot[] | null> | undefined;
+  const snapshot = (): Promise<QueueSnapshot[] | null> =>
+    (pending ??= withTimeout(read(), timeoutMs)
+      .catch((err: unknown) => {
+        opts.log?.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          'metrics: reading queues and runs from Redis failed',
+        );
+        return null;
+      })
+      .finally(() => {
+        pending = undefined;
+      }));
+
+  /** A gauge whose series are rebuilt from the snapshot at every scrape, so vanished runs drop out. */
+  const gauge = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: L[],
+    fill: (g: Gauge<L>, s: QueueSnapshot[]) => void,
+  ) =>
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        if (s) fill(this, s);
+      },
+    });
+
+  new Gauge({
+    name: 'conveyor_redis_up',
+    help: 'Whether this scrape could read the queues and runs from Redis (1) or not (0).',
+    registers: [registry],
+    async collect() {
+      this.set((await snapshot()) ? 1 : 0);
+    },
+  });
+
+  gauge('conveyor_queue_jobs', 'Jobs in the queue by BullMQ state.', ['queue', 'state'], (g, s) => {
+    for (const q of s) for (const [state, n] of Object.entries(q.counts)) g.set({ queue: q.queue, state }, n);
+  });
+  gauge(
+    'conveyor_queue_oldest_job_age_seconds',
+    'Age of the oldest job waiting to start (0 when none waits).',
+    ['queue'],
+    (g, s) => {
+      for (const q of s) g.set({ queue: q.queue }, q.oldestAgeSeconds);
+    },
+  );
+
+  const eachRun = (s: QueueSnapshot[], f: (labels: { queue: string; run: string }, r: RunStatus) => void) => {
+    for (const q of s) for (const r of q.runs) f({ queue: q.queue, run: r.runId }, r);
+  };
+  gauge(
+    'conveyor_run_jobs',
+    "A run's jobs from Redis: produced (acknowledged), completed, failed, unfinished.",
+    ['queue', 'run', 'state'],
+    (g, s) =>
+      eachRun(s, (l, r) => {
+        for (const state of RUN_JOB_STATES) g.set({ ...l, state }, r.jobs[state]);
+      }),
+  );
+  gauge('conveyor_producers', "A run's producers by state.", ['queue', 'run', 'state'], (g, s) =>
+    eachRun(s, (l, r) => {
+      for (const state of PRODUCER_STATES)
+        g.set({ ...l, state }, r.producers.list.filter((p) => p.state === state).length);
+    }),
+  );
+  gauge(
+    'conveyor_run_producers_expected',
+    'How many producers the run waits for before it can join.',
+    ['queue', 'run'],
+    (g, s) => eachRun(s, (l, r) => g.set(l, r.producers.expected)),
+  );
+  gauge(
+    'conveyor_consumers',
+    "A run's consumers by state (lost: heartbeat older than the lease).",
+    ['queue', 'run', 'state'],
+    (g, s) =>
+      eachRun(s, (l, r) => {
+        for (const state of CONSUMER_STATES)
+          g.set({ ...l, state }, r.consumers.filter((c) => c.state === state).length);
+      }),
+  );
+  gauge(
+    'conveyor_run_joined',
+    'Whether the run has joined (1) or is still pending (0).',
+    ['queue', 'run'],
+    (g, s) => eachRun(s, (l, r) => g.set(l, r.join.state === 'joined' ? 1 : 0)),
+  );
+  gauge(
+    'conveyor_run_joined_timestamp_seconds',
+    'When the run joined (Unix seconds); absent while pending.',
+    ['queue', 'run'],
+    (g, s) =>
+      eachRun(s, (l, r) => {
+        if (r.join.joinedAt) g.set(l, Date.parse(r.join.joinedAt) / 1000);
+      }),
+  );
+  // A counter computed from Redis: the number of cancelled consumers never goes down within a run.
+  new Counter({
+    name: 'conveyor_consumer_cancellations_total',
+    help: 'Consumers of the run that were cancelled (by the join or by request).',
+    labelNames: ['queue', 'run'],
+    registers: [registry],
+    async collect() {
+      const s = await snapshot();
+      this.reset();
+      if (s) eachRun(s, (l, r) => this.inc(l, r.consumers.filter((c) => c.state === 'cancelled').length));
+    },
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    close: () => (closing ??= Promise.all([...queues.values()].map((q) => q.close())).then(() => undefined)),
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,153 @@
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createProducer } from '../../producers/producer.js';
+import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
+import { registerRunMetrics, type RunMetrics } from '../../shared/metrics/run-metrics.js';
+import { jobOptions, openQueue } from '../../shared/queue.js';
+import { freePort } from '../../shared/redis-server.js';
+import { RunStore } from '../../shared/run/run-store.js';
+import type { ConsumerRecord } from '../../shared/run/types.js';
+import { promtool } from '../helpers/prometheus-server.js';
+import { parseMetrics, series, typeOf, value } from '../helpers/prometheus-text.js';
+import { connect, dropQueue, testQueue } from '../helpers/redis.js';
+
+const LEASE_MS = 10_000;
+let redis: Redis;
+let queue: string;
+const cleanups: (() => Promise<unknown>)[] = [];
+
+beforeEach(() => {
+  redis = connect();
+  queue = testQueue();
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await dropQueue(redis, queue);
+  redis.disconnect();
+});
+
+function consumer(id: string, state: ConsumerRecord['state'], heartbeatAt: number): ConsumerRecord {
+  return {
+    id,
+    host: 'h',
+    pid: 1,
+    concurrency: 1,
+    state,
+    jobsDone: 0,
+    jobsFailed: 0,
+    current: [],
+    startedAt: 0,
+    heartbeatAt,
+  };
+}
+
+function collector(
+  registry: Registry,
+  opts: Partial<Parameters<typeof registerRunMetrics>[1]> = {},
+): RunMetrics {
+  const m = registerRunMetrics(registry, { redis, queues: [queue], leaseMs: LEASE_MS, ...opts });
+  cleanups.push(() => m.close());
+  return m;
+}
+
+describe('run metrics from Redis', () => {
+  it('reports queue depth, the oldest job, and each run’s jobs, producers, consumers and join', async () => {
+    const run = new RunStore(redis, queue, 'r1');
+    await run.create(1);
+    await run.registerProducer('p1', { host: 'h', pid: 1 }, LEASE_MS);
+    const bull = openQueue(queue, redis);
+    cleanups.push(() => bull.close());
+    const producer = createProducer({
+      queue: bull,
+      run,
+      registry: new JobRegistry(builtinJobs),
+      producerId: 'p1',
+      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 10, keepFailed: 10 }),
+    });
+    const ids = await producer.putMany(
+      [0, 1, 2].map((value) => ({ type: 'sleep', payload: { value, ms: 0 } })),
+    );
+    const oldest = await bull.getJob(ids[0]!);
+    const [time] = await redis.time();
+    const now = Number(time) * 1000;
+    await run.saveConsumer(consumer('c-cancelled', 'cancelled', now));
+    await run.saveConsumer(consumer('c-idle', 'idle', now));
+    await run.saveConsumer(consumer('c-silent', 'busy', now - 2 * LEASE_MS));
+
+    const registry = new Registry();
+    collector(registry, { now: () => oldest!.timestamp + 42_000 });
+    let m = await parseMetrics(await registry.metrics());
+    expect(value(m, 'conveyor_redis_up')).toBe(1);
+    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(3);
+    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'active' })).toBe(0);
+    expect(value(m, 'conveyor_queue_oldest_job_age_seconds', { queue })).toBe(42);
+    const r = { queue, run: 'r1' };
+    expect(value(m, 'conveyor_run_jobs', { ...r, state: 'produced' })).toBe(3);
+    expect(value(m, 'conveyor_run_jobs', { ...r, state: 'unfinished' })).toBe(3);
+    expect(value(m, 'conveyor_run_jobs', { ...r, state: 'completed' })).toBe(0);
+    expect(value(m, 'conveyor_producers', { ...r, state: 'running' })).toBe(1);
+    expect(value(m, 'conveyor_producers', { ...r, state: 'done' })).toBe(0);
+    expect(value(m, 'conveyor_run_producers_expected', r)).toBe(1);
+    expect(value(m, 'conveyor_consumers', { ...r, state: 'cancelled' })).toBe(1);
+    expect(value(m, 'conveyor_consumers', { ...r, state: 'idle' })).toBe(1);
+    expect(value(m, 'conveyor_consumers', { ...r, state: 'lost' })).toBe(1);
+    expect(value(m, 'conveyor_consumers', { ...r, state: 'busy' })).toBe(0);
+    expect(typeOf(m, 'conveyor_consumer_cancellations_total')).toBe('counter');
+    expect(value(m, 'conveyor_consumer_cancellations_total', r)).toBe(1);
+    expect(value(m, 'conveyor_run_joined', r)).toBe(0);
+    expect(m.conveyor_run_joined_timestamp_seconds?.data ?? []).toHaveLength(0);
+
+    // Finish every job and the producer: the run joins, and the next scrape says so.
+    await run.recordFinished(
+      ids.map((id, i) => ({ id, outcome: i === 2 ? ('failed' as const) : ('completed' as const) })),
+    );
+    const done = await run.producerDone('p1');
+    expect(done.join.joined).toBe(true);
+    m = await parseMetrics(await registry.metrics());
+    expect(value(m, 'conveyor_run_jobs', { ...r, state: 'completed' })).toBe(2);
+    expect(value(m, 'conveyor_run_jobs', { ...r, state: 'failed' })).toBe(1);
+    expect(value(m, 'conveyor_run_jobs', { ...r, state: 'unfinished' })).toBe(0);
+    expect(value(m, 'conveyor_producers', { ...r, state: 'done' })).toBe(1);
+    expect(value(m, 'conveyor_run_joined', r)).toBe(1);
+    const joinedAt = Number(await redis.hget(run.keys.meta, 'joinedAt'));
+    expect(value(m, 'conveyor_run_joined_timestamp_seconds', r)).toBe(joinedAt / 1000);
+  });
+
+  it('lists only the latest runs, and passes promtool’s lint', async () => {
+    for (const id of ['a', 'b', 'c']) await new RunStore(redis, queue, id).create(1);
+    const registry = new Registry();
+    collector(registry, { runLimit: 2 });
+    const text = await registry.metrics();
+    const runs = series(await parseMetrics(text), 'conveyor_run_joined', { queue }).map((s) => s.labels.run);
+    expect(runs.sort()).toEqual(['b', 'c']);
+    const lint = promtool(['check', 'metrics'], text);
+    expect(lint.output).toBe('');
+    expect(lint.code).toBe(0);
+  });
+
+  it('still answers when Redis does not: conveyor_redis_up 0 and no Redis-backed series', async () => {
+    const port = await freePort();
+    const dead = new Redis(`redis://127.0.0.1:${port}`, {
+      maxRetriesPerRequest: null,
+      retryStrategy: () => 1_000,
+    });
+    dead.on('error', () => undefined);
+    cleanups.push(() => Promise.resolve(dead.disconnect()));
+    const registry = new Registry();
+    const m = registerRunMetrics(registry, {
+      redis: dead,
+      queues: [queue],
+      leaseMs: LEASE_MS,
+      timeoutMs: 300,
+    });
+    const started = Date.now();
+    const parsed = await parseMetrics(await registry.metrics());
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(value(parsed, 'conveyor_redis_up')).toBe(0);
+    expect(parsed.conveyor_queue_jobs?.data ?? []).toHaveLength(0);
+    expect(parsed.conveyor_run_jobs?.data ?? []).toHaveLength(0);
+    dead.disconnect();
+    await m.close();
+  });
+});
