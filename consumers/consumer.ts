@@ -12,8 +12,11 @@ import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
 
 export type ConsumerExit = {
-  /** cancelled: the run joined or someone cancelled it; stopped: a signal; refused: nothing to do. */
-  state: 'cancelled' | 'stopped' | 'refused';
+  /**
+   * cancelled: the run joined or someone cancelled it; stopped: a signal; refused: nothing to do;
+   * aborted: the run's state vanished from Redis, so it can never join correctly.
+   */
+  state: 'cancelled' | 'stopped' | 'refused' | 'aborted';
   reason: string;
   jobsDone: number;
   jobsFailed: number;
@@ -159,7 +162,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   const stopHeartbeat = new AbortController();
   const subscriber = run ? redis.duplicate({ connectionName: `conveyor:consumer-sub:${record.id}` }) : null;
 
-  const end = (mode: 'cancel' | 'stop', reason: string, graceMs: number | null): Promise<ConsumerExit> => {
+  const end = (mode: 'cancel' | 'stop' | 'abort', reason: string, graceMs: number | null): Promise<ConsumerExit> => {
     ending ??= (async () => {
       log.info({ reason }, mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs');
       await save('cancelling').catch(() => undefined);
@@ -183,7 +186,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       if (subscriber) subscriber.disconnect();
       for (const [def, r] of resources) await def.disposeResources?.(r);
       const exit: ConsumerExit = {
-        state: mode === 'cancel' ? 'cancelled' : 'stopped',
+        state: mode === 'cancel' ? 'cancelled' : mode === 'stop' ? 'stopped' : 'aborted',
         reason,
         jobsDone: record.jobsDone,
         jobsFailed: record.jobsFailed,
@@ -212,6 +215,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
 
   // Heartbeat: keeps the record fresh, catches a missed cancel message, and gives the run a join
   // check even when no job finishes (a producer whose lease ran out is settled here).
+  let sawRun = false;
   void (async () => {
     while (!stopHeartbeat.signal.aborted) {
       try {
@@ -224,6 +228,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           if (!ending) await save(active.size > 0 ? 'busy' : 'idle');
           const attempt = await run.tryJoin();
           if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
+          if (attempt.reason !== 'no-run') sawRun = true;
+          else if (sawRun) {
+            log.error('the run\'s state is gone from Redis (restarted without persistence, or flushed): it cannot join; stopping');
+            void end('abort', 'run state lost', config.shutdownGraceMs);
+            return;
+          }
         }
       } catch (err) {
         log.warn({ err: String(err) }, 'heartbeat failed');

@@ -37,8 +37,8 @@ if (started) {
       observer: createConsumerMetrics(metrics.registry, config.queue),
     });
     if (stopping) void consumer.stop('signal during start-up');
-    await consumer.exited;
-    process.exitCode = 0;
+    const exit = await consumer.exited;
+    process.exitCode = exit.state === 'aborted' ? 1 : 0;
     await metrics.linger(signalled.signal);
   } catch (err) {
     if (stopping) {

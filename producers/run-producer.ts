@@ -53,7 +53,11 @@ export async function runProducer(config: ProducerConfig, deps: RunProducerDeps,
       });
       if (state === 'lost' || state === 'missing') {
         lost = true;
-        log.error('this producer missed its lease and the run marked it lost: stopping');
+        log.error(
+          state === 'lost'
+            ? 'this producer missed its lease and the run marked it lost: stopping'
+            : "the run's state is gone from Redis (restarted without persistence, or flushed): stopping",
+        );
         return;
       }
     }
