@@ -114,8 +114,11 @@ local function try_join(reconcile_limit)
   if running > 0 then return {'producers-running', tostring(running)} end
   local open = reconcile(reconcile_limit, now, RECONCILE_GRACE_MS)
   if open > 0 then return {'jobs-unfinished', tostring(open)} end
+  local m = redis.call('HMGET', KEYS[1], 'produced', 'completed', 'failed', 'removed', 'lostProducers')
+  local totals = cjson.encode({produced = tonumber(m[1]) or 0, completed = tonumber(m[2]) or 0,
+    failed = tonumber(m[3]) or 0, removed = tonumber(m[4]) or 0, lostProducers = tonumber(m[5]) or 0})
   redis.call('HSET', KEYS[1], 'state', 'joined', 'joinedAt', now,
-    'unexpected', redis.call('SCARD', KEYS[5]))
+    'unexpected', redis.call('SCARD', KEYS[5]), 'totalsAtJoin', totals)
   redis.call('PUBLISH', ARGV[3], cjson.encode({type = 'joined', joinedAt = now}))
   return {'joined-now', tostring(now)}
 end

@@ -13,6 +13,8 @@ export type RunStatus = {
     joinedAt: string | null;
     /** What the join still waits for, when pending. */
     waitingFor: 'producers-missing' | 'producers-running' | 'jobs-unfinished' | null;
+    /** The counts recorded in the same step that joined the run. */
+    totals: { produced: number; completed: number; failed: number; removed: number; lostProducers: number } | null;
   };
   jobs: {
     produced: number;
@@ -95,7 +97,12 @@ export async function readRunStatus(
     queue,
     createdAt: iso(meta.createdAt) ?? '',
     observedAt: now,
-    join: { state: joined ? 'joined' : 'pending', joinedAt: iso(meta.joinedAt), waitingFor },
+    join: {
+      state: joined ? 'joined' : 'pending',
+      joinedAt: iso(meta.joinedAt),
+      waitingFor,
+      totals: meta.totalsAtJoin ? (JSON.parse(meta.totalsAtJoin) as RunStatus['join']['totals']) : null,
+    },
     jobs: {
       produced: num(meta.produced),
       completed: num(meta.completed),

@@ -48,6 +48,7 @@ describe('RunStore: the join decision', () => {
       const status = await readRunStatus(redis, queue, 'r', 10_000);
       expect(status?.jobs).toMatchObject({ produced: 2, completed: 1, failed: 1, unfinished: 0 });
       expect(status?.join.state).toBe('joined');
+      expect(status?.join.totals).toEqual({ produced: 2, completed: 1, failed: 1, removed: 0, lostProducers: 0 });
     } finally {
       await q.close();
     }
