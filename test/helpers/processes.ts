@@ -15,15 +15,32 @@ export type Spawned = {
 const live = new Set<Spawned>();
 
 /** Starts a conveyor role (or any command) as a real OS process, tracked so leaks fail the test. */
-export function spawnRole(role: Role, env: Record<string, string>, opts: { compiled?: boolean; label?: string } = {}): Spawned {
+export function spawnRole(
+  role: Role,
+  env: Record<string, string>,
+  opts: { compiled?: boolean; label?: string } = {},
+): Spawned {
   const { command, args } = roleCommand(role, opts.compiled ?? false);
   return spawnTracked(opts.label ?? role, command, args, env);
 }
 
-export function spawnTracked(label: string, command: string, args: string[], env: Record<string, string>): Spawned {
+export function spawnTracked(
+  label: string,
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+): Spawned {
   const child = spawn(command, args, {
     cwd: projectRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
+    // Metrics on a free loopback port unless a test asks for one: parallel processes never collide on 9464.
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      LOG_LEVEL: 'info',
+      METRICS_PORT: '0',
+      METRICS_HOST: '127.0.0.1',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -80,13 +97,19 @@ export function spawnTracked(label: string, command: string, args: string[], env
 }
 
 /** Exit with a deadline: a process that does not exit in time fails the test (and is killed). */
-export async function exitOf(p: Spawned, timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+export async function exitOf(
+  p: Spawned,
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
       p.exit,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${p.label} did not exit within ${timeoutMs} ms. Output:\n${p.output()}`)), timeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`${p.label} did not exit within ${timeoutMs} ms. Output:\n${p.output()}`)),
+          timeoutMs,
+        );
       }),
     ]);
   } finally {
