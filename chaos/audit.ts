@@ -1,0 +1,134 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import { bullKeyPrefix } from '../shared/keys.js';
+import { readRunStatus, type RunStatus } from '../shared/run/status.js';
+import type { ChaosProcess } from './processes.js';
+
+export type LedgerEntry = { starts: number; finishes: number };
+
+/** Reads the consumers' ledger: `start <id> <pid> <attempt>` / `finish <id> <pid>` lines. */
+export function readLedger(file: string): Map<string, LedgerEntry> {
+  const ledger = new Map<string, LedgerEntry>();
+  if (!existsSync(file)) return ledger;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const [kind, id] = line.split(' ');
+    if (!id || (kind !== 'start' && kind !== 'finish')) continue;
+    let e = ledger.get(id);
+    if (!e) ledger.set(id, (e = { starts: 0, finishes: 0 }));
+    if (kind === 'start') e.starts++;
+    else e.finishes++;
+  }
+  return ledger;
+}
+
+/**
+ * The producers' side of the ledger, from their own logs: a producer logs `put` with `sent` only after
+ * `putMany` returned, i.e. after Redis acknowledged both the add and the run's `ackAdded`. Ids are
+ * deterministic (`<run>.<producer>.<seq>`), so `sent = n` means ids 0..n-1 were acknowledged.
+ * Independent of Redis: if Redis forgets an acknowledged job, this still remembers it.
+ */
+export function producerAcknowledged(runId: string, producers: readonly ChaosProcess[]): Set<string> {
+  const ids = new Set<string>();
+  for (const p of producers) {
+    let producerId: string | undefined;
+    let sent = 0;
+    for (const line of p.output().split('\n')) {
+      if (!line.includes('"msg":"put"')) continue;
+      try {
+        const rec = JSON.parse(line) as { sent?: number; producerId?: string };
+        if (typeof rec.sent === 'number' && rec.sent > sent) sent = rec.sent;
+        producerId ??= rec.producerId;
+      } catch {
+        // a line cut by a SIGKILL
+      }
+    }
+    for (let i = 0; producerId && i < sent; i++) ids.add(`${runId}.${producerId}.${i}`);
+  }
+  return ids;
+}
+
+export type AuditFigures = {
+  /** Ids acknowledged by a producer (its log) or by the run (its producer records). */
+  acknowledged: number;
+  /** Acknowledged, but never finished by a handler and never completed or failed in BullMQ. */
+  lost: string[];
+  /** Finished in BullMQ or by a handler, but acknowledged by nobody. */
+  unexpected: string[];
+  /** Jobs the run counted more than once (finished or produced). */
+  duplicated: number;
+  /** Handler starts beyond the first, summed over jobs (redeliveries). */
+  duplicateStarts: number;
+  /** Jobs whose handler ran to the end more than once. */
+  reexecuted: number;
+  completed: number;
+  failed: string[];
+  /** Processes that logged flipping the run to joined (must be exactly 1). */
+  joins: number;
+  status: RunStatus | null;
+  /** Acknowledged by a producer but unknown to the run's own counters (Redis forgot them). */
+  forgottenByRun: number;
+};
+
+export async function audit(opts: {
+  redis: Redis;
+  queue: string;
+  runId: string;
+  ledgerFile: string;
+  producers: readonly ChaosProcess[];
+  all: readonly ChaosProcess[];
+  leaseMs: number;
+  /** Ids acknowledged outside the producer processes (idempotency keys, in-process producers). */
+  extraAcknowledged?: Iterable<string>;
+  /** Ids the scenario injected on purpose without a producer (malformed jobs written into Redis). */
+  injected?: ReadonlySet<string>;
+}): Promise<AuditFigures> {
+  const { redis, queue, runId } = opts;
+  const status = await readRunStatus(redis, queue, runId, opts.leaseMs);
+  const fromProducers = producerAcknowledged(runId, opts.producers);
+  const acked = new Set([...fromProducers, ...(opts.extraAcknowledged ?? [])]);
+  for (const p of status?.producers.list ?? []) {
+    for (let i = 0; i < p.produced; i++) acked.add(`${runId}.${p.id}.${i}`);
+  }
+  const prefix = bullKeyPrefix(queue);
+  const [completed, failed] = await Promise.all([
+    redis.zrange(`${prefix}completed`, '0', '-1'),
+    redis.zrange(`${prefix}failed`, '0', '-1'),
+  ]);
+  const ledger = readLedger(opts.ledgerFile);
+  const finished = new Set([...completed, ...failed]);
+  for (const [id, e] of ledger) if (e.finishes > 0) finished.add(id);
+  const injected = opts.injected ?? new Set<string>();
+
+  const lost = [...acked].filter((id) => !finished.has(id));
+  const unexpected = [...finished].filter((id) => !acked.has(id) && !injected.has(id) && id.startsWith(`${runId}.`));
+  let duplicateStarts = 0;
+  let reexecuted = 0;
+  for (const e of ledger.values()) {
+    duplicateStarts += Math.max(0, e.starts - 1);
+    if (e.finishes > 1) reexecuted++;
+  }
+  let duplicated = 0;
+  let forgottenByRun = 0;
+  if (status) {
+    const j = status.jobs;
+    const ackedFinished = [...acked].filter((id) => finished.has(id)).length;
+    const injectedCounted = [...injected].filter((id) => finished.has(id)).length;
+    duplicated += Math.max(0, j.completed + j.failed + j.removed - ackedFinished - injectedCounted);
+    duplicated += Math.max(0, j.produced - acked.size);
+    forgottenByRun = Math.max(0, acked.size - j.produced);
+  }
+  const joins = opts.all.reduce((n, p) => n + p.output().split('\n').filter((l) => l.includes('"msg":"run joined"')).length, 0);
+  return {
+    acknowledged: acked.size,
+    lost,
+    unexpected,
+    duplicated,
+    duplicateStarts,
+    reexecuted,
+    completed: completed.length,
+    failed,
+    joins,
+    status,
+    forgottenByRun,
+  };
+}

@@ -1,0 +1,216 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { ChaosRedis, type Persistence } from './chaos-redis.js';
+import { audit, type AuditFigures } from './audit.js';
+import { ProcessGroup, type ChaosProcess } from './processes.js';
+
+export type ScenarioContext = {
+  /** Full sizes (`npm run chaos -- --full`) or the scaled-down ones CI runs. */
+  full: boolean;
+  redisBinary: string;
+  /** Progress lines for a person watching; never the table itself. */
+  log: (line: string) => void;
+  /** Keep each scenario's process logs and ledger even when it passes. */
+  keepLogs?: boolean;
+};
+
+/** One line of the chaos table. */
+export type Row = {
+  scenario: string;
+  jobs: number;
+  faults: string;
+  lost: number;
+  duplicated: number;
+  duplicateStarts: number;
+  joinSeconds: number | null;
+  pass: boolean;
+  /** 'report': a row whose figures are reported rather than judged (a documented trade-off). */
+  verdict?: 'report' | undefined;
+  notes: string[];
+};
+
+/** Protocol timings scaled down so recovery takes seconds, the same ones the e2e tests use. */
+export const FAST = {
+  HEARTBEAT_MS: '200',
+  LEASE_MS: '3000',
+  LOCK_MS: '2000',
+  STALLED_INTERVAL_MS: '1000',
+  KEEP_COMPLETED: '1000000',
+  KEEP_FAILED: '1000000',
+  SHUTDOWN_GRACE_MS: '10000',
+} as const;
+
+export type Check = [ok: boolean, note: string];
+
+/**
+ * One scenario's world: a private Redis, the processes, the ledger file, and the audit that turns
+ * them into a table row. `close()` leaves nothing running.
+ */
+export class Session {
+  readonly queue = 'chaos';
+  readonly runId = 'run';
+  readonly ledgerFile: string;
+  readonly procs: ProcessGroup;
+  readonly client: Redis;
+  /** When the first conveyor process of the run was started (ms). */
+  t0 = Date.now();
+  faults = 0;
+  private consumerSeq = 0;
+  private producerSeq = 0;
+
+  private constructor(
+    readonly ctx: ScenarioContext,
+    readonly name: string,
+    readonly dir: string,
+    readonly redis: ChaosRedis,
+    /** The URL processes get (may carry credentials; never printed). */
+    readonly redisUrl: string,
+  ) {
+    this.ledgerFile = join(dir, 'ledger.txt');
+    this.procs = new ProcessGroup(dir);
+    this.client = new Redis(redisUrl, {
+      maxRetriesPerRequest: null,
+      retryStrategy: () => 100,
+      connectionName: 'chaos-harness',
+      lazyConnect: true,
+    });
+    this.client.on('error', () => undefined);
+  }
+
+  static async open(
+    ctx: ScenarioContext,
+    name: string,
+    opts: { persistence?: Persistence; redisArgs?: string[]; startRedis?: boolean; url?: (plain: string) => string } = {},
+  ): Promise<Session> {
+    const dir = mkdtempSync(join(tmpdir(), `conveyor-chaos-${name.replace(/[^a-z0-9]+/gi, '-')}-`));
+    const redis = await ChaosRedis.create(ctx.redisBinary, {
+      persistence: opts.persistence,
+      args: opts.redisArgs,
+      start: opts.startRedis,
+    });
+    const url = opts.url ? opts.url(redis.url) : redis.url;
+    const s = new Session(ctx, name, dir, redis, url);
+    if (opts.startRedis !== false) await s.client.connect();
+    return s;
+  }
+
+  /** The environment every process of the run shares; `extra` wins. */
+  env(extra: Record<string, string | number> = {}): Record<string, string> {
+    const base: Record<string, string> = {
+      ...FAST,
+      REDIS_URL: this.redisUrl,
+      QUEUE: this.queue,
+      RUN_ID: this.runId,
+      LOG_LEVEL: 'info',
+      JOB_MODULES: './chaos/ledger-jobs.ts',
+      JOB_TYPE: 'ledger',
+      JOB_PAYLOAD: '{"ms":5}',
+      LEDGER_FILE: this.ledgerFile,
+      PRODUCE_INTERVAL_MS: '0',
+      BATCH_SIZE: '50',
+    };
+    for (const [k, v] of Object.entries(extra)) base[k] = String(v);
+    return base;
+  }
+
+  /** A producer process; LOG_LEVEL=debug because its `put` lines are the producers' ledger. */
+  producer(env: Record<string, string | number> = {}, label?: string): ChaosProcess {
+    const id = label ?? `p${++this.producerSeq}`;
+    return this.procs.spawnRole('producer', id, this.env({ PRODUCER_ID: id, ...env, LOG_LEVEL: 'debug' }));
+  }
+
+  consumer(env: Record<string, string | number> = {}, label?: string): ChaosProcess {
+    const id = label ?? `c${++this.consumerSeq}`;
+    return this.procs.spawnRole('consumer', id, this.env({ CONSUMER_ID: id, ...env }));
+  }
+
+  producers(): ChaosProcess[] {
+    return this.procs.all.filter((p) => p.role === 'producer');
+  }
+
+  /** The run's joinedAt (ms), polling until it joins or `timeoutMs` passes (then null). */
+  async waitForJoin(timeoutMs: number, everyMs = 200): Promise<number | null> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const [state, joinedAt] = await this.client.hmget(`{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:meta`, 'state', 'joinedAt');
+      if (state === 'joined') return Number(joinedAt);
+      await sleep(everyMs);
+    }
+    return null;
+  }
+
+  async unfinished(): Promise<number> {
+    return this.client.scard(`{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:open`);
+  }
+
+  audit(opts: { extraAcknowledged?: Iterable<string>; injected?: ReadonlySet<string> } = {}): Promise<AuditFigures> {
+    return audit({
+      redis: this.client,
+      queue: this.queue,
+      runId: this.runId,
+      ledgerFile: this.ledgerFile,
+      producers: this.producers(),
+      all: this.procs.all,
+      leaseMs: Number(FAST.LEASE_MS),
+      ...opts,
+    });
+  }
+
+  /**
+   * The standard verdict: 0 lost, 0 counted twice, 0 unexpected, joined exactly once; plus the
+   * scenario's own checks. `expectJoin: false` for scenarios whose honest outcome is no join.
+   */
+  row(
+    a: AuditFigures,
+    opts: { jobs: number; joinedAt: number | null; checks?: Check[]; expectJoin?: boolean; notes?: string[]; faults?: string },
+  ): Row {
+    const notes = [...(opts.notes ?? [])];
+    const checks: Check[] = [
+      [a.lost.length === 0, `lost ${a.lost.length}${a.lost.length ? ` (e.g. ${a.lost.slice(0, 3).join(', ')})` : ''}`],
+      [a.duplicated === 0, `counted twice ${a.duplicated}`],
+      [a.unexpected.length === 0, `unexpected ${a.unexpected.length}`],
+      ...(opts.expectJoin === false ? [] : ([[opts.joinedAt !== null && a.joins === 1, `joined ${a.joins}x`]] as Check[])),
+      ...(opts.checks ?? []),
+    ];
+    for (const [ok, note] of checks) if (!ok) notes.push(`FAILED: ${note}`);
+    if (a.reexecuted > 0) notes.push(`${a.reexecuted} handler(s) ran to the end twice`);
+    if (a.failed.length > 0) notes.push(`${a.failed.length} failed`);
+    const pass = checks.every(([ok]) => ok);
+    return {
+      scenario: this.name,
+      jobs: opts.jobs,
+      faults: opts.faults ?? String(this.faults),
+      lost: a.lost.length,
+      duplicated: a.duplicated,
+      duplicateStarts: a.duplicateStarts,
+      joinSeconds: opts.joinedAt === null ? null : Math.round((opts.joinedAt - this.t0) / 100) / 10,
+      pass,
+      notes,
+    };
+  }
+
+  /** Stops everything this scenario started; keeps the logs folder when asked to (or on failure). */
+  async close(keep = false): Promise<string | null> {
+    const stragglers = await this.procs.settle(0);
+    this.client.disconnect();
+    await this.redis.stop();
+    if (keep || this.ctx.keepLogs) return this.dir;
+    rmSync(this.dir, { recursive: true, force: true });
+    void stragglers;
+    return null;
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `check` every `everyMs` until it returns true; false after `timeoutMs`. */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(everyMs);
+  }
+}
