@@ -75,7 +75,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   if (run && (await run.isJoined())) {
     log.info(`run "${run.runId}" has already joined: nothing to consume, exiting`);
     const exit: ConsumerExit = { state: 'refused', reason: 'run already joined', jobsDone: 0, jobsFailed: 0 };
-    return { id: record.id, exited: Promise.resolve(exit), cancel: () => Promise.resolve(exit), stop: () => Promise.resolve(exit) };
+    return {
+      id: record.id,
+      exited: Promise.resolve(exit),
+      cancel: () => Promise.resolve(exit),
+      stop: () => Promise.resolve(exit),
+    };
   }
 
   const active = new Map<string, AbortController>();
@@ -103,7 +108,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
 
   const processor = async (job: Job<JobData>): Promise<unknown> => {
     const def = registry.get(job.name);
-    if (!def) throw new UnrecoverableError(`unknown job type "${job.name}" (known: ${registry.names().join(', ')})`);
+    if (!def)
+      throw new UnrecoverableError(`unknown job type "${job.name}" (known: ${registry.names().join(', ')})`);
     const data = readJobData(job.data);
     if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
     const valid = registry.validate(job.name, data.payload);
@@ -137,20 +143,33 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
   worker.on('completed', (job) => {
     record.jobsDone++;
-    observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome: 'completed', durationMs: durationOf(job) });
+    observer.jobFinished?.({
+      id: job.id ?? '?',
+      name: job.name,
+      outcome: 'completed',
+      durationMs: durationOf(job),
+    });
     const data = readJobData(job.data);
     if (data && job.id) recorder.add(data.run, job.id, 'completed');
   });
   worker.on('failed', (job, err) => {
     if (!job) return;
     const final = Boolean(job.finishedOn);
-    log.warn({ jobId: job.id, attempt: job.attemptsMade, final, err: err.message }, final ? 'job failed' : 'job failed; will retry');
+    log.warn(
+      { jobId: job.id, attempt: job.attemptsMade, final, err: err.message },
+      final ? 'job failed' : 'job failed; will retry',
+    );
     if (!final) {
       observer.jobRetried?.({ id: job.id ?? '?', name: job.name });
       return;
     }
     record.jobsFailed++;
-    observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome: 'failed', durationMs: durationOf(job) });
+    observer.jobFinished?.({
+      id: job.id ?? '?',
+      name: job.name,
+      outcome: 'failed',
+      durationMs: durationOf(job),
+    });
     const data = readJobData(job.data);
     if (data && job.id) recorder.add(data.run, job.id, 'failed');
   });
@@ -162,17 +181,29 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   const stopHeartbeat = new AbortController();
   const subscriber = run ? redis.duplicate({ connectionName: `conveyor:consumer-sub:${record.id}` }) : null;
 
-  const end = (mode: 'cancel' | 'stop' | 'abort', reason: string, graceMs: number | null): Promise<ConsumerExit> => {
+  const end = (
+    mode: 'cancel' | 'stop' | 'abort',
+    reason: string,
+    graceMs: number | null,
+  ): Promise<ConsumerExit> => {
     ending ??= (async () => {
-      log.info({ reason }, mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs');
+      log.info(
+        { reason },
+        mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs',
+      );
       await save('cancelling').catch(() => undefined);
       const closing = worker.close();
       // A cancel waits for held jobs as long as they take (asyncio's cancel after join has none);
       // a signal gives them the grace period, then releases them for another consumer to retry.
       const finished =
-        graceMs === null ? await closing.then(() => true) : await Promise.race([closing.then(() => true), sleep(graceMs, false)]);
+        graceMs === null
+          ? await closing.then(() => true)
+          : await Promise.race([closing.then(() => true), sleep(graceMs, false)]);
       if (!finished) {
-        log.warn({ held: [...active.keys()] }, 'grace period over: aborting held jobs so they are retried elsewhere');
+        log.warn(
+          { held: [...active.keys()] },
+          'grace period over: aborting held jobs so they are retried elsewhere',
+        );
         for (const c of active.values()) c.abort(new Error('consumer stopping'));
         const released = await Promise.race([closing.then(() => true), sleep(2_000, false)]);
         if (!released) await worker.close(true);
@@ -203,7 +234,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     subscriber.on('message', (_channel: string, message: string) => {
       const event = parseRunEvent(message);
       if (event?.type === 'joined') void cancel('run joined');
-      if (event?.type === 'cancel' && (event.consumer === record.id || event.consumer === '*')) void cancel(event.reason);
+      if (event?.type === 'cancel' && (event.consumer === record.id || event.consumer === '*'))
+        void cancel(event.reason);
     });
     subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
     await subscriber.subscribe(run.keys.events);
@@ -230,7 +262,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
           if (attempt.reason !== 'no-run') sawRun = true;
           else if (sawRun) {
-            log.error('the run\'s state is gone from Redis (restarted without persistence, or flushed): it cannot join; stopping');
+            log.error(
+              "the run's state is gone from Redis (restarted without persistence, or flushed): it cannot join; stopping",
+            );
             void end('abort', 'run state lost', config.shutdownGraceMs);
             return;
           }

@@ -48,12 +48,16 @@ export class FinishRecorder {
       for (;;) {
         try {
           const r = await store.recordFinished(entries);
-          if (r.duplicates > 0) this.log.warn({ runId, duplicates: r.duplicates }, 'finish already counted (redelivered job)');
+          if (r.duplicates > 0)
+            this.log.warn({ runId, duplicates: r.duplicates }, 'finish already counted (redelivered job)');
           if (r.join.joinedNow) this.onJoin(runId, r.join);
           break;
         } catch (err) {
           if (this.disposed) {
-            this.log.error({ runId, lost: entries.length }, 'gave up reporting finished jobs; the join check will reconcile them');
+            this.log.error(
+              { runId, lost: entries.length },
+              'gave up reporting finished jobs; the join check will reconcile them',
+            );
             break;
           }
           this.log.warn({ runId, err: String(err) }, 'could not record finished jobs; retrying');

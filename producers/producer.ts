@@ -58,7 +58,9 @@ export function createProducer(deps: ProducerDeps): Producer {
       }
       return { ...item, payload: v.payload };
     });
-    const ids = checked.map((item) => (item.key ? `${run.runId}.k.${item.key}` : `${run.runId}.${producerId}.${seq++}`));
+    const ids = checked.map((item) =>
+      item.key ? `${run.runId}.k.${item.key}` : `${run.runId}.${producerId}.${seq++}`,
+    );
     await run.markInflight(producerId, ids);
     await queue.addBulk(
       checked.map((item, i) => ({

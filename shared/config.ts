@@ -96,7 +96,9 @@ export function parseEnv<S extends z.ZodRawShape>(shape: S, env: Env): z.infer<z
   const problems = result.error.issues.map((issue) => {
     const key = String(issue.path[0] ?? '?');
     const given = env[key];
-    const shown = key.includes('PASSWORD') || key.includes('TOKEN') ? '<hidden>' : JSON.stringify(given);
+    const secret = /PASSWORD|TOKEN|SECRET/.test(key);
+    // A URL may carry a password even when it is malformed: mask whatever sits between ':' and '@'.
+    const shown = secret ? '<hidden>' : JSON.stringify(given?.replace(/(\/\/[^/:@]*:)[^@/]*@/, '$1***@'));
     return `${key}: ${issue.message} (got ${shown})`;
   });
   throw new ConfigError(problems);

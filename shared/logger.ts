@@ -12,8 +12,14 @@ export function createLogger(opts: { level: string; service: string; pretty?: bo
     return pino({
       level: opts.level,
       base,
-      transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname', destination: 2 } },
+      transport: {
+        target: 'pino-pretty',
+        options: { colorize: true, ignore: 'pid,hostname', destination: 2 },
+      },
     });
   }
-  return pino({ level: opts.level, base, redact: ['redisUrl', '*.password', '*.token'] }, pino.destination(2));
+  return pino(
+    { level: opts.level, base, redact: ['redisUrl', '*.password', '*.token'] },
+    pino.destination(2),
+  );
 }

@@ -47,11 +47,27 @@ export function freePort(): Promise<number> {
  * Starts a private `redis-server` on loopback on a free port (no persistence unless `args` ask for it),
  * resolving once it accepts connections.
  */
-export async function startRedisServer(opts: { binary: string; port?: number; args?: string[] }): Promise<RedisServerHandle> {
+export async function startRedisServer(opts: {
+  binary: string;
+  port?: number;
+  args?: string[];
+}): Promise<RedisServerHandle> {
   const binary = opts.binary;
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(opts.args ?? [])];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    ...(opts.args ?? []),
+  ];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const ready = new Promise<void>((resolve, reject) => {
@@ -61,7 +77,9 @@ export async function startRedisServer(opts: { binary: string; port?: number; ar
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} before it was ready:\n${output}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`redis-server exited with code ${code} before it was ready:\n${output}`)),
+    );
     child.once('error', reject);
   });
   await ready;

@@ -22,6 +22,10 @@ export const projectRoot = (() => {
  * runs), else the TypeScript source through tsx.
  */
 export function roleCommand(role: Role, compiled: boolean): { command: string; args: string[] } {
-  if (compiled) return { command: process.execPath, args: [resolve(projectRoot, 'dist', `${roleEntry[role]}.js`)] };
-  return { command: process.execPath, args: ['--import', 'tsx', resolve(projectRoot, `${roleEntry[role]}.ts`)] };
+  if (compiled)
+    return { command: process.execPath, args: [resolve(projectRoot, 'dist', `${roleEntry[role]}.js`)] };
+  return {
+    command: process.execPath,
+    args: ['--import', 'tsx', resolve(projectRoot, `${roleEntry[role]}.ts`)],
+  };
 }

@@ -6,7 +6,11 @@ export type ShutdownStep = { name: string; run: () => Promise<unknown> };
  * Runs cleanup steps in order, once: a second call gets the same promise. Each step is bounded by
  * `stepTimeoutMs` and its failure is logged, never allowed to stop the steps after it.
  */
-export function makeCloser(steps: () => ShutdownStep[], log: Logger, stepTimeoutMs: number): () => Promise<void> {
+export function makeCloser(
+  steps: () => ShutdownStep[],
+  log: Logger,
+  stepTimeoutMs: number,
+): () => Promise<void> {
   let closing: Promise<void> | undefined;
   return () => {
     closing ??= (async () => {
@@ -16,11 +20,17 @@ export function makeCloser(steps: () => ShutdownStep[], log: Logger, stepTimeout
           await Promise.race([
             step.run(),
             new Promise((_, reject) => {
-              timer = setTimeout(() => reject(new Error(`timed out after ${stepTimeoutMs} ms`)), stepTimeoutMs);
+              timer = setTimeout(
+                () => reject(new Error(`timed out after ${stepTimeoutMs} ms`)),
+                stepTimeoutMs,
+              );
             }),
           ]);
         } catch (err) {
-          log.warn({ step: step.name, err: err instanceof Error ? err.message : String(err) }, 'shutdown step failed');
+          log.warn(
+            { step: step.name, err: err instanceof Error ? err.message : String(err) },
+            'shutdown step failed',
+          );
         } finally {
           clearTimeout(timer);
         }

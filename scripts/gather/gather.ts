@@ -25,14 +25,22 @@ export type GatherDeps = {
  * `gather`: waits for every one and returns their results in order. With no consumer attached to
  * the queue it starts one in this process (cancelled by the join, like the seed's consumers).
  */
-export async function gather(n: number, jobMs: number, retry: RetryPolicy, deps: GatherDeps): Promise<unknown[]> {
+export async function gather(
+  n: number,
+  jobMs: number,
+  retry: RetryPolicy,
+  deps: GatherDeps,
+): Promise<unknown[]> {
   const { redis, queue, log } = deps;
   const runId = `gather-${Date.now()}-${randomBytes(3).toString('hex')}`;
   const run = new RunStore(redis, queue.name, runId);
   await run.create(1, deps.consumerConfig.leaseMs);
   await run.registerProducer('gather', { host: deps.host, pid: deps.pid }, deps.consumerConfig.leaseMs);
   const eventsConnection = redis.duplicate();
-  const events = new QueueEvents(queue.name, { connection: eventsConnection, prefix: queuePrefix(queue.name) });
+  const events = new QueueEvents(queue.name, {
+    connection: eventsConnection,
+    prefix: queuePrefix(queue.name),
+  });
   await events.waitUntilReady();
   try {
     const workers = await queue.getWorkersCount().catch(() => 0);
@@ -44,8 +52,16 @@ export async function gather(n: number, jobMs: number, retry: RetryPolicy, deps:
           )
         : null;
     log.info({ runId, jobs: n, ownConsumer: own !== null }, 'gather: enqueuing');
-    const producer = createProducer({ queue, run, registry: deps.registry, producerId: 'gather', jobOptions: jobOptions(retry) });
-    const ids = await producer.putMany(Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: jobMs } })));
+    const producer = createProducer({
+      queue,
+      run,
+      registry: deps.registry,
+      producerId: 'gather',
+      jobOptions: jobOptions(retry),
+    });
+    const ids = await producer.putMany(
+      Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: jobMs } })),
+    );
     await run.producerDone('gather');
     const results = await Promise.all(
       ids.map(async (id) => {

@@ -13,9 +13,20 @@ const started = startProcess(
   (env) => {
     const { positionals } = parseArgs({ allowPositionals: true, args: process.argv.slice(2) });
     const n = Number(positionals[0] ?? '5');
-    if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new ConfigError([`argument: the job count must be a whole number from 0 to 100000 (got ${JSON.stringify(positionals[0])})`]);
-    const e = parseEnv({ JOB_MS: int(1_000, 0, 3_600_000), ATTEMPTS: int(3, 1, 1_000), BACKOFF_MS: int(1_000, 0, 3_600_000) }, env);
-    return { ...loadConsumerConfig(env), n, jobMs: e.JOB_MS, retry: { attempts: e.ATTEMPTS, backoffMs: e.BACKOFF_MS, keepCompleted: 1_000, keepFailed: 10_000 } };
+    if (!Number.isInteger(n) || n < 0 || n > 100_000)
+      throw new ConfigError([
+        `argument: the job count must be a whole number from 0 to 100000 (got ${JSON.stringify(positionals[0])})`,
+      ]);
+    const e = parseEnv(
+      { JOB_MS: int(1_000, 0, 3_600_000), ATTEMPTS: int(3, 1, 1_000), BACKOFF_MS: int(1_000, 0, 3_600_000) },
+      env,
+    );
+    return {
+      ...loadConsumerConfig(env),
+      n,
+      jobMs: e.JOB_MS,
+      retry: { attempts: e.ATTEMPTS, backoffMs: e.BACKOFF_MS, keepCompleted: 1_000, keepFailed: 10_000 },
+    };
   },
   process,
 );

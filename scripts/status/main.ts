@@ -16,7 +16,11 @@ const started = startProcess(
 if (started) {
   const { config, log } = started;
   const { values } = parseArgs({
-    options: { json: { type: 'boolean', default: false }, run: { type: 'string' }, list: { type: 'boolean', default: false } },
+    options: {
+      json: { type: 'boolean', default: false },
+      run: { type: 'string' },
+      list: { type: 'boolean', default: false },
+    },
   });
   const redis = createRedis(config, log, 'conveyor:status');
   try {
@@ -26,8 +30,10 @@ if (started) {
       process.stdout.write(values.json ? `${JSON.stringify(runs)}\n` : `${runs.join('\n')}\n`);
     } else {
       const runId = values.run ?? config.runId ?? (await listRuns(redis, config.queue, 1))[0];
-      if (runId !== undefined && !nameSchema.safeParse(runId).success) throw new Error(`--run: "${runId}" is not a valid run id`);
-      const status = runId === undefined ? null : await readRunStatus(redis, config.queue, runId, config.leaseMs);
+      if (runId !== undefined && !nameSchema.safeParse(runId).success)
+        throw new Error(`--run: "${runId}" is not a valid run id`);
+      const status =
+        runId === undefined ? null : await readRunStatus(redis, config.queue, runId, config.leaseMs);
       if (!status) {
         process.stderr.write(`status: no run ${runId ? `"${runId}" ` : ''}on queue "${config.queue}"\n`);
         process.exitCode = 1;

@@ -26,7 +26,9 @@ export type JobDefinition<P = unknown, Result = unknown, R = unknown> = {
 };
 
 /** Identity helper so TypeScript infers payload, result and resource types from the parts. */
-export function defineJob<P, Result, R = undefined>(def: JobDefinition<P, Result, R>): JobDefinition<P, Result, R> {
+export function defineJob<P, Result, R = undefined>(
+  def: JobDefinition<P, Result, R>,
+): JobDefinition<P, Result, R> {
   return def;
 }
 

@@ -30,16 +30,24 @@ export const fetchJob = defineJob({
   handler: ({ url }, { resources, signal }) => get(url, resources, signal),
 });
 
-function get(url: string, agents: Agents, signal: AbortSignal): Promise<{ url: string; status: number; bytes: number }> {
+function get(
+  url: string,
+  agents: Agents,
+  signal: AbortSignal,
+): Promise<{ url: string; status: number; bytes: number }> {
   const secure = url.startsWith('https:');
   const request = secure ? https.get : http.get;
   return new Promise((resolve, reject) => {
-    const req = request(url, { agent: secure ? agents.https : agents.http, signal, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-      let bytes = 0;
-      res.on('data', (chunk: Buffer) => (bytes += chunk.length));
-      res.on('end', () => resolve({ url, status: res.statusCode ?? 0, bytes }));
-      res.on('error', reject);
-    });
+    const req = request(
+      url,
+      { agent: secure ? agents.https : agents.http, signal, timeout: REQUEST_TIMEOUT_MS },
+      (res) => {
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+        res.on('end', () => resolve({ url, status: res.statusCode ?? 0, bytes }));
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out after ${REQUEST_TIMEOUT_MS} ms`)));
     req.on('error', reject);
   });

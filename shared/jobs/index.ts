@@ -26,7 +26,8 @@ export async function loadJobRegistry(modules: readonly string[], cwd: string): 
     const url = spec.startsWith('.') || spec.startsWith('/') ? pathToFileURL(resolve(cwd, spec)).href : spec;
     const mod = (await import(url)) as Record<string, unknown>;
     const defs = Object.values(mod).filter(isDefinition);
-    if (defs.length === 0) throw new Error(`JOB_MODULES: "${spec}" exports no job definition (use defineJob).`);
+    if (defs.length === 0)
+      throw new Error(`JOB_MODULES: "${spec}" exports no job definition (use defineJob).`);
     for (const d of defs) registry.register(d);
   }
   return registry;

@@ -15,7 +15,8 @@ export class JobRegistry {
   }
 
   register(definition: AnyJobDefinition): this {
-    if (this.byName.has(definition.name)) throw new Error(`Job type "${definition.name}" is registered twice.`);
+    if (this.byName.has(definition.name))
+      throw new Error(`Job type "${definition.name}" is registered twice.`);
     this.byName.set(definition.name, definition);
     return this;
   }

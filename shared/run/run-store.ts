@@ -37,8 +37,7 @@ export class RunError extends Error {
 }
 
 export type RunEvent =
-  | { type: 'joined'; joinedAt: number }
-  | { type: 'cancel'; consumer: string; reason: string };
+  { type: 'joined'; joinedAt: number } | { type: 'cancel'; consumer: string; reason: string };
 
 /**
  * One run's state in Redis: producers, acknowledged jobs, consumers, the join and cancellation.
@@ -61,9 +60,11 @@ export class RunStore {
   }
 
   private call(script: keyof typeof scripts, ...args: (string | number)[]): Promise<unknown> {
-    return scripts[script](this.redis, this.scriptKeys, [...this.commonArgs, ...args]).catch((err: unknown) => {
-      throw this.translate(err);
-    });
+    return scripts[script](this.redis, this.scriptKeys, [...this.commonArgs, ...args]).catch(
+      (err: unknown) => {
+        throw this.translate(err);
+      },
+    );
   }
 
   private translate(err: unknown): unknown {
@@ -75,9 +76,15 @@ export class RunStore {
       case 'JOINED':
         return new RunError('joined', `The ${run} has already joined; start a new run with a new RUN_ID.`);
       case 'FULL':
-        return new RunError('full', `The ${run} expects ${detail} producers and all of them have registered.`);
+        return new RunError(
+          'full',
+          `The ${run} expects ${detail} producers and all of them have registered.`,
+        );
       case 'FINISHED':
-        return new RunError('finished', `This producer is already ${detail} in the ${run}; it cannot produce again.`);
+        return new RunError(
+          'finished',
+          `This producer is already ${detail} in the ${run}; it cannot produce again.`,
+        );
       case 'EXPECTED_MISMATCH':
         return new RunError(
           'expected-mismatch',
@@ -135,12 +142,11 @@ export class RunStore {
     entries: readonly { id: string; outcome: FinishOutcome }[],
   ): Promise<{ counted: number; duplicates: number; join: JoinAttempt }> {
     const args = entries.flatMap((e) => [e.id, e.outcome]);
-    const [counted, duplicates, reason, detail] = (await this.call('recordFinished', RECONCILE_LIMIT, ...args)) as [
-      number,
-      number,
-      JoinReason,
-      string,
-    ];
+    const [counted, duplicates, reason, detail] = (await this.call(
+      'recordFinished',
+      RECONCILE_LIMIT,
+      ...args,
+    )) as [number, number, JoinReason, string];
     return { counted, duplicates, join: toAttempt(reason, detail) };
   }
 
@@ -186,9 +192,14 @@ function toAttempt(reason: JoinReason, detail: string): JoinAttempt {
 export function parseRunEvent(message: string): RunEvent | null {
   try {
     const v = JSON.parse(message) as Partial<RunEvent>;
-    if (v.type === 'joined' && typeof v.joinedAt === 'number') return { type: 'joined', joinedAt: v.joinedAt };
+    if (v.type === 'joined' && typeof v.joinedAt === 'number')
+      return { type: 'joined', joinedAt: v.joinedAt };
     if (v.type === 'cancel' && typeof v.consumer === 'string')
-      return { type: 'cancel', consumer: v.consumer, reason: typeof v.reason === 'string' ? v.reason : 'cancel' };
+      return {
+        type: 'cancel',
+        consumer: v.consumer,
+        reason: typeof v.reason === 'string' ? v.reason : 'cancel',
+      };
   } catch {
     // not ours
   }

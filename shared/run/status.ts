@@ -14,7 +14,13 @@ export type RunStatus = {
     /** What the join still waits for, when pending. */
     waitingFor: 'producers-missing' | 'producers-running' | 'jobs-unfinished' | null;
     /** The counts recorded in the same step that joined the run. */
-    totals: { produced: number; completed: number; failed: number; removed: number; lostProducers: number } | null;
+    totals: {
+      produced: number;
+      completed: number;
+      failed: number;
+      removed: number;
+      lostProducers: number;
+    } | null;
   };
   jobs: {
     produced: number;
@@ -73,7 +79,9 @@ export async function readRunStatus(
 
   const producers = producersRaw
     .map((raw) => JSON.parse(raw) as ProducerRecord)
-    .map((p) => (p.state === 'running' && now - p.heartbeatAt > leaseMs ? { ...p, state: 'lost' as const } : p))
+    .map((p) =>
+      p.state === 'running' && now - p.heartbeatAt > leaseMs ? { ...p, state: 'lost' as const } : p,
+    )
     .sort((a, b) => a.startedAt - b.startedAt);
   const consumers = consumersRaw
     .map((raw) => JSON.parse(raw) as ConsumerRecord)

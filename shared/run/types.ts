@@ -1,5 +1,6 @@
 /** Why a run has not joined yet, or that it has. */
-export type JoinReason = 'joined-now' | 'joined' | 'producers-missing' | 'producers-running' | 'jobs-unfinished' | 'no-run';
+export type JoinReason =
+  'joined-now' | 'joined' | 'producers-missing' | 'producers-running' | 'jobs-unfinished' | 'no-run';
 
 export type JoinAttempt = {
   reason: JoinReason;

@@ -9,7 +9,13 @@ import { exitOf, killLeftovers, spawnRole, spawnTracked, type Spawned } from '..
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 
 /** Fast protocol timings so crash recovery happens in seconds, not the production half-minute. */
-const FAST = { HEARTBEAT_MS: '200', LEASE_MS: '3000', LOCK_MS: '2000', STALLED_INTERVAL_MS: '1000', KEEP_COMPLETED: '100000' };
+const FAST = {
+  HEARTBEAT_MS: '200',
+  LEASE_MS: '3000',
+  LOCK_MS: '2000',
+  STALLED_INTERVAL_MS: '1000',
+  KEEP_COMPLETED: '100000',
+};
 
 const joinedLines = (procs: Spawned[]) =>
   procs.flatMap((p) => p.output().split('\n')).filter((l) => l.includes('"msg":"run joined"')).length;
@@ -37,11 +43,14 @@ describe('end to end: real producer and consumer processes', () => {
     return s;
   };
   const completedIds = async () => (await redis.zrange(`${bullKeyPrefix(queue)}completed`, '0', '-1')).sort();
-  const idsOf = (producers: string[], n: number) => producers.flatMap((p) => Array.from({ length: n }, (_, i) => `run1.${p}.${i}`)).sort();
+  const idsOf = (producers: string[], n: number) =>
+    producers.flatMap((p) => Array.from({ length: n }, (_, i) => `run1.${p}.${i}`)).sort();
 
   it('3 producers started at staggered times + 2 consumers: joined exactly once, totals exact, all exit 0', async () => {
     const env = { ...base, PRODUCERS: '3', JOBS: '4', PRODUCE_INTERVAL_MS: '30', JOB_MS: '40' };
-    const consumers = ['c1', 'c2'].map((id) => spawnRole('consumer', { ...env, CONSUMER_ID: id }, { label: id }));
+    const consumers = ['c1', 'c2'].map((id) =>
+      spawnRole('consumer', { ...env, CONSUMER_ID: id }, { label: id }),
+    );
     const producers: Spawned[] = [];
     for (const id of ['p1', 'p2', 'p3']) {
       const p = spawnRole('producer', { ...env, PRODUCER_ID: id }, { label: id });
@@ -49,7 +58,9 @@ describe('end to end: real producer and consumer processes', () => {
       expect((await exitOf(p)).code).toBe(0);
       if (id !== 'p3') {
         // Every job so far may be finished, but a producer that has not started holds the join back.
-        await pollUntil('jobs so far to finish', async () => ((await status()).jobs.unfinished === 0 ? true : undefined));
+        await pollUntil('jobs so far to finish', async () =>
+          (await status()).jobs.unfinished === 0 ? true : undefined,
+        );
         expect((await status()).join).toMatchObject({ state: 'pending', waitingFor: 'producers-missing' });
       }
     }
@@ -58,7 +69,13 @@ describe('end to end: real producer and consumer processes', () => {
 
     const s = await status();
     expect(s.join.state).toBe('joined');
-    expect(s.jobs).toMatchObject({ produced: 12, completed: 12, failed: 0, unfinished: 0, duplicateFinishes: 0 });
+    expect(s.jobs).toMatchObject({
+      produced: 12,
+      completed: 12,
+      failed: 0,
+      unfinished: 0,
+      duplicateFinishes: 0,
+    });
     expect(s.producers).toMatchObject({ expected: 3, done: 3, lost: 0 });
     expect(s.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);
     expect(await completedIds()).toEqual(idsOf(['p1', 'p2', 'p3'], 4));
@@ -66,7 +83,15 @@ describe('end to end: real producer and consumer processes', () => {
   });
 
   it('a consumer SIGKILLed mid-job: another recovers its job and the run joins with exact totals', async () => {
-    const env = { ...base, PRODUCERS: '1', JOBS: '6', BATCH_SIZE: '6', PRODUCE_INTERVAL_MS: '0', JOB_MS: '1500', CONCURRENCY: '2' };
+    const env = {
+      ...base,
+      PRODUCERS: '1',
+      JOBS: '6',
+      BATCH_SIZE: '6',
+      PRODUCE_INTERVAL_MS: '0',
+      JOB_MS: '1500',
+      CONCURRENCY: '2',
+    };
     const victim = spawnRole('consumer', { ...env, CONSUMER_ID: 'victim' }, { label: 'victim' });
     await victim.waitFor('consumer ready');
     const producer = spawnRole('producer', { ...env, PRODUCER_ID: 'p1' }, { label: 'p1' });
@@ -82,7 +107,13 @@ describe('end to end: real producer and consumer processes', () => {
 
     const s = await status();
     expect(s.join.state).toBe('joined');
-    expect(s.jobs).toMatchObject({ produced: 6, completed: 6, failed: 0, unfinished: 0, duplicateFinishes: 0 });
+    expect(s.jobs).toMatchObject({
+      produced: 6,
+      completed: 6,
+      failed: 0,
+      unfinished: 0,
+      duplicateFinishes: 0,
+    });
     expect(await completedIds()).toEqual(idsOf(['p1'], 6));
     expect(s.consumers.find((c) => c.id === 'victim')?.state).toBe('lost');
     expect(s.consumers.find((c) => c.id === 'rescuer')?.state).toBe('cancelled');
@@ -159,11 +190,16 @@ describe('end to end: real producer and consumer processes', () => {
   });
 
   it('gather 5: prints the results in order, starting its own consumer when none runs', async () => {
-    const p = spawnTracked('gather', process.execPath, ['--import', 'tsx', `${projectRoot}/scripts/gather/main.ts`, '5'], {
-      ...base,
-      JOB_MS: '100',
-      LOG_LEVEL: 'warn',
-    });
+    const p = spawnTracked(
+      'gather',
+      process.execPath,
+      ['--import', 'tsx', `${projectRoot}/scripts/gather/main.ts`, '5'],
+      {
+        ...base,
+        JOB_MS: '100',
+        LOG_LEVEL: 'warn',
+      },
+    );
     expect((await exitOf(p)).code).toBe(0);
     expect(p.stdout()).toBe('[ 0, 1, 2, 3, 4 ]\n');
   });
@@ -180,9 +216,20 @@ describe('end to end: Redis comes and goes', () => {
 
   it('processes started while Redis is down say they are waiting, then run the job run once it is up', async () => {
     const binary = inject('redisServerBinary');
-    if (!binary) throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
+    if (!binary)
+      throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
     const port = await freePort();
-    const env = { ...FAST, REDIS_URL: `redis://127.0.0.1:${port}`, QUEUE: testQueue(), RUN_ID: 'r', PRODUCERS: '1', JOBS: '3', PRODUCE_INTERVAL_MS: '0', BATCH_SIZE: '3', JOB_MS: '10' };
+    const env = {
+      ...FAST,
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      QUEUE: testQueue(),
+      RUN_ID: 'r',
+      PRODUCERS: '1',
+      JOBS: '3',
+      PRODUCE_INTERVAL_MS: '0',
+      BATCH_SIZE: '3',
+      JOB_MS: '10',
+    };
     const consumer = spawnRole('consumer', env);
     const producer = spawnRole('producer', env);
     await consumer.waitFor('waiting for Redis');
@@ -192,7 +239,10 @@ describe('end to end: Redis comes and goes', () => {
     expect((await exitOf(consumer)).code).toBe(0);
     const redis = connect(server.url);
     try {
-      expect((await readRunStatus(redis, env.QUEUE, 'r', 3_000))?.jobs).toMatchObject({ produced: 3, completed: 3 });
+      expect((await readRunStatus(redis, env.QUEUE, 'r', 3_000))?.jobs).toMatchObject({
+        produced: 3,
+        completed: 3,
+      });
     } finally {
       redis.disconnect();
     }
@@ -205,14 +255,19 @@ describe('npm start (the demo)', () => {
   });
 
   it('starts its own Redis, runs producers and consumers to a join, and exits 0', async () => {
-    const demo = spawnTracked('demo', process.execPath, ['--import', 'tsx', `${projectRoot}/scripts/demo/main.ts`], {
-      ...FAST,
-      PRODUCERS: '2',
-      CONSUMERS: '2',
-      JOBS: '3',
-      PRODUCE_INTERVAL_MS: '50',
-      JOB_MS: '50',
-    });
+    const demo = spawnTracked(
+      'demo',
+      process.execPath,
+      ['--import', 'tsx', `${projectRoot}/scripts/demo/main.ts`],
+      {
+        ...FAST,
+        PRODUCERS: '2',
+        CONSUMERS: '2',
+        JOBS: '3',
+        PRODUCE_INTERVAL_MS: '50',
+        JOB_MS: '50',
+      },
+    );
     expect((await exitOf(demo, 60_000)).code).toBe(0);
     const out = demo.stdout();
     expect(out).toContain('Started a private Redis at redis://127.0.0.1:');

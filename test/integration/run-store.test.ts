@@ -48,7 +48,13 @@ describe('RunStore: the join decision', () => {
       const status = await readRunStatus(redis, queue, 'r', 10_000);
       expect(status?.jobs).toMatchObject({ produced: 2, completed: 1, failed: 1, unfinished: 0 });
       expect(status?.join.state).toBe('joined');
-      expect(status?.join.totals).toEqual({ produced: 2, completed: 1, failed: 1, removed: 0, lostProducers: 0 });
+      expect(status?.join.totals).toEqual({
+        produced: 2,
+        completed: 1,
+        failed: 1,
+        removed: 0,
+        lostProducers: 0,
+      });
     } finally {
       await q.close();
     }
@@ -65,7 +71,11 @@ describe('RunStore: the join decision', () => {
       expect((await run.producerDone('p1')).join.reason).toBe('jobs-unfinished');
       await q.remove(id!);
       expect((await run.tryJoin()).joinedNow).toBe(true);
-      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({ produced: 1, removed: 1, completed: 0 });
+      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
+        produced: 1,
+        removed: 1,
+        completed: 0,
+      });
     } finally {
       await q.close();
     }
@@ -142,7 +152,13 @@ describe('RunStore: the join decision', () => {
       const { join } = await run.producerDone('p1');
       expect(join.joinedNow).toBe(true);
       const status = await readRunStatus(redis, queue, 'r', 10_000);
-      expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, unfinished: 0, unexpected: 0, duplicateFinishes: 1 });
+      expect(status?.jobs).toMatchObject({
+        produced: 1,
+        completed: 1,
+        unfinished: 0,
+        unexpected: 0,
+        duplicateFinishes: 1,
+      });
     } finally {
       await q.close();
     }
@@ -231,9 +247,9 @@ describe('RunStore: the join decision', () => {
       await run.create(1);
       await run.registerProducer('p1', host, 10_000);
       const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
-      await expect(producer.putMany([sleepJob(1), { type: 'sleep', payload: { value: 'x', ms: 0 } }])).rejects.toThrow(
-        /Invalid "sleep" payload at item 1: value:/,
-      );
+      await expect(
+        producer.putMany([sleepJob(1), { type: 'sleep', payload: { value: 'x', ms: 0 } }]),
+      ).rejects.toThrow(/Invalid "sleep" payload at item 1: value:/);
       expect(await q.count()).toBe(0);
       expect(await redis.scard(run.keys.open)).toBe(0);
     } finally {

@@ -8,7 +8,11 @@ describe('payloadProblem', () => {
   });
 
   it.each([
-    ['a prototype key', JSON.parse('{"__proto__": {"polluted": true}}') as unknown, /forbidden key "__proto__"/],
+    [
+      'a prototype key',
+      JSON.parse('{"__proto__": {"polluted": true}}') as unknown,
+      /forbidden key "__proto__"/,
+    ],
     ['a constructor key', { constructor: 1 }, /forbidden key "constructor"/],
     ['NaN', { n: NaN }, /\$\.n is not a finite number/],
     ['a function', { f: () => 1 }, /\$\.f is a function/],
@@ -31,7 +35,10 @@ describe('JobRegistry.validate', () => {
   const registry = new JobRegistry(builtinJobs);
 
   it('accepts a valid sleep payload', () => {
-    expect(registry.validate('sleep', { value: 3, ms: 10 })).toEqual({ ok: true, payload: { value: 3, ms: 10 } });
+    expect(registry.validate('sleep', { value: 3, ms: 10 })).toEqual({
+      ok: true,
+      payload: { value: 3, ms: 10 },
+    });
   });
 
   it('names the field that is wrong', () => {
