@@ -55,8 +55,10 @@ async function act(path, body, question) {
 // ---- depth chart: a hand-drawn SVG, so the page needs nothing from the internet ----
 function drawChart() {
   const svg = $('depth-chart');
-  const W = 800;
-  const H = 220;
+  // Drawn in screen pixels (viewBox = element size) so the axis text is never stretched.
+  const W = Math.max(300, Math.round(svg.clientWidth || 800));
+  const H = Math.max(160, Math.round(svg.clientHeight || 220));
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
   const L = 40;
   const B = 20;
   const T = 8;
@@ -183,7 +185,7 @@ function renderTables(u) {
         el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
         el('td', { class: 'current' }, c.current.length ? c.current.join(', ') : '–'),
         el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
-        el('td', { title: c.cancelReason || '' }, c.cancelledAt ? `${time(c.cancelledAt)}${c.cancelReason ? ` (${c.cancelReason})` : ''}` : '–'),
+        el('td', { class: 'when', title: c.cancelReason || '' }, c.cancelledAt ? `${time(c.cancelledAt)}${c.cancelReason ? ` (${c.cancelReason})` : ''}` : '–'),
         cell,
       );
     }),
@@ -264,4 +266,5 @@ async function start() {
   connect();
 }
 
+window.addEventListener('resize', drawChart);
 void start();

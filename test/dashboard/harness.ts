@@ -1,7 +1,9 @@
+import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { createApp, type Dashboard } from '../../dashboard/app.js';
 import { loadDashboardConfig } from '../../dashboard/config.js';
 import { startServer, type RunningServer } from '../../dashboard/server.js';
+import { queuePrefix } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
 import { openQueue } from '../../shared/queue.js';
 import { connect, redisUrl } from '../helpers/redis.js';
@@ -11,23 +13,34 @@ export type TestDashboard = {
   redis: Redis;
   /** Listens on a free loopback port (for SSE and the browser); closed by `close`. */
   listen(): Promise<RunningServer>;
+  /** Resolves once the QueueEvents reader (if any) is connected. */
+  queueEventsReady?: () => Promise<unknown>;
   close(): Promise<void>;
 };
 
-/** A dashboard on its own connection for `queue`, configured from `env` like `dashboard/main.ts` does. */
-export function makeDashboard(queue: string, env: Record<string, string> = {}): TestDashboard {
+/**
+ * A dashboard on its own connection for `queue`, configured from `env` like `dashboard/main.ts` does;
+ * with `queueEvents`, drained moments come from BullMQ's event stream as in production.
+ */
+export function makeDashboard(queue: string, env: Record<string, string> = {}, opts: { queueEvents?: boolean } = {}): TestDashboard {
   const config = loadDashboardConfig({ REDIS_URL: redisUrl(), QUEUE: queue, DASHBOARD_POLL_MS: '100', ...env });
   const redis = connect();
   const q = openQueue(queue, redis);
-  const dashboard = createApp({ config, redis, queue: q, log: createLogger({ level: 'silent', service: 'test-dashboard' }) });
+  const eventsRedis = opts.queueEvents ? connect() : undefined;
+  const queueEvents = eventsRedis ? new QueueEvents(queue, { connection: eventsRedis, prefix: queuePrefix(queue) }) : undefined;
+  const log = createLogger({ level: 'silent', service: 'test-dashboard' });
+  const dashboard = createApp({ config, redis, queue: q, queueEvents, log });
   let server: RunningServer | undefined;
   return {
     dashboard,
     redis,
+    queueEventsReady: queueEvents ? () => queueEvents.waitUntilReady() : undefined,
     listen: async () => (server ??= await startServer(dashboard, { host: '127.0.0.1', port: 0 })),
     close: async () => {
       if (server) await server.close();
       dashboard.close();
+      await queueEvents?.close();
+      eventsRedis?.disconnect();
       await q.close();
       redis.disconnect();
     },

@@ -1,0 +1,139 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Redis } from 'ioredis';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { projectRoot } from '../../shared/roles.js';
+import { RunStore } from '../../shared/run/run-store.js';
+import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
+import { connect, dropQueue, redisUrl, testQueue } from '../helpers/redis.js';
+import { makeDashboard, type TestDashboard } from './harness.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const artifacts = resolve(projectRoot, 'test', 'artifacts');
+
+/** Chromium as CI runs it: headless, as root, no network chatter, a throwaway profile. */
+async function launchChromium(profile: string): Promise<BrowserContext> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `The dashboard browser test needs Chromium at ${CHROMIUM}. Install it with ` +
+        '`apt-get update && apt-get install -y chromium` (CI\'s .ci/run does this), or set CHROMIUM_PATH.',
+    );
+  }
+  // A persistent context is how Playwright takes a fresh --user-data-dir.
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+    ],
+  });
+}
+
+describe('dashboard in a real browser', () => {
+  let redis: Redis;
+  let queue: string;
+  let dash: TestDashboard | undefined;
+  let browser: BrowserContext | undefined;
+  let profile: string;
+
+  beforeEach(() => {
+    redis = connect();
+    queue = testQueue();
+    profile = mkdtempSync(join(tmpdir(), 'conveyor-chromium-'));
+  });
+  afterEach(async () => {
+    await browser?.close();
+    browser = undefined;
+    const leaked = await killLeftovers();
+    await dash?.close();
+    dash = undefined;
+    await dropQueue(redis, queue);
+    redis.disconnect();
+    rmSync(profile, { recursive: true, force: true });
+    expect(leaked, 'processes left running by the test').toEqual([]);
+  });
+
+  it('shows the depth chart moving, the join, and every consumer cancelled', async () => {
+    browser = await launchChromium(profile);
+    await new RunStore(redis, queue, 'r').create(2);
+    dash = makeDashboard(queue, { DASHBOARD_POLL_MS: '200' }, { queueEvents: true });
+    await dash.queueEventsReady?.();
+    const { url } = await dash.listen();
+
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') problems.push(msg.text());
+    });
+    // Nothing may come from outside this dashboard: the page must work offline.
+    const foreign: string[] = [];
+    page.on('request', (req) => {
+      if (!req.url().startsWith(url)) foreign.push(req.url());
+    });
+    await page.goto(url);
+    await page.waitForSelector('#conn[data-state="live"]');
+    // Predicates run in the page; written as strings because this project compiles without DOM types.
+    const points = `Number(document.querySelector('#depth-chart').getAttribute('data-points'))`;
+    await page.waitForFunction(`${points} >= 2`);
+    const pointsBefore = Number(await page.getAttribute('#depth-chart', 'data-points'));
+
+    const env = {
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'r',
+      PRODUCERS: '2',
+      JOBS: '6',
+      PRODUCE_INTERVAL_MS: '100',
+      JOB_MS: '150',
+      HEARTBEAT_MS: '200',
+      LOG_LEVEL: 'warn',
+    };
+    const procs = [
+      spawnRole('consumer', { ...env, CONSUMER_ID: 'c1' }, { label: 'c1' }),
+      spawnRole('consumer', { ...env, CONSUMER_ID: 'c2' }, { label: 'c2' }),
+      spawnRole('producer', { ...env, PRODUCER_ID: 'p1' }, { label: 'p1' }),
+      spawnRole('producer', { ...env, PRODUCER_ID: 'p2' }, { label: 'p2' }),
+    ];
+
+    // Mid-run: consumers busy, the join waits for producers.
+    await page.waitForSelector('#consumers tbody tr[data-state="busy"]', { timeout: 30_000 });
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, 'dashboard-running.png') });
+
+    // The chart keeps moving and shows the jobs that waited.
+    await page.waitForFunction(`${points} > ${pointsBefore + 5}`, undefined, { timeout: 30_000 });
+    await page.waitForSelector('#join-state[data-state="joined"]', { timeout: 45_000 });
+    const joinText = await page.textContent('#join-state');
+    expect(joinText).toMatch(/^joined at \d\d:\d\d:\d\d \(all 2 producers done, 0 unfinished\)$/);
+    await page.waitForFunction(
+      `document.querySelectorAll('#consumers tbody tr').length === 2 &&
+       document.querySelectorAll('#consumers tbody tr[data-state="cancelled"]').length === 2`,
+      undefined,
+      { timeout: 30_000 },
+    );
+    const exits = await Promise.all(procs.map((p) => exitOf(p)));
+    expect(exits.map((e) => e.code)).toEqual([0, 0, 0, 0]);
+
+    expect(await page.textContent('#n-produced')).toBe('12');
+    expect(await page.textContent('#n-completed')).toBe('12');
+    expect(await page.locator('#producers tbody tr .state').allTextContents()).toEqual(['done', 'done']);
+    expect(await page.locator('#consumers tbody tr .state').allTextContents()).toEqual(['cancelled', 'cancelled']);
+    expect(await page.locator('#depth-chart polyline').count()).toBe(4);
+    // BullMQ said "drained" at least once (when the last job finished), shown apart from the join.
+    await page.waitForFunction(`/\\d\\d:\\d\\d:\\d\\d/.test(document.querySelector('#drained-list').textContent)`);
+
+    await page.screenshot({ path: join(artifacts, 'dashboard.png'), fullPage: true });
+    expect(problems, 'errors in the page').toEqual([]);
+    expect(foreign, 'requests leaving the dashboard').toEqual([]);
+  });
+});
