@@ -1,0 +1,262 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { loadConsumerConfig } from '../../consumers/config.js';
+import { loadDashboardConfig } from '../../dashboard/config.js';
+import { loadProducerConfig } from '../../producers/config.js';
+import type { Env } from '../../shared/config.js';
+import { createConsumerMetrics, createProducerMetrics } from '../../shared/metrics/process-metrics.js';
+import { registerRunMetrics } from '../../shared/metrics/run-metrics.js';
+import { projectRoot } from '../../shared/roles.js';
+import { promtool } from '../helpers/prometheus-server.js';
+import { redisUrl } from '../helpers/redis.js';
+
+type Service = {
+  image?: string;
+  build?: unknown;
+  command?: string[];
+  container_name?: string;
+  ports?: (string | { published?: unknown })[];
+  environment?: Record<string, string>;
+  deploy?: { replicas?: string | number };
+  depends_on?: Record<string, { condition?: string }>;
+  healthcheck?: { test?: string[] };
+  stop_grace_period?: string;
+  restart?: string;
+  volumes?: string[];
+};
+type Compose = { services: Record<string, Service>; volumes?: Record<string, unknown> };
+
+const file = (path: string) => readFileSync(resolve(projectRoot, path), 'utf8');
+const composeText = file('docker-compose.yml');
+const raw = parse(composeText, { merge: true }) as Compose;
+
+/**
+ * Compose's variable interpolation (${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, $$), as
+ * `docker compose config` applies it, so the tests check what a container really gets.
+ */
+function interpolate(text: string, env: Env): string {
+  return text.replace(
+    /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g,
+    (whole, name?: string, op?: string, arg?: string) => {
+      if (whole === '$$') return '$';
+      const v = env[name!];
+      const unsetOrEmpty = v === undefined || v === '';
+      if (op === ':-') return unsetOrEmpty ? arg! : v;
+      if (op === '-') return v === undefined ? arg! : v;
+      if (op === ':?' && unsetOrEmpty) throw new Error(`${name}: ${arg}`);
+      if (op === '?' && v === undefined) throw new Error(`${name}: ${arg}`);
+      return v ?? '';
+    },
+  );
+}
+const USER_ENV = { DASHBOARD_PASSWORD: 'a-password-for-the-test' };
+const compose = parse(interpolate(composeText, USER_ENV), { merge: true }) as Compose;
+const APP_ROLES = {
+  producer: loadProducerConfig,
+  consumer: loadConsumerConfig,
+  dashboard: loadDashboardConfig,
+} as const;
+
+/** The variables a config loader reads, found by handing it an environment that records each lookup. */
+function keysRead(load: (env: Env) => unknown): Set<string> {
+  const seen = new Set<string>();
+  const env = new Proxy(
+    {},
+    {
+      get: (_t, key) => {
+        if (typeof key === 'string') seen.add(key);
+        return undefined;
+      },
+    },
+  );
+  try {
+    load(env);
+  } catch {
+    // only the lookups matter
+  }
+  return seen;
+}
+
+const durationMs = (d: string) => {
+  const m = /^(\d+)(ms|s|m)$/.exec(d);
+  if (!m) throw new Error(`unsupported duration ${d}`);
+  return Number(m[1]) * { ms: 1, s: 1_000, m: 60_000 }[m[2] as 'ms' | 's' | 'm'];
+};
+
+describe('docker-compose.yml', () => {
+  it('is valid against the Compose Specification schema', () => {
+    // The schema as dclint ships it (the compose-spec project's compose-spec.json).
+    const schemaPath = join(
+      dirname(createRequire(import.meta.url).resolve('dclint/package.json')),
+      'schemas',
+      'compose.schema.json',
+    );
+    // validateSchema off: Ajv does not bundle the draft-07 meta-schema under the https id the file names.
+    const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false, validateSchema: false });
+    const validate = ajv.compile(JSON.parse(readFileSync(schemaPath, 'utf8')) as object);
+    for (const doc of [raw, compose]) {
+      const ok = validate(doc);
+      expect(ok ? [] : validate.errors?.map((e) => `${e.instancePath} ${e.message}`)).toEqual([]);
+    }
+  });
+
+  it('gives each app service only variables its config parser reads, with values it accepts', () => {
+    for (const [role, load] of Object.entries(APP_ROLES)) {
+      const given = compose.services[role]?.environment;
+      expect(given, `${role} sets an environment`).toBeDefined();
+      // Compose hands every value to the container as a string (YAML may have read `3` as a number).
+      const env = Object.fromEntries(Object.entries(given!).map(([k, v]) => [k, String(v)]));
+      const known = keysRead(load);
+      expect(known.size).toBeGreaterThan(5);
+      const unknown = Object.keys(env).filter((k) => !known.has(k));
+      expect(unknown, `variables ${role} does not read`).toEqual([]);
+      expect(() => load(env), `${role} accepts the compose values`).not.toThrow();
+    }
+  });
+
+  it('runs the compiled roles from one image', () => {
+    const entry = {
+      producer: 'dist/producers/main.js',
+      consumer: 'dist/consumers/main.js',
+      dashboard: 'dist/dashboard/main.js',
+    };
+    for (const [role, path] of Object.entries(entry)) {
+      const s = compose.services[role]!;
+      expect(s.command).toEqual(['node', path]);
+      expect(s.image).toBe('conveyor:local');
+      expect(s.build).toBeDefined();
+    }
+  });
+
+  it('lets producers and consumers scale: no container_name, no host port, replicas from PRODUCERS/CONSUMERS', () => {
+    for (const role of ['producer', 'consumer']) {
+      const s = raw.services[role]!;
+      expect(s.container_name).toBeUndefined();
+      expect(s.ports ?? []).toEqual([]);
+      expect(s.restart).toMatch(/^on-failure/);
+    }
+    expect(raw.services.producer!.deploy?.replicas).toBe('${PRODUCERS:-3}');
+    expect(raw.services.consumer!.deploy?.replicas).toBe('${CONSUMERS:-2}');
+    // Every producer must tell the run the same count, equal to the number of producer containers.
+    expect(raw.services.producer!.environment?.PRODUCERS).toBe('${PRODUCERS:-3}');
+    expect(raw.services.producer!.environment?.RUN_ID).toBe(raw.services.consumer!.environment?.RUN_ID);
+    expect(compose.services.producer!.environment?.METRICS_PORT).toBe('9464');
+    expect(compose.services.consumer!.environment?.METRICS_PORT).toBe('9464');
+  });
+
+  it('waits for a healthy Redis with AOF and noeviction, and gives the apps more grace than they take', () => {
+    const redis = compose.services.redis!;
+    expect(redis.healthcheck?.test).toEqual(['CMD', 'redis-cli', 'ping']);
+    expect(redis.command).toEqual(
+      expect.arrayContaining(['--appendonly', 'yes', '--maxmemory-policy', 'noeviction']),
+    );
+    expect(redis.volumes?.some((v) => v.endsWith(':/data'))).toBe(true);
+    for (const role of Object.keys(APP_ROLES)) {
+      const s = compose.services[role]!;
+      expect(s.depends_on?.redis?.condition).toBe('service_healthy');
+      expect(s.healthcheck?.test?.length).toBeGreaterThan(0);
+      const graceMs = Number(s.environment?.SHUTDOWN_GRACE_MS);
+      // The app force-exits 5 s after its grace period; the orchestrator must wait longer than that.
+      expect(durationMs(s.stop_grace_period!)).toBeGreaterThan(graceMs + 5_000);
+    }
+    expect(compose.services.dashboard!.ports?.length).toBe(1);
+  });
+
+  it('refuses to start without a dashboard password rather than publish an open dashboard', () => {
+    expect(() => interpolate(composeText, {})).toThrow(/DASHBOARD_PASSWORD/);
+  });
+});
+
+describe('Prometheus, alerts and Grafana for compose', () => {
+  const promConfig = parse(file('deploy/prometheus/prometheus.yml')) as {
+    scrape_configs: {
+      job_name: string;
+      dns_sd_configs?: { names: string[]; type: string; port: number }[];
+    }[];
+  };
+
+  it('scrapes every producer and consumer replica through DNS service discovery', () => {
+    for (const role of ['producer', 'consumer']) {
+      const job = promConfig.scrape_configs.find((j) => j.job_name === role);
+      expect(job?.dns_sd_configs).toEqual([
+        expect.objectContaining({ names: [role], type: 'A', port: 9464 }),
+      ]);
+    }
+    expect(compose.services.prometheus!.volumes).toContain('./deploy/prometheus:/etc/prometheus:ro');
+  });
+
+  it('passes promtool: config, rules, and the rules’ unit tests', () => {
+    for (const args of [
+      ['check', 'config', 'deploy/prometheus/prometheus.yml'],
+      ['check', 'rules', 'deploy/prometheus/alerts.yml'],
+      ['test', 'rules', 'deploy/prometheus/alerts.test.yml'],
+    ]) {
+      const r = promtool(args.map((a) => (a.startsWith('deploy/') ? resolve(projectRoot, a) : a)));
+      expect(r.code, r.output).toBe(0);
+    }
+  });
+
+  it('names only metrics that exist, in the alerts and the Grafana dashboard', async () => {
+    const registry = new Registry();
+    createProducerMetrics(registry, 'q');
+    createConsumerMetrics(registry, 'q');
+    const redis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
+    const runMetrics = registerRunMetrics(registry, { redis, queues: ['q'], leaseMs: 1_000 });
+    const names = new Set<string>();
+    for (const m of registry.getMetricsAsArray()) {
+      const { name, type } = m as unknown as { name: string; type: string };
+      names.add(name);
+      if (type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(name + s);
+    }
+    await runMetrics.close();
+    redis.disconnect();
+
+    const dashboard = JSON.parse(file('deploy/grafana/dashboards/conveyor.json')) as {
+      uid: string;
+      panels: { targets: { expr: string; datasource: { uid: string } }[] }[];
+    };
+    expect(dashboard.panels.length).toBeGreaterThanOrEqual(8);
+    const datasource = parse(file('deploy/grafana/provisioning/datasources/prometheus.yml')) as {
+      datasources: { uid: string; url: string }[];
+    };
+    expect(datasource.datasources[0]?.url).toBe('http://prometheus:9090');
+    for (const t of dashboard.panels.flatMap((p) => p.targets))
+      expect(t.datasource.uid).toBe(datasource.datasources[0]?.uid);
+
+    const used = (text: string) => [...text.matchAll(/\bconveyor_[a-z_]+\b/g)].map((m) => m[0]);
+    const mentioned = [
+      ...used(file('deploy/prometheus/alerts.yml')),
+      ...dashboard.panels.flatMap((p) => p.targets.flatMap((t) => used(t.expr))),
+    ];
+    expect(mentioned.length).toBeGreaterThan(10);
+    expect(mentioned.filter((n) => !names.has(n))).toEqual([]);
+  });
+});
+
+describe('Dockerfile', () => {
+  const dockerfile = file('Dockerfile');
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf('FROM '));
+
+  it('builds with npm ci and tsc, and runs compiled JavaScript as a non-root user under an init', () => {
+    expect(dockerfile).toMatch(/RUN npm ci\b/);
+    expect(dockerfile).toMatch(/npm run build/);
+    expect((JSON.parse(file('package.json')) as { scripts: Record<string, string> }).scripts.build).toBe(
+      'tsc -p tsconfig.build.json',
+    );
+    expect(runtime).toMatch(/^USER (?!root)\w+/m);
+    expect(runtime).toMatch(/^ENTRYPOINT \["\/usr\/bin\/tini", "--"\]/m);
+    expect(runtime).toMatch(/COPY --from=build \/app\/dist/);
+    expect(runtime).not.toMatch(/tsx/);
+  });
+
+  it('keeps node_modules, dist and the tests out of the build context', () => {
+    const ignored = file('.dockerignore').split('\n');
+    for (const p of ['node_modules', 'dist', 'test', '.git']) expect(ignored).toContain(p);
+  });
+});
