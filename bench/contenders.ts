@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { bullKeyPrefix, runKeys } from '../shared/keys.js';
-import { projectRoot, roleCommand } from '../shared/roles.js';
+import { projectRoot } from '../shared/roles.js';
 import { spawnChild, sleep, type BenchChild } from './proc.js';
 
 export const CONTENDERS = ['conveyor', 'bullmq', 'bee-queue', 'redis-list'] as const;
@@ -47,6 +47,13 @@ export type Contender = {
 };
 
 const contenderScript = (file: string) => resolve(projectRoot, 'dist', 'bench', 'contenders', `${file}.js`);
+
+/**
+ * The conveyor roles compiled by the harness into their own folder (tsconfig.build.json with
+ * --outDir), so a concurrent `npm run build` cannot swap the code under a running benchmark.
+ */
+export const conveyorBuildDir = resolve(projectRoot, 'dist', 'bench', 'app');
+const conveyorScript = (role: 'producers' | 'consumers') => resolve(conveyorBuildDir, role, 'main.js');
 
 const contenderEnv = (spec: RunSpec): Record<string, string> => ({
   REDIS_URL: spec.redisUrl,
@@ -151,12 +158,11 @@ function rawContender(name: ContenderName, file: string, bullmq: boolean): Conte
 const conveyor: Contender = {
   name: 'conveyor',
   startConsumer: (spec, i) => {
-    const { command, args } = roleCommand('consumer', true);
     const prof = spec.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', spec.cpuProfDir] : [];
     return spawnChild(
       `conveyor-consumer-${i}`,
-      command,
-      [...prof, ...args],
+      process.execPath,
+      [...prof, conveyorScript('consumers')],
       {
         REDIS_URL: spec.redisUrl,
         QUEUE: spec.queue,
@@ -169,11 +175,10 @@ const conveyor: Contender = {
     );
   },
   startProducer: (spec) => {
-    const { command, args } = roleCommand('producer', true);
     return spawnChild(
       'conveyor-producer',
-      command,
-      args,
+      process.execPath,
+      [conveyorScript('producers')],
       {
         REDIS_URL: spec.redisUrl,
         QUEUE: spec.queue,

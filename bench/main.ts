@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { findRedisServer, NO_REDIS_SERVER_MESSAGE, startRedisServer } from '../shared/redis-server.js';
 import { projectRoot } from '../shared/roles.js';
 import { barChartSvg } from './chart.js';
-import { contenders, type ContenderName, type RunSpec } from './contenders.js';
+import { contenders, conveyorBuildDir, type ContenderName, type RunSpec } from './contenders.js';
 import { runMemory, runOnce } from './measure.js';
 import { parseBenchArgs, USAGE, type BenchOptions } from './options.js';
 import { killAll } from './proc.js';
@@ -75,7 +75,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     if (opts.sections.includes('throughput')) {
       for (let r = 0; r < opts.repeats; r++) {
         for (const mode of opts.modes) {
-          for (const concurrency of opts.concurrency) {
+          for (const concurrency of mode === 'bulk' ? opts.concurrency : opts.singleConcurrency) {
             for (const name of rotated(opts.contenders, r)) {
               const s = spec({
                 jobs: mode === 'bulk' ? opts.jobs : opts.singleJobs,
@@ -183,12 +183,16 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
 }
 
-/** Compiles the conveyor roles (tsconfig.build.json) and the bench-only contenders to dist/. */
+/** Compiles the conveyor roles (tsconfig.build.json) and the bench-only contenders under dist/bench/. */
 function build(): void {
   const tsc = join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc');
-  for (const project of ['tsconfig.build.json', join('bench', 'tsconfig.contenders.json')]) {
-    const r = spawnSync(process.execPath, [tsc, '-p', project], { cwd: projectRoot, stdio: 'inherit' });
-    if (r.status !== 0) throw new Error(`tsc -p ${project} failed`);
+  const steps = [
+    ['-p', 'tsconfig.build.json', '--outDir', conveyorBuildDir],
+    ['-p', join('bench', 'tsconfig.contenders.json')],
+  ];
+  for (const args of steps) {
+    const r = spawnSync(process.execPath, [tsc, ...args], { cwd: projectRoot, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`tsc ${args.join(' ')} failed`);
   }
 }
 

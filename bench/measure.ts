@@ -47,7 +47,7 @@ export async function runOnce(
   try {
     for (let i = 1; i <= spec.consumers; i++) consumers.push(c.startConsumer(spec, i));
     await within(`${c.name} consumers' start-up`, 60_000, c.ready(spec, consumers, redis));
-    await sleep(500);
+    await sleep(300);
     base.rssIdleMb = consumers.map((p) => round(rssMb(p.pid) ?? 0));
     await redis.config('RESETSTAT');
     const sampler = sampleRss(consumers.map((p) => p.pid));

@@ -13,6 +13,8 @@ export type BenchOptions = {
   jobs: number;
   singleJobs: number;
   concurrency: number[];
+  /** Concurrencies for the one-at-a-time runs. */
+  singleConcurrency: number[];
   modes: ('bulk' | 'single')[];
   latencyJobs: number;
   latencyIntervalMs: number;
@@ -37,6 +39,7 @@ export const USAGE = `Usage: npm run bench -- [options]
   --repeats N           repeats of each end-to-end configuration (default 3; --quick 1)
   --jobs N              jobs per bulk-add run (default 50000)
   --single-jobs N       jobs per one-at-a-time run (default 10000)
+  --scale-jobs N        jobs per scale run (default 100000)
   --contenders a,b      subset of ${CONTENDERS.join(',')}
   --sections a,b        subset of throughput,latency,memory,scale
   --out FILE            JSON output (default bench/results/<time>.json)
@@ -77,6 +80,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | null {
       repeats: { type: 'string' },
       jobs: { type: 'string' },
       'single-jobs': { type: 'string' },
+      'scale-jobs': { type: 'string' },
       contenders: { type: 'string' },
       sections: { type: 'string' },
       out: { type: 'string' },
@@ -96,6 +100,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | null {
       jobs: 500,
       singleJobs: 200,
       concurrency: [10],
+      singleConcurrency: [] as number[],
       modes: ['bulk'] as const,
       latencyJobs: 20,
       memoryJobs: 1_000,
@@ -103,19 +108,21 @@ export function parseBenchArgs(argv: string[]): BenchOptions | null {
       scaleConsumers: [2],
     },
     quick: {
-      jobs: 5_000,
-      singleJobs: 2_000,
+      jobs: 3_000,
+      singleJobs: 1_000,
       concurrency: [1, 10, 100],
+      singleConcurrency: [10],
       modes: ['bulk', 'single'] as const,
-      latencyJobs: 200,
-      memoryJobs: 10_000,
-      scaleJobs: [10_000],
-      scaleConsumers: [1, 2],
+      latencyJobs: 100,
+      memoryJobs: 5_000,
+      scaleJobs: [5_000],
+      scaleConsumers: [2],
     },
     default: {
       jobs: 50_000,
       singleJobs: 10_000,
       concurrency: [1, 10, 100],
+      singleConcurrency: [1, 10, 100],
       modes: ['bulk', 'single'] as const,
       latencyJobs: 1_000,
       memoryJobs: 10_000,
@@ -133,11 +140,15 @@ export function parseBenchArgs(argv: string[]): BenchOptions | null {
     jobs: count(values.jobs, '--jobs') ?? p.jobs,
     singleJobs: count(values['single-jobs'], '--single-jobs') ?? p.singleJobs,
     concurrency: p.concurrency,
+    singleConcurrency: p.singleConcurrency,
     modes: [...p.modes],
     latencyJobs: p.latencyJobs,
     latencyIntervalMs: 10,
     memoryJobs: p.memoryJobs,
-    scaleJobs: profile === 'full' ? [...p.scaleJobs, 1_000_000] : p.scaleJobs,
+    scaleJobs: [
+      count(values['scale-jobs'], '--scale-jobs') ?? p.scaleJobs[0]!,
+      ...(profile === 'full' ? [1_000_000] : []),
+    ],
     scaleConsumers: p.scaleConsumers,
     scaleConcurrency: 10,
     scaleContenders: contenders.filter((c) => c === 'conveyor' || c === 'bullmq'),
