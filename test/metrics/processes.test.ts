@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -5,6 +7,7 @@ import { startMetricsServer } from '../../shared/metrics/metrics-server.js';
 import { registerDefaultMetrics } from '../../shared/metrics/process-metrics.js';
 import { registerRunMetrics } from '../../shared/metrics/run-metrics.js';
 import { freePort } from '../../shared/redis-server.js';
+import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { startPrometheus, type PrometheusHandle } from '../helpers/prometheus-server.js';
 import { histogram, scrape, typeOf, value, type PromMetrics } from '../helpers/prometheus-text.js';
@@ -221,6 +224,22 @@ describe('metrics of real producer and consumer processes', () => {
       250,
     );
     expect(seen).toEqual(want);
+
+    // Every query of the Grafana dashboard runs against this Prometheus, and the per-run ones find data.
+    const dashboard = JSON.parse(
+      readFileSync(resolve(projectRoot, 'deploy/grafana/dashboards/conveyor.json'), 'utf8'),
+    ) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    for (const panel of dashboard.panels) {
+      for (const { expr } of panel.targets) {
+        const promql = expr.replaceAll('$queue', queue).replaceAll('$run', run);
+        const result = await prom.query(promql);
+        if (/conveyor_(run|producers|consumers)/.test(expr) && !expr.includes('timestamp')) {
+          expect(result.length, `${panel.title}: ${promql}`).toBeGreaterThan(0);
+        }
+      }
+    }
 
     // Release the join: the consumers exit, and the join is still visible through the Redis-backed endpoint.
     await endLinger(producerA);
