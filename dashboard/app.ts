@@ -5,8 +5,10 @@ import { ExpressAdapter } from '@bull-board/express';
 import type { Queue, QueueEvents } from 'bullmq';
 import express, { type ErrorRequestHandler, type Express, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
 import { nameSchema } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
+import { metricsHandler } from '../shared/metrics/metrics-server.js';
 import type { JobData } from '../shared/queue.js';
 import { projectRoot } from '../shared/roles.js';
 import { RunStore } from '../shared/run/run-store.js';
@@ -22,6 +24,8 @@ export type DashboardDeps = {
   /** BullMQ events for the queue (drained moments); optional, counts are watched without it. */
   queueEvents?: QueueEvents;
   log: Logger;
+  /** Served at `/metrics` when given (see shared/metrics/run-metrics.ts). */
+  metrics?: Registry;
   /** Overrides for tests: SSE keep-alive interval. */
   heartbeatMs?: number;
 };
@@ -70,6 +74,8 @@ export function createApp(deps: DashboardDeps): Dashboard {
     next();
   });
 
+  // Open like /healthz, so Prometheus scrapes without the dashboard's credentials.
+  if (deps.metrics) app.get('/metrics', metricsHandler(deps.metrics));
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true });
   });

@@ -1,5 +1,8 @@
 import { QueueEvents } from 'bullmq';
+import { Registry } from 'prom-client';
 import { queuePrefix } from '../shared/keys.js';
+import { registerDefaultMetrics } from '../shared/metrics/process-metrics.js';
+import { registerRunMetrics } from '../shared/metrics/run-metrics.js';
 import { startProcess } from '../shared/process.js';
 import { openQueue } from '../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
@@ -17,13 +20,17 @@ if (started) {
   const queue = openQueue(config.queue, redis);
   const queueEvents = new QueueEvents(config.queue, { connection: eventsRedis, prefix: queuePrefix(config.queue) });
   queueEvents.on('error', (err) => log.debug({ err: err.message }, 'queue events error'));
-  const dashboard = createApp({ config, redis, queue, queueEvents, log });
+  const metrics = new Registry();
+  registerDefaultMetrics(metrics, 'dashboard');
+  const runMetrics = registerRunMetrics(metrics, { redis, queues: [config.queue], leaseMs: config.leaseMs, log });
+  const dashboard = createApp({ config, redis, queue, queueEvents, log, metrics });
   let http: RunningServer | undefined;
   let stopping = false;
   const close = makeCloser(
     () => [
       { name: 'http', run: () => http?.close() ?? Promise.resolve(dashboard.close()) },
       { name: 'queue-events', run: () => queueEvents.close() },
+      { name: 'metrics', run: () => runMetrics.close() },
       { name: 'queue', run: () => queue.close() },
       { name: 'redis', run: () => Promise.all([closeRedis(eventsRedis), closeRedis(redis)]) },
     ],

@@ -1,0 +1,53 @@
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../shared/redis-server.js';
+import { RunStore } from '../../shared/run/run-store.js';
+import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
+import { scrape, value } from '../helpers/prometheus-text.js';
+import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+
+describe('the dashboard process’s /metrics', () => {
+  let redis: Redis;
+  let queue: string;
+
+  beforeEach(() => {
+    redis = connect();
+    queue = testQueue();
+  });
+  afterEach(async () => {
+    const leaked = await killLeftovers();
+    await dropQueue(redis, queue);
+    redis.disconnect();
+    expect(leaked, 'processes left running by the test').toEqual([]);
+  });
+
+  it('serves queue and run metrics from Redis without the dashboard’s login', async () => {
+    await new RunStore(redis, queue, 'd1').create(2);
+    const port = await freePort();
+    const dashboard = spawnRole('dashboard', {
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      DASHBOARD_PORT: String(port),
+      DASHBOARD_HOST: '127.0.0.1',
+      DASHBOARD_USER: 'admin',
+      DASHBOARD_PASSWORD: 'a-test-password',
+    });
+    await dashboard.waitFor(`dashboard: http://127.0.0.1:${port}`);
+    const base = `http://127.0.0.1:${port}`;
+    const m = await pollUntil('the dashboard to read Redis', async () => {
+      const metrics = await scrape(`${base}/metrics`);
+      return value(metrics, 'conveyor_redis_up', { service: 'dashboard' }) === 1 ? metrics : undefined;
+    });
+    expect(value(m, 'conveyor_run_producers_expected', { queue, run: 'd1' })).toBe(2);
+    expect(value(m, 'conveyor_run_joined', { queue, run: 'd1' })).toBe(0);
+    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(0);
+    expect(value(m, 'process_resident_memory_bytes', { service: 'dashboard' })).toBeGreaterThan(0);
+    // The rest of the dashboard still asks for credentials.
+    const page = await fetch(`${base}/api/runs`);
+    expect(page.status).toBe(401);
+    await page.text();
+
+    dashboard.child.kill('SIGTERM');
+    expect((await exitOf(dashboard)).code).toBe(0);
+  });
+});
