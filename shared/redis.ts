@@ -15,29 +15,96 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** Errors no retry can fix: Redis refused the credentials, or its TLS certificate is not trusted. */
+const AUTH_ERROR = /^(WRONGPASS|NOAUTH|NOPERM|ERR AUTH|ERR invalid password|ERR Client sent AUTH)/;
+const TLS_ERROR_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+]);
+
+/**
+ * Redis cannot be used with this configuration; the message says what to change. It deliberately
+ * keeps no `cause`: ioredis's reply error carries the failed command, and for AUTH/HELLO that is the
+ * password, which a logged error would print.
+ */
+export class RedisConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RedisConfigError';
+  }
+}
+
+/** The fatal reading of a connection error, or null when waiting for Redis may still help. */
+export function fatalRedisError(err: Error, url: string): RedisConfigError | null {
+  const where = `Redis at ${redactUrl(url)}`;
+  if (AUTH_ERROR.test(err.message)) {
+    return new RedisConfigError(
+      `${where} refused the credentials (${err.message.split('.')[0]}): check the user name and password in REDIS_URL ` +
+        '(redis://user:password@host:port) and that the user may run conveyor\'s commands (docs/security.md).',
+    );
+  }
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (TLS_ERROR_CODES.has(code)) {
+    return new RedisConfigError(
+      `The TLS connection to ${where} failed (${err.message}): set REDIS_TLS_CA to the CA file that signed the server's ` +
+        'certificate, and make sure the certificate names the host in REDIS_URL (and that the port speaks TLS).',
+    );
+  }
+  return null;
+}
+
 /**
  * Opens a Redis connection that waits out outages instead of failing: commands queue while
  * disconnected (`maxRetriesPerRequest: null`, which BullMQ workers require anyway) and reconnects
- * back off up to 5 s, logging each wait so a missing Redis is never a silent hang.
+ * back off up to 5 s, logging each wait with the last error so a missing Redis is never a silent hang.
+ * Wrong credentials or an untrusted TLS certificate before the first successful connection are not an
+ * outage: the connection ends and `waitUntilReady` rejects with a RedisConfigError saying what to fix.
  */
 export function createRedis(config: RedisConnectionConfig, log: Logger, name: string): Redis {
+  let lastError: Error | undefined;
+  let everReady = false;
   const options: RedisOptions = {
     maxRetriesPerRequest: null,
     enableReadyCheck: true,
     connectionName: name,
     retryStrategy: (attempt) => {
+      const fatal = lastError && fatalRedisError(lastError, config.redisUrl);
+      if (fatal && !everReady) {
+        log.error(fatal.message);
+        return null;
+      }
       const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5_000);
       const logFn = attempt === 1 || attempt % 10 === 0 ? log.warn.bind(log) : log.debug.bind(log);
-      logFn({ attempt, retryInMs: delay, redis: redactUrl(config.redisUrl) }, 'waiting for Redis');
+      logFn({ attempt, retryInMs: delay, redis: redactUrl(config.redisUrl), err: lastError?.message }, 'waiting for Redis');
       return delay;
     },
   };
   if (config.redisTlsCaFile) options.tls = { ca: readFileSync(config.redisTlsCaFile) };
   const redis = new Redis(config.redisUrl, options);
+  (redis as RedisWithFatal)[fatalError] = () => lastError && fatalRedisError(lastError, config.redisUrl);
+  redis.on('ready', () => {
+    everReady = true;
+    lastError = undefined;
+  });
   // Errors surface through retryStrategy's log; without a listener ioredis would print them unformatted.
-  redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
+  redis.on('error', (err: Error) => {
+    lastError = err;
+    log.debug({ err: err.message }, 'redis connection error');
+  });
   return redis;
 }
+
+const fatalError = Symbol('fatalError');
+type RedisWithFatal = Redis & { [fatalError]?: () => RedisConfigError | null | undefined };
 
 /** Resolves once the connection is ready (after any retries), logging that it is. */
 export async function waitUntilReady(redis: Redis, log: Logger): Promise<void> {
@@ -49,7 +116,7 @@ export async function waitUntilReady(redis: Redis, log: Logger): Promise<void> {
       };
       const onEnd = () => {
         redis.off('ready', onReady);
-        reject(new Error('Redis connection closed before it became ready.'));
+        reject((redis as RedisWithFatal)[fatalError]?.() ?? new Error('Redis connection closed before it became ready.'));
       };
       redis.once('ready', onReady);
       redis.once('end', onEnd);
