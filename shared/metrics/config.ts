@@ -2,8 +2,11 @@ import { bool, int, text } from '../config.js';
 
 /** The metrics variables producers and consumers accept (spread into their config shapes). */
 export const metricsShape = {
-  /** Port of this process's `/metrics`; 0 lets the OS pick a free one (logged at start-up). */
-  METRICS_PORT: int(9464, 0, 65_535),
+  /**
+   * Port of this process's `/metrics`; 0 lets the OS pick a free one (logged at start-up). Unset means
+   * 9464, or a free port when 9464 is taken (several processes on one host); -1 marks "unset".
+   */
+  METRICS_PORT: int(-1, 0, 65_535),
   /** Address `/metrics` listens on; all interfaces by default so Prometheus can reach a container. */
   METRICS_HOST: text('0.0.0.0'),
   METRICS_ENABLED: bool(true),
@@ -14,7 +17,16 @@ export const metricsShape = {
   METRICS_LINGER_MS: int(0, 0, 3_600_000),
 };
 
-export type MetricsConfig = { enabled: boolean; port: number; host: string; lingerMs: number };
+export const DEFAULT_METRICS_PORT = 9464;
+
+export type MetricsConfig = {
+  enabled: boolean;
+  port: number;
+  /** True when METRICS_PORT was not set: a taken default port falls back to a free one. */
+  portIsDefault: boolean;
+  host: string;
+  lingerMs: number;
+};
 
 export function toMetricsConfig(e: {
   METRICS_PORT: number;
@@ -24,7 +36,8 @@ export function toMetricsConfig(e: {
 }): MetricsConfig {
   return {
     enabled: e.METRICS_ENABLED,
-    port: e.METRICS_PORT,
+    port: e.METRICS_PORT === -1 ? DEFAULT_METRICS_PORT : e.METRICS_PORT,
+    portIsDefault: e.METRICS_PORT === -1,
     host: e.METRICS_HOST.trim() || '0.0.0.0',
     lingerMs: e.METRICS_LINGER_MS,
   };

@@ -29,8 +29,14 @@ export async function startProcessEndpoint(
   let server: MetricsServer | null = null;
   if (config.enabled) {
     try {
-      server = await startMetricsServer({ registry, port: config.port, host: config.host });
-      log.info({ metricsPort: server.port, metricsUrl: server.url }, 'serving metrics');
+      server = await listen(registry, config);
+      const moved = config.port !== 0 && server.port !== config.port;
+      log.info(
+        { metricsPort: server.port, metricsUrl: server.url },
+        moved
+          ? `serving metrics (port ${config.port} was taken; set METRICS_PORT to choose)`
+          : 'serving metrics',
+      );
     } catch (err) {
       log.error(
         { err: err instanceof Error ? err.message : String(err), metricsPort: config.port },
@@ -51,4 +57,18 @@ export async function startProcessEndpoint(
       await server?.close();
     },
   };
+}
+
+/**
+ * Binds the configured port. When METRICS_PORT was left unset and 9464 is taken (several processes on
+ * one host, outside containers), a free port is used instead and logged; a port that was asked for
+ * explicitly is never swapped.
+ */
+async function listen(registry: Registry, config: MetricsConfig): Promise<MetricsServer> {
+  try {
+    return await startMetricsServer({ registry, port: config.port, host: config.host });
+  } catch (err) {
+    if (!config.portIsDefault || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    return startMetricsServer({ registry, port: 0, host: config.host });
+  }
 }

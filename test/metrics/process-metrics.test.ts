@@ -1,6 +1,8 @@
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../shared/logger.js';
 import { startMetricsServer, type MetricsServer } from '../../shared/metrics/metrics-server.js';
+import { startProcessEndpoint } from '../../shared/metrics/process-endpoint.js';
 import {
   createConsumerMetrics,
   createProducerMetrics,
@@ -134,5 +136,57 @@ describe('metrics server', () => {
     await expect(
       startMetricsServer({ registry: new Registry(), port: first.port, host: '127.0.0.1' }),
     ).rejects.toThrow(/EADDRINUSE/);
+  });
+});
+
+describe('a process’s metrics endpoint', () => {
+  const log = createLogger({ level: 'silent', service: 'test' });
+  const base = { enabled: true, host: '127.0.0.1', lingerMs: 0 };
+
+  it('moves off a taken default port, but never off one that was asked for', async () => {
+    const taken = await serve(new Registry());
+    const moved = await startProcessEndpoint(
+      { ...base, port: taken.port, portIsDefault: true },
+      'consumer',
+      log,
+    );
+    const kept = await startProcessEndpoint(
+      { ...base, port: taken.port, portIsDefault: false },
+      'consumer',
+      log,
+    );
+    try {
+      expect(moved.port).not.toBeNull();
+      expect(moved.port).not.toBe(taken.port);
+      expect(
+        (await scrape(`http://127.0.0.1:${moved.port}/metrics`)).process_cpu_seconds_total,
+      ).toBeDefined();
+      expect(kept.port).toBeNull();
+    } finally {
+      await moved.close();
+      await kept.close();
+    }
+  });
+
+  it('lingers until its signal aborts, and not at all when disabled', async () => {
+    const endpoint = await startProcessEndpoint(
+      { ...base, port: 0, portIsDefault: false, lingerMs: 60_000 },
+      'producer',
+      log,
+    );
+    const stop = new AbortController();
+    const lingering = endpoint.linger(stop.signal);
+    expect((await fetch(`http://127.0.0.1:${endpoint.port}/metrics`)).status).toBe(200);
+    stop.abort();
+    await lingering;
+    await endpoint.close();
+    const off = await startProcessEndpoint(
+      { ...base, enabled: false, port: 0, portIsDefault: false, lingerMs: 60_000 },
+      'producer',
+      log,
+    );
+    expect(off.port).toBeNull();
+    await off.linger(new AbortController().signal);
+    await off.close();
   });
 });
