@@ -16,9 +16,6 @@ const shape = {
   FLUSH_MS: int(10, 1, 10_000),
 };
 
-/** Every environment variable the consumer reads. */
-export const consumerEnvKeys: readonly string[] = Object.keys(shape);
-
 export type ConsumerConfig = ReturnType<typeof loadConsumerConfig>;
 
 /** Consumer settings from the environment; throws ConfigError naming each bad variable. */

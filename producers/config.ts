@@ -26,9 +26,6 @@ const shape = {
   KEEP_FAILED: int(10_000, 0, 10_000_000),
 };
 
-/** Every environment variable the producer reads. */
-export const producerEnvKeys: readonly string[] = Object.keys(shape);
-
 export type ProducerConfig = ReturnType<typeof loadProducerConfig>;
 
 /** Producer settings from the environment; throws ConfigError naming each bad variable. */
