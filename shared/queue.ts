@@ -17,9 +17,16 @@ export function jobOptions(policy: RetryPolicy): JobsOptions {
   };
 }
 
-/** The BullMQ queue for a conveyor queue name, under its cluster hash tag. */
-export function openQueue(name: string, connection: Redis): Queue<JobData> {
-  return new Queue<JobData>(name, { connection, prefix: queuePrefix(name) });
+/**
+ * The BullMQ queue for a conveyor queue name, under its cluster hash tag. It always has an 'error'
+ * listener: without one BullMQ prints the raw error object, and a failed AUTH's error carries the
+ * command that failed, password included. `onError` gets the message only; connection errors are
+ * already logged by `createRedis`, so leaving it out loses nothing.
+ */
+export function openQueue(name: string, connection: Redis, onError?: (message: string) => void): Queue<JobData> {
+  const queue = new Queue<JobData>(name, { connection, prefix: queuePrefix(name) });
+  queue.on('error', (err: Error) => onError?.(err.message));
+  return queue;
 }
 
 /** Reads a job's data defensively: jobs can be written into Redis by anything. */
