@@ -81,12 +81,16 @@ export async function audit(opts: {
   extraAcknowledged?: Iterable<string>;
   /** Ids the scenario injected on purpose without a producer (malformed jobs written into Redis). */
   injected?: ReadonlySet<string>;
+  /** Producers used idempotency keys, so their records' counts do not map to `<run>.<producer>.<seq>` ids. */
+  keyed?: boolean;
+  /** Joins the harness itself made (in-process producers reporting done), which log no line. */
+  harnessJoins?: number;
 }): Promise<AuditFigures> {
   const { redis, queue, runId } = opts;
   const status = await readRunStatus(redis, queue, runId, opts.leaseMs);
   const fromProducers = producerAcknowledged(runId, opts.producers);
   const acked = new Set([...fromProducers, ...(opts.extraAcknowledged ?? [])]);
-  for (const p of status?.producers.list ?? []) {
+  for (const p of opts.keyed ? [] : (status?.producers.list ?? [])) {
     for (let i = 0; i < p.produced; i++) acked.add(`${runId}.${p.id}.${i}`);
   }
   const prefix = bullKeyPrefix(queue);
@@ -117,7 +121,7 @@ export async function audit(opts: {
     duplicated += Math.max(0, j.produced - acked.size);
     forgottenByRun = Math.max(0, acked.size - j.produced);
   }
-  const joins = opts.all.reduce((n, p) => n + p.output().split('\n').filter((l) => l.includes('"msg":"run joined"')).length, 0);
+  const joins = (opts.harnessJoins ?? 0) + opts.all.reduce((n, p) => n + p.output().split('\n').filter((l) => l.includes('"msg":"run joined"')).length, 0);
   return {
     acknowledged: acked.size,
     lost,

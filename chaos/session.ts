@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { freePort } from '../shared/redis-server.js';
 import { ChaosRedis, type Persistence } from './chaos-redis.js';
 import { audit, type AuditFigures } from './audit.js';
 import { ProcessGroup, type ChaosProcess } from './processes.js';
@@ -57,6 +58,8 @@ export class Session {
   /** When the first conveyor process of the run was started (ms). */
   t0 = Date.now();
   faults = 0;
+  /** Joins made by in-process producers of the harness (they log no "run joined" line). */
+  harnessJoins = 0;
   private consumerSeq = 0;
   private producerSeq = 0;
 
@@ -67,6 +70,8 @@ export class Session {
     readonly redis: ChaosRedis,
     /** The URL processes get (may carry credentials; never printed). */
     readonly redisUrl: string,
+    /** CA file for a `rediss://` Redis (REDIS_TLS_CA of every process, and the harness's connection). */
+    readonly tlsCa?: string,
   ) {
     this.ledgerFile = join(dir, 'ledger.txt');
     this.procs = new ProcessGroup(dir);
@@ -75,6 +80,7 @@ export class Session {
       retryStrategy: () => 100,
       connectionName: 'chaos-harness',
       lazyConnect: true,
+      ...(tlsCa ? { tls: { ca: readFileSync(tlsCa) } } : {}),
     });
     this.client.on('error', () => undefined);
   }
@@ -82,16 +88,25 @@ export class Session {
   static async open(
     ctx: ScenarioContext,
     name: string,
-    opts: { persistence?: Persistence; redisArgs?: string[]; startRedis?: boolean; url?: (plain: string) => string } = {},
+    opts: {
+      persistence?: Persistence;
+      /** Extra redis-server arguments; a function gets the scenario's folder (for certificates). */
+      redisArgs?: string[] | ((dir: string, port: number) => string[]);
+      startRedis?: boolean;
+      url?: (plain: string) => string;
+      tlsCa?: (dir: string) => string;
+    } = {},
   ): Promise<Session> {
     const dir = mkdtempSync(join(tmpdir(), `conveyor-chaos-${name.replace(/[^a-z0-9]+/gi, '-')}-`));
+    const port = await freePort();
     const redis = await ChaosRedis.create(ctx.redisBinary, {
+      port,
       persistence: opts.persistence,
-      args: opts.redisArgs,
+      args: typeof opts.redisArgs === 'function' ? opts.redisArgs(dir, port) : opts.redisArgs,
       start: opts.startRedis,
     });
     const url = opts.url ? opts.url(redis.url) : redis.url;
-    const s = new Session(ctx, name, dir, redis, url);
+    const s = new Session(ctx, name, dir, redis, url, opts.tlsCa?.(dir));
     if (opts.startRedis !== false) await s.client.connect();
     return s;
   }
@@ -110,6 +125,7 @@ export class Session {
       LEDGER_FILE: this.ledgerFile,
       PRODUCE_INTERVAL_MS: '0',
       BATCH_SIZE: '50',
+      ...(this.tlsCa ? { REDIS_TLS_CA: this.tlsCa } : {}),
     };
     for (const [k, v] of Object.entries(extra)) base[k] = String(v);
     return base;
@@ -145,7 +161,7 @@ export class Session {
     return this.client.scard(`{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:open`);
   }
 
-  audit(opts: { extraAcknowledged?: Iterable<string>; injected?: ReadonlySet<string> } = {}): Promise<AuditFigures> {
+  audit(opts: { extraAcknowledged?: Iterable<string>; injected?: ReadonlySet<string>; keyed?: boolean } = {}): Promise<AuditFigures> {
     return audit({
       redis: this.client,
       queue: this.queue,
@@ -154,6 +170,7 @@ export class Session {
       producers: this.producers(),
       all: this.procs.all,
       leaseMs: Number(FAST.LEASE_MS),
+      harnessJoins: this.harnessJoins,
       ...opts,
     });
   }

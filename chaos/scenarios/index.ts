@@ -1,4 +1,5 @@
 import type { Row, ScenarioContext } from '../session.js';
+import { aclUser, tlsAndAuth } from './security.js';
 import { badInput, idempotency, maxMemory } from './input.js';
 import { baseline, clientKills, consumerKills, longJob, poisonJob, producerKill, redisCrash, redisLate, redisPause, sigtermUnderLoad } from './processes.js';
 
@@ -22,4 +23,6 @@ export const scenarios: readonly Scenario[] = [
   { id: 'bad-input', run: badInput },
   { id: 'idempotency', run: idempotency(false) },
   { id: 'idempotency-after-trim', run: idempotency(true) },
+  { id: 'tls-auth', run: tlsAndAuth },
+  { id: 'acl', run: aclUser },
 ];

@@ -150,7 +150,7 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
       batchRefused = err instanceof PayloadError && err.index === 1;
     }
     const enqueued = (await jobKeys(s.client, s.queue, s.runId)).length + (await s.client.scard(`${run.keys.inflightPrefix}bad`));
-    await run.producerDone('bad');
+    if ((await run.producerDone('bad')).join.joinedNow) s.harnessJoins++;
 
     // Malformed jobs written straight into Redis, around the producer: bad payload, no envelope, unknown type.
     const injected = [`${s.runId}.intruder.0`, `${s.runId}.intruder.1`, `${s.runId}.intruder.2`];
@@ -212,9 +212,9 @@ export function idempotency(afterRemoval: boolean) {
         if (afterRemoval) await until(async () => (await s.client.exists(`${bullKeyPrefix(s.queue)}${ids[0]}`)) === 0, 10_000);
         else await sleep(10);
       }
-      for (const pid of ['a', 'b', 'c']) await run.producerDone(pid);
+      for (const pid of ['a', 'b', 'c']) if ((await run.producerDone(pid)).join.joinedNow) s.harnessJoins++;
       const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: 30_000 });
-      const a = await s.audit({ extraAcknowledged: new Set(ids) });
+      const a = await s.audit({ extraAcknowledged: new Set(ids), keyed: true });
       const starts = a.duplicateStarts + (a.acknowledged > 0 ? 1 : 0);
       const produced = a.status?.jobs.produced;
       return s.row(a, {
