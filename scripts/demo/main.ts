@@ -2,20 +2,28 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { loadConsumerConfig } from '../../consumers/config.js';
 import { loadProducerConfig } from '../../producers/config.js';
-import { ConfigError, int, name, parseEnv, type Env } from '../../shared/config.js';
+import { loadDashboardConfig } from '../../dashboard/config.js';
+import { bool, ConfigError, int, name, parseEnv, type Env } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import { openQueue } from '../../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
-import { findRedisServer, NO_REDIS_SERVER_MESSAGE, startRedisServer, type RedisServerHandle } from '../../shared/redis-server.js';
+import {
+  findRedisServer,
+  NO_REDIS_SERVER_MESSAGE,
+  startRedisServer,
+  type RedisServerHandle,
+} from '../../shared/redis-server.js';
 import { roleCommand, type Role } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
+import { pickPort, startDashboardChild, type DashboardChild } from './dashboard-child.js';
 import { joinSummary, progressLine } from './progress.js';
 
 /**
  * `npm start`: the seed's main() as processes. Starts a private Redis when REDIS_URL is unset, creates
- * a run, launches PRODUCERS producer and CONSUMERS consumer processes, shows live progress, prints
- * the join, and exits 0 when every process exited 0.
+ * a run, starts the dashboard (DASHBOARD_PORT, else a free port), launches PRODUCERS producer and
+ * CONSUMERS consumer processes, shows live progress, prints the join, stops the dashboard (or keeps it
+ * until Ctrl-C with DEMO_KEEP_DASHBOARD=true), and exits 0 when every process exited 0.
  */
 async function main(env: Env): Promise<number> {
   let demo;
@@ -26,6 +34,9 @@ async function main(env: Env): Promise<number> {
         CONSUMERS: int(2, 0, 1_000),
         RUN_ID: name(`demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`),
         CHILD_LOG_LEVEL: name('warn'),
+        DASHBOARD_PORT: int(3000, 0, 65_535),
+        DEMO_DASHBOARD: bool(true),
+        DEMO_KEEP_DASHBOARD: bool(false),
       },
       env,
     );
@@ -62,6 +73,7 @@ async function main(env: Env): Promise<number> {
     // Fail here, once, rather than in every child.
     producerConfig = loadProducerConfig(childEnv);
     loadConsumerConfig(childEnv);
+    if (demo.DEMO_DASHBOARD) loadDashboardConfig(childEnv);
   } catch (err) {
     await server?.stop();
     if (err instanceof ConfigError) {
@@ -74,6 +86,7 @@ async function main(env: Env): Promise<number> {
   const redis = createRedis(producerConfig, log, 'conveyor:demo');
   const queue = openQueue(producerConfig.queue, redis);
   const children: { label: string; child: ChildProcess; exit: Promise<number | null> }[] = [];
+  let dashboard: DashboardChild | undefined;
   try {
     await waitUntilReady(redis, log);
     const run = new RunStore(redis, producerConfig.queue, demo.RUN_ID);
@@ -83,28 +96,54 @@ async function main(env: Env): Promise<number> {
       `Run ${demo.RUN_ID} on queue ${producerConfig.queue} at ${redactUrl(redisUrl)}: ` +
         `${demo.PRODUCERS} producers, ${demo.CONSUMERS} consumers. Ctrl-C stops everything.\n`,
     );
+    let interrupted = 0;
+    const onSignal = () => {
+      interrupted++;
+      process.stdout.write(
+        `\n${interrupted === 1 ? 'Stopping every process gracefully (Ctrl-C again to force)...' : 'Forcing.'}\n`,
+      );
+      for (const { child } of children)
+        if (child.exitCode === null) child.kill(interrupted === 1 ? 'SIGTERM' : 'SIGKILL');
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    // Started before the producers and consumers so the page can show the whole run; not waited for yet.
+    let dashboardStarting: Promise<DashboardChild> | undefined;
+    if (demo.DEMO_DASHBOARD) {
+      const port = await pickPort(demo.DASHBOARD_PORT);
+      if (port !== demo.DASHBOARD_PORT)
+        process.stdout.write(`Port ${demo.DASHBOARD_PORT} is busy: the dashboard uses ${port}.\n`);
+      dashboardStarting = startDashboardChild({ ...childEnv, DASHBOARD_PORT: String(port) }, (line) =>
+        process.stderr.write(`\r\x1b[K${line}\n`),
+      );
+    }
 
     const launch = (role: Role, index: number) => {
       const label = `${role}-${index}`;
       const { command, args } = roleCommand(role, false);
-      const child = spawn(command, args, { env: { ...childEnv, [`${role.toUpperCase()}_ID`]: `${demo.RUN_ID}-${label}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(command, args, {
+        env: { ...childEnv, [`${role.toUpperCase()}_ID`]: `${demo.RUN_ID}-${label}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       for (const stream of [child.stdout, child.stderr]) {
-        createInterface({ input: stream }).on('line', (line) => process.stderr.write(`\r\x1b[K[${label}] ${line}\n`));
+        createInterface({ input: stream }).on('line', (line) =>
+          process.stderr.write(`\r\x1b[K[${label}] ${line}\n`),
+        );
       }
       const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       children.push({ label, child, exit });
     };
-    for (let i = 1; i <= demo.CONSUMERS; i++) launch('consumer', i);
-    for (let i = 1; i <= demo.PRODUCERS; i++) launch('producer', i);
-
-    let interrupted = 0;
-    const onSignal = () => {
-      interrupted++;
-      process.stdout.write(`\n${interrupted === 1 ? 'Stopping every process gracefully (Ctrl-C again to force)...' : 'Forcing.'}\n`);
-      for (const { child } of children) if (child.exitCode === null) child.kill(interrupted === 1 ? 'SIGTERM' : 'SIGKILL');
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    if (interrupted === 0) {
+      for (let i = 1; i <= demo.CONSUMERS; i++) launch('consumer', i);
+      for (let i = 1; i <= demo.PRODUCERS; i++) launch('producer', i);
+    }
+    if (dashboardStarting) {
+      dashboard = await dashboardStarting;
+      if (dashboard.url)
+        process.stdout.write(`Dashboard: ${dashboard.url} (Bull Board at ${dashboard.url}/queues)\n`);
+      else process.stdout.write('The dashboard did not start (see its output above); going on without it.\n');
+    }
 
     const tty = process.stdout.isTTY;
     let lastLine = '';
@@ -115,7 +154,8 @@ async function main(env: Env): Promise<number> {
         queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active'),
       ]);
       if (!status) return null;
-      const depth = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0);
+      const depth =
+        (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0);
       const line = progressLine(status, depth);
       if (tty) process.stdout.write(`\r\x1b[K${line}`);
       else if (line !== lastLine && Date.now() - lastPrinted > 1_000) {
@@ -136,11 +176,34 @@ async function main(env: Env): Promise<number> {
     if (final?.join.state === 'joined') process.stdout.write(`${joinSummary(final, startedAt)}\n`);
     else process.stdout.write(`run ${demo.RUN_ID} did not join (${final?.join.waitingFor ?? 'no status'})\n`);
     const failed = children.filter((_, i) => codes[i] !== 0);
-    for (const { label } of failed) process.stdout.write(`  ${label} exited with code ${String(codes[children.findIndex((c) => c.label === label)])}\n`);
+    for (const { label } of failed)
+      process.stdout.write(
+        `  ${label} exited with code ${String(codes[children.findIndex((c) => c.label === label)])}\n`,
+      );
     if (failed.length === 0) process.stdout.write(`All ${children.length} processes exited 0.\n`);
-    return failed.length === 0 && (final?.join.state === 'joined' || interrupted > 0) ? 0 : 1;
+
+    let dashboardCode: number | null = 0;
+    if (dashboard?.url) {
+      if (demo.DEMO_KEEP_DASHBOARD && interrupted === 0) {
+        process.stdout.write(
+          `The dashboard stays up at ${dashboard.url} (DEMO_KEEP_DASHBOARD=true): Ctrl-C to stop it.\n`,
+        );
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', () => resolve());
+          process.once('SIGTERM', () => resolve());
+        });
+      }
+      dashboardCode = await dashboard.stop();
+      if (dashboardCode !== 0)
+        process.stdout.write(`  the dashboard exited with code ${String(dashboardCode)}\n`);
+    }
+    return failed.length === 0 && dashboardCode === 0 && (final?.join.state === 'joined' || interrupted > 0)
+      ? 0
+      : 1;
   } finally {
-    for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const { child } of children)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await dashboard?.stop(2_000);
     await queue.close();
     await closeRedis(redis);
     await server?.stop();
