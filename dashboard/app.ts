@@ -13,7 +13,14 @@ import type { JobData } from '../shared/queue.js';
 import { projectRoot } from '../shared/roles.js';
 import { RunStore } from '../shared/run/run-store.js';
 import { listRuns, readRunStatus } from '../shared/run/status.js';
-import { isAuthorised, loginPage, requireAccess, requireActionHeader, sameOriginWrites, TOKEN_COOKIE } from './access.js';
+import {
+  isAuthorised,
+  loginPage,
+  requireAccess,
+  requireActionHeader,
+  sameOriginWrites,
+  TOKEN_COOKIE,
+} from './access.js';
 import type { DashboardConfig } from './config.js';
 import { LiveRuns } from './live-runs.js';
 
@@ -70,7 +77,11 @@ export function createApp(deps: DashboardDeps): Dashboard {
   });
 
   app.use((_req, res, next) => {
-    res.set({ 'X-Content-Type-Options': 'nosniff', 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'same-origin' });
+    res.set({
+      'X-Content-Type-Options': 'nosniff',
+      'X-Frame-Options': 'DENY',
+      'Referrer-Policy': 'same-origin',
+    });
     next();
   });
 
@@ -98,16 +109,27 @@ export function createApp(deps: DashboardDeps): Dashboard {
 
   if (config.access.kind === 'token') {
     const access = config.access;
-    app.post('/login', express.urlencoded({ extended: false, limit: BODY_LIMIT }), (req: Request, res: Response) => {
-      const token = (req.body as Record<string, unknown> | undefined)?.token;
-      const fake = { headers: { authorization: `Bearer ${typeof token === 'string' ? token : ''}` } } as Request;
-      if (!isAuthorised(fake, access)) {
-        res.status(401).type('html').send(loginPage(true));
-        return;
-      }
-      res.cookie(TOKEN_COOKIE, token, { httpOnly: true, sameSite: 'strict', secure: req.secure, path: '/' });
-      res.redirect(303, '/');
-    });
+    app.post(
+      '/login',
+      express.urlencoded({ extended: false, limit: BODY_LIMIT }),
+      (req: Request, res: Response) => {
+        const token = (req.body as Record<string, unknown> | undefined)?.token;
+        const fake = {
+          headers: { authorization: `Bearer ${typeof token === 'string' ? token : ''}` },
+        } as Request;
+        if (!isAuthorised(fake, access)) {
+          res.status(401).type('html').send(loginPage(true));
+          return;
+        }
+        res.cookie(TOKEN_COOKIE, token, {
+          httpOnly: true,
+          sameSite: 'strict',
+          secure: req.secure,
+          path: '/',
+        });
+        res.redirect(303, '/');
+      },
+    );
   }
 
   const board = new ExpressAdapter();
@@ -167,10 +189,14 @@ export function createApp(deps: DashboardDeps): Dashboard {
 
   const actions = express.Router();
   actions.use(requireActionHeader(), express.json({ limit: BODY_LIMIT }), (_req, res, next) => {
-    if (config.readOnly) res.status(403).json({ error: 'this dashboard is read-only (DASHBOARD_READONLY=true)' });
+    if (config.readOnly)
+      res.status(403).json({ error: 'this dashboard is read-only (DASHBOARD_READONLY=true)' });
     else next();
   });
-  const actionTarget = async (req: Request, res: Response): Promise<{ run: RunStore; reason: string } | null> => {
+  const actionTarget = async (
+    req: Request,
+    res: Response,
+  ): Promise<{ run: RunStore; reason: string } | null> => {
     const body = (req.body ?? {}) as Record<string, unknown>;
     const runId = typeof body.run === 'string' ? body.run : '';
     if (!nameSchema.safeParse(runId).success) {
@@ -182,7 +208,10 @@ export function createApp(deps: DashboardDeps): Dashboard {
       res.status(404).json({ error: `no run "${runId}" on queue "${queue.name}"` });
       return null;
     }
-    const reason = typeof body.reason === 'string' && body.reason.trim() ? body.reason.trim().slice(0, 200) : 'cancelled from the dashboard';
+    const reason =
+      typeof body.reason === 'string' && body.reason.trim()
+        ? body.reason.trim().slice(0, 200)
+        : 'cancelled from the dashboard';
     return { run, reason };
   };
   actions.post('/cancel-consumer', async (req, res) => {
@@ -198,7 +227,10 @@ export function createApp(deps: DashboardDeps): Dashboard {
       return;
     }
     await target.run.requestCancel(consumer, target.reason);
-    log.info({ runId: target.run.runId, consumerId: consumer, reason: target.reason }, 'consumer cancel requested');
+    log.info(
+      { runId: target.run.runId, consumerId: consumer, reason: target.reason },
+      'consumer cancel requested',
+    );
     res.status(202).json({ ok: true, run: target.run.runId, consumer });
   });
   actions.post('/cancel-run', async (req, res) => {
@@ -219,7 +251,16 @@ export function createApp(deps: DashboardDeps): Dashboard {
     // Never log request bodies or headers: they may carry credentials.
     if (status === 500) log.error({ err: e.message }, 'dashboard request failed');
     if (res.headersSent) return;
-    res.status(status).json({ error: status === 413 ? 'request body too large' : status === 500 ? 'internal error' : (e.message ?? 'bad request') });
+    res
+      .status(status)
+      .json({
+        error:
+          status === 413
+            ? 'request body too large'
+            : status === 500
+              ? 'internal error'
+              : (e.message ?? 'bad request'),
+      });
   };
   app.use(onError);
 

@@ -1,7 +1,18 @@
 import { z } from 'zod';
-import { bool, commonShape, ConfigError, int, optionalName, parseEnv, text, toCommonConfig, type Env } from '../shared/config.js';
+import {
+  bool,
+  commonShape,
+  ConfigError,
+  int,
+  optionalName,
+  parseEnv,
+  text,
+  toCommonConfig,
+  type Env,
+} from '../shared/config.js';
 
-const secret = () => z.preprocess((v) => (typeof v === 'string' && v === '' ? undefined : v), z.string().optional());
+const secret = () =>
+  z.preprocess((v) => (typeof v === 'string' && v === '' ? undefined : v), z.string().optional());
 
 const shape = {
   ...commonShape,
@@ -21,9 +32,7 @@ const shape = {
 
 /** Who may use the dashboard: nobody checked (loopback only), basic auth, or a bearer token. */
 export type DashboardAccess =
-  | { kind: 'open' }
-  | { kind: 'basic'; user: string; password: string }
-  | { kind: 'token'; token: string };
+  { kind: 'open' } | { kind: 'basic'; user: string; password: string } | { kind: 'token'; token: string };
 
 export type DashboardConfig = ReturnType<typeof loadDashboardConfig>;
 
@@ -34,15 +43,23 @@ export function loadDashboardConfig(env: Env) {
   const e = parseEnv(shape, env);
   const problems: string[] = [];
   let access: DashboardAccess = { kind: 'open' };
-  if (e.DASHBOARD_TOKEN !== undefined && (e.DASHBOARD_USER !== undefined || e.DASHBOARD_PASSWORD !== undefined)) {
-    problems.push('DASHBOARD_TOKEN: set either DASHBOARD_TOKEN or DASHBOARD_USER/DASHBOARD_PASSWORD, not both');
+  if (
+    e.DASHBOARD_TOKEN !== undefined &&
+    (e.DASHBOARD_USER !== undefined || e.DASHBOARD_PASSWORD !== undefined)
+  ) {
+    problems.push(
+      'DASHBOARD_TOKEN: set either DASHBOARD_TOKEN or DASHBOARD_USER/DASHBOARD_PASSWORD, not both',
+    );
   } else if (e.DASHBOARD_TOKEN !== undefined) {
-    if (e.DASHBOARD_TOKEN.length < 16) problems.push('DASHBOARD_TOKEN: must be at least 16 characters (got <hidden>)');
+    if (e.DASHBOARD_TOKEN.length < 16)
+      problems.push('DASHBOARD_TOKEN: must be at least 16 characters (got <hidden>)');
     access = { kind: 'token', token: e.DASHBOARD_TOKEN };
   } else if (e.DASHBOARD_USER !== undefined || e.DASHBOARD_PASSWORD !== undefined) {
     if (!e.DASHBOARD_USER) problems.push('DASHBOARD_USER: required when DASHBOARD_PASSWORD is set');
-    else if (e.DASHBOARD_USER.includes(':')) problems.push('DASHBOARD_USER: must not contain ":" (basic auth)');
-    if (!e.DASHBOARD_PASSWORD) problems.push('DASHBOARD_PASSWORD: required when DASHBOARD_USER is set (got <hidden>)');
+    else if (e.DASHBOARD_USER.includes(':'))
+      problems.push('DASHBOARD_USER: must not contain ":" (basic auth)');
+    if (!e.DASHBOARD_PASSWORD)
+      problems.push('DASHBOARD_PASSWORD: required when DASHBOARD_USER is set (got <hidden>)');
     access = { kind: 'basic', user: e.DASHBOARD_USER ?? '', password: e.DASHBOARD_PASSWORD ?? '' };
   }
   let host = e.DASHBOARD_HOST.trim();

@@ -122,7 +122,8 @@ class RunWatcher {
     };
     this.history.push(depth);
     while (this.history.length > 0 && this.history[0]!.t < now - this.opts.historyMs) this.history.shift();
-    if (!this.opts.queueEvents && prev && prev.waiting > 0 && depth.waiting === 0) this.inferredDrained.push(now);
+    if (!this.opts.queueEvents && prev && prev.waiting > 0 && depth.waiting === 0)
+      this.inferredDrained.push(now);
 
     if (runId !== this.lastRun) this.finished.length = 0;
     this.lastRun = runId;
@@ -193,7 +194,12 @@ export class LiveRuns {
     res.write('retry: 2000\n\n');
     let watcher = this.watchers.get(runId);
     if (!watcher) {
-      watcher = new RunWatcher(runId, this.opts, () => this.drained, (key) => this.drop(key));
+      watcher = new RunWatcher(
+        runId,
+        this.opts,
+        () => this.drained,
+        (key) => this.drop(key),
+      );
       this.watchers.set(runId, watcher);
     }
     const w = watcher;

@@ -18,7 +18,10 @@ if (started) {
   // QueueEvents blocks on its stream, so it gets a connection of its own.
   const eventsRedis = createRedis(config, log, 'conveyor:dashboard-events');
   const queue = openQueue(config.queue, redis);
-  const queueEvents = new QueueEvents(config.queue, { connection: eventsRedis, prefix: queuePrefix(config.queue) });
+  const queueEvents = new QueueEvents(config.queue, {
+    connection: eventsRedis,
+    prefix: queuePrefix(config.queue),
+  });
   queueEvents.on('error', (err) => log.debug({ err: err.message }, 'queue events error'));
   const metrics = new Registry();
   registerDefaultMetrics(metrics, 'dashboard');
@@ -45,7 +48,10 @@ if (started) {
     });
   });
   try {
-    log.info({ redis: redactUrl(config.redisUrl), queue: config.queue, readOnly: config.readOnly }, 'dashboard starting');
+    log.info(
+      { redis: redactUrl(config.redisUrl), queue: config.queue, readOnly: config.readOnly },
+      'dashboard starting',
+    );
     // Serve at once (healthz answers, readyz says 503) rather than wait for Redis in silence.
     http = await startServer(dashboard, { host: config.host, port: config.port });
     if (config.access.kind === 'open') {
@@ -62,7 +68,8 @@ if (started) {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (stopping) log.info('stopped before start-up finished');
-    else if (code === 'EADDRINUSE') log.error(`port ${config.port} is in use: set DASHBOARD_PORT to a free port (or 0 for any)`);
+    else if (code === 'EADDRINUSE')
+      log.error(`port ${config.port} is in use: set DASHBOARD_PORT to a free port (or 0 for any)`);
     else log.error({ err }, 'dashboard failed to start');
     await close();
     process.exitCode = stopping ? 0 : 1;

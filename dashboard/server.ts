@@ -11,14 +11,22 @@ export type RunningServer = {
 };
 
 /** Listens on `host:port` (0 = any free port) and resolves once the socket is bound. */
-export function startServer(dashboard: Dashboard, opts: { host: string; port: number }): Promise<RunningServer> {
+export function startServer(
+  dashboard: Dashboard,
+  opts: { host: string; port: number },
+): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
     const server = dashboard.app.listen(opts.port, opts.host);
     server.once('error', reject);
     server.once('listening', () => {
       server.off('error', reject);
       const { port } = server.address() as AddressInfo;
-      const shown = opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+      const shown =
+        opts.host === '0.0.0.0' || opts.host === '::'
+          ? 'localhost'
+          : opts.host.includes(':')
+            ? `[${opts.host}]`
+            : opts.host;
       let closing: Promise<void> | undefined;
       resolve({
         url: `http://${shown}:${port}`,

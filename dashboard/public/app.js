@@ -90,7 +90,10 @@ function drawChart() {
     if (d >= t0 && d <= t1) add('line', { class: 'drain', x1: x(d), x2: x(d), y1: T, y2: H - B });
   }
   for (const k of SERIES) {
-    add('polyline', { class: k, points: samples.map((s) => `${x(s.t).toFixed(1)},${y(s[k]).toFixed(1)}`).join(' ') });
+    add('polyline', {
+      class: k,
+      points: samples.map((s) => `${x(s.t).toFixed(1)},${y(s[k]).toFixed(1)}`).join(' '),
+    });
   }
 }
 
@@ -130,7 +133,8 @@ function renderRun(u) {
   $('n-failed').textContent = j.failed;
   $('n-unfinished').textContent = j.unfinished;
   $('n-rate').textContent = u.rate === null ? '–' : u.rate.toFixed(1);
-  $('n-eta').textContent = s.join.state === 'joined' ? 'done' : u.etaSeconds === null ? '–' : `${Math.ceil(u.etaSeconds)} s`;
+  $('n-eta').textContent =
+    s.join.state === 'joined' ? 'done' : u.etaSeconds === null ? '–' : `${Math.ceil(u.etaSeconds)} s`;
   const pct = (n) => (j.produced ? (100 * n) / j.produced : 0);
   $('progress-done').style.width = `${pct(j.completed)}%`;
   $('progress-failed').style.width = `${pct(j.failed)}%`;
@@ -139,7 +143,8 @@ function renderRun(u) {
     `${j.completed + j.failed} of ${j.produced} produced jobs finished` +
     (p.running > 0 ? ' (producers still running, so the total can grow)' : '') +
     (j.removed ? `, ${j.removed} removed by hand` : '');
-  $('producers-summary').textContent = `${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`;
+  $('producers-summary').textContent =
+    `${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`;
   $('run-actions').hidden = !info.actions || s.join.state === 'joined';
 }
 
@@ -160,7 +165,11 @@ function renderTables(u) {
         el('td', {}, p.host),
         el('td', { class: 'state-cell' }, stateBadge(p.state)),
         el('td', { class: 'num' }, p.produced),
-        el('td', { title: time(p.heartbeatAt) }, p.state === 'running' ? ago(p.heartbeatAt, now) : time(p.doneAt ?? p.lostAt ?? p.heartbeatAt)),
+        el(
+          'td',
+          { title: time(p.heartbeatAt) },
+          p.state === 'running' ? ago(p.heartbeatAt, now) : time(p.doneAt ?? p.lostAt ?? p.heartbeatAt),
+        ),
       ),
     ),
   );
@@ -171,7 +180,11 @@ function renderTables(u) {
       if (info.actions && !ended && c.state !== 'cancelling') {
         const b = el('button', { type: 'button', class: 'danger' }, 'Cancel');
         b.addEventListener('click', () =>
-          act('cancel-consumer', { run: s.runId, consumer: c.id }, `Cancel consumer ${c.id}? It finishes its current jobs, then exits.`),
+          act(
+            'cancel-consumer',
+            { run: s.runId, consumer: c.id },
+            `Cancel consumer ${c.id}? It finishes its current jobs, then exits.`,
+          ),
         );
         cell.append(b);
       }
@@ -185,7 +198,11 @@ function renderTables(u) {
         el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
         el('td', { class: 'current' }, c.current.length ? c.current.join(', ') : '–'),
         el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
-        el('td', { class: 'when', title: c.cancelReason || '' }, c.cancelledAt ? `${time(c.cancelledAt)}${c.cancelReason ? ` (${c.cancelReason})` : ''}` : '–'),
+        el(
+          'td',
+          { class: 'when', title: c.cancelReason || '' },
+          c.cancelledAt ? `${time(c.cancelledAt)}${c.cancelReason ? ` (${c.cancelReason})` : ''}` : '–',
+        ),
         cell,
       );
     }),
@@ -196,8 +213,14 @@ function renderRuns(u) {
   const select = $('run-select');
   $('run-picker').hidden = u.runs.length < 2;
   const wanted = new URLSearchParams(location.search).get('run') || '';
-  const options = [el('option', { value: '' }, `latest${u.runs[0] ? ` (${u.runs[0]})` : ''}`), ...u.runs.map((r) => el('option', { value: r }, r))];
-  if (select.options.length !== options.length || [...select.options].some((o, i) => o.value !== options[i].value)) {
+  const options = [
+    el('option', { value: '' }, `latest${u.runs[0] ? ` (${u.runs[0]})` : ''}`),
+    ...u.runs.map((r) => el('option', { value: r }, r)),
+  ];
+  if (
+    select.options.length !== options.length ||
+    [...select.options].some((o, i) => o.value !== options[i].value)
+  ) {
     select.replaceChildren(...options);
   }
   select.value = wanted;
@@ -261,7 +284,12 @@ async function start() {
     connect();
   });
   $('cancel-run').addEventListener('click', () => {
-    if (current.status) act('cancel-run', { run: current.status.runId }, `Cancel every consumer of run ${current.status.runId}?`);
+    if (current.status)
+      act(
+        'cancel-run',
+        { run: current.status.runId },
+        `Cancel every consumer of run ${current.status.runId}?`,
+      );
   });
   connect();
 }

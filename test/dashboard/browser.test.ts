@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
-import { connect, dropQueue, redisUrl, testQueue } from '../helpers/redis.js';
+import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import { makeDashboard, type TestDashboard } from './harness.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -18,7 +18,7 @@ async function launchChromium(profile: string): Promise<BrowserContext> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `The dashboard browser test needs Chromium at ${CHROMIUM}. Install it with ` +
-        '`apt-get update && apt-get install -y chromium` (CI\'s .ci/run does this), or set CHROMIUM_PATH.',
+        "`apt-get update && apt-get install -y chromium` (CI's .ci/run does this), or set CHROMIUM_PATH.",
     );
   }
   // A persistent context is how Playwright takes a fresh --user-data-dir.
@@ -82,10 +82,10 @@ describe('dashboard in a real browser', () => {
     });
     await page.goto(url);
     await page.waitForSelector('#conn[data-state="live"]');
-    // Predicates run in the page; written as strings because this project compiles without DOM types.
-    const points = `Number(document.querySelector('#depth-chart').getAttribute('data-points'))`;
-    await page.waitForFunction(`${points} >= 2`);
-    const pointsBefore = Number(await page.getAttribute('#depth-chart', 'data-points'));
+    // Polled from here through Playwright's queries: a string predicate would need eval, which the page's CSP forbids.
+    const points = async () => Number(await page.getAttribute('#depth-chart', 'data-points'));
+    await pollUntil('the chart to get data points', async () => ((await points()) >= 2 ? true : undefined));
+    const pointsBefore = await points();
 
     const env = {
       REDIS_URL: redisUrl(),
@@ -111,26 +111,32 @@ describe('dashboard in a real browser', () => {
     await page.screenshot({ path: join(artifacts, 'dashboard-running.png') });
 
     // The chart keeps moving and shows the jobs that waited.
-    await page.waitForFunction(`${points} > ${pointsBefore + 5}`, undefined, { timeout: 30_000 });
+    await pollUntil('the chart to move', async () =>
+      (await points()) > pointsBefore + 5 ? true : undefined,
+    );
     await page.waitForSelector('#join-state[data-state="joined"]', { timeout: 45_000 });
     const joinText = await page.textContent('#join-state');
     expect(joinText).toMatch(/^joined at \d\d:\d\d:\d\d \(all 2 producers done, 0 unfinished\)$/);
-    await page.waitForFunction(
-      `document.querySelectorAll('#consumers tbody tr').length === 2 &&
-       document.querySelectorAll('#consumers tbody tr[data-state="cancelled"]').length === 2`,
-      undefined,
-      { timeout: 30_000 },
-    );
+    await pollUntil('every consumer to show cancelled', async () => {
+      const rows = await page.locator('#consumers tbody tr').count();
+      const cancelled = await page.locator('#consumers tbody tr[data-state="cancelled"]').count();
+      return rows === 2 && cancelled === 2 ? true : undefined;
+    });
     const exits = await Promise.all(procs.map((p) => exitOf(p)));
     expect(exits.map((e) => e.code)).toEqual([0, 0, 0, 0]);
 
     expect(await page.textContent('#n-produced')).toBe('12');
     expect(await page.textContent('#n-completed')).toBe('12');
     expect(await page.locator('#producers tbody tr .state').allTextContents()).toEqual(['done', 'done']);
-    expect(await page.locator('#consumers tbody tr .state').allTextContents()).toEqual(['cancelled', 'cancelled']);
+    expect(await page.locator('#consumers tbody tr .state').allTextContents()).toEqual([
+      'cancelled',
+      'cancelled',
+    ]);
     expect(await page.locator('#depth-chart polyline').count()).toBe(4);
     // BullMQ said "drained" at least once (when the last job finished), shown apart from the join.
-    await page.waitForFunction(`/\\d\\d:\\d\\d:\\d\\d/.test(document.querySelector('#drained-list').textContent)`);
+    await pollUntil('a drained moment on the page', async () =>
+      /\d\d:\d\d:\d\d/.test((await page.textContent('#drained-list')) ?? '') ? true : undefined,
+    );
 
     await page.screenshot({ path: join(artifacts, 'dashboard.png'), fullPage: true });
     expect(problems, 'errors in the page').toEqual([]);

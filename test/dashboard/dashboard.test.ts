@@ -49,7 +49,9 @@ describe('dashboard', () => {
     await run.registerProducer('p1', { host: 'test-host', pid: 1 }, 10_000);
     const q = openQueue(queue, redis);
     const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: retry });
-    await producer.putMany(Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms } })));
+    await producer.putMany(
+      Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms } })),
+    );
     await q.close();
     return run;
   };
@@ -69,7 +71,11 @@ describe('dashboard', () => {
       queue,
       join: { state: 'pending', waitingFor: 'producers-running' },
       jobs: { produced: 3, completed: 0, unfinished: 3 },
-      producers: { expected: 1, running: 1, list: [{ id: 'p1', host: 'test-host', produced: 3, state: 'running' }] },
+      producers: {
+        expected: 1,
+        running: 1,
+        list: [{ id: 'p1', host: 'test-host', produced: 3, state: 'running' }],
+      },
     });
     expect((await request(app).get('/api/runs').expect(200)).body).toEqual(['newer', 'older']);
     await request(app).get('/api/status?run=nope').expect(404);
@@ -79,7 +85,10 @@ describe('dashboard', () => {
     const page = await request(app).get('/').expect(200);
     expect(page.text).toContain('id="depth-chart"');
     expect(page.headers['content-security-policy']).toContain("default-src 'self'");
-    await request(app).get('/assets/app.js').expect(200).expect('content-type', /javascript/);
+    await request(app)
+      .get('/assets/app.js')
+      .expect(200)
+      .expect('content-type', /javascript/);
   });
 
   it('/readyz answers 503 when Redis is unreachable', async () => {
@@ -102,25 +111,42 @@ describe('dashboard', () => {
     // Two clients of the same run share one poller.
     let pollersWithTwo = 0;
     const consumerRedis = connect();
-    const config = loadConsumerConfig({ REDIS_URL: redisUrl(), QUEUE: queue, RUN_ID: 'r', CONSUMER_ID: 'c1', HEARTBEAT_MS: '100' });
+    const config = loadConsumerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'r',
+      CONSUMER_ID: 'c1',
+      HEARTBEAT_MS: '100',
+    });
     let consumer: Awaited<ReturnType<typeof startConsumer>> | undefined;
     try {
-      const completed = await readEvents(`${url}/api/events?run=r`, (e) => isUpdate(e) && status(e).jobs.completed === 2, {
-        onOpen: async () => {
-          await readEvents(`${url}/api/events?run=r`, isUpdate, {
-            onOpen: () => {
-              pollersWithTwo = d.dashboard.live.pollers;
-            },
-          });
-          consumer = await startConsumer(config, { redis: consumerRedis, registry, log: quiet, host: 'test', pid: process.pid });
+      const completed = await readEvents(
+        `${url}/api/events?run=r`,
+        (e) => isUpdate(e) && status(e).jobs.completed === 2,
+        {
+          onOpen: async () => {
+            await readEvents(`${url}/api/events?run=r`, isUpdate, {
+              onOpen: () => {
+                pollersWithTwo = d.dashboard.live.pollers;
+              },
+            });
+            consumer = await startConsumer(config, {
+              redis: consumerRedis,
+              registry,
+              log: quiet,
+              host: 'test',
+              pid: process.pid,
+            });
+          },
         },
-      });
+      );
       expect(status(completed).join.state).toBe('pending');
       expect(pollersWithTwo).toBe(1);
 
       const joined = await readEvents(
         `${url}/api/events?run=r`,
-        (e) => isUpdate(e) && status(e).join.state === 'joined' && status(e).consumers[0]?.state === 'cancelled',
+        (e) =>
+          isUpdate(e) && status(e).join.state === 'joined' && status(e).consumers[0]?.state === 'cancelled',
         { onOpen: async () => void (await run.producerDone('p1')) },
       );
       expect(status(joined).jobs).toMatchObject({ produced: 2, completed: 2, unfinished: 0 });
@@ -136,13 +162,24 @@ describe('dashboard', () => {
     await runWithJobs('r', 1);
     const d = open({ DASHBOARD_USER: USER, DASHBOARD_PASSWORD: PASSWORD });
     const { url } = await d.listen();
-    const routes = ['/', '/assets/app.js', '/queues', '/queues/api/queues', '/api/status', '/api/runs', '/api/info', '/api/events'];
+    const routes = [
+      '/',
+      '/assets/app.js',
+      '/queues',
+      '/queues/api/queues',
+      '/api/status',
+      '/api/runs',
+      '/api/info',
+      '/api/events',
+    ];
     const get = (path: string, auth?: string) => {
       const abort = new AbortController();
-      return fetch(url + path, { headers: auth ? { authorization: auth } : {}, signal: abort.signal }).then((r) => {
-        abort.abort(); // the event stream never ends by itself
-        return r.status;
-      });
+      return fetch(url + path, { headers: auth ? { authorization: auth } : {}, signal: abort.signal }).then(
+        (r) => {
+          abort.abort(); // the event stream never ends by itself
+          return r.status;
+        },
+      );
     };
     for (const path of routes) {
       expect(await get(path), `${path} without credentials`).toBe(401);
@@ -153,7 +190,11 @@ describe('dashboard', () => {
     const action = (auth?: string) =>
       fetch(`${url}/api/actions/cancel-run`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-conveyor-action': '1', ...(auth ? { authorization: auth } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          'x-conveyor-action': '1',
+          ...(auth ? { authorization: auth } : {}),
+        },
         body: JSON.stringify({ run: 'r' }),
       }).then((r) => r.status);
     expect(await action()).toBe(401);
@@ -163,7 +204,9 @@ describe('dashboard', () => {
     expect(await get('/healthz')).toBe(200);
     expect(await get('/readyz')).toBe(200);
 
-    const status = await (await fetch(`${url}/api/status`, { headers: { authorization: basic(USER, PASSWORD) } })).text();
+    const status = await (
+      await fetch(`${url}/api/status`, { headers: { authorization: basic(USER, PASSWORD) } })
+    ).text();
     expect(status).not.toContain(PASSWORD);
   });
 
@@ -207,8 +250,15 @@ describe('dashboard', () => {
     const ro = open({ DASHBOARD_READONLY: 'true' }).dashboard.app;
     await request(ro).put(`/queues/api/queues/${queue}/retry/failed`).expect(405);
     await request(ro).put(`/queues/api/queues/${queue}/pause`).expect(405);
-    await request(ro).post('/api/actions/cancel-run').set('x-conveyor-action', '1').send({ run: 'r' }).expect(403);
-    expect((await request(ro).get('/api/info').expect(200)).body).toMatchObject({ readOnly: true, actions: false });
+    await request(ro)
+      .post('/api/actions/cancel-run')
+      .set('x-conveyor-action', '1')
+      .send({ run: 'r' })
+      .expect(403);
+    expect((await request(ro).get('/api/info').expect(200)).body).toMatchObject({
+      readOnly: true,
+      actions: false,
+    });
     expect(await redis.scard(new RunStore(redis, queue, 'r').keys.cancel)).toBe(0);
     await dash?.close();
 
@@ -221,21 +271,47 @@ describe('dashboard', () => {
     await runWithJobs('r', 1);
     const { app } = open().dashboard;
     const cancel = () => request(app).post('/api/actions/cancel-run').set('host', 'dash.local:3000');
-    await cancel().set('x-conveyor-action', '1').set('origin', 'https://evil.example').send({ run: 'r' }).expect(403);
-    await cancel().set('x-conveyor-action', '1').set('referer', 'https://evil.example/page').send({ run: 'r' }).expect(403);
+    await cancel()
+      .set('x-conveyor-action', '1')
+      .set('origin', 'https://evil.example')
+      .send({ run: 'r' })
+      .expect(403);
+    await cancel()
+      .set('x-conveyor-action', '1')
+      .set('referer', 'https://evil.example/page')
+      .send({ run: 'r' })
+      .expect(403);
     await cancel().set('x-conveyor-action', '1').set('origin', 'null').send({ run: 'r' }).expect(403);
     await cancel().set('origin', 'http://dash.local:3000').send({ run: 'r' }).expect(403); // no action header
     // A form post is what a cross-site page could send without a preflight: refused.
     await cancel().type('form').send('run=r').expect(403);
-    await cancel().set('x-conveyor-action', '1').send({ run: 'r', reason: 'x'.repeat(10_000) }).expect(413);
+    await cancel()
+      .set('x-conveyor-action', '1')
+      .send({ run: 'r', reason: 'x'.repeat(10_000) })
+      .expect(413);
     // Bull Board's own writes get the same origin check.
-    await request(app).put(`/queues/api/queues/${queue}/pause`).set('origin', 'https://evil.example').expect(403);
+    await request(app)
+      .put(`/queues/api/queues/${queue}/pause`)
+      .set('origin', 'https://evil.example')
+      .expect(403);
     expect(await redis.scard(new RunStore(redis, queue, 'r').keys.cancel)).toBe(0);
 
-    await cancel().set('x-conveyor-action', '1').set('origin', 'http://dash.local:3000').send({ run: 'r' }).expect(202);
+    await cancel()
+      .set('x-conveyor-action', '1')
+      .set('origin', 'http://dash.local:3000')
+      .send({ run: 'r' })
+      .expect(202);
     expect(await redis.smembers(new RunStore(redis, queue, 'r').keys.cancel)).toEqual(['*']);
-    await request(app).post('/api/actions/cancel-consumer').set('x-conveyor-action', '1').send({ run: 'r', consumer: 'ghost' }).expect(404);
-    await request(app).post('/api/actions/cancel-run').set('x-conveyor-action', '1').send({ run: 'ghost' }).expect(404);
+    await request(app)
+      .post('/api/actions/cancel-consumer')
+      .set('x-conveyor-action', '1')
+      .send({ run: 'r', consumer: 'ghost' })
+      .expect(404);
+    await request(app)
+      .post('/api/actions/cancel-run')
+      .set('x-conveyor-action', '1')
+      .send({ run: 'ghost' })
+      .expect(404);
   });
 
   it('cancel one consumer, then the run: real consumer processes stop and exit 0 as cancelled', async () => {
@@ -246,12 +322,16 @@ describe('dashboard', () => {
     const c2 = spawnRole('consumer', { ...env, CONSUMER_ID: 'c2' }, { label: 'c2' });
     await Promise.all([c1.waitFor('consumer ready'), c2.waitFor('consumer ready')]);
     const { app } = open().dashboard;
-    const post = (path: string, body: object) => request(app).post(`/api/actions/${path}`).set('x-conveyor-action', '1').send(body);
+    const post = (path: string, body: object) =>
+      request(app).post(`/api/actions/${path}`).set('x-conveyor-action', '1').send(body);
 
     await post('cancel-consumer', { run: 'r', consumer: 'c1', reason: 'scaling down' }).expect(202);
     expect((await exitOf(c1, 15_000)).code).toBe(0);
     const after = (await request(app).get('/api/status?run=r').expect(200)).body as RunStatus;
-    expect(after.consumers.find((c) => c.id === 'c1')).toMatchObject({ state: 'cancelled', cancelReason: 'scaling down' });
+    expect(after.consumers.find((c) => c.id === 'c1')).toMatchObject({
+      state: 'cancelled',
+      cancelReason: 'scaling down',
+    });
     expect(after.consumers.find((c) => c.id === 'c2')?.state).toMatch(/^(idle|busy)$/);
     expect(after.join.state).toBe('pending');
 
@@ -266,7 +346,12 @@ describe('dashboard', () => {
   });
 
   it('npm run dashboard: bad config exits 2 naming the variable; SIGTERM closes streams and exits 0', async () => {
-    const bad = spawnRole('dashboard', { REDIS_URL: redisUrl(), QUEUE: queue, DASHBOARD_PORT: 'eighty', DASHBOARD_PASSWORD: 'pw-secret-1' });
+    const bad = spawnRole('dashboard', {
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      DASHBOARD_PORT: 'eighty',
+      DASHBOARD_PASSWORD: 'pw-secret-1',
+    });
     expect((await exitOf(bad)).code).toBe(2);
     expect(bad.output()).toContain('DASHBOARD_PORT');
     expect(bad.output()).not.toContain('pw-secret-1');

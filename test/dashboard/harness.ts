@@ -22,12 +22,23 @@ export type TestDashboard = {
  * A dashboard on its own connection for `queue`, configured from `env` like `dashboard/main.ts` does;
  * with `queueEvents`, drained moments come from BullMQ's event stream as in production.
  */
-export function makeDashboard(queue: string, env: Record<string, string> = {}, opts: { queueEvents?: boolean } = {}): TestDashboard {
-  const config = loadDashboardConfig({ REDIS_URL: redisUrl(), QUEUE: queue, DASHBOARD_POLL_MS: '100', ...env });
+export function makeDashboard(
+  queue: string,
+  env: Record<string, string> = {},
+  opts: { queueEvents?: boolean } = {},
+): TestDashboard {
+  const config = loadDashboardConfig({
+    REDIS_URL: redisUrl(),
+    QUEUE: queue,
+    DASHBOARD_POLL_MS: '100',
+    ...env,
+  });
   const redis = connect();
   const q = openQueue(queue, redis);
   const eventsRedis = opts.queueEvents ? connect() : undefined;
-  const queueEvents = eventsRedis ? new QueueEvents(queue, { connection: eventsRedis, prefix: queuePrefix(queue) }) : undefined;
+  const queueEvents = eventsRedis
+    ? new QueueEvents(queue, { connection: eventsRedis, prefix: queuePrefix(queue) })
+    : undefined;
   const log = createLogger({ level: 'silent', service: 'test-dashboard' });
   const dashboard = createApp({ config, redis, queue: q, queueEvents, log });
   let server: RunningServer | undefined;
@@ -59,9 +70,15 @@ export async function readEvents(
   opts: { headers?: Record<string, string>; timeoutMs?: number; onOpen?: () => Promise<void> | void } = {},
 ): Promise<SseEvent> {
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(new Error(`no matching event from ${url} within ${opts.timeoutMs ?? 20_000} ms`)), opts.timeoutMs ?? 20_000);
+  const timer = setTimeout(
+    () => abort.abort(new Error(`no matching event from ${url} within ${opts.timeoutMs ?? 20_000} ms`)),
+    opts.timeoutMs ?? 20_000,
+  );
   try {
-    const res = await fetch(url, { headers: { accept: 'text/event-stream', ...opts.headers }, signal: abort.signal });
+    const res = await fetch(url, {
+      headers: { accept: 'text/event-stream', ...opts.headers },
+      signal: abort.signal,
+    });
     if (res.status !== 200 || !res.body) throw new Error(`event stream answered ${res.status}`);
     await opts.onOpen?.();
     const decoder = new TextDecoder();
