@@ -104,7 +104,9 @@ export async function audit(opts: {
   const injected = opts.injected ?? new Set<string>();
 
   const lost = [...acked].filter((id) => !finished.has(id));
-  const unexpected = [...finished].filter((id) => !acked.has(id) && !injected.has(id) && id.startsWith(`${runId}.`));
+  const unexpected = [...finished].filter(
+    (id) => !acked.has(id) && !injected.has(id) && id.startsWith(`${runId}.`),
+  );
   let duplicateStarts = 0;
   let reexecuted = 0;
   for (const e of ledger.values()) {
@@ -121,7 +123,17 @@ export async function audit(opts: {
     duplicated += Math.max(0, j.produced - acked.size);
     forgottenByRun = Math.max(0, acked.size - j.produced);
   }
-  const joins = (opts.harnessJoins ?? 0) + opts.all.reduce((n, p) => n + p.output().split('\n').filter((l) => l.includes('"msg":"run joined"')).length, 0);
+  const joins =
+    (opts.harnessJoins ?? 0) +
+    opts.all.reduce(
+      (n, p) =>
+        n +
+        p
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('"msg":"run joined"')).length,
+      0,
+    );
   return {
     acknowledged: acked.size,
     lost,

@@ -33,7 +33,10 @@ export class ChaosRedis {
   ): Promise<ChaosRedis> {
     const port = opts.port ?? (await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'conveyor-chaos-redis-'));
-    const r = new ChaosRedis(binary, port, dir, [...persistenceArgs[opts.persistence ?? 'none'], ...(opts.args ?? [])]);
+    const r = new ChaosRedis(binary, port, dir, [
+      ...persistenceArgs[opts.persistence ?? 'none'],
+      ...(opts.args ?? []),
+    ]);
     if (opts.start !== false) await r.start();
     return r;
   }
@@ -54,7 +57,11 @@ export class ChaosRedis {
 
   async start(): Promise<void> {
     // '--dir' after startRedisServer's own: the last one wins, so restarts share one data folder.
-    this.handle = await startRedisServer({ binary: this.binary, port: this.port, args: ['--dir', this.dir, ...this.args] });
+    this.handle = await startRedisServer({
+      binary: this.binary,
+      port: this.port,
+      args: ['--dir', this.dir, ...this.args],
+    });
   }
 
   /** SIGKILL: no shutdown save, no goodbye to clients — what a crash or an OOM kill looks like. */

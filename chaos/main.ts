@@ -43,9 +43,21 @@ for (const sc of selected) {
     rows.push(row);
     log(`chaos: ${sc.id} ${row.pass ? 'passed' : 'FAILED'} in ${((Date.now() - t) / 1000).toFixed(0)} s`);
   } catch (err) {
-    rows.push({ scenario: sc.id, jobs: 0, faults: '-', lost: 0, duplicated: 0, duplicateStarts: 0, joinSeconds: null, pass: false, notes: [`harness error: ${err instanceof Error ? err.message : String(err)}`] });
+    rows.push({
+      scenario: sc.id,
+      jobs: 0,
+      faults: '-',
+      lost: 0,
+      duplicated: 0,
+      duplicateStarts: 0,
+      joinSeconds: null,
+      pass: false,
+      notes: [`harness error: ${err instanceof Error ? err.message : String(err)}`],
+    });
     log(`chaos: ${sc.id} harness error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   }
 }
-process.stdout.write(`\n${formatTable(rows)}\n\n${rows.filter((r) => r.pass).length}/${rows.length} rows pass (${values.full ? 'full' : 'scaled-down'} sizes) in ${((Date.now() - started) / 1000).toFixed(0)} s.\n`);
+process.stdout.write(
+  `\n${formatTable(rows)}\n\n${rows.filter((r) => r.pass).length}/${rows.length} rows pass (${values.full ? 'full' : 'scaled-down'} sizes) in ${((Date.now() - started) / 1000).toFixed(0)} s.\n`,
+);
 process.exitCode = rows.every((r) => r.pass) ? 0 : 1;

@@ -33,7 +33,13 @@ export class ProcessGroup {
     return this.spawn(label, role, command, args, env);
   }
 
-  spawn(label: string, role: Role | 'script', command: string, args: string[], env: Record<string, string>): ChaosProcess {
+  spawn(
+    label: string,
+    role: Role | 'script',
+    command: string,
+    args: string[],
+    env: Record<string, string>,
+  ): ChaosProcess {
     const file = join(this.logDir, `${String(++this.seq).padStart(3, '0')}-${label}.log`);
     // Only what the scenario passes: no inherited REDIS_URL or credentials from the caller's shell.
     const child = spawn(command, args, {
@@ -76,10 +82,18 @@ export class ProcessGroup {
       waitFor: (text, timeoutMs = 60_000) =>
         new Promise<void>((resolve, reject) => {
           const matches = () => (typeof text === 'string' ? out.includes(text) : text.test(out));
-          const timer = setTimeout(() => done(new Error(`${label}: no "${String(text)}" within ${timeoutMs} ms`)), timeoutMs);
+          const timer = setTimeout(
+            () => done(new Error(`${label}: no "${String(text)}" within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
           const check = () => {
             if (matches()) done();
-            else if (exited) done(new Error(`${label} exited (${exited.code ?? exited.signal}) before printing "${String(text)}"`));
+            else if (exited)
+              done(
+                new Error(
+                  `${label} exited (${exited.code ?? exited.signal}) before printing "${String(text)}"`,
+                ),
+              );
           };
           const done = (err?: Error) => {
             clearTimeout(timer);

@@ -150,7 +150,11 @@ export class Session {
   async waitForJoin(timeoutMs: number, everyMs = 200): Promise<number | null> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const [state, joinedAt] = await this.client.hmget(`{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:meta`, 'state', 'joinedAt');
+      const [state, joinedAt] = await this.client.hmget(
+        `{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:meta`,
+        'state',
+        'joinedAt',
+      );
       if (state === 'joined') return Number(joinedAt);
       await sleep(everyMs);
     }
@@ -161,7 +165,9 @@ export class Session {
     return this.client.scard(`{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:open`);
   }
 
-  audit(opts: { extraAcknowledged?: Iterable<string>; injected?: ReadonlySet<string>; keyed?: boolean } = {}): Promise<AuditFigures> {
+  audit(
+    opts: { extraAcknowledged?: Iterable<string>; injected?: ReadonlySet<string>; keyed?: boolean } = {},
+  ): Promise<AuditFigures> {
     return audit({
       redis: this.client,
       queue: this.queue,
@@ -181,14 +187,26 @@ export class Session {
    */
   row(
     a: AuditFigures,
-    opts: { jobs: number; joinedAt: number | null; checks?: Check[]; expectJoin?: boolean; notes?: string[]; faults?: string },
+    opts: {
+      jobs: number;
+      joinedAt: number | null;
+      checks?: Check[];
+      expectJoin?: boolean;
+      notes?: string[];
+      faults?: string;
+    },
   ): Row {
     const notes = [...(opts.notes ?? [])];
     const checks: Check[] = [
-      [a.lost.length === 0, `lost ${a.lost.length}${a.lost.length ? ` (e.g. ${a.lost.slice(0, 3).join(', ')})` : ''}`],
+      [
+        a.lost.length === 0,
+        `lost ${a.lost.length}${a.lost.length ? ` (e.g. ${a.lost.slice(0, 3).join(', ')})` : ''}`,
+      ],
       [a.duplicated === 0, `counted twice ${a.duplicated}`],
       [a.unexpected.length === 0, `unexpected ${a.unexpected.length}`],
-      ...(opts.expectJoin === false ? [] : ([[opts.joinedAt !== null && a.joins === 1, `joined ${a.joins}x`]] as Check[])),
+      ...(opts.expectJoin === false
+        ? []
+        : ([[opts.joinedAt !== null && a.joins === 1, `joined ${a.joins}x`]] as Check[])),
       ...(opts.checks ?? []),
     ];
     for (const [ok, note] of checks) if (!ok) notes.push(`FAILED: ${note}`);
@@ -223,7 +241,11 @@ export class Session {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `check` every `everyMs` until it returns true; false after `timeoutMs`. */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<boolean> {
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return true;

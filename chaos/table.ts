@@ -1,6 +1,15 @@
 import type { Row } from './session.js';
 
-const headers = ['scenario', 'jobs', 'faults injected', 'lost', 'duplicated completions', 'duplicate starts', 'time to join', 'result'];
+const headers = [
+  'scenario',
+  'jobs',
+  'faults injected',
+  'lost',
+  'duplicated completions',
+  'duplicate starts',
+  'time to join',
+  'result',
+];
 
 /** The chaos table as Markdown (readable in a terminal, pasteable into docs/chaos.md). */
 export function formatTable(rows: readonly Row[]): string {

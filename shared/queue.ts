@@ -23,7 +23,11 @@ export function jobOptions(policy: RetryPolicy): JobsOptions {
  * command that failed, password included. `onError` gets the message only; connection errors are
  * already logged by `createRedis`, so leaving it out loses nothing.
  */
-export function openQueue(name: string, connection: Redis, onError?: (message: string) => void): Queue<JobData> {
+export function openQueue(
+  name: string,
+  connection: Redis,
+  onError?: (message: string) => void,
+): Queue<JobData> {
   const queue = new Queue<JobData>(name, { connection, prefix: queuePrefix(name) });
   queue.on('error', (err: Error) => onError?.(err.message));
   return queue;

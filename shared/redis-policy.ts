@@ -21,7 +21,7 @@ export async function readEvictionPolicy(redis: Redis): Promise<string | null> {
   const match = /^maxmemory_policy:(\S+)/m.exec(info);
   if (match?.[1]) return match[1];
   try {
-    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    const reply = await redis.config('GET', 'maxmemory-policy');
     return reply[1] ?? null;
   } catch {
     return null;

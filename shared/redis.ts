@@ -49,7 +49,7 @@ export function fatalRedisError(err: Error, url: string): RedisConfigError | nul
   if (AUTH_ERROR.test(err.message)) {
     return new RedisConfigError(
       `${where} refused the credentials (${err.message.split('.')[0]}): check the user name and password in REDIS_URL ` +
-        '(redis://user:password@host:port) and that the user may run conveyor\'s commands (docs/security.md).',
+        "(redis://user:password@host:port) and that the user may run conveyor's commands (docs/security.md).",
     );
   }
   const code = (err as NodeJS.ErrnoException).code ?? '';
@@ -84,7 +84,10 @@ export function createRedis(config: RedisConnectionConfig, log: Logger, name: st
       }
       const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5_000);
       const logFn = attempt === 1 || attempt % 10 === 0 ? log.warn.bind(log) : log.debug.bind(log);
-      logFn({ attempt, retryInMs: delay, redis: redactUrl(config.redisUrl), err: lastError?.message }, 'waiting for Redis');
+      logFn(
+        { attempt, retryInMs: delay, redis: redactUrl(config.redisUrl), err: lastError?.message },
+        'waiting for Redis',
+      );
       return delay;
     },
   };
@@ -116,7 +119,10 @@ export async function waitUntilReady(redis: Redis, log: Logger): Promise<void> {
       };
       const onEnd = () => {
         redis.off('ready', onReady);
-        reject((redis as RedisWithFatal)[fatalError]?.() ?? new Error('Redis connection closed before it became ready.'));
+        reject(
+          (redis as RedisWithFatal)[fatalError]?.() ??
+            new Error('Redis connection closed before it became ready.'),
+        );
       };
       redis.once('ready', onReady);
       redis.once('end', onEnd);

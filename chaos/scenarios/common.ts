@@ -16,12 +16,17 @@ export async function finishRun(
   const stragglers = await s.procs.settle(opts.exitTimeoutMs ?? 30_000);
   const expected = opts.expectExit ?? ((p) => p.exited?.code === 0);
   // Processes the scenario killed on purpose are judged by the scenario, not here.
-  const bad = s.procs.all.filter((p) => !stragglers.includes(p.label) && p.exited?.signal !== 'SIGKILL' && !expected(p));
+  const bad = s.procs.all.filter(
+    (p) => !stragglers.includes(p.label) && p.exited?.signal !== 'SIGKILL' && !expected(p),
+  );
   return {
     joinedAt,
     checks: [
       [stragglers.length === 0, `still running after the join: ${stragglers.join(', ')}`],
-      [bad.length === 0, `unexpected exit: ${bad.map((p) => `${p.label}=${p.exited?.code ?? p.exited?.signal}`).join(', ')}`],
+      [
+        bad.length === 0,
+        `unexpected exit: ${bad.map((p) => `${p.label}=${p.exited?.code ?? p.exited?.signal}`).join(', ')}`,
+      ],
     ],
   };
 }

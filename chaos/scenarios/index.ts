@@ -1,7 +1,18 @@
 import type { Row, ScenarioContext } from '../session.js';
 import { aclUser, tlsAndAuth } from './security.js';
 import { badInput, idempotency, maxMemory } from './input.js';
-import { baseline, clientKills, consumerKills, longJob, poisonJob, producerKill, redisCrash, redisLate, redisPause, sigtermUnderLoad } from './processes.js';
+import {
+  baseline,
+  clientKills,
+  consumerKills,
+  longJob,
+  poisonJob,
+  producerKill,
+  redisCrash,
+  redisLate,
+  redisPause,
+  sigtermUnderLoad,
+} from './processes.js';
 
 export type Scenario = { id: string; run: (ctx: ScenarioContext) => Promise<Row> };
 

@@ -18,7 +18,13 @@ async function jobKeys(redis: Redis, queue: string, runId: string): Promise<stri
   const keys: string[] = [];
   let cursor = '0';
   do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', `${bullKeyPrefix(queue)}${runId}.*`, 'COUNT', 1000);
+    const [next, batch] = await redis.scan(
+      cursor,
+      'MATCH',
+      `${bullKeyPrefix(queue)}${runId}.*`,
+      'COUNT',
+      1000,
+    );
     cursor = next;
     keys.push(...batch);
   } while (cursor !== '0');
@@ -27,12 +33,19 @@ async function jobKeys(redis: Redis, queue: string, runId: string): Promise<stri
 
 /** 11. Redis at maxmemory under noeviction: adds fail loudly, accepted jobs stay; an evicting Redis is refused. */
 export async function maxMemory(ctx: ScenarioContext): Promise<Row> {
-  const s = await Session.open(ctx, '11 maxmemory, noeviction', { redisArgs: ['--maxmemory-policy', 'noeviction'] });
+  const s = await Session.open(ctx, '11 maxmemory, noeviction', {
+    redisArgs: ['--maxmemory-policy', 'noeviction'],
+  });
   try {
     const used = Number(/used_memory:(\d+)/.exec(await s.client.info('memory'))?.[1] ?? 0);
     const budget = size(ctx, 4, 32) * 1024 * 1024;
     await s.client.config('SET', 'maxmemory', String(used + budget));
-    const env = { PRODUCERS: 1, JOBS: 1_000_000, BATCH_SIZE: 20, JOB_PAYLOAD: JSON.stringify({ ms: 1, pad: 'x'.repeat(2_000) }) };
+    const env = {
+      PRODUCERS: 1,
+      JOBS: 1_000_000,
+      BATCH_SIZE: 20,
+      JOB_PAYLOAD: JSON.stringify({ ms: 1, pad: 'x'.repeat(2_000) }),
+    };
     const producer = s.producer(env);
     const exit = await producer.exit;
     s.faults++;
@@ -40,13 +53,20 @@ export async function maxMemory(ctx: ScenarioContext): Promise<Row> {
     const q = bullKeyPrefix(s.queue);
     const exists = await Promise.all([...acked].map((id) => s.client.exists(`${q}${id}`)));
     const vanished = exists.filter((e) => e === 0).length;
-    const message = producer.output().split('\n').find((l) => /OOM|maxmemory/.test(l)) ?? '';
+    const message =
+      producer
+        .output()
+        .split('\n')
+        .find((l) => /OOM|maxmemory/.test(l)) ?? '';
     // The operator's fix: more memory. Then consumers drain what was accepted and the run joins once
     // the failed producer's lease runs out.
     await s.client.config('SET', 'maxmemory', '0');
     s.consumer({ ...env, CONCURRENCY: 8 });
     s.consumer({ ...env, CONCURRENCY: 8 });
-    const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: size(ctx, 60_000, 300_000), expectExit: (p) => p.role !== 'producer' || p.exited?.code === 1 });
+    const { joinedAt, checks } = await finishRun(s, {
+      joinTimeoutMs: size(ctx, 60_000, 300_000),
+      expectExit: (p) => p.role !== 'producer' || p.exited?.code === 1,
+    });
     const a = await s.audit();
 
     const lru = await ChaosRedis.create(ctx.redisBinary, { args: ['--maxmemory-policy', 'allkeys-lru'] });
@@ -74,7 +94,9 @@ export async function maxMemory(ctx: ScenarioContext): Promise<Row> {
         [acked.size > 0, 'nothing was accepted before memory ran out'],
         [refusal.includes('allkeys-lru'), 'an allkeys-lru Redis was not refused'],
       ],
-      notes: [`${acked.size} jobs accepted before OOM, 0 vanished; evicting Redis refused by assertNoEviction (not yet called by the mains)`],
+      notes: [
+        `${acked.size} jobs accepted before OOM, 0 vanished; evicting Redis refused by assertNoEviction (not yet called by the mains)`,
+      ],
     });
   } finally {
     await s.close();
@@ -130,7 +152,13 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
     const run = new RunStore(s.client, s.queue, s.runId);
     await run.create(2, Number(FAST.LEASE_MS));
     await run.registerProducer('bad', { host: 'chaos', pid: process.pid }, 60_000);
-    const producer = createProducer({ queue, run, registry: registry(), producerId: 'bad', jobOptions: jobOptions(retry) });
+    const producer = createProducer({
+      queue,
+      run,
+      registry: registry(),
+      producerId: 'bad',
+      jobOptions: jobOptions(retry),
+    });
     const items = malformed(1_000);
     let rejected = 0;
     const noReason: number[] = [];
@@ -145,30 +173,58 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
     // One bad item in a batch of good ones: the whole batch is refused.
     let batchRefused = false;
     try {
-      await producer.putMany([{ type: 'ledger', payload: { ms: 1 } }, items[0]!, { type: 'ledger', payload: { ms: 1 } }]);
+      await producer.putMany([
+        { type: 'ledger', payload: { ms: 1 } },
+        items[0]!,
+        { type: 'ledger', payload: { ms: 1 } },
+      ]);
     } catch (err) {
       batchRefused = err instanceof PayloadError && err.index === 1;
     }
-    const enqueued = (await jobKeys(s.client, s.queue, s.runId)).length + (await s.client.scard(`${run.keys.inflightPrefix}bad`));
+    const enqueued =
+      (await jobKeys(s.client, s.queue, s.runId)).length +
+      (await s.client.scard(`${run.keys.inflightPrefix}bad`));
     if ((await run.producerDone('bad')).join.joinedNow) s.harnessJoins++;
 
     // Malformed jobs written straight into Redis, around the producer: bad payload, no envelope, unknown type.
     const injected = [`${s.runId}.intruder.0`, `${s.runId}.intruder.1`, `${s.runId}.intruder.2`];
-    const opts = { attempts: 3, backoff: { type: 'fixed', delay: 100 }, removeOnComplete: false, removeOnFail: false };
-    await queue.add('ledger', { run: s.runId, producer: 'intruder', payload: { ms: 'x' } }, { ...opts, jobId: injected[0] });
+    const opts = {
+      attempts: 3,
+      backoff: { type: 'fixed', delay: 100 },
+      removeOnComplete: false,
+      removeOnFail: false,
+    };
+    await queue.add(
+      'ledger',
+      { run: s.runId, producer: 'intruder', payload: { ms: 'x' } },
+      { ...opts, jobId: injected[0] },
+    );
     await queue.add('ledger', 'garbage' as never, { ...opts, jobId: injected[1] });
-    await queue.add('nope', { run: s.runId, producer: 'intruder', payload: {} }, { ...opts, jobId: injected[2] });
+    await queue.add(
+      'nope',
+      { run: s.runId, producer: 'intruder', payload: {} },
+      { ...opts, jobId: injected[2] },
+    );
     s.faults = 1_000 + injected.length;
 
     const env = { PRODUCERS: 2, JOBS: 20 };
     s.consumer(env);
     s.producer(env);
     // A producer process handed a payload that is not JSON exits 2 naming the variable.
-    const nonJson = s.procs.spawnRole('producer', 'p-nonjson', s.env({ ...env, PRODUCER_ID: 'nonjson', JOB_PAYLOAD: '{"ms": 1,' }));
-    const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: 60_000, expectExit: (p) => p !== nonJson || p.exited?.code === 2 });
+    const nonJson = s.procs.spawnRole(
+      'producer',
+      'p-nonjson',
+      s.env({ ...env, PRODUCER_ID: 'nonjson', JOB_PAYLOAD: '{"ms": 1,' }),
+    );
+    const { joinedAt, checks } = await finishRun(s, {
+      joinTimeoutMs: 60_000,
+      expectExit: (p) => p !== nonJson || p.exited?.code === 2,
+    });
     const a = await s.audit({ injected: new Set(injected) });
     const q = bullKeyPrefix(s.queue);
-    const attempts = await Promise.all(injected.map((id) => s.client.hmget(`${q}${id}`, 'atm', 'failedReason')));
+    const attempts = await Promise.all(
+      injected.map((id) => s.client.hmget(`${q}${id}`, 'atm', 'failedReason')),
+    );
     const onceEach = attempts.every(([atm]) => atm === '1');
     return s.row(a, {
       jobs: 20,
@@ -176,14 +232,28 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
       faults: `${items.length} bad payloads + ${injected.length} bad jobs`,
       checks: [
         ...checks,
-        [rejected === items.length, `${rejected}/${items.length} rejected with a reason (no reason: items ${noReason.slice(0, 5).join(', ')})`],
+        [
+          rejected === items.length,
+          `${rejected}/${items.length} rejected with a reason (no reason: items ${noReason.slice(0, 5).join(', ')})`,
+        ],
         [enqueued === 0, `${enqueued} malformed jobs reached Redis`],
         [batchRefused, 'a batch with one bad item was not refused as a whole, naming the item'],
-        [injected.every((id) => a.failed.includes(id)), `injected jobs in the failed set: ${injected.filter((id) => a.failed.includes(id)).length}/3`],
-        [onceEach, `injected jobs' attempts: ${attempts.map(([atm]) => atm).join(', ')} (expected 1 each: unrecoverable)`],
-        [nonJson.output().includes('JOB_PAYLOAD: must be JSON'), 'a non-JSON JOB_PAYLOAD was not refused by name'],
+        [
+          injected.every((id) => a.failed.includes(id)),
+          `injected jobs in the failed set: ${injected.filter((id) => a.failed.includes(id)).length}/3`,
+        ],
+        [
+          onceEach,
+          `injected jobs' attempts: ${attempts.map(([atm]) => atm).join(', ')} (expected 1 each: unrecoverable)`,
+        ],
+        [
+          nonJson.output().includes('JOB_PAYLOAD: must be JSON'),
+          'a non-JSON JOB_PAYLOAD was not refused by name',
+        ],
       ],
-      notes: [`${rejected}/${items.length} rejected before Redis; injected: ${attempts.map(([, r]) => `"${r}"`).join(', ')}`],
+      notes: [
+        `${rejected}/${items.length} rejected before Redis; injected: ${attempts.map(([, r]) => `"${r}"`).join(', ')}`,
+      ],
     });
   } finally {
     await queue.close();
@@ -194,7 +264,10 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
 /** 13. The same idempotency key put 3 times (by three producers): exactly one job, one execution. */
 export function idempotency(afterRemoval: boolean) {
   return async (ctx: ScenarioContext): Promise<Row> => {
-    const s = await Session.open(ctx, afterRemoval ? '13b same key again after the job was trimmed' : '13 same idempotency key 3 times');
+    const s = await Session.open(
+      ctx,
+      afterRemoval ? '13b same key again after the job was trimmed' : '13 same idempotency key 3 times',
+    );
     const queue = openQueue(s.queue, s.client);
     try {
       const run = new RunStore(s.client, s.queue, s.runId);
@@ -205,11 +278,21 @@ export function idempotency(afterRemoval: boolean) {
       const ids: string[] = [];
       for (const pid of ['a', 'b', 'c']) {
         await run.registerProducer(pid, { host: 'chaos', pid: process.pid }, 60_000);
-        const producer = createProducer({ queue, run, registry: registry(), producerId: pid, jobOptions: jobOptions({ ...retry, keepCompleted }) });
+        const producer = createProducer({
+          queue,
+          run,
+          registry: registry(),
+          producerId: pid,
+          jobOptions: jobOptions({ ...retry, keepCompleted }),
+        });
         ids.push(await producer.put('ledger', { ms: 50 }, { key: 'order-42' }));
         s.faults++;
         // Variant b: let the first job finish and be trimmed (KEEP_COMPLETED=0) before the key comes again.
-        if (afterRemoval) await until(async () => (await s.client.exists(`${bullKeyPrefix(s.queue)}${ids[0]}`)) === 0, 10_000);
+        if (afterRemoval)
+          await until(
+            async () => (await s.client.exists(`${bullKeyPrefix(s.queue)}${ids[0]}`)) === 0,
+            10_000,
+          );
         else await sleep(10);
       }
       for (const pid of ['a', 'b', 'c']) if ((await run.producerDone(pid)).join.joinedNow) s.harnessJoins++;
@@ -227,7 +310,9 @@ export function idempotency(afterRemoval: boolean) {
           [produced === 1, `the run counted ${produced} jobs`],
           [starts === 1, `the job ran ${starts} times`],
         ],
-        notes: afterRemoval ? [`KEEP_COMPLETED=0: the run counted ${produced} jobs, the handler ran ${starts} times`] : [],
+        notes: afterRemoval
+          ? [`KEEP_COMPLETED=0: the run counted ${produced} jobs, the handler ran ${starts} times`]
+          : [],
       });
     } finally {
       await queue.close();

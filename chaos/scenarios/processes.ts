@@ -8,13 +8,22 @@ const LOCK = Number(FAST.LOCK_MS);
 const STALLED = Number(FAST.STALLED_INTERVAL_MS);
 
 /** Keeps `count` consumers alive, replacing any that dies (as an orchestrator would). */
-function supervise(s: Session, count: number, env: Record<string, string | number>): { stop: () => void; respawns: () => number } {
+function supervise(
+  s: Session,
+  count: number,
+  env: Record<string, string | number>,
+): { stop: () => void; respawns: () => number } {
   let stopped = false;
   let respawns = 0;
   void (async () => {
     while (!stopped) {
       const live = s.procs.live('consumer').length;
-      if (live < count && !(await s.client.hget(`{${s.queue}}:${s.queue}:conveyor:run:${s.runId}:meta`, 'state').then((st) => st === 'joined'))) {
+      if (
+        live < count &&
+        !(await s.client
+          .hget(`{${s.queue}}:${s.queue}:conveyor:run:${s.runId}:meta`, 'state')
+          .then((st) => st === 'joined'))
+      ) {
         for (let i = live; i < count && !stopped; i++) {
           s.consumer(env);
           respawns++;
@@ -31,13 +40,23 @@ export async function baseline(ctx: ScenarioContext): Promise<Row> {
   const s = await Session.open(ctx, '1 baseline');
   try {
     const jobs = size(ctx, 400, 20_000);
-    const env = { PRODUCERS: 2, JOBS: jobs / 2, CONCURRENCY: size(ctx, 4, 8), JOB_PAYLOAD: '{"ms":2}', BATCH_SIZE: 100 };
+    const env = {
+      PRODUCERS: 2,
+      JOBS: jobs / 2,
+      CONCURRENCY: size(ctx, 4, 8),
+      JOB_PAYLOAD: '{"ms":2}',
+      BATCH_SIZE: 100,
+    };
     for (let i = 0; i < size(ctx, 2, 4); i++) s.consumer(env);
     s.producer(env);
     s.producer(env);
     const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: size(ctx, 90_000, 600_000) });
     const a = await s.audit();
-    return s.row(a, { jobs, joinedAt, checks: [...checks, [a.acknowledged === jobs, `acknowledged ${a.acknowledged} of ${jobs}`]] });
+    return s.row(a, {
+      jobs,
+      joinedAt,
+      checks: [...checks, [a.acknowledged === jobs, `acknowledged ${a.acknowledged} of ${jobs}`]],
+    });
   } finally {
     await s.close();
   }
@@ -51,7 +70,13 @@ export async function consumerKills(ctx: ScenarioContext): Promise<Row> {
     const consumers = size(ctx, 2, 4);
     const concurrency = size(ctx, 4, 8);
     const jobMs = size(ctx, 30, 20);
-    const env = { PRODUCERS: 2, JOBS: jobs / 2, CONCURRENCY: concurrency, JOB_PAYLOAD: JSON.stringify({ ms: jobMs }), BATCH_SIZE: 50 };
+    const env = {
+      PRODUCERS: 2,
+      JOBS: jobs / 2,
+      CONCURRENCY: concurrency,
+      JOB_PAYLOAD: JSON.stringify({ ms: jobMs }),
+      BATCH_SIZE: 50,
+    };
     for (let i = 0; i < consumers; i++) s.consumer(env);
     s.producer(env);
     s.producer(env);
@@ -86,10 +111,18 @@ export async function consumerKills(ctx: ScenarioContext): Promise<Row> {
       faults: `${s.faults} kills`,
       checks: [
         ...checks,
-        [a.duplicateStarts <= s.faults * concurrency, `duplicate starts ${a.duplicateStarts} > kills × concurrency (${s.faults * concurrency})`],
-        [afterKill <= boundMs, `joined ${Math.round(afterKill)} ms after the last kill; bound ${Math.round(boundMs)} ms`],
+        [
+          a.duplicateStarts <= s.faults * concurrency,
+          `duplicate starts ${a.duplicateStarts} > kills × concurrency (${s.faults * concurrency})`,
+        ],
+        [
+          afterKill <= boundMs,
+          `joined ${Math.round(afterKill)} ms after the last kill; bound ${Math.round(boundMs)} ms`,
+        ],
       ],
-      notes: [`joined ${(afterKill / 1000).toFixed(1)} s after the last kill (bound ${(boundMs / 1000).toFixed(1)} s); ${sup.respawns()} replacements`],
+      notes: [
+        `joined ${(afterKill / 1000).toFixed(1)} s after the last kill (bound ${(boundMs / 1000).toFixed(1)} s); ${sup.respawns()} replacements`,
+      ],
     });
   } finally {
     await s.close();
@@ -113,7 +146,9 @@ export async function poisonJob(ctx: ScenarioContext): Promise<Row> {
     const poisonId = `${s.runId}.poison.0`;
     const q = bullKeyPrefix(s.queue);
     const reason = await s.client.hget(`${q}${poisonId}`, 'failedReason');
-    const selfKills = s.procs.all.filter((p) => p.role === 'consumer' && p.exited?.signal === 'SIGKILL').length;
+    const selfKills = s.procs.all.filter(
+      (p) => p.role === 'consumer' && p.exited?.signal === 'SIGKILL',
+    ).length;
     const j = a.status?.jobs;
     return s.row(a, {
       jobs: normal + 1,
@@ -121,13 +156,21 @@ export async function poisonJob(ctx: ScenarioContext): Promise<Row> {
       faults: `1 poison job (${selfKills} consumers killed)`,
       checks: [
         ...checks,
-        [a.failed.length === 1 && a.failed[0] === poisonId, `failed set is [${a.failed.join(', ')}], expected only the poison job`],
+        [
+          a.failed.length === 1 && a.failed[0] === poisonId,
+          `failed set is [${a.failed.join(', ')}], expected only the poison job`,
+        ],
         [/stalled/i.test(reason ?? ''), `poison job's failedReason is "${reason}"`],
-        [selfKills === maxStalled + 1, `the poison job killed ${selfKills} consumers; expected MAX_STALLED + 1 = ${maxStalled + 1}`],
+        [
+          selfKills === maxStalled + 1,
+          `the poison job killed ${selfKills} consumers; expected MAX_STALLED + 1 = ${maxStalled + 1}`,
+        ],
         [a.completed === normal, `completed ${a.completed} of ${normal} normal jobs`],
         [j?.failed === 1, `run counted ${j?.failed} failed`],
       ],
-      notes: [`run counted the poison job through ${j && j.reconciled > 0 ? `reconcile (reconciled ${j.reconciled})` : 'a consumer report'}; failedReason "${reason}"`],
+      notes: [
+        `run counted the poison job through ${j && j.reconciled > 0 ? `reconcile (reconciled ${j.reconciled})` : 'a consumer report'}; failedReason "${reason}"`,
+      ],
     });
   } finally {
     await s.close();
@@ -142,7 +185,13 @@ export async function sigtermUnderLoad(ctx: ScenarioContext): Promise<Row> {
     const consumers = size(ctx, 2, 4);
     const concurrency = size(ctx, 4, 8);
     const grace = Number(s.env().SHUTDOWN_GRACE_MS);
-    const env = { PRODUCERS: 1, JOBS: jobs, CONCURRENCY: concurrency, JOB_PAYLOAD: '{"ms":400}', BATCH_SIZE: 50 };
+    const env = {
+      PRODUCERS: 1,
+      JOBS: jobs,
+      CONCURRENCY: concurrency,
+      JOB_PAYLOAD: '{"ms":400}',
+      BATCH_SIZE: 50,
+    };
     const first: ChaosProcess[] = [];
     for (let i = 0; i < consumers; i++) first.push(s.consumer(env));
     s.producer(env);
@@ -155,7 +204,10 @@ export async function sigtermUnderLoad(ctx: ScenarioContext): Promise<Row> {
     for (let i = 0; i < consumers; i++) s.consumer(env);
     const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: size(ctx, 90_000, 300_000) });
     const a = await s.audit();
-    const stalledLogs = s.procs.outputs().split('\n').filter((l) => /stalled/i.test(l)).length;
+    const stalledLogs = s.procs
+      .outputs()
+      .split('\n')
+      .filter((l) => /stalled/i.test(l)).length;
     return s.row(a, {
       jobs,
       joinedAt,
@@ -165,9 +217,14 @@ export async function sigtermUnderLoad(ctx: ScenarioContext): Promise<Row> {
         [exits.every((e) => e.code === 0), `exit codes ${exits.map((e) => e.code ?? e.signal).join(', ')}`],
         [slowest <= grace, `slowest exit ${slowest} ms > grace ${grace} ms`],
         [a.duplicateStarts === 0, `duplicate starts ${a.duplicateStarts}`],
-        [a.failed.length === 0 && stalledLogs === 0, `stalled: ${a.failed.length} failed, ${stalledLogs} log lines mention stalls`],
+        [
+          a.failed.length === 0 && stalledLogs === 0,
+          `stalled: ${a.failed.length} failed, ${stalledLogs} log lines mention stalls`,
+        ],
       ],
-      notes: [`slowest consumer exited ${(slowest / 1000).toFixed(1)} s after SIGTERM (grace ${grace / 1000} s)`],
+      notes: [
+        `slowest consumer exited ${(slowest / 1000).toFixed(1)} s after SIGTERM (grace ${grace / 1000} s)`,
+      ],
     });
   } finally {
     await s.close();
@@ -179,7 +236,14 @@ export async function longJob(ctx: ScenarioContext): Promise<Row> {
   const s = await Session.open(ctx, '5 job runs 5 × the lock');
   try {
     const lockMs = size(ctx, 1_000, 2_000);
-    const env = { PRODUCERS: 1, JOBS: 1, LOCK_MS: lockMs, STALLED_INTERVAL_MS: 500, CONCURRENCY: 1, JOB_PAYLOAD: JSON.stringify({ ms: 5 * lockMs }) };
+    const env = {
+      PRODUCERS: 1,
+      JOBS: 1,
+      LOCK_MS: lockMs,
+      STALLED_INTERVAL_MS: 500,
+      CONCURRENCY: 1,
+      JOB_PAYLOAD: JSON.stringify({ ms: 5 * lockMs }),
+    };
     s.consumer(env);
     s.consumer(env);
     s.producer(env);
@@ -206,12 +270,21 @@ export async function clientKills(ctx: ScenarioContext): Promise<Row> {
     // Production paced to span the window: 5 jobs per 100 ms per producer.
     const perProducer = (windowMs / 100) * 5;
     const jobs = perProducer * 2;
-    const env = { PRODUCERS: 2, JOBS: perProducer, BATCH_SIZE: 5, PRODUCE_INTERVAL_MS: 100, CONCURRENCY: size(ctx, 4, 8), JOB_PAYLOAD: '{"ms":5}' };
+    const env = {
+      PRODUCERS: 2,
+      JOBS: perProducer,
+      BATCH_SIZE: 5,
+      PRODUCE_INTERVAL_MS: 100,
+      CONCURRENCY: size(ctx, 4, 8),
+      JOB_PAYLOAD: '{"ms":5}',
+    };
     for (let i = 0; i < size(ctx, 2, 4); i++) s.consumer(env);
     s.producer(env);
     s.producer(env);
     // The window starts once every process is connected, so each kill hits all of them.
-    await Promise.all(s.procs.all.map((p) => p.waitFor(p.role === 'consumer' ? 'consumer ready' : 'producer registered')));
+    await Promise.all(
+      s.procs.all.map((p) => p.waitFor(p.role === 'consumer' ? 'consumer ready' : 'producer registered')),
+    );
     let killed = 0;
     const end = Date.now() + windowMs;
     while (Date.now() < end) {
@@ -235,17 +308,33 @@ export async function clientKills(ctx: ScenarioContext): Promise<Row> {
 
 /** 7. Redis SIGKILLed mid-run and restarted on the same port and data folder. */
 export function redisCrash(persistence: 'aof-always' | 'aof-everysec' | 'none') {
-  const label = { 'aof-always': 'AOF always', 'aof-everysec': 'AOF everysec', none: 'no persistence' }[persistence];
+  const label = { 'aof-always': 'AOF always', 'aof-everysec': 'AOF everysec', none: 'no persistence' }[
+    persistence
+  ];
   return async (ctx: ScenarioContext): Promise<Row> => {
     const s = await Session.open(ctx, `7 Redis SIGKILL + restart, ${label}`, { persistence });
     try {
       const perProducer = size(ctx, 400, 5_000);
       const jobs = perProducer * 2;
-      const env = { PRODUCERS: 2, JOBS: perProducer, BATCH_SIZE: 10, PRODUCE_INTERVAL_MS: size(ctx, 50, 20), CONCURRENCY: 4, JOB_PAYLOAD: '{"ms":5}' };
+      const env = {
+        PRODUCERS: 2,
+        JOBS: perProducer,
+        BATCH_SIZE: 10,
+        PRODUCE_INTERVAL_MS: size(ctx, 50, 20),
+        CONCURRENCY: 4,
+        JOB_PAYLOAD: '{"ms":5}',
+      };
       for (let i = 0; i < 2; i++) s.consumer(env);
       s.producer(env);
       s.producer(env);
-      await until(async () => (await s.client.hget(`{${s.queue}}:${s.queue}:conveyor:run:${s.runId}:meta`, 'produced').then(Number)) >= jobs / 3, 60_000);
+      await until(
+        async () =>
+          (await s.client
+            .hget(`{${s.queue}}:${s.queue}:conveyor:run:${s.runId}:meta`, 'produced')
+            .then(Number)) >=
+          jobs / 3,
+        60_000,
+      );
       await s.redis.crash();
       s.faults++;
       await sleep(1_000);
@@ -266,11 +355,21 @@ export function redisCrash(persistence: 'aof-always' | 'aof-everysec' | 'none') 
       });
       const a = await s.audit();
       const notes = [
-        a.status ? `acknowledged by producers but forgotten by the run: ${a.forgottenByRun}` : 'the run\'s state is gone (status: no such run)',
+        a.status
+          ? `acknowledged by producers but forgotten by the run: ${a.forgottenByRun}`
+          : "the run's state is gone (status: no such run)",
       ];
       if (!expectJoin) {
-        const reasons = s.producers().map((p) => /"msg":"([^"]*lost[^"]*)"/.exec(p.output())?.[1] ?? /"msg":"(producer failed)"/.exec(p.output())?.[1] ?? '?');
-        notes.push(`consumers still waiting ${size(ctx, 10, 30)} s later (stopped by SIGTERM): ${stillRunning.join(', ') || 'none'}; producers said "${[...new Set(reasons)].join('" / "')}"`);
+        const reasons = s.producers().map((p) => {
+          const errors = p
+            .output()
+            .split('\n')
+            .filter((l) => l.includes('"level":50'));
+          return /"msg":"([^"]*)"/.exec(errors[errors.length - 1] ?? '')?.[1] ?? '?';
+        });
+        notes.push(
+          `consumers still waiting ${size(ctx, 10, 30)} s later (stopped by SIGTERM): ${stillRunning.join(', ') || 'none'}; producers said "${[...new Set(reasons)].join('" / "')}"`,
+        );
       }
       if (persistence === 'aof-always') {
         return s.row(a, { jobs, joinedAt, faults: '1 Redis SIGKILL', checks, notes });
@@ -278,18 +377,28 @@ export function redisCrash(persistence: 'aof-always' | 'aof-everysec' | 'none') 
       const producerExits = s.producers().map((p) => `${p.label}=${p.exited?.code ?? p.exited?.signal}`);
       const joinedWithLoss = joinedAt !== null && a.lost.length > 0;
       if (persistence === 'aof-everysec') {
-        notes.push('a SIGKILL of Redis loses nothing with everysec: each write reaches the kernel before the reply, only the fsync waits; losing that second needs an OS crash or power cut, which this harness cannot cause');
+        notes.push(
+          'a SIGKILL of Redis loses nothing with everysec: each write reaches the kernel before the reply, only the fsync waits; losing that second needs an OS crash or power cut, which this harness cannot cause',
+        );
       }
       const row = s.row(a, {
         jobs,
         joinedAt,
         faults: '1 Redis SIGKILL',
         expectJoin: false,
-        notes: [...notes, `producer exits ${producerExits.join(', ')}`, joinedWithLoss ? 'the run JOINED although acknowledged jobs were lost (silent)' : 'no join with lost jobs'],
+        notes: [
+          ...notes,
+          `producer exits ${producerExits.join(', ')}`,
+          joinedWithLoss
+            ? 'the run JOINED although acknowledged jobs were lost (silent)'
+            : 'no join with lost jobs',
+        ],
       });
       // everysec: losing up to a second of writes is the documented trade-off; the row reports it.
       // none: the run's state is gone with the data; what matters is that it does not join as if complete.
-      row.pass = persistence === 'aof-everysec' || (!joinedWithLoss && s.producers().every((p) => p.exited?.code !== 0));
+      row.pass =
+        persistence === 'aof-everysec' ||
+        (!joinedWithLoss && s.producers().every((p) => p.exited?.code !== 0));
       row.verdict = persistence === 'aof-everysec' ? 'report' : undefined;
       return row;
     } finally {
@@ -304,7 +413,15 @@ export async function redisPause(ctx: ScenarioContext): Promise<Row> {
   try {
     const lockMs = 4_000;
     const jobs = size(ctx, 400, 4_000);
-    const env = { PRODUCERS: 1, JOBS: jobs, BATCH_SIZE: 20, PRODUCE_INTERVAL_MS: 20, LOCK_MS: lockMs, CONCURRENCY: 4, JOB_PAYLOAD: '{"ms":150}' };
+    const env = {
+      PRODUCERS: 1,
+      JOBS: jobs,
+      BATCH_SIZE: 20,
+      PRODUCE_INTERVAL_MS: 20,
+      LOCK_MS: lockMs,
+      CONCURRENCY: 4,
+      JOB_PAYLOAD: '{"ms":150}',
+    };
     s.consumer(env);
     s.consumer(env);
     s.producer(env);
@@ -316,7 +433,10 @@ export async function redisPause(ctx: ScenarioContext): Promise<Row> {
     s.redis.resume();
     s.faults++;
     await sleep(lockMs + 2 * Number(FAST.STALLED_INTERVAL_MS));
-    const dupAfterShort = [...readLedger(s.ledgerFile).values()].reduce((n, e) => n + Math.max(0, e.starts - 1), 0);
+    const dupAfterShort = [...readLedger(s.ledgerFile).values()].reduce(
+      (n, e) => n + Math.max(0, e.starts - 1),
+      0,
+    );
     const activeAtLongPause = await active();
     const longMs = 2 * lockMs;
     s.redis.pause();
@@ -332,9 +452,14 @@ export async function redisPause(ctx: ScenarioContext): Promise<Row> {
       checks: [
         ...checks,
         [dupAfterShort === 0, `${dupAfterShort} duplicate starts after the short pause`],
-        [a.duplicateStarts <= activeAtLongPause, `duplicate starts ${a.duplicateStarts} > jobs active at the long pause (${activeAtLongPause})`],
+        [
+          a.duplicateStarts <= activeAtLongPause,
+          `duplicate starts ${a.duplicateStarts} > jobs active at the long pause (${activeAtLongPause})`,
+        ],
       ],
-      notes: [`lock ${lockMs / 1000} s; short pause: ${dupAfterShort} duplicates; long pause: ${a.duplicateStarts - dupAfterShort} duplicates of ${activeAtLongPause} active`],
+      notes: [
+        `lock ${lockMs / 1000} s; short pause: ${dupAfterShort} duplicates; long pause: ${a.duplicateStarts - dupAfterShort} duplicates of ${activeAtLongPause} active`,
+      ],
     });
   } finally {
     await s.close();
@@ -349,7 +474,14 @@ export async function redisLate(ctx: ScenarioContext): Promise<Row> {
     const jobs = size(ctx, 200, 2_000);
     const env = { PRODUCERS: 2, JOBS: jobs / 2, CONCURRENCY: 4 };
     const procs = [s.consumer(env), s.consumer(env), s.producer(env), s.producer(env)];
-    const waited = await Promise.all(procs.map((p) => p.waitFor('waiting for Redis', downMs + 30_000).then(() => true, () => false)));
+    const waited = await Promise.all(
+      procs.map((p) =>
+        p.waitFor('waiting for Redis', downMs + 30_000).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
     const elapsed = Date.now() - s.t0;
     if (elapsed < downMs) await sleep(downMs - elapsed);
     await s.redis.start();
@@ -363,7 +495,13 @@ export async function redisLate(ctx: ScenarioContext): Promise<Row> {
       faults: `Redis down ${Math.round(Math.max(downMs, elapsed) / 1000)} s`,
       checks: [
         ...checks,
-        [waited.every(Boolean), `did not say they were waiting: ${procs.filter((_, i) => !waited[i]).map((p) => p.label).join(', ')}`],
+        [
+          waited.every(Boolean),
+          `did not say they were waiting: ${procs
+            .filter((_, i) => !waited[i])
+            .map((p) => p.label)
+            .join(', ')}`,
+        ],
         [s.procs.all.length === procs.length, 'a process had to be restarted'],
       ],
     });
@@ -377,7 +515,14 @@ export async function producerKill(ctx: ScenarioContext): Promise<Row> {
   const s = await Session.open(ctx, '10 producer SIGKILLed mid-run');
   try {
     const perProducer = size(ctx, 300, 5_000);
-    const env = { PRODUCERS: 2, JOBS: perProducer, BATCH_SIZE: 10, PRODUCE_INTERVAL_MS: 50, CONCURRENCY: 4, JOB_PAYLOAD: '{"ms":5}' };
+    const env = {
+      PRODUCERS: 2,
+      JOBS: perProducer,
+      BATCH_SIZE: 10,
+      PRODUCE_INTERVAL_MS: 50,
+      CONCURRENCY: 4,
+      JOB_PAYLOAD: '{"ms":5}',
+    };
     s.consumer(env);
     s.consumer(env);
     const victim = s.producer(env);
@@ -396,7 +541,10 @@ export async function producerKill(ctx: ScenarioContext): Promise<Row> {
       checks: [
         ...checks,
         [rec?.state === 'lost', `the killed producer shows "${rec?.state}"`],
-        [a.status?.producers.lost === 1 && a.status.producers.done === 1, 'expected 1 lost + 1 done producer'],
+        [
+          a.status?.producers.lost === 1 && a.status.producers.done === 1,
+          'expected 1 lost + 1 done producer',
+        ],
       ],
       notes: [`killed producer had ${rec?.produced} jobs acknowledged of ${perProducer} planned`],
     });

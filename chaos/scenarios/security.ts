@@ -12,16 +12,77 @@ const WRONG_PASSWORD = 'wrong-Secret-0815';
 /** A throwaway CA, a server certificate it signed for 127.0.0.1, and an unrelated CA (the wrong one). */
 function makeCertificates(dir: string): void {
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=conveyor chaos CA');
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=conveyor chaos CA',
+  );
+  ssl(
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  );
   writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.cnf');
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other.key', '-out', 'other.pem', '-days', '2', '-subj', '/CN=some other CA');
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '2',
+    '-extfile',
+    'san.cnf',
+  );
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'other.key',
+    '-out',
+    'other.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=some other CA',
+  );
 }
 
 /** Output lines that contain a secret, from every process the scenario started. */
 function leaks(procs: readonly ChaosProcess[], secrets: readonly string[]): string[] {
-  return procs.flatMap((p) => p.output().split('\n').filter((l) => secrets.some((s) => l.includes(s))).map((l) => `${p.label}: ${l.slice(0, 120)}`));
+  return procs.flatMap((p) =>
+    p
+      .output()
+      .split('\n')
+      .filter((l) => secrets.some((s) => l.includes(s)))
+      .map((l) => `${p.label}: ${l.slice(0, 120)}`),
+  );
 }
 
 /** `npm run status` (text and --json) against the run, at debug level, so its output can be grepped too. */
@@ -29,7 +90,10 @@ function statusProcesses(s: Session): ChaosProcess[] {
   const { command, args } = roleCommand('producer', false);
   const script = args[args.length - 1]!.replace(/producers[\\/]main\.ts$/, 'scripts/status/main.ts');
   const env = s.env({ LOG_LEVEL: 'debug' });
-  return [s.procs.spawn('status', 'script', command, [...args.slice(0, -1), script], env), s.procs.spawn('status-json', 'script', command, [...args.slice(0, -1), script, '--json'], env)];
+  return [
+    s.procs.spawn('status', 'script', command, [...args.slice(0, -1), script], env),
+    s.procs.spawn('status-json', 'script', command, [...args.slice(0, -1), script, '--json'], env),
+  ];
 }
 
 /** S1. `rediss://` with a password and REDIS_TLS_CA: a run works; a wrong CA or password ends start-up with a clear error. */
@@ -37,7 +101,22 @@ export async function tlsAndAuth(ctx: ScenarioContext): Promise<Row> {
   const s = await Session.open(ctx, 'S1 TLS + password', {
     redisArgs: (dir, port) => {
       makeCertificates(dir);
-      return ['--port', '0', '--tls-port', String(port), '--tls-cert-file', join(dir, 'server.pem'), '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', join(dir, 'ca.pem'), '--tls-auth-clients', 'no', '--requirepass', PASSWORD];
+      return [
+        '--port',
+        '0',
+        '--tls-port',
+        String(port),
+        '--tls-cert-file',
+        join(dir, 'server.pem'),
+        '--tls-key-file',
+        join(dir, 'server.key'),
+        '--tls-ca-cert-file',
+        join(dir, 'ca.pem'),
+        '--tls-auth-clients',
+        'no',
+        '--requirepass',
+        PASSWORD,
+      ];
     },
     url: (plain) => plain.replace('redis://', `rediss://:${PASSWORD}@`),
     tlsCa: (dir) => join(dir, 'ca.pem'),
@@ -49,11 +128,29 @@ export async function tlsAndAuth(ctx: ScenarioContext): Promise<Row> {
     s.producer(env);
     const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: 60_000 });
     await Promise.all(statusProcesses(s).map((p) => p.exit));
-    const statusOk = s.procs.all.filter((p) => p.label.startsWith('status')).every((p) => p.exited?.code === 0 && p.output().includes('"runId":"run"') !== p.output().includes('run run on queue chaos'));
+    const statusOk = s.procs.all
+      .filter((p) => p.label.startsWith('status'))
+      .every(
+        (p) =>
+          p.exited?.code === 0 &&
+          p.output().includes('"runId":"run"') !== p.output().includes('run run on queue chaos'),
+      );
     // Refusals: each must exit non-zero by itself, with a message that says what to fix.
-    const wrongCa = s.procs.spawnRole('consumer', 'wrong-ca', s.env({ REDIS_TLS_CA: join(s.dir, 'other.pem'), CONSUMER_ID: 'wrong-ca' }));
-    const wrongPw = s.procs.spawnRole('producer', 'wrong-password', s.env({ REDIS_URL: s.redisUrl.replace(PASSWORD, WRONG_PASSWORD), PRODUCER_ID: 'x', PRODUCERS: 1 }));
-    const noPw = s.procs.spawnRole('consumer', 'no-password', s.env({ REDIS_URL: s.redisUrl.replace(`:${PASSWORD}@`, ''), CONSUMER_ID: 'nopw' }));
+    const wrongCa = s.procs.spawnRole(
+      'consumer',
+      'wrong-ca',
+      s.env({ REDIS_TLS_CA: join(s.dir, 'other.pem'), CONSUMER_ID: 'wrong-ca' }),
+    );
+    const wrongPw = s.procs.spawnRole(
+      'producer',
+      'wrong-password',
+      s.env({ REDIS_URL: s.redisUrl.replace(PASSWORD, WRONG_PASSWORD), PRODUCER_ID: 'x', PRODUCERS: 1 }),
+    );
+    const noPw = s.procs.spawnRole(
+      'consumer',
+      'no-password',
+      s.env({ REDIS_URL: s.redisUrl.replace(`:${PASSWORD}@`, ''), CONSUMER_ID: 'nopw' }),
+    );
     const refusals = [
       { p: wrongCa, text: 'set REDIS_TLS_CA' },
       { p: wrongPw, text: 'refused the credentials' },
@@ -70,8 +167,15 @@ export async function tlsAndAuth(ctx: ScenarioContext): Promise<Row> {
       jobs,
       joinedAt,
       faults: 'wrong CA, wrong/no password',
-      checks: [...checks.slice(0, 1), ...refusalChecks, [leaked.length === 0, `secret in output: ${leaked.slice(0, 2).join(' | ')}`], [statusOk, 'status failed over TLS']],
-      notes: [`run over rediss:// + password; refusals exit ${refusals.map(({ p }) => p.exited?.code ?? 'none').join('/')}; 0 secrets in ${s.procs.all.length} processes' output`],
+      checks: [
+        ...checks.slice(0, 1),
+        ...refusalChecks,
+        [leaked.length === 0, `secret in output: ${leaked.slice(0, 2).join(' | ')}`],
+        [statusOk, 'status failed over TLS'],
+      ],
+      notes: [
+        `run over rediss:// + password; refusals exit ${refusals.map(({ p }) => p.exited?.code ?? 'none').join('/')}; 0 secrets in ${s.procs.all.length} processes' output`,
+      ],
     });
   } finally {
     await s.close();
@@ -83,25 +187,61 @@ export async function tlsAndAuth(ctx: ScenarioContext): Promise<Row> {
  * commands, scripting, and nothing administrative. Kept here so the doc and the test agree.
  */
 export function conveyorAcl(queue: string, user: string, password: string): string[] {
-  return ['ACL', 'SETUSER', user, 'reset', 'on', `>${password}`, `~{${queue}}:*`, `&{${queue}}:*`, ...ACL_RULES];
+  return [
+    'ACL',
+    'SETUSER',
+    user,
+    'reset',
+    'on',
+    `>${password}`,
+    `~{${queue}}:*`,
+    `&{${queue}}:*`,
+    ...ACL_RULES,
+  ];
 }
 
 export const ACL_RULES = [
   '-@all',
   // connecting: HELLO/AUTH, naming the connection, BullMQ's version and eviction-policy check (INFO)
-  '+hello', '+auth', '+ping', '+quit', '+select', '+client|setname', '+info',
+  '+hello',
+  '+auth',
+  '+ping',
+  '+quit',
+  '+select',
+  '+client|setname',
+  '+info',
   // BullMQ's scripts and the run protocol's, and the commands inside them (scripts are checked too)
-  '+evalsha', '+eval', '+script|load', '+time', '+@read', '+@write', '+@transaction', '+bzpopmin',
+  '+evalsha',
+  '+eval',
+  '+script|load',
+  '+time',
+  '+@read',
+  '+@write',
+  '+@transaction',
+  '+bzpopmin',
   // the run's events channel (joined, cancel)
   '+@pubsub',
   // nothing that reaches beyond the queue's keys or changes the server
-  '-keys', '-scan', '-flushall', '-flushdb', '-config', '-debug', '-shutdown', '-migrate', '-restore', '-sort', '-sort_ro',
+  '-keys',
+  '-scan',
+  '-flushall',
+  '-flushdb',
+  '-config',
+  '-debug',
+  '-shutdown',
+  '-migrate',
+  '-restore',
+  '-sort',
+  '-sort_ro',
 ];
 
 /** S2. A Redis user limited to conveyor's ACL runs a whole job run; nothing is denied. */
 export async function aclUser(ctx: ScenarioContext): Promise<Row> {
   const user = 'conveyor';
-  const s = await Session.open(ctx, 'S2 restricted ACL user', { redisArgs: ['--requirepass', PASSWORD] , url: (plain) => plain.replace('redis://', `redis://:${PASSWORD}@`) });
+  const s = await Session.open(ctx, 'S2 restricted ACL user', {
+    redisArgs: ['--requirepass', PASSWORD],
+    url: (plain) => plain.replace('redis://', `redis://:${PASSWORD}@`),
+  });
   try {
     await s.client.call(...(conveyorAcl(s.queue, user, PASSWORD) as [string, ...string[]]));
     await s.client.call('ACL', 'LOG', 'RESET');
@@ -117,8 +257,12 @@ export async function aclUser(ctx: ScenarioContext): Promise<Row> {
       for (let i = 0; i + 1 < entry.length; i += 2) rec[String(entry[i])] = entry[i + 1];
       return `${String(rec.reason)}:${String(rec.object)}`;
     });
-    const forbidden = String(await s.client.call('ACL', 'DRYRUN', user, 'FLUSHALL').catch((e: Error) => e.message));
-    const otherKeys = String(await s.client.call('ACL', 'DRYRUN', user, 'GET', 'not-conveyor').catch((e: Error) => e.message));
+    const forbidden = String(
+      await s.client.call('ACL', 'DRYRUN', user, 'FLUSHALL').catch((e: Error) => e.message),
+    );
+    const otherKeys = String(
+      await s.client.call('ACL', 'DRYRUN', user, 'GET', 'not-conveyor').catch((e: Error) => e.message),
+    );
     const a = await s.audit();
     return s.row(a, {
       jobs,

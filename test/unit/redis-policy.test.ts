@@ -10,7 +10,9 @@ const fake = (info: string, config?: string[] | Error) =>
 
 describe('eviction policy check', () => {
   it('reads the policy from INFO memory', async () => {
-    expect(await readEvictionPolicy(fake('# Memory\r\nused_memory:1\r\nmaxmemory_policy:allkeys-lru\r\n'))).toBe('allkeys-lru');
+    expect(
+      await readEvictionPolicy(fake('# Memory\r\nused_memory:1\r\nmaxmemory_policy:allkeys-lru\r\n')),
+    ).toBe('allkeys-lru');
   });
 
   it('falls back to CONFIG GET, and to null when neither answers', async () => {
