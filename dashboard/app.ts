@@ -35,6 +35,8 @@ export type DashboardDeps = {
   metrics?: Registry;
   /** Overrides for tests: SSE keep-alive interval. */
   heartbeatMs?: number;
+  /** Poll the default run from the start so its chart has history before anyone opens the page. */
+  watchDefault?: boolean;
 };
 
 export type Dashboard = {
@@ -74,6 +76,7 @@ export function createApp(deps: DashboardDeps): Dashboard {
     historyMs: config.historyMs,
     defaultRunId: config.runId,
     heartbeatMs: deps.heartbeatMs,
+    watchDefault: deps.watchDefault,
   });
 
   app.use((_req, res, next) => {
@@ -251,16 +254,14 @@ export function createApp(deps: DashboardDeps): Dashboard {
     // Never log request bodies or headers: they may carry credentials.
     if (status === 500) log.error({ err: e.message }, 'dashboard request failed');
     if (res.headersSent) return;
-    res
-      .status(status)
-      .json({
-        error:
-          status === 413
-            ? 'request body too large'
-            : status === 500
-              ? 'internal error'
-              : (e.message ?? 'bad request'),
-      });
+    res.status(status).json({
+      error:
+        status === 413
+          ? 'request body too large'
+          : status === 500
+            ? 'internal error'
+            : (e.message ?? 'bad request'),
+    });
   };
   app.use(onError);
 

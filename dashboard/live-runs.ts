@@ -37,6 +37,8 @@ export type LiveRunsOptions = {
   heartbeatMs?: number;
   /** How long a run's poller (and its chart history) outlives its last client, so a reload keeps the chart. */
   lingerMs?: number;
+  /** Poll the default run from the start, even with nobody watching, so the first visitor sees its history. */
+  watchDefault?: boolean;
 };
 
 const RATE_WINDOW_MS = 10_000;
@@ -171,6 +173,16 @@ export class LiveRuns {
       for (const w of this.watchers.values()) for (const res of w.clients) res.write(': keep-alive\n\n');
     }, opts.heartbeatMs ?? 15_000);
     this.heartbeat.unref();
+    if (opts.watchDefault)
+      this.watchers.set(
+        '',
+        new RunWatcher(
+          '',
+          opts,
+          () => this.drained,
+          () => undefined,
+        ),
+      );
   }
 
   /** Number of pollers running (one per watched run). */

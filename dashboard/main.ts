@@ -25,8 +25,13 @@ if (started) {
   queueEvents.on('error', (err) => log.debug({ err: err.message }, 'queue events error'));
   const metrics = new Registry();
   registerDefaultMetrics(metrics, 'dashboard');
-  const runMetrics = registerRunMetrics(metrics, { redis, queues: [config.queue], leaseMs: config.leaseMs, log });
-  const dashboard = createApp({ config, redis, queue, queueEvents, log, metrics });
+  const runMetrics = registerRunMetrics(metrics, {
+    redis,
+    queues: [config.queue],
+    leaseMs: config.leaseMs,
+    log,
+  });
+  const dashboard = createApp({ config, redis, queue, queueEvents, log, metrics, watchDefault: true });
   let http: RunningServer | undefined;
   let stopping = false;
   const close = makeCloser(

@@ -26,6 +26,15 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** Held job ids, shortened: the run id they all start with is left out (the full ids are in the tooltip). */
+function currentJobs(ids, runId) {
+  if (ids.length === 0) return '–';
+  const short = ids
+    .map((id) => (id.startsWith(`${runId}.`) ? id.slice(runId.length + 1) : id))
+    .map((id) => (id.startsWith(`${runId}-`) ? id.slice(runId.length + 1) : id));
+  return short.length > 3 ? `${short.slice(0, 3).join(', ')} +${short.length - 3}` : short.join(', ');
+}
+
 const stateBadge = (state) => el('span', { class: `state state-${state}` }, state);
 
 function showError(message) {
@@ -196,7 +205,7 @@ function renderTables(u) {
         el('td', { class: 'num' }, c.concurrency),
         el('td', { class: 'state-cell' }, stateBadge(c.state)),
         el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
-        el('td', { class: 'current' }, c.current.length ? c.current.join(', ') : '–'),
+        el('td', { class: 'current', title: c.current.join('\n') }, currentJobs(c.current, s.runId)),
         el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
         el(
           'td',
