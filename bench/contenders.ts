@@ -54,6 +54,7 @@ const contenderScript = (file: string) => resolve(projectRoot, 'dist', 'bench', 
  */
 export const conveyorBuildDir = resolve(projectRoot, 'dist', 'bench', 'app');
 const conveyorScript = (role: 'producers' | 'consumers') => resolve(conveyorBuildDir, role, 'main.js');
+const noopJobModule = contenderScript('noop-job');
 
 const contenderEnv = (spec: RunSpec): Record<string, string> => ({
   REDIS_URL: spec.redisUrl,
@@ -169,6 +170,7 @@ const conveyor: Contender = {
         RUN_ID: spec.runId,
         CONSUMER_ID: `c${i}`,
         CONCURRENCY: String(spec.concurrency),
+        JOB_MODULES: noopJobModule,
         LOG_LEVEL: 'warn',
       },
       projectRoot,
@@ -188,8 +190,9 @@ const conveyor: Contender = {
         JOBS: String(spec.jobs),
         PRODUCE_INTERVAL_MS: String(spec.intervalMs),
         BATCH_SIZE: String(spec.batchSize),
-        JOB_TYPE: 'sleep',
-        JOB_MS: '0',
+        JOB_TYPE: 'noop',
+        JOB_MODULES: noopJobModule,
+        JOB_PAYLOAD: JSON.stringify({ value: 0, ms: 0 }),
         KEEP_COMPLETED: String(spec.keepCompleted),
         LOG_LEVEL: 'warn',
       },

@@ -69,7 +69,7 @@ export function summarize(r: Results, contenders: string[], opts: { bigJobs: num
     const loaded = runs.filter((t) => t.mode === 'bulk' && t.concurrency === topConc);
     return {
       contender: name,
-      idleMb: spread(runs.map((t) => Math.max(...t.rssIdleMb)))?.median ?? null,
+      idleMb: roundMb(spread(runs.map((t) => Math.max(...t.rssIdleMb)))?.median),
       loadMb: spread(loaded.map((t) => Math.max(...t.rssPeakMb)))?.max ?? null,
       peakAnyRunMb: spread(runs.map((t) => Math.max(...t.rssPeakMb)))?.max ?? null,
     };
@@ -178,6 +178,8 @@ export function summarize(r: Results, contenders: string[], opts: { bigJobs: num
   }
   return { throughput, latency, rss, memory, joins, scale, targets };
 }
+
+const roundMb = (v: number | undefined) => (v === undefined ? null : Math.round(v * 10) / 10);
 
 function kb(bytes: number | undefined): string {
   return bytes === undefined ? 'n/a' : `${(bytes / 1024).toFixed(0)} KiB`;
