@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
@@ -138,6 +138,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     lockDuration: config.lockMs,
     stalledInterval: config.stalledIntervalMs,
     maxStalledCount: config.maxStalled,
+    // Per-minute completed/failed counts for Bull Board's chart: two weeks, a few hundred KB in Redis.
+    metrics: { maxDataPoints: MetricsTime.TWO_WEEKS },
     autorun: false,
   });
   const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
@@ -198,14 +200,14 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const finished =
         graceMs === null
           ? await closing.then(() => true)
-          : await Promise.race([closing.then(() => true), sleep(graceMs, false)]);
+          : await settlesWithin(closing, graceMs);
       if (!finished) {
         log.warn(
           { held: [...active.keys()] },
           'grace period over: aborting held jobs so they are retried elsewhere',
         );
         for (const c of active.values()) c.abort(new Error('consumer stopping'));
-        const released = await Promise.race([closing.then(() => true), sleep(2_000, false)]);
+        const released = await settlesWithin(closing, 2_000);
         if (!released) await worker.close(true);
       }
       await recorder.flush();
@@ -277,4 +279,14 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   })();
 
   return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
+}
+
+/** True if `p` settles within `ms`; the timer is cleared either way so it never holds the process open. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  const timer = new AbortController();
+  try {
+    return await Promise.race([p.then(() => true), sleep(ms, false, { signal: timer.signal })]);
+  } finally {
+    timer.abort();
+  }
 }

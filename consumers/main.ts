@@ -3,7 +3,8 @@ import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
 import { createConsumerMetrics } from '../shared/metrics/process-metrics.js';
 import { startProcess } from '../shared/process.js';
-import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
+import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
+import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
 import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadConsumerConfig } from './config.js';
 import { startConsumer, type ConsumerHandle } from './consumer.js';
@@ -28,6 +29,7 @@ if (started) {
   try {
     log.info({ redis: redactUrl(config.redisUrl), queue: config.queue }, 'consumer starting');
     await waitUntilReady(redis, log);
+    await assertNoEviction(redis);
     consumer = await startConsumer(config, {
       redis,
       registry,
@@ -45,7 +47,8 @@ if (started) {
       log.info('stopped before start-up finished');
       process.exitCode = 0;
     } else {
-      log.error({ err }, 'consumer failed');
+      if (err instanceof RedisConfigError || err instanceof EvictionPolicyError) log.error(err.message);
+      else log.error({ err }, 'consumer failed');
       process.exitCode = 1;
     }
   } finally {

@@ -5,7 +5,8 @@ import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
 import { createProducerMetrics } from '../shared/metrics/process-metrics.js';
 import { startProcess } from '../shared/process.js';
 import { openQueue } from '../shared/queue.js';
-import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
+import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
+import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
 import { loadProducerConfig } from './config.js';
@@ -17,12 +18,14 @@ if (started) {
   const log = baseLog.child({ runId: config.runId, producerId: config.producerId });
   const registry = await loadJobRegistry(config.jobModules, process.cwd());
   if (!registry.get(config.jobType)) {
-    process.stderr.write(`producer: ${new ConfigError([`JOB_TYPE: unknown job type "${config.jobType}" (known: ${registry.names().join(', ')})`]).message}\n`);
+    process.stderr.write(
+      `producer: ${new ConfigError([`JOB_TYPE: unknown job type "${config.jobType}" (known: ${registry.names().join(', ')})`]).message}\n`,
+    );
     process.exit(2);
   }
   const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
-  const queue = openQueue(config.queue, redis);
+  const queue = openQueue(config.queue, redis, (message) => log.warn({ err: message }, 'queue error'));
   const stop = new AbortController();
   const close = makeCloser(
     () => [
@@ -41,6 +44,7 @@ if (started) {
   try {
     log.info({ redis: redactUrl(config.redisUrl), queue: config.queue }, 'producer starting');
     await waitUntilReady(redis, log);
+    await assertNoEviction(redis);
     const outcome = await runProducer(
       config,
       {
@@ -61,9 +65,12 @@ if (started) {
     if (stop.signal.aborted && redis.status !== 'ready') {
       log.info('stopped before start-up finished');
       process.exitCode = 0;
-    } else if (err instanceof RunError) log.error(err.message);
-    else log.error({ err }, 'producer failed');
-    process.exitCode = 1;
+    } else {
+      // These carry a message that says what to do; anything else gets its stack.
+      if (err instanceof RunError || err instanceof RedisConfigError || err instanceof EvictionPolicyError) log.error(err.message);
+      else log.error({ err }, 'producer failed');
+      process.exitCode = 1;
+    }
   } finally {
     await close();
   }

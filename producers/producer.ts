@@ -61,15 +61,22 @@ export function createProducer(deps: ProducerDeps): Producer {
     const ids = checked.map((item) =>
       item.key ? `${run.runId}.k.${item.key}` : `${run.runId}.${producerId}.${seq++}`,
     );
-    await run.markInflight(producerId, ids);
-    await queue.addBulk(
-      checked.map((item, i) => ({
-        name: item.type,
-        data: { run: run.runId, producer: producerId, payload: item.payload },
-        opts: { ...deps.jobOptions, jobId: ids[i] },
-      })),
-    );
-    produced += await run.ackAdded(producerId, ids);
+    // A key this run already accepted enqueues nothing, even after BullMQ trimmed its finished job.
+    const keyed = new Set(ids.filter((_, i) => checked[i]!.key !== undefined));
+    const accepted = await run.acceptedKeyed([...keyed]);
+    const fresh = checked.map((item, i) => ({ item, id: ids[i]! })).filter(({ id }) => !accepted.has(id));
+    if (fresh.length > 0) {
+      const freshIds = fresh.map((f) => f.id);
+      await run.markInflight(producerId, freshIds);
+      await queue.addBulk(
+        fresh.map(({ item, id }) => ({
+          name: item.type,
+          data: { run: run.runId, producer: producerId, payload: item.payload },
+          opts: { ...deps.jobOptions, jobId: id },
+        })),
+      );
+      produced += await run.ackAdded(producerId, freshIds, keyed);
+    }
     return ids;
   };
 

@@ -34,7 +34,11 @@ export type ProducerObserver = {
  * each, waits while the run has `maxDepth` unfinished jobs, then reports done (which may join the run).
  * `signal` stops production early; the producer still reports done with what it had enqueued.
  */
-export async function runProducer(config: ProducerConfig, deps: RunProducerDeps, signal: AbortSignal): Promise<ProducerOutcome> {
+export async function runProducer(
+  config: ProducerConfig,
+  deps: RunProducerDeps,
+  signal: AbortSignal,
+): Promise<ProducerOutcome> {
   const { run, log } = deps;
   const planned = drawCount(config.jobs, deps.random);
   await run.create(config.expectedProducers, config.leaseMs);
@@ -79,7 +83,10 @@ export async function runProducer(config: ProducerConfig, deps: RunProducerDeps,
       if (config.maxDepth > 0) await waitForRoom(deps.redis, run, config.maxDepth, signal);
       if (signal.aborted) break;
       const n = Math.min(config.batchSize, planned - sent);
-      const items: PutItem[] = Array.from({ length: n }, (_, i) => ({ type: config.jobType, payload: payloadFor(sent + i) }));
+      const items: PutItem[] = Array.from({ length: n }, (_, i) => ({
+        type: config.jobType,
+        payload: payloadFor(sent + i),
+      }));
       const before = producer.produced;
       await producer.putMany(items);
       deps.observer?.jobsProduced?.(producer.produced - before);
@@ -91,7 +98,7 @@ export async function runProducer(config: ProducerConfig, deps: RunProducerDeps,
     await heartbeat;
   }
   if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost };
-  const { join } = await run.producerDone(config.producerId);
+  const { join } = await run.producerDone(config.producerId, producer.produced);
   const stoppedEarly = sent < planned;
   log.info({ produced: producer.produced, planned, stoppedEarly }, 'producer done');
   if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
@@ -99,7 +106,12 @@ export async function runProducer(config: ProducerConfig, deps: RunProducerDeps,
 }
 
 /** asyncio.Queue(maxsize) semantics across processes: wait while the run has too many unfinished jobs. */
-async function waitForRoom(redis: Redis, run: RunStore, maxDepth: number, signal: AbortSignal): Promise<void> {
+async function waitForRoom(
+  redis: Redis,
+  run: RunStore,
+  maxDepth: number,
+  signal: AbortSignal,
+): Promise<void> {
   while (!signal.aborted && (await redis.scard(run.keys.open)) >= maxDepth) {
     await sleep(20, undefined, { signal }).catch(() => undefined);
   }

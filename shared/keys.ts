@@ -22,6 +22,8 @@ export type RunKeys = {
   open: string;
   /** Set: job ids that reached a terminal state before their producer acknowledged them. */
   early: string;
+  /** Set: job ids put with an idempotency key and acknowledged (outlives BullMQ's trimming). */
+  keyed: string;
   /** Hash: consumer id → JSON record. */
   consumers: string;
   /** Set: consumer ids asked to cancel ('*' = all). */
@@ -42,6 +44,7 @@ export function runKeys(queue: string, runId: string): RunKeys {
     leases: `${base}:leases`,
     open: `${base}:open`,
     early: `${base}:early`,
+    keyed: `${base}:keyed`,
     consumers: `${base}:consumers`,
     cancel: `${base}:cancel`,
     events: `${base}:events`,

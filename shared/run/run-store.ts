@@ -55,7 +55,7 @@ export class RunStore {
   ) {
     this.keys = runKeys(queue, runId);
     const k = this.keys;
-    this.scriptKeys = [k.meta, k.producers, k.leases, k.open, k.early, runIndexKey(queue)];
+    this.scriptKeys = [k.meta, k.producers, k.leases, k.open, k.early, runIndexKey(queue), k.keyed];
     this.commonArgs = [k.inflightPrefix, k.jobPrefix, k.events];
   }
 
@@ -123,14 +123,26 @@ export class RunStore {
     if (jobIds.length > 0) await this.redis.sadd(this.keys.inflightPrefix + producerId, ...jobIds);
   }
 
-  /** Ids whose add Redis acknowledged: from now on they hold the join back until finished. */
-  async ackAdded(producerId: string, jobIds: readonly string[]): Promise<number> {
+  /**
+   * Ids whose add Redis acknowledged: from now on they hold the join back until finished. Ids put
+   * with an idempotency key are named in `keyedIds` too, so the run remembers the key for good.
+   */
+  async ackAdded(producerId: string, jobIds: readonly string[], keyedIds: ReadonlySet<string> = new Set()): Promise<number> {
     if (jobIds.length === 0) return 0;
-    return Number(await this.call('ackAdded', producerId, ...jobIds));
+    const args = jobIds.map((id) => (keyedIds.has(id) ? `k:${id}` : id));
+    return Number(await this.call('ackAdded', producerId, ...args));
   }
 
-  async producerDone(producerId: string): Promise<{ state: ProducerState; join: JoinAttempt }> {
-    const [state, reason, detail] = (await this.call('producerDone', producerId, RECONCILE_LIMIT)) as [
+  /** Of these keyed job ids, the ones this run already accepted (their key was used before). */
+  async acceptedKeyed(jobIds: readonly string[]): Promise<Set<string>> {
+    if (jobIds.length === 0) return new Set();
+    const seen = await this.redis.smismember(this.keys.keyed, ...jobIds);
+    return new Set(jobIds.filter((_, i) => seen[i] === 1));
+  }
+
+  /** `produced`: how many acknowledgements the producer itself counted (checked against the run's). */
+  async producerDone(producerId: string, produced = 0): Promise<{ state: ProducerState; join: JoinAttempt }> {
+    const [state, reason, detail] = (await this.call('producerDone', producerId, RECONCILE_LIMIT, produced)) as [
       ProducerState,
       JoinReason,
       string,

@@ -3,7 +3,7 @@
  * (registering, acknowledging, finishing, losing a producer, joining) happens inside one script, so
  * Redis serialises it and no coordinator process has to stay alive.
  *
- * Common layout: KEYS = [meta, producers, leases, open, early, runIndex];
+ * Common layout: KEYS = [meta, producers, leases, open, early, runIndex, keyed];
  * ARGV[1] = in-flight set prefix, ARGV[2] = BullMQ job key prefix, ARGV[3] = events channel,
  * script-specific arguments from ARGV[4]. Keys built inside a script (job hashes, in-flight sets)
  * share the queue's hash tag, so every script stays in one cluster slot.
@@ -186,15 +186,24 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
 return 'running'
 `;
 
-/** ARGV[4] producer id, ARGV[5..] job ids whose add Redis acknowledged. Returns how many were new. */
+/**
+ * ARGV[4] producer id, ARGV[5..] job ids whose add Redis acknowledged ('k:<id>' for an id put with an
+ * idempotency key). Returns how many were new.
+ */
 export const ackAddedLua =
   prelude +
   /* lua */ `
 local inflight = ARGV[1] .. ARGV[4]
 local n = 0
 for i = 5, #ARGV do
-  redis.call('SREM', inflight, ARGV[i])
-  n = n + acknowledge(ARGV[i])
+  local id = ARGV[i]
+  -- 'k:' marks an id put with an idempotency key (':' never appears in a BullMQ job id)
+  if string.sub(id, 1, 2) == 'k:' then
+    id = string.sub(id, 3)
+    redis.call('SADD', KEYS[7], id)
+  end
+  redis.call('SREM', inflight, id)
+  n = n + acknowledge(id)
 end
 if n > 0 then
   redis.call('HINCRBY', KEYS[1], 'produced', n)
@@ -208,7 +217,11 @@ end
 return n
 `;
 
-/** ARGV[4] producer id, ARGV[5] reconcile limit. Marks it done, then tries to join. */
+/**
+ * ARGV[4] producer id, ARGV[5] reconcile limit, ARGV[6] how many jobs the producer itself saw
+ * acknowledged. Marks it done, then tries to join. A producer that counted more than the run holds
+ * means Redis lost acknowledged writes (a restart that rolled back): recorded as lostAcks, never hidden.
+ */
 export const producerDoneLua =
   prelude +
   /* lua */ `
@@ -217,6 +230,11 @@ if not rec then return redis.error_reply('NO_PRODUCER') end
 if rec.state == 'running' then
   rec.state = 'done'
   rec.doneAt = now_ms()
+  local missing = tonumber(ARGV[6]) - (rec.produced or 0)
+  if missing > 0 then
+    rec.lostAcks = missing
+    redis.call('HINCRBY', KEYS[1], 'lostAcks', missing)
+  end
   save_producer(ARGV[4], rec)
 end
 redis.call('ZREM', KEYS[3], ARGV[4])

@@ -36,6 +36,8 @@ export type RunStatus = {
     duplicateFinishes: number;
     /** Jobs counted by the join check because their consumer died before reporting them. */
     reconciled: number;
+    /** Acknowledgements producers saw that Redis no longer holds (a restart rolled writes back). */
+    lostAcks: number;
   };
   producers: {
     expected: number;
@@ -120,6 +122,7 @@ export async function readRunStatus(
       unexpected: joined ? num(meta.unexpected) : await redis.scard(k.early),
       duplicateFinishes: num(meta.duplicateFinishes),
       reconciled: num(meta.reconciled),
+      lostAcks: num(meta.lostAcks),
     },
     producers: {
       expected,
@@ -146,7 +149,8 @@ export function formatRunStatus(s: RunStatus): string {
     `run ${s.runId} on queue ${s.queue}: ${join}`,
     `  jobs       produced ${j.produced}, completed ${j.completed}, failed ${j.failed}, unfinished ${j.unfinished}` +
       (j.removed ? `, removed ${j.removed}` : '') +
-      (j.unexpected ? `, unexpected ${j.unexpected}` : ''),
+      (j.unexpected ? `, unexpected ${j.unexpected}` : '') +
+      (j.lostAcks ? `, LOST ${j.lostAcks} acknowledged (Redis rolled back)` : ''),
     `  producers  ${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`,
     `  consumers  ${consumers}`,
   ].join('\n');

@@ -24,6 +24,8 @@ export type ProducerRecord = {
   heartbeatAt: number;
   doneAt?: number;
   lostAt?: number;
+  /** Acknowledgements this producer saw that the run no longer holds. */
+  lostAcks?: number;
 };
 
 export type ConsumerRecord = {

@@ -8,9 +8,7 @@ describe('chaos: input and security', () => {
     120_000,
   );
   it('13 the same idempotency key 3 times: exactly one job', () => runScenario('idempotency'), 60_000);
-  // Known core bug (producers/producer.ts: a key whose job was trimmed is enqueued and counted again).
-  // Flip to it() once fixed.
-  it.fails(
+  it(
     '13b the same key after its job was trimmed: still one job',
     () => runScenario('idempotency-after-trim'),
     60_000,

@@ -10,9 +10,7 @@ describe('chaos: process faults', () => {
     () => runScenario('poison'),
     120_000,
   );
-  // Known core bug (consumers/consumer.ts, the grace timer of end() keeps the process alive for the
-  // whole SHUTDOWN_GRACE_MS after the consumer stopped). Flip to it() once fixed.
-  it.fails(
+  it(
     '4 SIGTERM to every consumer under load: no stalls, exits within the grace',
     () => runScenario('sigterm'),
     120_000,

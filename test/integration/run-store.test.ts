@@ -229,6 +229,35 @@ describe('RunStore: the join decision', () => {
     }
   });
 
+  it('remembers an idempotency key after BullMQ trimmed its finished job', async () => {
+    const q = openQueue(queue, redis);
+    try {
+      const run = new RunStore(redis, queue, 'r');
+      await run.create(1);
+      await run.registerProducer('p1', host, 10_000);
+      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+      const id = await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' });
+      await run.recordFinished([{ id, outcome: 'completed' }]);
+      await q.remove(id); // as removeOnComplete does
+      expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
+      expect(await q.count()).toBe(0);
+      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({ produced: 1, completed: 1, unfinished: 0 });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('reports acknowledgements a producer saw that Redis lost, instead of hiding them', async () => {
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(1);
+    await run.registerProducer('p1', host, 10_000);
+    // The producer saw 5 acknowledged adds; the run (as after a rolled-back restart) holds none.
+    await run.producerDone('p1', 5);
+    const status = await readRunStatus(redis, queue, 'r', 10_000);
+    expect(status?.jobs.lostAcks).toBe(5);
+    expect(status?.producers.list[0]?.lostAcks).toBe(5);
+  });
+
   it('refuses what a person must fix, with a message that says how', async () => {
     const run = new RunStore(redis, queue, 'r');
     await run.create(1);
