@@ -1,6 +1,16 @@
 import { hostname } from 'node:os';
 import { metricsShape, toMetricsConfig } from '../shared/metrics/config.js';
-import { commonShape, int, optionalName, parseEnv, splitList, text, toCommonConfig, type Env } from '../shared/config.js';
+import {
+  commonShape,
+  defaultProcessId,
+  int,
+  optionalName,
+  parseEnv,
+  splitList,
+  text,
+  toCommonConfig,
+  type Env,
+} from '../shared/config.js';
 
 const shape = {
   ...commonShape,
@@ -25,7 +35,7 @@ export function loadConsumerConfig(env: Env) {
     ...toCommonConfig(e),
     metrics: toMetricsConfig(e),
     runId: e.RUN_ID,
-    consumerId: e.CONSUMER_ID ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 40)}-${process.pid}`,
+    consumerId: e.CONSUMER_ID ?? defaultProcessId(hostname(), process.pid),
     concurrency: e.CONCURRENCY,
     lockMs: e.LOCK_MS,
     stalledIntervalMs: e.STALLED_INTERVAL_MS,

@@ -1,7 +1,17 @@
 import {
+  defaultProcessId,
   ConfigError,
   commonShape,
-  splitList, countSpec, int, name, optionalName, parseEnv, text, toCommonConfig, type Env } from '../shared/config.js';
+  splitList,
+  countSpec,
+  int,
+  name,
+  optionalName,
+  parseEnv,
+  text,
+  toCommonConfig,
+  type Env,
+} from '../shared/config.js';
 import { hostname } from 'node:os';
 import { metricsShape, toMetricsConfig } from '../shared/metrics/config.js';
 
@@ -34,9 +44,11 @@ export function loadProducerConfig(env: Env) {
   const fetchUrls = splitList(e.FETCH_URLS);
   const problems: string[] = [];
   for (const u of fetchUrls) {
-    if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol)) problems.push(`FETCH_URLS: "${u}" is not an http(s) URL`);
+    if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol))
+      problems.push(`FETCH_URLS: "${u}" is not an http(s) URL`);
   }
-  if (e.JOB_TYPE === 'fetch' && fetchUrls.length === 0) problems.push('FETCH_URLS: required when JOB_TYPE=fetch (comma-separated URLs)');
+  if (e.JOB_TYPE === 'fetch' && fetchUrls.length === 0)
+    problems.push('FETCH_URLS: required when JOB_TYPE=fetch (comma-separated URLs)');
   let jobPayload: unknown;
   if (e.JOB_PAYLOAD) {
     try {
@@ -51,7 +63,7 @@ export function loadProducerConfig(env: Env) {
     metrics: toMetricsConfig(e),
     runId: e.RUN_ID,
     expectedProducers: e.PRODUCERS,
-    producerId: e.PRODUCER_ID ?? defaultId(),
+    producerId: e.PRODUCER_ID ?? defaultProcessId(hostname(), process.pid),
     jobs: e.JOBS,
     intervalMs: e.PRODUCE_INTERVAL_MS,
     batchSize: e.BATCH_SIZE,
@@ -61,11 +73,11 @@ export function loadProducerConfig(env: Env) {
     fetchUrls,
     jobPayload,
     jobModules: splitList(e.JOB_MODULES),
-    retry: { attempts: e.ATTEMPTS, backoffMs: e.BACKOFF_MS, keepCompleted: e.KEEP_COMPLETED, keepFailed: e.KEEP_FAILED },
+    retry: {
+      attempts: e.ATTEMPTS,
+      backoffMs: e.BACKOFF_MS,
+      keepCompleted: e.KEEP_COMPLETED,
+      keepFailed: e.KEEP_FAILED,
+    },
   };
-}
-
-function defaultId(): string {
-  const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 40);
-  return `${host}-${process.pid}`;
 }

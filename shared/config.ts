@@ -157,3 +157,8 @@ export function splitList(v: string): string[] {
     .map((s) => s.trim())
     .filter(Boolean);
 }
+
+/** The default id of a producer or consumer process: `<host>-<pid>`, reduced to the id alphabet. */
+export function defaultProcessId(host: string, pid: number): string {
+  return `${host.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 40)}-${pid}`;
+}
