@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { duplicateClient, type RedisClient } from '../shared/redis.js';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import { queuePrefix } from '../shared/keys.js';
@@ -44,7 +44,7 @@ export type ConsumerObserver = {
 };
 
 export type ConsumerDeps = {
-  redis: Redis;
+  redis: RedisClient;
   registry: JobRegistry;
   log: Logger;
   host: string;
@@ -181,7 +181,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   let resolveExited!: (e: ConsumerExit) => void;
   const exited = new Promise<ConsumerExit>((r) => (resolveExited = r));
   const stopHeartbeat = new AbortController();
-  const subscriber = run ? redis.duplicate({ connectionName: `conveyor:consumer-sub:${record.id}` }) : null;
+  const subscriber = run ? duplicateClient(redis, `conveyor:consumer-sub:${record.id}`) : null;
 
   const end = (
     mode: 'cancel' | 'stop' | 'abort',
@@ -198,9 +198,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       // A cancel waits for held jobs as long as they take (asyncio's cancel after join has none);
       // a signal gives them the grace period, then releases them for another consumer to retry.
       const finished =
-        graceMs === null
-          ? await closing.then(() => true)
-          : await settlesWithin(closing, graceMs);
+        graceMs === null ? await closing.then(() => true) : await settlesWithin(closing, graceMs);
       if (!finished) {
         log.warn(
           { held: [...active.keys()] },

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from '../shared/logger.js';
 import { RunStore } from '../shared/run/run-store.js';
 import type { FinishOutcome, JoinAttempt } from '../shared/run/types.js';
@@ -17,7 +17,7 @@ export class FinishRecorder {
   private disposed = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly queue: string,
     private readonly flushMs: number,
     private readonly log: Logger,

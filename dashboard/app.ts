@@ -4,7 +4,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { Queue, QueueEvents } from 'bullmq';
 import express, { type ErrorRequestHandler, type Express, type Request, type Response } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import type { Registry } from 'prom-client';
 import { nameSchema } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
@@ -26,7 +26,7 @@ import { LiveRuns } from './live-runs.js';
 
 export type DashboardDeps = {
   config: Pick<DashboardConfig, 'readOnly' | 'access' | 'leaseMs' | 'pollMs' | 'historyMs' | 'runId'>;
-  redis: Redis;
+  redis: RedisClient;
   queue: Queue<JobData>;
   /** BullMQ events for the queue (drained moments); optional, counts are watched without it. */
   queueEvents?: QueueEvents;

@@ -1,6 +1,6 @@
 import type { Queue, QueueEvents } from 'bullmq';
 import type { Response } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from '../shared/logger.js';
 import type { JobData } from '../shared/queue.js';
 import { listRuns, readRunStatus, type RunStatus } from '../shared/run/status.js';
@@ -24,7 +24,7 @@ export type LiveUpdate = {
 };
 
 export type LiveRunsOptions = {
-  redis: Redis;
+  redis: RedisClient;
   queue: Queue<JobData>;
   /** Source of BullMQ's "drained" events; without it drained moments are inferred from the counts. */
   queueEvents?: QueueEvents;

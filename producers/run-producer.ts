@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import { drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
@@ -12,7 +12,7 @@ import { createProducer, type PutItem } from './producer.js';
 export type ProducerOutcome = { produced: number; planned: number; stoppedEarly: boolean; lost: boolean };
 
 export type RunProducerDeps = {
-  redis: Redis;
+  redis: RedisClient;
   queue: Queue<JobData>;
   run: RunStore;
   registry: JobRegistry;
@@ -107,7 +107,7 @@ export async function runProducer(
 
 /** asyncio.Queue(maxsize) semantics across processes: wait while the run has too many unfinished jobs. */
 async function waitForRoom(
-  redis: Redis,
+  redis: RedisClient,
   run: RunStore,
   maxDepth: number,
   signal: AbortSignal,

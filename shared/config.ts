@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseRedisTarget, redactUrl } from './redis-url.js';
 
 /** Environment as handed to a `main.ts`; everything below takes it as a parameter, never `process.env`. */
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -70,14 +71,10 @@ export const redisUrl = () =>
     emptyToUndefined,
     z
       .string()
-      .refine((v) => {
-        try {
-          const u = new URL(v);
-          return u.protocol === 'redis:' || u.protocol === 'rediss:';
-        } catch {
-          return false;
-        }
-      }, 'must be a URL like redis://host:6379 or rediss://host:6380')
+      .refine(
+        (v) => parseRedisTarget(v) !== null,
+        'must be a URL like redis://host:6379, rediss://host:6380 or redis+cluster://host:7000,host:7001',
+      )
       .optional()
       .transform((v) => v ?? 'redis://127.0.0.1:6379'),
   );
@@ -98,7 +95,7 @@ export function parseEnv<S extends z.ZodRawShape>(shape: S, env: Env): z.infer<z
     const given = env[key];
     const secret = /PASSWORD|TOKEN|SECRET/.test(key);
     // A URL may carry a password even when it is malformed: mask whatever sits between ':' and '@'.
-    const shown = secret ? '<hidden>' : JSON.stringify(given?.replace(/(\/\/[^/:@]*:)[^@/]*@/, '$1***@'));
+    const shown = secret ? '<hidden>' : JSON.stringify(given === undefined ? undefined : redactUrl(given));
     return `${key}: ${issue.message} (got ${shown})`;
   });
   throw new ConfigError(problems);

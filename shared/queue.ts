@@ -1,5 +1,5 @@
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { queuePrefix } from './keys.js';
 
 /** What conveyor stores as a BullMQ job's data: the user's payload plus the run it belongs to. */
@@ -25,7 +25,7 @@ export function jobOptions(policy: RetryPolicy): JobsOptions {
  */
 export function openQueue(
   name: string,
-  connection: Redis,
+  connection: RedisClient,
   onError?: (message: string) => void,
 ): Queue<JobData> {
   const queue = new Queue<JobData>(name, { connection, prefix: queuePrefix(name) });

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 /** Thrown when Redis may delete keys on its own under memory pressure (queued jobs among them). */
 export class EvictionPolicyError extends Error {
@@ -16,7 +16,7 @@ export class EvictionPolicyError extends Error {
  * Reads Redis's eviction policy. INFO first: it works for a user restricted to conveyor's ACL and on
  * managed Redis that disables CONFIG; CONFIG GET as a fallback. Null when neither tells.
  */
-export async function readEvictionPolicy(redis: Redis): Promise<string | null> {
+export async function readEvictionPolicy(redis: RedisClient): Promise<string | null> {
   const info = await redis.info('memory').catch(() => '');
   const match = /^maxmemory_policy:(\S+)/m.exec(info);
   if (match?.[1]) return match[1];
@@ -29,7 +29,7 @@ export async function readEvictionPolicy(redis: Redis): Promise<string | null> {
 }
 
 /** Start-up check for producers and consumers: throws EvictionPolicyError unless the policy is noeviction. */
-export async function assertNoEviction(redis: Redis): Promise<void> {
+export async function assertNoEviction(redis: RedisClient): Promise<void> {
   const policy = await readEvictionPolicy(redis);
   if (policy !== null && policy !== 'noeviction') throw new EvictionPolicyError(policy);
 }

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 
 export type RedisServerHandle = {
   url: string;
@@ -103,4 +103,79 @@ export async function startRedisServer(opts: {
         child.kill('SIGTERM');
       })),
   };
+}
+
+export type RedisClusterHandle = {
+  /** `redis+cluster://` URL naming every master. */
+  url: string;
+  nodes: RedisServerHandle[];
+  stop(): Promise<void>;
+};
+
+/**
+ * Starts a local Redis Cluster on loopback: `masters × (1 + replicas)` servers with cluster mode on,
+ * joined by `redis-cli --cluster create`, resolving once every node reports `cluster_state:ok`.
+ */
+export async function startRedisCluster(opts: {
+  binary: string;
+  masters?: number;
+  replicas?: number;
+}): Promise<RedisClusterHandle> {
+  const masters = opts.masters ?? 3;
+  const replicas = opts.replicas ?? 0;
+  const cli = join(dirname(opts.binary), 'redis-cli');
+  const nodes: RedisServerHandle[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  try {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
+      nodes.push(
+        await startRedisServer({
+          binary: opts.binary,
+          args: [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-node-timeout',
+            '2000',
+            '--cluster-config-file',
+            'nodes.conf',
+          ],
+        }),
+      );
+    }
+    const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
+    await run(cli, [
+      '--cluster',
+      'create',
+      ...addresses,
+      '--cluster-replicas',
+      String(replicas),
+      '--cluster-yes',
+    ]);
+    const deadline = Date.now() + 30_000;
+    for (const node of nodes) {
+      for (;;) {
+        const info = await run(cli, ['-p', String(node.port), 'cluster', 'info']);
+        if (info.includes('cluster_state:ok')) break;
+        if (Date.now() > deadline)
+          throw new Error(`cluster node ${node.port} never reached cluster_state:ok:\n${info}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    return { url: `redis+cluster://${addresses.slice(0, masters).join(',')}`, nodes, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+function run(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { timeout: 30_000 }, (err, stdout, stderr) =>
+      err
+        ? reject(new Error(`${command} ${args.join(' ')} failed: ${stderr || err.message}`))
+        : resolve(stdout),
+    );
+  });
 }

@@ -1,19 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { parseRedisTarget, redactUrl } from './redis-url.js';
 import type { Logger } from './logger.js';
 
 export type RedisConnectionConfig = { redisUrl: string; redisTlsCaFile: string | undefined };
 
-/** The URL with any password replaced, for logs and status output. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '<invalid url>';
-  }
-}
+/** A connection to one Redis or to a Redis Cluster; both speak the same commands. */
+export type RedisClient = Redis | Cluster;
+
+export { redactUrl } from './redis-url.js';
 
 /** Errors no retry can fix: Redis refused the credentials, or its TLS certificate is not trusted. */
 const AUTH_ERROR = /^(WRONGPASS|NOAUTH|NOPERM|ERR AUTH|ERR invalid password|ERR Client sent AUTH)/;
@@ -69,30 +64,45 @@ export function fatalRedisError(err: Error, url: string): RedisConfigError | nul
  * Wrong credentials or an untrusted TLS certificate before the first successful connection are not an
  * outage: the connection ends and `waitUntilReady` rejects with a RedisConfigError saying what to fix.
  */
-export function createRedis(config: RedisConnectionConfig, log: Logger, name: string): Redis {
+export function createRedis(config: RedisConnectionConfig, log: Logger, name: string): RedisClient {
   let lastError: Error | undefined;
   let everReady = false;
+  const retryStrategy = (attempt: number): number | null => {
+    const fatal = lastError && fatalRedisError(lastError, config.redisUrl);
+    if (fatal && !everReady) {
+      log.error(fatal.message);
+      return null;
+    }
+    const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5_000);
+    const logFn = attempt === 1 || attempt % 10 === 0 ? log.warn.bind(log) : log.debug.bind(log);
+    logFn(
+      { attempt, retryInMs: delay, redis: redactUrl(config.redisUrl), err: lastError?.message },
+      'waiting for Redis',
+    );
+    return delay;
+  };
   const options: RedisOptions = {
     maxRetriesPerRequest: null,
     enableReadyCheck: true,
     connectionName: name,
-    retryStrategy: (attempt) => {
-      const fatal = lastError && fatalRedisError(lastError, config.redisUrl);
-      if (fatal && !everReady) {
-        log.error(fatal.message);
-        return null;
-      }
-      const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5_000);
-      const logFn = attempt === 1 || attempt % 10 === 0 ? log.warn.bind(log) : log.debug.bind(log);
-      logFn(
-        { attempt, retryInMs: delay, redis: redactUrl(config.redisUrl), err: lastError?.message },
-        'waiting for Redis',
-      );
-      return delay;
-    },
   };
   if (config.redisTlsCaFile) options.tls = { ca: readFileSync(config.redisTlsCaFile) };
-  const redis = new Redis(config.redisUrl, options);
+  const target = parseRedisTarget(config.redisUrl);
+  if (!target) throw new RedisConfigError(`REDIS_URL ${redactUrl(config.redisUrl)} is not a Redis URL.`);
+  let redis: RedisClient;
+  if (target.kind === 'cluster') {
+    if (target.tls && !options.tls) options.tls = {};
+    const clusterOptions: ClusterOptions = {
+      redisOptions: { ...options, username: target.username, password: target.password },
+      clusterRetryStrategy: retryStrategy,
+      enableReadyCheck: true,
+      // Keep commands queued while the cluster fails over, like a single Redis's offline queue.
+      enableOfflineQueue: true,
+    };
+    redis = new Cluster(target.nodes, clusterOptions);
+  } else {
+    redis = new Redis(target.url, { ...options, retryStrategy });
+  }
   (redis as RedisWithFatal)[fatalError] = () => lastError && fatalRedisError(lastError, config.redisUrl);
   redis.on('ready', () => {
     everReady = true;
@@ -106,11 +116,18 @@ export function createRedis(config: RedisConnectionConfig, log: Logger, name: st
   return redis;
 }
 
+/** A second connection to the same Redis (or cluster), e.g. for pub/sub, with its own name. */
+export function duplicateClient(redis: RedisClient, name: string): RedisClient {
+  return redis instanceof Cluster
+    ? redis.duplicate(undefined, { redisOptions: { ...redis.options.redisOptions, connectionName: name } })
+    : redis.duplicate({ connectionName: name });
+}
+
 const fatalError = Symbol('fatalError');
-type RedisWithFatal = Redis & { [fatalError]?: () => RedisConfigError | null | undefined };
+type RedisWithFatal = RedisClient & { [fatalError]?: () => RedisConfigError | null | undefined };
 
 /** Resolves once the connection is ready (after any retries), logging that it is. */
-export async function waitUntilReady(redis: Redis, log: Logger): Promise<void> {
+export async function waitUntilReady(redis: RedisClient, log: Logger): Promise<void> {
   if (redis.status !== 'ready') {
     await new Promise<void>((resolve, reject) => {
       const onReady = () => {
@@ -132,7 +149,7 @@ export async function waitUntilReady(redis: Redis, log: Logger): Promise<void> {
 }
 
 /** Closes a connection politely, falling back to a hard disconnect if QUIT cannot be sent. */
-export async function closeRedis(redis: Redis): Promise<void> {
+export async function closeRedis(redis: RedisClient): Promise<void> {
   if (redis.status === 'end') return;
   try {
     await Promise.race([redis.quit(), new Promise((_, rej) => setTimeout(rej, 1_000).unref())]);

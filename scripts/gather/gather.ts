@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { QueueEvents, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { duplicateClient, type RedisClient } from '../../shared/redis.js';
 import type { ConsumerConfig } from '../../consumers/config.js';
 import { startConsumer } from '../../consumers/consumer.js';
 import { createProducer } from '../../producers/producer.js';
@@ -11,7 +11,7 @@ import { jobOptions, type JobData, type RetryPolicy } from '../../shared/queue.j
 import { RunStore } from '../../shared/run/run-store.js';
 
 export type GatherDeps = {
-  redis: Redis;
+  redis: RedisClient;
   queue: Queue<JobData>;
   registry: JobRegistry;
   log: Logger;
@@ -36,7 +36,7 @@ export async function gather(
   const run = new RunStore(redis, queue.name, runId);
   await run.create(1, deps.consumerConfig.leaseMs);
   await run.registerProducer('gather', { host: deps.host, pid: deps.pid }, deps.consumerConfig.leaseMs);
-  const eventsConnection = redis.duplicate();
+  const eventsConnection = duplicateClient(redis, 'conveyor:gather-events');
   const events = new QueueEvents(queue.name, {
     connection: eventsConnection,
     prefix: queuePrefix(queue.name),

@@ -1,12 +1,12 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
 import { openQueue, type JobData } from '../queue.js';
 import { listRuns, readRunStatus, type RunStatus } from '../run/status.js';
 
 export type RunMetricsOptions = {
-  redis: Redis;
+  redis: RedisClient;
   /** Queue names to report on. */
   queues: readonly string[];
   /** As the processes use it: a heartbeat older than this shows a producer or consumer as lost. */

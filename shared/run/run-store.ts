@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { runIndexKey, runKeys, type RunKeys } from '../keys.js';
 import { luaScript } from './lua-script.js';
 import {
@@ -49,7 +49,7 @@ export class RunStore {
   private readonly commonArgs: string[];
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     readonly queue: string,
     readonly runId: string,
   ) {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { runIndexKey, runKeys } from '../keys.js';
 import type { ConsumerRecord, ConsumerState, ProducerRecord, ProducerState } from './types.js';
 
@@ -54,7 +54,7 @@ const num = (v: string | undefined) => (v === undefined ? 0 : Number(v));
 const iso = (ms: string | undefined) => (ms === undefined ? null : new Date(Number(ms)).toISOString());
 
 /** The latest run ids of a queue, newest first. */
-export async function listRuns(redis: Redis, queue: string, limit = 50): Promise<string[]> {
+export async function listRuns(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
   return redis.zrevrange(runIndexKey(queue), 0, limit - 1);
 }
 
@@ -63,7 +63,7 @@ export async function listRuns(redis: Redis, queue: string, limit = 50): Promise
  * than `leaseMs` is shown as lost here, while the run itself records a producer as lost at its next join check.
  */
 export async function readRunStatus(
-  redis: Redis,
+  redis: RedisClient,
   queue: string,
   runId: string,
   leaseMs: number,
