@@ -95,7 +95,7 @@ export async function maxMemory(ctx: ScenarioContext): Promise<Row> {
         [refusal.includes('allkeys-lru'), 'an allkeys-lru Redis was not refused'],
       ],
       notes: [
-        `${acked.size} jobs accepted before OOM, 0 vanished; evicting Redis refused by assertNoEviction (not yet called by the mains)`,
+        `${acked.size} jobs accepted before OOM, 0 vanished; evicting Redis refused by assertNoEviction`,
       ],
     });
   } finally {

@@ -249,6 +249,36 @@ describe('end to end: Redis comes and goes', () => {
   });
 });
 
+describe('end to end: a Redis that may evict keys', () => {
+  let server: RedisServerHandle | undefined;
+  afterEach(async () => {
+    const leaked = await killLeftovers();
+    await server?.stop();
+    server = undefined;
+    expect(leaked).toEqual([]);
+  });
+
+  it('is refused at start by producers and consumers, with a message that says how to fix it', async () => {
+    const binary = inject('redisServerBinary');
+    if (!binary)
+      throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
+    server = await startRedisServer({ binary, args: ['--maxmemory-policy', 'allkeys-lru'] });
+    const env = {
+      REDIS_URL: server.url,
+      QUEUE: testQueue(),
+      RUN_ID: 'r',
+      JOBS: '1',
+      PRODUCE_INTERVAL_MS: '0',
+    };
+    for (const role of ['producer', 'consumer'] as const) {
+      const p = spawnRole(role, env);
+      expect((await exitOf(p)).code).toBe(1);
+      expect(p.output()).toContain('Redis uses maxmemory-policy \\"allkeys-lru\\"');
+      expect(p.output()).toContain('maxmemory-policy noeviction');
+    }
+  });
+});
+
 describe('npm start (the demo)', () => {
   afterEach(async () => {
     expect(await killLeftovers()).toEqual([]);
