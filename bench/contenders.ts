@@ -66,6 +66,8 @@ const contenderEnv = (spec: RunSpec): Record<string, string> => ({
   PRODUCE_INTERVAL_MS: String(spec.intervalMs),
   CONCURRENCY: String(spec.concurrency),
   KEEP_COMPLETED: String(spec.keepCompleted),
+  // Only latency runs (which keep every job) need the per-job samples on the final report line.
+  MEASURE_LATENCY: spec.keepCompleted >= spec.jobs ? '1' : '0',
 });
 
 async function expectCleanExit(p: BenchChild): Promise<void> {
@@ -142,7 +144,11 @@ function rawContender(name: ContenderName, file: string, bullmq: boolean): Conte
     times: async (spec, consumers, producer, redis) => {
       const added = lastLine(producer, 'added');
       const exits = consumers.map((c) => lastLine(c, 'exit'));
-      const completed = exits.reduce((a, e) => a + Number(e?.done ?? 0), 0);
+      // The progress lines count too, should a final report line go missing.
+      const completed = consumers.reduce(
+        (a, c, i) => a + Math.max(Number(exits[i]?.done ?? 0), Number(lastLine(c, 'progress')?.done ?? 0)),
+        0,
+      );
       const lastDoneAt = bullmq
         ? await bullmqLastFinished(redis, spec.queue)
         : Math.max(...exits.map((e) => Number(e?.lastDoneAt ?? 0)));
