@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { metricsShape, toMetricsConfig } from '../shared/metrics/config.js';
 import {
+  bool,
   commonShape,
   defaultProcessId,
   int,
@@ -24,6 +25,7 @@ const shape = {
   MAX_STALLED: int(1, 0, 1_000),
   JOB_MODULES: text(''),
   FLUSH_MS: int(10, 1, 10_000),
+  QUEUE_METRICS: bool(false),
 };
 
 export type ConsumerConfig = ReturnType<typeof loadConsumerConfig>;
@@ -42,5 +44,6 @@ export function loadConsumerConfig(env: Env) {
     maxStalled: e.MAX_STALLED,
     jobModules: splitList(e.JOB_MODULES),
     flushMs: e.FLUSH_MS,
+    queueMetrics: e.QUEUE_METRICS,
   };
 }

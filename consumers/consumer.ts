@@ -83,7 +83,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     };
   }
 
-  const active = new Map<string, AbortController>();
+  const active = new Set<string>();
+  // One signal for every handler: they are only ever aborted together, when a stop's grace runs out.
+  const abortJobs = new AbortController();
   const resources = new Map<AnyJobDefinition, unknown>();
   const resourcesFor = (def: AnyJobDefinition): unknown => {
     if (!def.createResources) return undefined;
@@ -98,7 +100,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       observer.stateChanged?.(state);
     }
     record.heartbeatAt = Date.now();
-    record.current = [...active.keys()];
+    record.current = [...active];
     if (run) await run.saveConsumer(record);
   };
 
@@ -112,18 +114,21 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       throw new UnrecoverableError(`unknown job type "${job.name}" (known: ${registry.names().join(', ')})`);
     const data = readJobData(job.data);
     if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
-    const valid = registry.validate(job.name, data.payload);
+    const valid = registry.validate(job.name, data.payload, { measureSize: false });
     if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
     const jobId = job.id ?? '?';
-    const controller = new AbortController();
-    active.set(jobId, controller);
+    active.add(jobId);
     observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
+    let jobLog: Logger | undefined;
     try {
       return await def.handler(valid.payload, {
         jobId,
         attempt: job.attemptsMade + 1,
-        signal: controller.signal,
-        log: log.child({ jobId }),
+        signal: abortJobs.signal,
+        // Made on first use: most handlers never log, and a child logger per job is not free.
+        get log() {
+          return (jobLog ??= log.child({ jobId }));
+        },
         resources: resourcesFor(def),
       });
     } finally {
@@ -138,8 +143,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     lockDuration: config.lockMs,
     stalledInterval: config.stalledIntervalMs,
     maxStalledCount: config.maxStalled,
-    // Per-minute completed/failed counts for Bull Board's chart: two weeks, a few hundred KB in Redis.
-    metrics: { maxDataPoints: MetricsTime.TWO_WEEKS },
+    // Per-minute completed/failed counts for Bull Board's chart (two weeks, a few hundred KB in Redis);
+    // off by default because BullMQ then does extra Redis work on every finished job.
+    ...(config.queueMetrics ? { metrics: { maxDataPoints: MetricsTime.TWO_WEEKS } } : {}),
     autorun: false,
   });
   const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
@@ -201,10 +207,10 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         graceMs === null ? await closing.then(() => true) : await settlesWithin(closing, graceMs);
       if (!finished) {
         log.warn(
-          { held: [...active.keys()] },
+          { held: [...active] },
           'grace period over: aborting held jobs so they are retried elsewhere',
         );
-        for (const c of active.values()) c.abort(new Error('consumer stopping'));
+        abortJobs.abort(new Error('consumer stopping'));
         const released = await settlesWithin(closing, 2_000);
         if (!released) await worker.close(true);
       }

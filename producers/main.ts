@@ -67,7 +67,8 @@ if (started) {
       process.exitCode = 0;
     } else {
       // These carry a message that says what to do; anything else gets its stack.
-      if (err instanceof RunError || err instanceof RedisConfigError || err instanceof EvictionPolicyError) log.error(err.message);
+      if (err instanceof RunError || err instanceof RedisConfigError || err instanceof EvictionPolicyError)
+        log.error(err.message);
       else log.error({ err }, 'producer failed');
       process.exitCode = 1;
     }

@@ -24,10 +24,20 @@ export type PutItem = {
 };
 
 export type Producer = {
-  /** `queue.put(item)`: validates, enqueues, and returns once Redis has acknowledged the job. */
+  /**
+   * `queue.put(item)`: validates and enqueues; resolves once Redis has stored the job. Its
+   * acknowledgement in the run follows in the background (see `flush`).
+   */
   put(type: string, payload: unknown, opts?: { key?: string }): Promise<string>;
   /** The batch form: all items are validated first, so one bad payload enqueues nothing. */
   putMany(items: readonly PutItem[]): Promise<string[]>;
+  /** Resolves when every job put so far is acknowledged in the run (what `done` waits for). */
+  flush(): Promise<void>;
+  /** Reports this producer done in the run, after `flush`: the seed's producer coroutine returning. */
+  done(): ReturnType<RunStore['producerDone']>;
+  /** Jobs this producer enqueued (keys already used in the run are not enqueued again). */
+  readonly enqueued: number;
+  /** Of those, how many the run has acknowledged so far. */
   readonly produced: number;
 };
 
@@ -42,14 +52,42 @@ export type ProducerDeps = {
 /**
  * The producer side of a run. Job ids are deterministic (`<run>.<producer>.<seq>`), so an add that is
  * retried after a lost reply cannot create a second job. Each batch is written to the producer's
- * in-flight set first and acknowledged in the run only after Redis confirmed the add.
+ * in-flight set with the add, and acknowledged in the run only after Redis confirmed the add.
  */
 export function createProducer(deps: ProducerDeps): Producer {
   const { queue, run, registry, producerId } = deps;
   let seq = 0;
+  let enqueued = 0;
   let produced = 0;
+  // Acknowledgements are batched: while one is in flight, later ids wait and go together. A producer
+  // that dies with some unacknowledged is settled from its in-flight set when its lease runs out.
+  let pendingAck: string[] = [];
+  const keyedIds = new Set<string>();
+  let acking: Promise<void> | null = null;
+  let ackError: unknown = null;
+  const ackLoop = async () => {
+    while (pendingAck.length > 0) {
+      const batch = pendingAck;
+      pendingAck = [];
+      produced += await run.ackAdded(producerId, batch, keyedIds);
+    }
+  };
+  const startAck = () => {
+    acking ??= ackLoop()
+      .catch((err: unknown) => {
+        ackError = err;
+      })
+      .finally(() => {
+        acking = null;
+      });
+  };
+  const flush = async () => {
+    while (acking) await acking;
+    if (ackError) throw ackError;
+  };
 
   const putMany = async (items: readonly PutItem[]): Promise<string[]> => {
+    if (ackError) throw ackError;
     const checked = items.map((item, index) => {
       const v = registry.validate(item.type, item.payload);
       if (!v.ok) throw new PayloadError(item.type, v.reason, items.length > 1 ? index : undefined);
@@ -59,23 +97,30 @@ export function createProducer(deps: ProducerDeps): Producer {
       return { ...item, payload: v.payload };
     });
     const ids = checked.map((item) =>
-      item.key ? `${run.runId}.k.${item.key}` : `${run.runId}.${producerId}.${seq++}`,
+      item.key !== undefined ? `${run.runId}.k.${item.key}` : `${run.runId}.${producerId}.${seq++}`,
     );
     // A key this run already accepted enqueues nothing, even after BullMQ trimmed its finished job.
-    const keyed = new Set(ids.filter((_, i) => checked[i]!.key !== undefined));
-    const accepted = await run.acceptedKeyed([...keyed]);
+    const keyed = ids.filter((_, i) => checked[i]!.key !== undefined);
+    if (keyed.length > 0) await flush();
+    const accepted = await run.acceptedKeyed(keyed);
     const fresh = checked.map((item, i) => ({ item, id: ids[i]! })).filter(({ id }) => !accepted.has(id));
     if (fresh.length > 0) {
       const freshIds = fresh.map((f) => f.id);
-      await run.markInflight(producerId, freshIds);
-      await queue.addBulk(
-        fresh.map(({ item, id }) => ({
-          name: item.type,
-          data: { run: run.runId, producer: producerId, payload: item.payload },
-          opts: { ...deps.jobOptions, jobId: id },
-        })),
-      );
-      produced += await run.ackAdded(producerId, freshIds, keyed);
+      // Same connection, so Redis runs the in-flight write before the add: one round trip for both.
+      await Promise.all([
+        run.markInflight(producerId, freshIds),
+        queue.addBulk(
+          fresh.map(({ item, id }) => ({
+            name: item.type,
+            data: { run: run.runId, producer: producerId, payload: item.payload },
+            opts: { ...deps.jobOptions, jobId: id },
+          })),
+        ),
+      ]);
+      enqueued += freshIds.length;
+      for (const id of keyed) keyedIds.add(id);
+      pendingAck.push(...freshIds);
+      startAck();
     }
     return ids;
   };
@@ -83,6 +128,14 @@ export function createProducer(deps: ProducerDeps): Producer {
   return {
     putMany,
     put: async (type, payload, opts) => (await putMany([{ type, payload, key: opts?.key }]))[0]!,
+    flush,
+    done: async () => {
+      await flush();
+      return run.producerDone(producerId, produced);
+    },
+    get enqueued() {
+      return enqueued;
+    },
     get produced() {
       return produced;
     },

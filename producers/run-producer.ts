@@ -87,9 +87,9 @@ export async function runProducer(
         type: config.jobType,
         payload: payloadFor(sent + i),
       }));
-      const before = producer.produced;
+      const before = producer.enqueued;
       await producer.putMany(items);
-      deps.observer?.jobsProduced?.(producer.produced - before);
+      deps.observer?.jobsProduced?.(producer.enqueued - before);
       sent += n;
       log.debug({ sent, planned }, 'put');
     }
@@ -98,7 +98,7 @@ export async function runProducer(
     await heartbeat;
   }
   if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost };
-  const { join } = await run.producerDone(config.producerId, producer.produced);
+  const { join } = await producer.done();
   const stoppedEarly = sent < planned;
   log.info({ produced: producer.produced, planned, stoppedEarly }, 'producer done');
   if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');

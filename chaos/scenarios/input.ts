@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { PayloadError, createProducer } from '../../producers/producer.js';
+import { PayloadError, createProducer, type Producer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { bullKeyPrefix } from '../../shared/keys.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
@@ -184,7 +184,7 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
     const enqueued =
       (await jobKeys(s.client, s.queue, s.runId)).length +
       (await s.client.scard(`${run.keys.inflightPrefix}bad`));
-    if ((await run.producerDone('bad')).join.joinedNow) s.harnessJoins++;
+    if ((await producer.done()).join.joinedNow) s.harnessJoins++;
 
     // Malformed jobs written straight into Redis, around the producer: bad payload, no envelope, unknown type.
     const injected = [`${s.runId}.intruder.0`, `${s.runId}.intruder.1`, `${s.runId}.intruder.2`];
@@ -276,6 +276,7 @@ export function idempotency(afterRemoval: boolean) {
       const consumer = s.consumer({ KEEP_COMPLETED: keepCompleted });
       await consumer.waitFor('consumer ready');
       const ids: string[] = [];
+      const producers: Producer[] = [];
       for (const pid of ['a', 'b', 'c']) {
         await run.registerProducer(pid, { host: 'chaos', pid: process.pid }, 60_000);
         const producer = createProducer({
@@ -285,7 +286,9 @@ export function idempotency(afterRemoval: boolean) {
           producerId: pid,
           jobOptions: jobOptions({ ...retry, keepCompleted }),
         });
+        producers.push(producer);
         ids.push(await producer.put('ledger', { ms: 50 }, { key: 'order-42' }));
+        await producer.flush();
         s.faults++;
         // Variant b: let the first job finish and be trimmed (KEEP_COMPLETED=0) before the key comes again.
         if (afterRemoval)
@@ -295,7 +298,7 @@ export function idempotency(afterRemoval: boolean) {
           );
         else await sleep(10);
       }
-      for (const pid of ['a', 'b', 'c']) if ((await run.producerDone(pid)).join.joinedNow) s.harnessJoins++;
+      for (const producer of producers) if ((await producer.done()).join.joinedNow) s.harnessJoins++;
       const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: 30_000 });
       const a = await s.audit({ extraAcknowledged: new Set(ids), keyed: true });
       const starts = a.duplicateStarts + (a.acknowledged > 0 ? 1 : 0);

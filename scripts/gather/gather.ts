@@ -62,7 +62,7 @@ export async function gather(
     const ids = await producer.putMany(
       Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: jobMs } })),
     );
-    await run.producerDone('gather', producer.produced);
+    await producer.done();
     const results = await Promise.all(
       ids.map(async (id) => {
         const job = await queue.getJob(id);

@@ -33,11 +33,14 @@ export class JobRegistry {
     return [...this.byName.values()];
   }
 
-  /** Checks a payload for a type: known type, plain bounded JSON, then the type's own schema. */
-  validate(name: string, payload: unknown): Validation {
+  /**
+   * Checks a payload for a type: known type, plain bounded JSON, then the type's own schema.
+   * `measureSize: false` skips re-serialising to measure it (a consumer reading what Redis already holds).
+   */
+  validate(name: string, payload: unknown, opts: { measureSize?: boolean } = {}): Validation {
     const def = this.byName.get(name);
     if (!def) return { ok: false, reason: `unknown job type "${name}" (known: ${this.names().join(', ')})` };
-    const problem = payloadProblem(payload, this.limits);
+    const problem = payloadProblem(payload, this.limits, opts.measureSize ?? true);
     if (problem) return { ok: false, reason: problem };
     const parsed = def.schema.safeParse(payload);
     if (!parsed.success) {

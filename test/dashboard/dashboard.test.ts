@@ -52,6 +52,7 @@ describe('dashboard', () => {
     await producer.putMany(
       Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms } })),
     );
+    await producer.flush();
     await q.close();
     return run;
   };

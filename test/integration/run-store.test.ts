@@ -37,7 +37,7 @@ describe('RunStore: the join decision', () => {
       const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
       const [a, b] = await producer.putMany([sleepJob(1), sleepJob(2)]);
       expect((await run.tryJoin()).reason).toBe('producers-running');
-      const done = await run.producerDone('p1');
+      const done = await producer.done();
       expect(done.join).toMatchObject({ reason: 'jobs-unfinished', detail: 2, joined: false });
       const first = await run.recordFinished([{ id: a!, outcome: 'completed' }]);
       expect(first.join.joined).toBe(false);
@@ -68,7 +68,7 @@ describe('RunStore: the join decision', () => {
       await run.registerProducer('p1', host, 10_000);
       const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
       const [id] = await producer.putMany([sleepJob(1)]);
-      expect((await run.producerDone('p1')).join.reason).toBe('jobs-unfinished');
+      expect((await producer.done()).join.reason).toBe('jobs-unfinished');
       await q.remove(id!);
       expect((await run.tryJoin()).joinedNow).toBe(true);
       expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
@@ -117,7 +117,7 @@ describe('RunStore: the join decision', () => {
       await run.registerProducer('p1', host, 10_000);
       const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
       const [id] = await producer.putMany([sleepJob(1)]);
-      await run.producerDone('p1');
+      await producer.done();
       // Its first attempt fails; with a long backoff BullMQ holds it in delayed: not terminal.
       const worker = new Worker(queue, () => Promise.reject(new Error('first attempt fails')), {
         connection: redis.duplicate(),
@@ -210,7 +210,7 @@ describe('RunStore: the join decision', () => {
       await run.registerProducer('p1', host, 10_000);
       const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
       const [id] = await producer.putMany([sleepJob(7)]);
-      await run.producerDone('p1');
+      await producer.done();
       // Finish the job in BullMQ directly, as a consumer would, and never report it.
       const job = await q.getJob(id!);
       await redis.hset(`${job!.queueQualifiedName}:${id!}`, 'finishedOn', Date.now() - 5_000);
@@ -237,11 +237,17 @@ describe('RunStore: the join decision', () => {
       await run.registerProducer('p1', host, 10_000);
       const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
       const id = await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' });
+      await producer.flush();
       await run.recordFinished([{ id, outcome: 'completed' }]);
       await q.remove(id); // as removeOnComplete does
       expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
+      await producer.flush();
       expect(await q.count()).toBe(0);
-      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({ produced: 1, completed: 1, unfinished: 0 });
+      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
+        produced: 1,
+        completed: 1,
+        unfinished: 0,
+      });
     } finally {
       await q.close();
     }
@@ -294,6 +300,7 @@ describe('RunStore: the join decision', () => {
       await run.registerProducer('p1', host, 10_000);
       const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
       for (let i = 0; i < 3; i++) await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-42' });
+      await producer.flush();
       expect(await q.count()).toBe(1);
       expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs.produced).toBe(1);
     } finally {

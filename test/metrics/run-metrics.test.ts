@@ -68,6 +68,7 @@ describe('run metrics from Redis', () => {
     const ids = await producer.putMany(
       [0, 1, 2].map((value) => ({ type: 'sleep', payload: { value, ms: 0 } })),
     );
+    await producer.flush();
     const oldest = await bull.getJob(ids[0]!);
     const [time] = await redis.time();
     const now = Number(time) * 1000;
