@@ -64,7 +64,7 @@ export function createProducer(deps: ProducerDeps): Producer {
   let pendingAck: string[] = [];
   const keyedIds = new Set<string>();
   let acking: Promise<void> | null = null;
-  let ackError: unknown = null;
+  let ackError: Error | null = null;
   const ackLoop = async () => {
     while (pendingAck.length > 0) {
       const batch = pendingAck;
@@ -75,7 +75,7 @@ export function createProducer(deps: ProducerDeps): Producer {
   const startAck = () => {
     acking ??= ackLoop()
       .catch((err: unknown) => {
-        ackError = err;
+        ackError = err instanceof Error ? err : new Error(String(err));
       })
       .finally(() => {
         acking = null;
