@@ -149,37 +149,24 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     autorun: false,
   });
   const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
-  worker.on('completed', (job) => {
-    record.jobsDone++;
-    observer.jobFinished?.({
-      id: job.id ?? '?',
-      name: job.name,
-      outcome: 'completed',
-      durationMs: durationOf(job),
-    });
+  const finished = (job: Job, outcome: 'completed' | 'failed') => {
+    if (outcome === 'completed') record.jobsDone++;
+    else record.jobsFailed++;
+    observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome, durationMs: durationOf(job) });
     const data = readJobData(job.data);
-    if (data && job.id) recorder.add(data.run, job.id, 'completed');
-  });
+    if (data && job.id) recorder.add(data.run, job.id, outcome);
+  };
+  worker.on('completed', (job) => finished(job, 'completed'));
   worker.on('failed', (job, err) => {
     if (!job) return;
+    // BullMQ sets finishedOn only when the job leaves for the failed set; otherwise it will retry.
     const final = Boolean(job.finishedOn);
     log.warn(
       { jobId: job.id, attempt: job.attemptsMade, final, err: err.message },
       final ? 'job failed' : 'job failed; will retry',
     );
-    if (!final) {
-      observer.jobRetried?.({ id: job.id ?? '?', name: job.name });
-      return;
-    }
-    record.jobsFailed++;
-    observer.jobFinished?.({
-      id: job.id ?? '?',
-      name: job.name,
-      outcome: 'failed',
-      durationMs: durationOf(job),
-    });
-    const data = readJobData(job.data);
-    if (data && job.id) recorder.add(data.run, job.id, 'failed');
+    if (final) finished(job, 'failed');
+    else observer.jobRetried?.({ id: job.id ?? '?', name: job.name });
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
 

@@ -8,6 +8,13 @@ import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, killLeftovers, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 
+function redisServerBinary(): string {
+  const binary = inject('redisServerBinary');
+  if (!binary)
+    throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
+  return binary;
+}
+
 /** Fast protocol timings so crash recovery happens in seconds, not the production half-minute. */
 const FAST = {
   HEARTBEAT_MS: '200',
@@ -205,7 +212,7 @@ describe('end to end: real producer and consumer processes', () => {
   });
 });
 
-describe('end to end: Redis comes and goes', () => {
+describe("end to end: a Redis of the test's own", () => {
   let server: RedisServerHandle | undefined;
   afterEach(async () => {
     const leaked = await killLeftovers();
@@ -215,9 +222,7 @@ describe('end to end: Redis comes and goes', () => {
   });
 
   it('processes started while Redis is down say they are waiting, then run the job run once it is up', async () => {
-    const binary = inject('redisServerBinary');
-    if (!binary)
-      throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
+    const binary = redisServerBinary();
     const port = await freePort();
     const env = {
       ...FAST,
@@ -247,21 +252,9 @@ describe('end to end: Redis comes and goes', () => {
       redis.disconnect();
     }
   });
-});
 
-describe('end to end: a Redis that may evict keys', () => {
-  let server: RedisServerHandle | undefined;
-  afterEach(async () => {
-    const leaked = await killLeftovers();
-    await server?.stop();
-    server = undefined;
-    expect(leaked).toEqual([]);
-  });
-
-  it('is refused at start by producers and consumers, with a message that says how to fix it', async () => {
-    const binary = inject('redisServerBinary');
-    if (!binary)
-      throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
+  it('a Redis that may evict keys is refused at start by producers and consumers, saying how to fix it', async () => {
+    const binary = redisServerBinary();
     server = await startRedisServer({ binary, args: ['--maxmemory-policy', 'allkeys-lru'] });
     const env = {
       REDIS_URL: server.url,
