@@ -54,6 +54,9 @@ export type ProducerDeps = {
  * retried after a lost reply cannot create a second job. Each batch is written to the producer's
  * in-flight set with the add, and acknowledged in the run only after Redis confirmed the add.
  */
+const ACK_DELAY_MS = 10;
+const ACK_BATCH = 500;
+
 export function createProducer(deps: ProducerDeps): Producer {
   const { queue, run, registry, producerId } = deps;
   let seq = 0;
@@ -72,17 +75,30 @@ export function createProducer(deps: ProducerDeps): Producer {
       produced += await run.ackAdded(producerId, batch, keyedIds);
     }
   };
+  // Acknowledge after a short pause so that puts in quick succession share one script call.
+  let ackTimer: NodeJS.Timeout | undefined;
+  const scheduleAck = () => {
+    if (pendingAck.length >= ACK_BATCH) startAck();
+    else ackTimer ??= setTimeout(startAck, ACK_DELAY_MS);
+  };
   const startAck = () => {
+    clearTimeout(ackTimer);
+    ackTimer = undefined;
     acking ??= ackLoop()
       .catch((err: unknown) => {
         ackError = err instanceof Error ? err : new Error(String(err));
       })
       .finally(() => {
         acking = null;
+        // Ids that arrived as the loop was ending: their timer may have fired while it still ran.
+        if (pendingAck.length > 0 && !ackError) scheduleAck();
       });
   };
   const flush = async () => {
-    while (acking) await acking;
+    while ((pendingAck.length > 0 || acking) && !ackError) {
+      if (!acking) startAck();
+      await acking;
+    }
     if (ackError) throw ackError;
   };
 
@@ -107,20 +123,21 @@ export function createProducer(deps: ProducerDeps): Producer {
     if (fresh.length > 0) {
       const freshIds = fresh.map((f) => f.id);
       // Same connection, so Redis runs the in-flight write before the add: one round trip for both.
+      const jobs = fresh.map(({ item, id }) => ({
+        name: item.type,
+        data: { run: run.runId, producer: producerId, payload: item.payload },
+        opts: { ...deps.jobOptions, jobId: id },
+      }));
+      // addBulk wraps even one job in MULTI/EXEC; a single put is a plain add.
+      const only = jobs.length === 1 ? jobs[0]! : null;
       await Promise.all([
         run.markInflight(producerId, freshIds),
-        queue.addBulk(
-          fresh.map(({ item, id }) => ({
-            name: item.type,
-            data: { run: run.runId, producer: producerId, payload: item.payload },
-            opts: { ...deps.jobOptions, jobId: id },
-          })),
-        ),
+        only ? queue.add(only.name, only.data, only.opts) : queue.addBulk(jobs),
       ]);
       enqueued += freshIds.length;
       for (const id of keyed) keyedIds.add(id);
       pendingAck.push(...freshIds);
-      startAck();
+      scheduleAck();
     }
     return ids;
   };
