@@ -149,16 +149,17 @@ export class Session {
   /** The run's joinedAt (ms), polling until it joins or `timeoutMs` passes (then null). */
   async waitForJoin(timeoutMs: number, everyMs = 200): Promise<number | null> {
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    // Looks at least once, so waitForJoin(0) is "has it joined yet?".
+    for (;;) {
       const [state, joinedAt] = await this.client.hmget(
         `{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:meta`,
         'state',
         'joinedAt',
       );
       if (state === 'joined') return Number(joinedAt);
+      if (Date.now() >= deadline) return null;
       await sleep(everyMs);
     }
-    return null;
   }
 
   async unfinished(): Promise<number> {
