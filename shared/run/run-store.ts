@@ -127,7 +127,11 @@ export class RunStore {
    * Ids whose add Redis acknowledged: from now on they hold the join back until finished. Ids put
    * with an idempotency key are named in `keyedIds` too, so the run remembers the key for good.
    */
-  async ackAdded(producerId: string, jobIds: readonly string[], keyedIds: ReadonlySet<string> = new Set()): Promise<number> {
+  async ackAdded(
+    producerId: string,
+    jobIds: readonly string[],
+    keyedIds: ReadonlySet<string> = new Set(),
+  ): Promise<number> {
     if (jobIds.length === 0) return 0;
     const args = jobIds.map((id) => (keyedIds.has(id) ? `k:${id}` : id));
     return Number(await this.call('ackAdded', producerId, ...args));
@@ -142,11 +146,12 @@ export class RunStore {
 
   /** `produced`: how many acknowledgements the producer itself counted (checked against the run's). */
   async producerDone(producerId: string, produced = 0): Promise<{ state: ProducerState; join: JoinAttempt }> {
-    const [state, reason, detail] = (await this.call('producerDone', producerId, RECONCILE_LIMIT, produced)) as [
-      ProducerState,
-      JoinReason,
-      string,
-    ];
+    const [state, reason, detail] = (await this.call(
+      'producerDone',
+      producerId,
+      RECONCILE_LIMIT,
+      produced,
+    )) as [ProducerState, JoinReason, string];
     return { state, join: toAttempt(reason, detail) };
   }
 
