@@ -1,10 +1,10 @@
-import { Worker } from 'bullmq';
+import { Worker, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { queuePrefix } from '../../shared/keys.js';
-import { jobOptions, openQueue } from '../../shared/queue.js';
+import { jobOptions, openQueue, type JobData } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { connect, dropQueue, pollUntil, testQueue } from '../helpers/redis.js';
@@ -22,63 +22,60 @@ describe('RunStore: the join decision', () => {
     queue = testQueue();
   });
   afterEach(async () => {
+    await Promise.all(queues.splice(0).map((q) => q.close()));
     await dropQueue(redis, queue);
     redis.disconnect();
   });
 
+  const queues: Queue<JobData>[] = [];
+  /** Run 'r' expecting one producer, with 'p1' registered (lease `leaseMs`), and that producer. */
+  const openRun = async (leaseMs = 10_000) => {
+    const q = openQueue(queue, redis);
+    queues.push(q);
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(1);
+    await run.registerProducer('p1', host, leaseMs);
+    const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+    return { q, run, producer };
+  };
+
   const sleepJob = (value: number) => ({ type: 'sleep', payload: { value, ms: 0 } });
 
   it('joins exactly once, when every producer is done and every acknowledged job finished', async () => {
-    const q = openQueue(queue, redis);
-    try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 10_000);
-      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
-      const [a, b] = await producer.putMany([sleepJob(1), sleepJob(2)]);
-      expect((await run.tryJoin()).reason).toBe('producers-running');
-      const done = await producer.done();
-      expect(done.join).toMatchObject({ reason: 'jobs-unfinished', detail: 2, joined: false });
-      const first = await run.recordFinished([{ id: a!, outcome: 'completed' }]);
-      expect(first.join.joined).toBe(false);
-      const last = await run.recordFinished([{ id: b!, outcome: 'failed' }]);
-      expect(last.join).toMatchObject({ joinedNow: true, joined: true });
-      const again = await run.tryJoin();
-      expect(again).toMatchObject({ reason: 'joined', joinedNow: false, detail: last.join.detail });
-      const status = await readRunStatus(redis, queue, 'r', 10_000);
-      expect(status?.jobs).toMatchObject({ produced: 2, completed: 1, failed: 1, unfinished: 0 });
-      expect(status?.join.state).toBe('joined');
-      expect(status?.join.totals).toEqual({
-        produced: 2,
-        completed: 1,
-        failed: 1,
-        removed: 0,
-        lostProducers: 0,
-      });
-    } finally {
-      await q.close();
-    }
+    const { run, producer } = await openRun();
+    const [a, b] = await producer.putMany([sleepJob(1), sleepJob(2)]);
+    expect((await run.tryJoin()).reason).toBe('producers-running');
+    const done = await producer.done();
+    expect(done.join).toMatchObject({ reason: 'jobs-unfinished', detail: 2, joined: false });
+    const first = await run.recordFinished([{ id: a!, outcome: 'completed' }]);
+    expect(first.join.joined).toBe(false);
+    const last = await run.recordFinished([{ id: b!, outcome: 'failed' }]);
+    expect(last.join).toMatchObject({ joinedNow: true, joined: true });
+    const again = await run.tryJoin();
+    expect(again).toMatchObject({ reason: 'joined', joinedNow: false, detail: last.join.detail });
+    const status = await readRunStatus(redis, queue, 'r', 10_000);
+    expect(status?.jobs).toMatchObject({ produced: 2, completed: 1, failed: 1, unfinished: 0 });
+    expect(status?.join.state).toBe('joined');
+    expect(status?.join.totals).toEqual({
+      produced: 2,
+      completed: 1,
+      failed: 1,
+      removed: 0,
+      lostProducers: 0,
+    });
   });
 
   it('counts an acknowledged job removed from the queue by hand as removed, so the run can still join', async () => {
-    const q = openQueue(queue, redis);
-    try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 10_000);
-      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
-      const [id] = await producer.putMany([sleepJob(1)]);
-      expect((await producer.done()).join.reason).toBe('jobs-unfinished');
-      await q.remove(id!);
-      expect((await run.tryJoin()).joinedNow).toBe(true);
-      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
-        produced: 1,
-        removed: 1,
-        completed: 0,
-      });
-    } finally {
-      await q.close();
-    }
+    const { q, run, producer } = await openRun();
+    const [id] = await producer.putMany([sleepJob(1)]);
+    expect((await producer.done()).join.reason).toBe('jobs-unfinished');
+    await q.remove(id!);
+    expect((await run.tryJoin()).joinedNow).toBe(true);
+    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
+      produced: 1,
+      removed: 1,
+      completed: 0,
+    });
   });
 
   it('of many concurrent join attempts, exactly one reports joining', async () => {
@@ -110,83 +107,61 @@ describe('RunStore: the join decision', () => {
   });
 
   it('is held back by a job that is being retried', async () => {
-    const q = openQueue(queue, redis);
+    const { q, run, producer } = await openRun();
+    const [id] = await producer.putMany([sleepJob(1)]);
+    await producer.done();
+    // Its first attempt fails; with a long backoff BullMQ holds it in delayed: not terminal.
+    const worker = new Worker(queue, () => Promise.reject(new Error('first attempt fails')), {
+      connection: redis.duplicate(),
+      prefix: queuePrefix(queue),
+      autorun: true,
+    });
     try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 10_000);
-      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
-      const [id] = await producer.putMany([sleepJob(1)]);
-      await producer.done();
-      // Its first attempt fails; with a long backoff BullMQ holds it in delayed: not terminal.
-      const worker = new Worker(queue, () => Promise.reject(new Error('first attempt fails')), {
-        connection: redis.duplicate(),
-        prefix: queuePrefix(queue),
-        autorun: true,
-      });
-      try {
-        await new Promise<void>((resolve) => worker.once('failed', () => resolve()));
-      } finally {
-        await worker.close();
-        await worker.disconnect();
-      }
-      expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
-      expect(await q.getJobState(id!)).toBe('delayed');
+      await new Promise<void>((resolve) => worker.once('failed', () => resolve()));
     } finally {
-      await q.close();
+      await worker.close();
+      await worker.disconnect();
     }
+    expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
+    expect(await q.getJobState(id!)).toBe('delayed');
   });
 
   it('counts a job that finished before its producer acknowledged it exactly once', async () => {
-    const q = openQueue(queue, redis);
-    try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 10_000);
-      await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 1, ms: 0 } }, { jobId: 'r.p1.0' });
-      await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
-      expect(await run.ackAdded('p1', ['r.p1.0'])).toBe(1);
-      expect(await run.ackAdded('p1', ['r.p1.0'])).toBe(0);
-      const again = await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
-      expect(again).toMatchObject({ counted: 0, duplicates: 1 });
-      const { join } = await run.producerDone('p1');
-      expect(join.joinedNow).toBe(true);
-      const status = await readRunStatus(redis, queue, 'r', 10_000);
-      expect(status?.jobs).toMatchObject({
-        produced: 1,
-        completed: 1,
-        unfinished: 0,
-        unexpected: 0,
-        duplicateFinishes: 1,
-      });
-    } finally {
-      await q.close();
-    }
+    const { q, run } = await openRun();
+    await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 1, ms: 0 } }, { jobId: 'r.p1.0' });
+    await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
+    expect(await run.ackAdded('p1', ['r.p1.0'])).toBe(1);
+    expect(await run.ackAdded('p1', ['r.p1.0'])).toBe(0);
+    const again = await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
+    expect(again).toMatchObject({ counted: 0, duplicates: 1 });
+    const { join } = await run.producerDone('p1');
+    expect(join.joinedNow).toBe(true);
+    const status = await readRunStatus(redis, queue, 'r', 10_000);
+    expect(status?.jobs).toMatchObject({
+      produced: 1,
+      completed: 1,
+      unfinished: 0,
+      unexpected: 0,
+      duplicateFinishes: 1,
+    });
   });
 
   it('marks a producer whose lease ran out as lost and counts its acknowledged-by-Redis jobs', async () => {
-    const q = openQueue(queue, redis);
-    try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 300);
-      // The producer died between the add and its acknowledgement: one id reached BullMQ, one did not.
-      await run.markInflight('p1', ['r.p1.0', 'r.p1.1']);
-      await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } }, { jobId: 'r.p1.0' });
-      const lost = await pollUntil('the lease to expire', async () => {
-        const j = await run.tryJoin();
-        return j.reason === 'jobs-unfinished' ? j : undefined;
-      });
-      expect(lost.detail).toBe(1);
-      const status = await readRunStatus(redis, queue, 'r', 300);
-      expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
-      expect(status?.jobs.produced).toBe(1);
-      expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
-      const fin = await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
-      expect(fin.join.joinedNow).toBe(true);
-    } finally {
-      await q.close();
-    }
+    const { q, run } = await openRun(300);
+    // The producer died between the add and its acknowledgement: one id reached BullMQ, one did not.
+    await run.markInflight('p1', ['r.p1.0', 'r.p1.1']);
+    await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } }, { jobId: 'r.p1.0' });
+    const lost = await pollUntil('the lease to expire', async () => {
+      const j = await run.tryJoin();
+      return j.reason === 'jobs-unfinished' ? j : undefined;
+    });
+    expect(lost.detail).toBe(1);
+    const status = await readRunStatus(redis, queue, 'r', 300);
+    expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
+    expect(status?.jobs.produced).toBe(1);
+    expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
+    const fin = await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
+    expect(fin.join.joinedNow).toBe(true);
   });
 
   it('does not declare producers lost for a stretch when no process could reach Redis', async () => {
@@ -203,54 +178,38 @@ describe('RunStore: the join decision', () => {
   });
 
   it('reconciles a job BullMQ finished whose consumer died before reporting it', async () => {
-    const q = openQueue(queue, redis);
-    try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 10_000);
-      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
-      const [id] = await producer.putMany([sleepJob(7)]);
-      await producer.done();
-      // Finish the job in BullMQ directly, as a consumer would, and never report it.
-      const job = await q.getJob(id!);
-      await redis.hset(`${job!.queueQualifiedName}:${id!}`, 'finishedOn', Date.now() - 5_000);
-      const joined = await pollUntil('the reconciled join', async () => {
-        const j = await run.tryJoin();
-        return j.joined ? j : undefined;
-      });
-      expect(joined.joinedNow).toBe(true);
-      const status = await readRunStatus(redis, queue, 'r', 10_000);
-      expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, reconciled: 1 });
-      // The consumer's late report is recognised, not counted again or called a duplicate.
-      const late = await run.recordFinished([{ id: id!, outcome: 'completed' }]);
-      expect(late).toMatchObject({ counted: 0, duplicates: 0 });
-    } finally {
-      await q.close();
-    }
+    const { q, run, producer } = await openRun();
+    const [id] = await producer.putMany([sleepJob(7)]);
+    await producer.done();
+    // Finish the job in BullMQ directly, as a consumer would, and never report it.
+    const job = await q.getJob(id!);
+    await redis.hset(`${job!.queueQualifiedName}:${id!}`, 'finishedOn', Date.now() - 5_000);
+    const joined = await pollUntil('the reconciled join', async () => {
+      const j = await run.tryJoin();
+      return j.joined ? j : undefined;
+    });
+    expect(joined.joinedNow).toBe(true);
+    const status = await readRunStatus(redis, queue, 'r', 10_000);
+    expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, reconciled: 1 });
+    // The consumer's late report is recognised, not counted again or called a duplicate.
+    const late = await run.recordFinished([{ id: id!, outcome: 'completed' }]);
+    expect(late).toMatchObject({ counted: 0, duplicates: 0 });
   });
 
   it('remembers an idempotency key after BullMQ trimmed its finished job', async () => {
-    const q = openQueue(queue, redis);
-    try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 10_000);
-      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
-      const id = await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' });
-      await producer.flush();
-      await run.recordFinished([{ id, outcome: 'completed' }]);
-      await q.remove(id); // as removeOnComplete does
-      expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
-      await producer.flush();
-      expect(await q.count()).toBe(0);
-      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
-        produced: 1,
-        completed: 1,
-        unfinished: 0,
-      });
-    } finally {
-      await q.close();
-    }
+    const { q, run, producer } = await openRun();
+    const id = await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' });
+    await producer.flush();
+    await run.recordFinished([{ id, outcome: 'completed' }]);
+    await q.remove(id); // as removeOnComplete does
+    expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
+    await producer.flush();
+    expect(await q.count()).toBe(0);
+    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
+      produced: 1,
+      completed: 1,
+      unfinished: 0,
+    });
   });
 
   it('reports acknowledgements a producer saw that Redis lost, instead of hiding them', async () => {
@@ -276,35 +235,19 @@ describe('RunStore: the join decision', () => {
   });
 
   it('rejects an invalid payload before anything reaches Redis', async () => {
-    const q = openQueue(queue, redis);
-    try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 10_000);
-      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
-      await expect(
-        producer.putMany([sleepJob(1), { type: 'sleep', payload: { value: 'x', ms: 0 } }]),
-      ).rejects.toThrow(/Invalid "sleep" payload at item 1: value:/);
-      expect(await q.count()).toBe(0);
-      expect(await redis.scard(run.keys.open)).toBe(0);
-    } finally {
-      await q.close();
-    }
+    const { q, run, producer } = await openRun();
+    await expect(
+      producer.putMany([sleepJob(1), { type: 'sleep', payload: { value: 'x', ms: 0 } }]),
+    ).rejects.toThrow(/Invalid "sleep" payload at item 1: value:/);
+    expect(await q.count()).toBe(0);
+    expect(await redis.scard(run.keys.open)).toBe(0);
   });
 
   it('enqueues one job for repeated puts with the same idempotency key', async () => {
-    const q = openQueue(queue, redis);
-    try {
-      const run = new RunStore(redis, queue, 'r');
-      await run.create(1);
-      await run.registerProducer('p1', host, 10_000);
-      const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
-      for (let i = 0; i < 3; i++) await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-42' });
-      await producer.flush();
-      expect(await q.count()).toBe(1);
-      expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs.produced).toBe(1);
-    } finally {
-      await q.close();
-    }
+    const { q, producer } = await openRun();
+    for (let i = 0; i < 3; i++) await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-42' });
+    await producer.flush();
+    expect(await q.count()).toBe(1);
+    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs.produced).toBe(1);
   });
 });
