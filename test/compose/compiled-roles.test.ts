@@ -4,9 +4,10 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../shared/redis-server.js';
 import { projectRoot, roleCommand } from '../../shared/roles.js';
 import { readRunStatus } from '../../shared/run/status.js';
-import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
+import { exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
-import { connect, dropQueue, redisUrl, testQueue } from '../helpers/redis.js';
+import { connect, redisUrl, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
 
 /** What the image runs: `npm run build`, then plain node on dist/ (no tsx). */
 describe('compiled producer and consumer', () => {
@@ -25,12 +26,7 @@ describe('compiled producer and consumer', () => {
     redis = connect();
     queue = testQueue();
   });
-  afterEach(async () => {
-    const leaked = await killLeftovers();
-    await dropQueue(redis, queue);
-    redis.disconnect();
-    expect(leaked, 'processes left running by the test').toEqual([]);
-  });
+  afterEach(() => releaseTestQueue(redis, queue));
 
   it('run a job run end to end from dist/, and the consumer serves its final metrics until told to stop', async () => {
     for (const role of ['producer', 'consumer'] as const) {

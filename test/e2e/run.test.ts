@@ -6,7 +6,8 @@ import { freePort, startRedisServer, type RedisServerHandle } from '../../shared
 import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, killLeftovers, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
-import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
 
 function redisServerBinary(): string {
   const binary = inject('redisServerBinary');
@@ -37,12 +38,7 @@ describe('end to end: real producer and consumer processes', () => {
     queue = testQueue();
     base = { ...FAST, REDIS_URL: redisUrl(), QUEUE: queue, RUN_ID: 'run1' };
   });
-  afterEach(async () => {
-    const leaked = await killLeftovers();
-    await dropQueue(redis, queue);
-    redis.disconnect();
-    expect(leaked, 'processes left running by the test').toEqual([]);
-  });
+  afterEach(() => releaseTestQueue(redis, queue));
 
   const status = async (): Promise<RunStatus> => {
     const s = await readRunStatus(redis, queue, 'run1', 3_000);

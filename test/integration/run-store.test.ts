@@ -1,13 +1,14 @@
-import { Worker, type Queue } from 'bullmq';
+import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { queuePrefix } from '../../shared/keys.js';
-import { jobOptions, openQueue, type JobData } from '../../shared/queue.js';
+import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
-import { connect, dropQueue, pollUntil, testQueue } from '../helpers/redis.js';
+import { connect, pollUntil, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
 
 const registry = new JobRegistry(builtinJobs);
 const opts = jobOptions({ attempts: 3, backoffMs: 60_000, keepCompleted: 1000, keepFailed: 1000 });
@@ -21,17 +22,13 @@ describe('RunStore: the join decision', () => {
     redis = connect();
     queue = testQueue();
   });
-  afterEach(async () => {
-    await Promise.all(queues.splice(0).map((q) => q.close()));
-    await dropQueue(redis, queue);
-    redis.disconnect();
-  });
+  afterEach(() => releaseTestQueue(redis, queue, cleanups));
 
-  const queues: Queue<JobData>[] = [];
+  const cleanups: (() => Promise<unknown>)[] = [];
   /** Run 'r' expecting one producer, with 'p1' registered (lease `leaseMs`), and that producer. */
   const openRun = async (leaseMs = 10_000) => {
     const q = openQueue(queue, redis);
-    queues.push(q);
+    cleanups.push(() => q.close());
     const run = new RunStore(redis, queue, 'r');
     await run.create(1);
     await run.registerProducer('p1', host, leaseMs);

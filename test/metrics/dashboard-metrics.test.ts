@@ -2,9 +2,10 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
-import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
+import { exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
-import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
 
 describe('the dashboard process’s /metrics', () => {
   let redis: Redis;
@@ -14,12 +15,7 @@ describe('the dashboard process’s /metrics', () => {
     redis = connect();
     queue = testQueue();
   });
-  afterEach(async () => {
-    const leaked = await killLeftovers();
-    await dropQueue(redis, queue);
-    redis.disconnect();
-    expect(leaked, 'processes left running by the test').toEqual([]);
-  });
+  afterEach(() => releaseTestQueue(redis, queue));
 
   it('serves queue and run metrics from Redis without the dashboard’s login', async () => {
     await new RunStore(redis, queue, 'd1').create(2);

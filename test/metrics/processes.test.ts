@@ -11,8 +11,9 @@ import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { startPrometheus, type PrometheusHandle } from '../helpers/prometheus-server.js';
 import { histogram, scrape, typeOf, value, type PromMetrics } from '../helpers/prometheus-text.js';
-import { exitOf, killLeftovers, spawnRole, type Spawned } from '../helpers/processes.js';
-import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { exitOf, spawnRole, type Spawned } from '../helpers/processes.js';
+import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
 
 const FAST = { HEARTBEAT_MS: '200', LEASE_MS: '3000' };
 /** Long enough never to end by itself in a test: the test ends it with SIGTERM once it has scraped. */
@@ -27,13 +28,7 @@ describe('metrics of real producer and consumer processes', () => {
     redis = connect();
     queue = testQueue();
   });
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-    const leaked = await killLeftovers();
-    await dropQueue(redis, queue);
-    redis.disconnect();
-    expect(leaked, 'processes left running by the test').toEqual([]);
-  });
+  afterEach(() => releaseTestQueue(redis, queue, cleanups));
 
   const status = async (run: string): Promise<RunStatus> => {
     const s = await readRunStatus(redis, queue, run, 3_000);

@@ -10,7 +10,8 @@ import { RunStore } from '../../shared/run/run-store.js';
 import type { ConsumerRecord } from '../../shared/run/types.js';
 import { promtool } from '../helpers/prometheus-server.js';
 import { parseMetrics, series, typeOf, value } from '../helpers/prometheus-text.js';
-import { connect, dropQueue, testQueue } from '../helpers/redis.js';
+import { connect, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
 
 const LEASE_MS = 10_000;
 let redis: Redis;
@@ -21,11 +22,7 @@ beforeEach(() => {
   redis = connect();
   queue = testQueue();
 });
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await dropQueue(redis, queue);
-  redis.disconnect();
-});
+afterEach(() => releaseTestQueue(redis, queue, cleanups));
 
 function consumer(id: string, state: ConsumerRecord['state'], heartbeatAt: number): ConsumerRecord {
   return {
