@@ -3,7 +3,7 @@ import { MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { duplicateClient, type RedisClient } from '../shared/redis.js';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
-import { queuePrefix } from '../shared/keys.js';
+import { queueShards } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { readJobData, type JobData } from '../shared/queue.js';
 import { parseRunEvent, RunStore } from '../shared/run/run-store.js';
@@ -58,7 +58,8 @@ export type ConsumerDeps = {
  */
 export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps): Promise<ConsumerHandle> {
   const { redis, registry, log } = deps;
-  const run = config.runId ? new RunStore(redis, config.queue, config.runId) : null;
+  const run = config.runId ? new RunStore(redis, config.queue, config.runId, config.shards) : null;
+  await run?.checkShards();
   const record: ConsumerRecord = {
     id: config.consumerId,
     host: deps.host,
@@ -104,7 +105,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     if (run) await run.saveConsumer(record);
   };
 
-  const recorder = new FinishRecorder(redis, config.queue, config.flushMs, log, (runId) =>
+  const recorder = new FinishRecorder(redis, config.queue, config.shards, config.flushMs, log, (runId) =>
     log.info({ joinedRun: runId }, 'run joined'),
   );
 
@@ -136,39 +137,48 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     }
   };
 
-  const worker = new Worker<JobData>(config.queue, processor, {
-    connection: redis,
-    prefix: queuePrefix(config.queue),
-    concurrency: config.concurrency,
-    lockDuration: config.lockMs,
-    stalledInterval: config.stalledIntervalMs,
-    maxStalledCount: config.maxStalled,
-    // Per-minute completed/failed counts for Bull Board's chart (two weeks, a few hundred KB in Redis);
-    // off by default because BullMQ then does extra Redis work on every finished job.
-    ...(config.queueMetrics ? { metrics: { maxDataPoints: MetricsTime.TWO_WEEKS } } : {}),
-    autorun: false,
-  });
+  // One worker per shard, sharing the process's concurrency (at least one slot each).
+  const shards = queueShards(config.queue, config.shards);
+  const slots = splitConcurrency(config.concurrency, shards.length);
+  const workers = shards.map(
+    (shard, i) =>
+      new Worker<JobData>(shard.name, processor, {
+        connection: redis,
+        prefix: shard.prefix,
+        concurrency: slots[i]!,
+        lockDuration: config.lockMs,
+        stalledInterval: config.stalledIntervalMs,
+        maxStalledCount: config.maxStalled,
+        // Per-minute completed/failed counts for Bull Board's chart (two weeks, a few hundred KB in Redis);
+        // off by default because BullMQ then does extra Redis work on every finished job.
+        ...(config.queueMetrics ? { metrics: { maxDataPoints: MetricsTime.TWO_WEEKS } } : {}),
+        autorun: false,
+      }),
+  );
   const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
-  const finished = (job: Job, outcome: 'completed' | 'failed') => {
+  const finished = (shard: number, job: Job, outcome: 'completed' | 'failed') => {
     if (outcome === 'completed') record.jobsDone++;
     else record.jobsFailed++;
     observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome, durationMs: durationOf(job) });
     const data = readJobData(job.data);
-    if (data && job.id) recorder.add(data.run, job.id, outcome);
+    if (data && job.id) recorder.add(data.run, shard, job.id, outcome);
   };
-  worker.on('completed', (job) => finished(job, 'completed'));
-  worker.on('failed', (job, err) => {
-    if (!job) return;
-    // BullMQ sets finishedOn only when the job leaves for the failed set; otherwise it will retry.
-    const final = Boolean(job.finishedOn);
-    log.warn(
-      { jobId: job.id, attempt: job.attemptsMade, final, err: err.message },
-      final ? 'job failed' : 'job failed; will retry',
-    );
-    if (final) finished(job, 'failed');
-    else observer.jobRetried?.({ id: job.id ?? '?', name: job.name });
+  workers.forEach((worker, shard) => {
+    worker.on('completed', (job) => finished(shard, job, 'completed'));
+    worker.on('failed', (job, err) => {
+      if (!job) return;
+      // BullMQ sets finishedOn only when the job leaves for the failed set; otherwise it will retry.
+      const final = Boolean(job.finishedOn);
+      log.warn(
+        { jobId: job.id, attempt: job.attemptsMade, final, err: err.message },
+        final ? 'job failed' : 'job failed; will retry',
+      );
+      if (final) finished(shard, job, 'failed');
+      else observer.jobRetried?.({ id: job.id ?? '?', name: job.name });
+    });
+    worker.on('error', (err) => log.warn({ err: err.message, shard }, 'worker error'));
   });
-  worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
+  const closeWorkers = (force = false) => Promise.all(workers.map((w) => w.close(force)));
 
   let ending: Promise<ConsumerExit> | undefined;
   let resolveExited!: (e: ConsumerExit) => void;
@@ -187,7 +197,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs',
       );
       await save('cancelling').catch(() => undefined);
-      const closing = worker.close();
+      const closing = closeWorkers();
       // A cancel waits for held jobs as long as they take (asyncio's cancel after join has none);
       // a signal gives them the grace period, then releases them for another consumer to retry.
       const finished =
@@ -199,7 +209,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         );
         abortJobs.abort(new Error('consumer stopping'));
         const released = await settlesWithin(closing, 2_000);
-        if (!released) await worker.close(true);
+        if (!released) await closeWorkers(true);
       }
       await recorder.flush();
       stopHeartbeat.abort();
@@ -235,8 +245,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   }
 
   await save('idle');
-  void worker.run().catch((err: unknown) => log.error({ err }, 'worker stopped with an error'));
-  log.info({ concurrency: config.concurrency, runId: config.runId ?? null }, 'consumer ready');
+  for (const worker of workers)
+    void worker.run().catch((err: unknown) => log.error({ err }, 'worker stopped with an error'));
+  log.info(
+    { concurrency: config.concurrency, shards: shards.length, runId: config.runId ?? null },
+    'consumer ready',
+  );
 
   // Heartbeat: keeps the record fresh, catches a missed cancel message, and gives the run a join
   // check even when no job finishes (a producer whose lease ran out is settled here).
@@ -270,6 +284,13 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   })();
 
   return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
+}
+
+/** `total` slots over `parts` workers, as evenly as possible, at least one each. */
+export function splitConcurrency(total: number, parts: number): number[] {
+  return Array.from({ length: parts }, (_, i) =>
+    Math.max(1, Math.floor(total / parts) + (i < total % parts ? 1 : 0)),
+  );
 }
 
 /** True if `p` settles within `ms`; the timer is cleared either way so it never holds the process open. */

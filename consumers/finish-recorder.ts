@@ -5,13 +5,15 @@ import type { FinishOutcome, JoinAttempt } from '../shared/run/types.js';
 
 const MAX_BATCH = 500;
 
+type Batch = { runId: string; shard: number; entries: { id: string; outcome: FinishOutcome }[] };
+
 /**
- * Reports finished jobs to their runs in small batches (one script call per run per `flushMs`), so
+ * Reports finished jobs to their runs in small batches (one script call per run and shard per `flushMs`), so
  * the accounting costs a fraction of a round trip per job. A consumer that dies with reports still
  * buffered loses nothing: the join check reads those jobs' outcomes from BullMQ.
  */
 export class FinishRecorder {
-  private readonly pending = new Map<string, { id: string; outcome: FinishOutcome }[]>();
+  private readonly pending = new Map<string, Batch>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private disposed = false;
@@ -19,16 +21,18 @@ export class FinishRecorder {
   constructor(
     private readonly redis: RedisClient,
     private readonly queue: string,
+    private readonly shards: number,
     private readonly flushMs: number,
     private readonly log: Logger,
     private readonly onJoin: (runId: string, attempt: JoinAttempt) => void,
   ) {}
 
-  add(runId: string, id: string, outcome: FinishOutcome): void {
-    let list = this.pending.get(runId);
-    if (!list) this.pending.set(runId, (list = []));
-    list.push({ id, outcome });
-    if (list.length >= MAX_BATCH) void this.flush();
+  add(runId: string, shard: number, id: string, outcome: FinishOutcome): void {
+    const key = `${shard} ${runId}`;
+    let batch = this.pending.get(key);
+    if (!batch) this.pending.set(key, (batch = { runId, shard, entries: [] }));
+    batch.entries.push({ id, outcome });
+    if (batch.entries.length >= MAX_BATCH) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.flushMs);
   }
 
@@ -36,18 +40,18 @@ export class FinishRecorder {
   flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const batches = [...this.pending.entries()];
+    const batches = [...this.pending.values()];
     this.pending.clear();
     this.flushing = this.flushing.then(() => this.send(batches));
     return this.flushing;
   }
 
-  private async send(batches: [string, { id: string; outcome: FinishOutcome }[]][]): Promise<void> {
-    for (const [runId, entries] of batches) {
-      const store = new RunStore(this.redis, this.queue, runId);
+  private async send(batches: Batch[]): Promise<void> {
+    for (const { runId, shard, entries } of batches) {
+      const store = new RunStore(this.redis, this.queue, runId, this.shards);
       for (;;) {
         try {
-          const r = await store.recordFinished(entries);
+          const r = await store.recordFinished(shard, entries);
           if (r.duplicates > 0)
             this.log.warn({ runId, duplicates: r.duplicates }, 'finish already counted (redelivered job)');
           if (r.join.joinedNow) this.onJoin(runId, r.join);

@@ -5,6 +5,7 @@ import { createConsumerMetrics } from '../shared/metrics/process-metrics.js';
 import { startProcess } from '../shared/process.js';
 import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
 import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
+import { RunError } from '../shared/run/run-store.js';
 import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadConsumerConfig } from './config.js';
 import { startConsumer, type ConsumerHandle } from './consumer.js';
@@ -27,7 +28,10 @@ if (started) {
     else redis.disconnect();
   });
   try {
-    log.info({ redis: redactUrl(config.redisUrl), queue: config.queue }, 'consumer starting');
+    log.info(
+      { redis: redactUrl(config.redisUrl), queue: config.queue, shards: config.shards },
+      'consumer starting',
+    );
     await waitUntilReady(redis, log);
     await assertNoEviction(redis);
     consumer = await startConsumer(config, {
@@ -47,7 +51,8 @@ if (started) {
       log.info('stopped before start-up finished');
       process.exitCode = 0;
     } else {
-      if (err instanceof RedisConfigError || err instanceof EvictionPolicyError) log.error(err.message);
+      if (err instanceof RedisConfigError || err instanceof EvictionPolicyError || err instanceof RunError)
+        log.error(err.message);
       else log.error({ err }, 'consumer failed');
       process.exitCode = 1;
     }

@@ -4,7 +4,7 @@ import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
 import { createProducerMetrics } from '../shared/metrics/process-metrics.js';
 import { startProcess } from '../shared/process.js';
-import { openQueue } from '../shared/queue.js';
+import { openQueues } from '../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
 import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
@@ -25,11 +25,13 @@ if (started) {
   }
   const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
-  const queue = openQueue(config.queue, redis, (message) => log.warn({ err: message }, 'queue error'));
+  const queues = openQueues(config.queue, config.shards, redis, (message) =>
+    log.warn({ err: message }, 'queue error'),
+  );
   const stop = new AbortController();
   const close = makeCloser(
     () => [
-      { name: 'queue', run: () => queue.close() },
+      { name: 'queues', run: () => Promise.all(queues.map((q) => q.close())) },
       { name: 'redis', run: () => closeRedis(redis) },
       { name: 'metrics', run: () => metrics.close() },
     ],
@@ -42,15 +44,17 @@ if (started) {
     if (redis.status !== 'ready') redis.disconnect();
   });
   try {
-    log.info({ redis: redactUrl(config.redisUrl), queue: config.queue }, 'producer starting');
+    log.info(
+      { redis: redactUrl(config.redisUrl), queue: config.queue, shards: config.shards },
+      'producer starting',
+    );
     await waitUntilReady(redis, log);
     await assertNoEviction(redis);
     const outcome = await runProducer(
       config,
       {
-        redis,
-        queue,
-        run: new RunStore(redis, config.queue, config.runId),
+        queues,
+        run: new RunStore(redis, config.queue, config.runId, config.shards),
         registry,
         log,
         host: hostname(),

@@ -1,6 +1,7 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import { nameSchema } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
+import { shardForKey } from '../shared/keys.js';
 import type { JobData } from '../shared/queue.js';
 import type { RunStore } from '../shared/run/run-store.js';
 
@@ -21,6 +22,11 @@ export type PutItem = {
   payload: unknown;
   /** Idempotency key: putting the same key again in this run enqueues nothing new. */
   key?: string;
+  /**
+   * Jobs with the same shard key go to the same shard, in the order they were put (FIFO there).
+   * Without one, a keyed job goes by its idempotency key and the rest round-robin over the shards.
+   */
+  shardKey?: string;
 };
 
 export type Producer = {
@@ -28,7 +34,7 @@ export type Producer = {
    * `queue.put(item)`: validates and enqueues; resolves once Redis has stored the job. Its
    * acknowledgement in the run follows in the background (see `flush`).
    */
-  put(type: string, payload: unknown, opts?: { key?: string }): Promise<string>;
+  put(type: string, payload: unknown, opts?: { key?: string; shardKey?: string }): Promise<string>;
   /** The batch form: all items are validated first, so one bad payload enqueues nothing. */
   putMany(items: readonly PutItem[]): Promise<string[]>;
   /** Resolves when every job put so far is acknowledged in the run (what `done` waits for). */
@@ -42,7 +48,8 @@ export type Producer = {
 };
 
 export type ProducerDeps = {
-  queue: Queue<JobData>;
+  /** One BullMQ queue per shard of the run, in shard order. */
+  queues: readonly Queue<JobData>[];
   run: RunStore;
   registry: JobRegistry;
   producerId: string;
@@ -58,27 +65,35 @@ const ACK_DELAY_MS = 10;
 const ACK_BATCH = 500;
 
 export function createProducer(deps: ProducerDeps): Producer {
-  const { queue, run, registry, producerId } = deps;
+  const { queues, run, registry, producerId } = deps;
+  const shardCount = queues.length;
   let seq = 0;
+  let roundRobin = 0;
   let enqueued = 0;
-  let produced = 0;
-  // Acknowledgements are batched: while one is in flight, later ids wait and go together. A producer
-  // that dies with some unacknowledged is settled from its in-flight set when its lease runs out.
-  let pendingAck: string[] = [];
+  const producedOn = queues.map(() => 0);
+  // Acknowledgements are batched per shard: while one is in flight, later ids wait and go together. A
+  // producer that dies with some unacknowledged is settled from its in-flight sets when its lease runs out.
+  let pendingAck: string[][] = queues.map(() => []);
+  let pendingCount = 0;
   const keyedIds = new Set<string>();
   let acking: Promise<void> | null = null;
   let ackError: Error | null = null;
   const ackLoop = async () => {
-    while (pendingAck.length > 0) {
-      const batch = pendingAck;
-      pendingAck = [];
-      produced += await run.ackAdded(producerId, batch, keyedIds);
+    while (pendingCount > 0) {
+      const batches = pendingAck;
+      pendingAck = queues.map(() => []);
+      pendingCount = 0;
+      await Promise.all(
+        batches.map(async (ids, shard) => {
+          producedOn[shard]! += await run.ackAdded(shard, producerId, ids, keyedIds);
+        }),
+      );
     }
   };
   // Acknowledge after a short pause so that puts in quick succession share one script call.
   let ackTimer: NodeJS.Timeout | undefined;
   const scheduleAck = () => {
-    if (pendingAck.length >= ACK_BATCH) startAck();
+    if (pendingCount >= ACK_BATCH) startAck();
     else ackTimer ??= setTimeout(startAck, ACK_DELAY_MS);
   };
   const startAck = () => {
@@ -91,15 +106,20 @@ export function createProducer(deps: ProducerDeps): Producer {
       .finally(() => {
         acking = null;
         // Ids that arrived as the loop was ending: their timer may have fired while it still ran.
-        if (pendingAck.length > 0 && !ackError) scheduleAck();
+        if (pendingCount > 0 && !ackError) scheduleAck();
       });
   };
   const flush = async () => {
-    while ((pendingAck.length > 0 || acking) && !ackError) {
+    while ((pendingCount > 0 || acking) && !ackError) {
       if (!acking) startAck();
       await acking;
     }
     if (ackError) throw ackError;
+  };
+  const shardOf = (item: PutItem): number => {
+    if (shardCount === 1) return 0;
+    const routeBy = item.shardKey ?? item.key;
+    return routeBy === undefined ? roundRobin++ % shardCount : shardForKey(routeBy, shardCount);
   };
 
   const putMany = async (items: readonly PutItem[]): Promise<string[]> => {
@@ -107,54 +127,70 @@ export function createProducer(deps: ProducerDeps): Producer {
     const checked = items.map((item, index) => {
       const v = registry.validate(item.type, item.payload);
       if (!v.ok) throw new PayloadError(item.type, v.reason, items.length > 1 ? index : undefined);
-      if (item.key !== undefined && !nameSchema.safeParse(item.key).success) {
-        throw new PayloadError(item.type, 'key must be 1-64 letters, digits, "_", "." or "-"', index);
+      for (const [field, value] of [
+        ['key', item.key],
+        ['shardKey', item.shardKey],
+      ] as const) {
+        if (value !== undefined && !nameSchema.safeParse(value).success)
+          throw new PayloadError(item.type, `${field} must be 1-64 letters, digits, "_", "." or "-"`, index);
       }
       return { ...item, payload: v.payload };
     });
-    const ids = checked.map((item) =>
-      item.key !== undefined ? `${run.runId}.k.${item.key}` : `${run.runId}.${producerId}.${seq++}`,
-    );
+    const routed = checked.map((item) => ({
+      item,
+      shard: shardOf(item),
+      id: item.key !== undefined ? `${run.runId}.k.${item.key}` : `${run.runId}.${producerId}.${seq++}`,
+    }));
+    const byShard = queues.map((_, shard) => routed.filter((r) => r.shard === shard));
+    await Promise.all(byShard.map((batch, shard) => (batch.length > 0 ? putOnShard(shard, batch) : null)));
+    return routed.map((r) => r.id);
+  };
+
+  const putOnShard = async (
+    shard: number,
+    batch: readonly { item: PutItem; id: string }[],
+  ): Promise<void> => {
     // A key this run already accepted enqueues nothing, even after BullMQ trimmed its finished job.
-    const keyed = ids.filter((_, i) => checked[i]!.key !== undefined);
+    const keyed = batch.filter((b) => b.item.key !== undefined).map((b) => b.id);
     if (keyed.length > 0) await flush();
-    const accepted = await run.acceptedKeyed(keyed);
-    const fresh = checked.map((item, i) => ({ item, id: ids[i]! })).filter(({ id }) => !accepted.has(id));
-    if (fresh.length > 0) {
-      const freshIds = fresh.map((f) => f.id);
-      // Same connection, so Redis runs the in-flight write before the add: one round trip for both.
-      const jobs = fresh.map(({ item, id }) => ({
-        name: item.type,
-        data: { run: run.runId, producer: producerId, payload: item.payload },
-        opts: { ...deps.jobOptions, jobId: id },
-      }));
-      // addBulk wraps even one job in MULTI/EXEC; a single put is a plain add.
-      const only = jobs.length === 1 ? jobs[0]! : null;
-      await Promise.all([
-        run.markInflight(producerId, freshIds),
-        only ? queue.add(only.name, only.data, only.opts) : queue.addBulk(jobs),
-      ]);
-      enqueued += freshIds.length;
-      for (const id of keyed) keyedIds.add(id);
-      pendingAck.push(...freshIds);
-      scheduleAck();
-    }
-    return ids;
+    const accepted = await run.acceptedKeyed(shard, keyed);
+    const fresh = batch.filter(({ id }) => !accepted.has(id));
+    if (fresh.length === 0) return;
+    const freshIds = fresh.map((f) => f.id);
+    // Same connection and slot, so Redis runs the in-flight write before the add: one round trip for both.
+    const jobs = fresh.map(({ item, id }) => ({
+      name: item.type,
+      data: { run: run.runId, producer: producerId, payload: item.payload },
+      opts: { ...deps.jobOptions, jobId: id },
+    }));
+    const queue = queues[shard]!;
+    // addBulk wraps even one job in MULTI/EXEC; a single put is a plain add.
+    const only = jobs.length === 1 ? jobs[0]! : null;
+    await Promise.all([
+      run.markInflight(shard, producerId, freshIds),
+      only ? queue.add(only.name, only.data, only.opts) : queue.addBulk(jobs),
+    ]);
+    enqueued += freshIds.length;
+    for (const id of keyed) keyedIds.add(id);
+    pendingAck[shard]!.push(...freshIds);
+    pendingCount += freshIds.length;
+    scheduleAck();
   };
 
   return {
     putMany,
-    put: async (type, payload, opts) => (await putMany([{ type, payload, key: opts?.key }]))[0]!,
+    put: async (type, payload, opts) =>
+      (await putMany([{ type, payload, key: opts?.key, shardKey: opts?.shardKey }]))[0]!,
     flush,
     done: async () => {
       await flush();
-      return run.producerDone(producerId, produced);
+      return run.producerDone(producerId, producedOn);
     },
     get enqueued() {
       return enqueued;
     },
     get produced() {
-      return produced;
+      return producedOn.reduce((a, b) => a + b, 0);
     },
   };
 }

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
-import type { RedisClient } from '../shared/redis.js';
 import { drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
@@ -12,8 +11,8 @@ import { createProducer, type PutItem } from './producer.js';
 export type ProducerOutcome = { produced: number; planned: number; stoppedEarly: boolean; lost: boolean };
 
 export type RunProducerDeps = {
-  redis: RedisClient;
-  queue: Queue<JobData>;
+  /** One BullMQ queue per shard, in shard order. */
+  queues: readonly Queue<JobData>[];
   run: RunStore;
   registry: JobRegistry;
   log: Logger;
@@ -68,7 +67,7 @@ export async function runProducer(
   })();
 
   const producer = createProducer({
-    queue: deps.queue,
+    queues: deps.queues,
     run,
     registry: deps.registry,
     producerId: config.producerId,
@@ -80,7 +79,7 @@ export async function runProducer(
     while (sent < planned && !signal.aborted && !lost) {
       if (config.intervalMs > 0) await sleep(config.intervalMs, undefined, { signal }).catch(() => undefined);
       if (signal.aborted || lost) break;
-      if (config.maxDepth > 0) await waitForRoom(deps.redis, run, config.maxDepth, signal);
+      if (config.maxDepth > 0) await waitForRoom(run, config.maxDepth, signal);
       if (signal.aborted) break;
       const n = Math.min(config.batchSize, planned - sent);
       const items: PutItem[] = Array.from({ length: n }, (_, i) => ({
@@ -106,13 +105,8 @@ export async function runProducer(
 }
 
 /** asyncio.Queue(maxsize) semantics across processes: wait while the run has too many unfinished jobs. */
-async function waitForRoom(
-  redis: RedisClient,
-  run: RunStore,
-  maxDepth: number,
-  signal: AbortSignal,
-): Promise<void> {
-  while (!signal.aborted && (await redis.scard(run.keys.open)) >= maxDepth) {
+async function waitForRoom(run: RunStore, maxDepth: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted && (await run.unfinished()) >= maxDepth) {
     await sleep(20, undefined, { signal }).catch(() => undefined);
   }
 }

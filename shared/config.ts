@@ -118,6 +118,8 @@ export const commonShape = {
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
   HEARTBEAT_MS: int(1_000, 50, 60_000),
   LEASE_MS: int(10_000, 200, 3_600_000),
+  // One logical queue spread over this many BullMQ queues (one per Redis Cluster master, ideally).
+  SHARDS: int(1, 1, 64),
 };
 
 export type CommonConfig = {
@@ -128,6 +130,7 @@ export type CommonConfig = {
   shutdownGraceMs: number;
   heartbeatMs: number;
   leaseMs: number;
+  shards: number;
 };
 
 export function toCommonConfig(e: z.infer<z.ZodObject<typeof commonShape>>): CommonConfig {
@@ -139,6 +142,7 @@ export function toCommonConfig(e: z.infer<z.ZodObject<typeof commonShape>>): Com
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     heartbeatMs: e.HEARTBEAT_MS,
     leaseMs: e.LEASE_MS,
+    shards: e.SHARDS,
   };
 }
 

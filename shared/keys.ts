@@ -1,3 +1,7 @@
+import calculateSlot from 'cluster-key-slot';
+
+const SLOTS = 16_384;
+
 /**
  * Every key of a queue and of its runs shares one Redis Cluster hash tag, `{<queue>}`, so BullMQ's
  * scripts and conveyor's run scripts each touch a single slot.
@@ -6,50 +10,111 @@ export function queuePrefix(queue: string): string {
   return `{${queue}}`;
 }
 
+/**
+ * One of the BullMQ queues a logical queue is spread over. With one shard it is the queue itself
+ * (name and keys as without sharding); with k shards, shard i is BullMQ queue `<queue>#<i>` under a
+ * hash tag chosen to fall in the i-th k-th of the slot space, which `redis-cli --cluster create`
+ * gives to a different master when there are k masters.
+ */
+export type Shard = {
+  index: number;
+  /** BullMQ queue name. */
+  name: string;
+  /** BullMQ key prefix: the shard's hash tag in braces. */
+  prefix: string;
+  /** The Redis Cluster slot every key of this shard hashes to. */
+  slot: number;
+};
+
+export function queueShards(queue: string, count: number): Shard[] {
+  if (count === 1)
+    return [{ index: 0, name: queue, prefix: queuePrefix(queue), slot: calculateSlot(`{${queue}}`) }];
+  return Array.from({ length: count }, (_, index) => {
+    const low = Math.floor((index * SLOTS) / count);
+    const high = Math.floor(((index + 1) * SLOTS) / count);
+    // '#' never appears in a queue name, so no shard can collide with another queue's keys.
+    const name = `${queue}#${index}`;
+    for (let salt = 0; ; salt++) {
+      const tag = `${name}.${salt}`;
+      const slot = calculateSlot(`{${tag}}`);
+      if (slot >= low && slot < high) return { index, name, prefix: `{${tag}}`, slot };
+    }
+  });
+}
+
+/** The shard a routing key goes to: the same key always to the same shard, so its jobs stay in order. */
+export function shardForKey(key: string, count: number): number {
+  return calculateSlot(key) % count;
+}
+
 /** Prefix of BullMQ's own per-job keys (`<prefix>:<queue>:<jobId>`) and of its lists (`...:wait`). */
+export function shardJobPrefix(shard: Shard): string {
+  return `${shard.prefix}:${shard.name}:`;
+}
+
+/** The job key prefix of an unsharded queue (one shard). */
 export function bullKeyPrefix(queue: string): string {
   return `${queuePrefix(queue)}:${queue}:`;
 }
 
+/** A run's keys that concern the run as a whole; they live in the queue's own slot. */
 export type RunKeys = {
-  /** Hash: run metadata, counters and the join record. */
+  /** Hash: run metadata and the join record (with one shard, also the shard's counters). */
   meta: string;
   /** Hash: producer id → JSON record. */
   producers: string;
   /** Sorted set: running producer id → lease expiry (ms since epoch, Redis clock). */
   leases: string;
-  /** Set: job ids acknowledged by a producer that have not reached a terminal state. */
-  open: string;
-  /** Set: job ids that reached a terminal state before their producer acknowledged them. */
-  early: string;
-  /** Set: job ids put with an idempotency key and acknowledged (outlives BullMQ's trimming). */
-  keyed: string;
   /** Hash: consumer id → JSON record. */
   consumers: string;
   /** Set: consumer ids asked to cancel ('*' = all). */
   cancel: string;
   /** Pub/sub channel for run events (joined, cancel). */
   events: string;
+};
+
+/** A run's keys on one shard; they live in that shard's slot, beside its BullMQ keys. */
+export type ShardRunKeys = {
+  /** Hash: the shard's counters, and its close record. With one shard this is the run's meta. */
+  meta: string;
+  /** Set: job ids acknowledged by a producer that have not reached a terminal state. */
+  open: string;
+  /** Set: job ids that reached a terminal state before their producer acknowledged them. */
+  early: string;
+  /** Set: job ids put with an idempotency key and acknowledged (outlives BullMQ's trimming). */
+  keyed: string;
+  /** Hash: producer id → how many of its jobs this shard acknowledged. */
+  producedBy: string;
   /** Prefix of a producer's in-flight set (ids sent to Redis, not yet acknowledged). */
   inflightPrefix: string;
-  /** BullMQ's per-job key prefix for this queue. */
+  /** BullMQ's per-job key prefix for this shard. */
   jobPrefix: string;
 };
 
+const runBase = (prefix: string, queue: string, runId: string) => `${prefix}:${queue}:conveyor:run:${runId}`;
+
 export function runKeys(queue: string, runId: string): RunKeys {
-  const base = `${queuePrefix(queue)}:${queue}:conveyor:run:${runId}`;
+  const base = runBase(queuePrefix(queue), queue, runId);
   return {
     meta: `${base}:meta`,
     producers: `${base}:producers`,
     leases: `${base}:leases`,
-    open: `${base}:open`,
-    early: `${base}:early`,
-    keyed: `${base}:keyed`,
     consumers: `${base}:consumers`,
     cancel: `${base}:cancel`,
     events: `${base}:events`,
+  };
+}
+
+export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
+  const base = runBase(shard.prefix, shard.name, runId);
+  return {
+    meta: `${base}:meta`,
+    open: `${base}:open`,
+    early: `${base}:early`,
+    keyed: `${base}:keyed`,
+    producedBy: `${base}:produced-by`,
     inflightPrefix: `${base}:inflight:`,
-    jobPrefix: bullKeyPrefix(queue),
+    jobPrefix: shardJobPrefix(shard),
   };
 }
 

@@ -1,6 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { RedisClient } from './redis.js';
-import { queuePrefix } from './keys.js';
+import { queueShards, type Shard } from './keys.js';
 
 /** What conveyor stores as a BullMQ job's data: the user's payload plus the run it belongs to. */
 export type JobData = { run: string; producer: string; payload: unknown };
@@ -23,14 +23,33 @@ export function jobOptions(policy: RetryPolicy): JobsOptions {
  * command that failed, password included. `onError` gets the message only; connection errors are
  * already logged by `createRedis`, so leaving it out loses nothing.
  */
+export function openShardQueue(
+  shard: Shard,
+  connection: RedisClient,
+  onError?: (message: string) => void,
+): Queue<JobData> {
+  const queue = new Queue<JobData>(shard.name, { connection, prefix: shard.prefix });
+  queue.on('error', (err: Error) => onError?.(err.message));
+  return queue;
+}
+
+/** The BullMQ queue of an unsharded conveyor queue. */
 export function openQueue(
   name: string,
   connection: RedisClient,
   onError?: (message: string) => void,
 ): Queue<JobData> {
-  const queue = new Queue<JobData>(name, { connection, prefix: queuePrefix(name) });
-  queue.on('error', (err: Error) => onError?.(err.message));
-  return queue;
+  return openShardQueue(queueShards(name, 1)[0]!, connection, onError);
+}
+
+/** One BullMQ queue per shard of a conveyor queue, in shard order. */
+export function openQueues(
+  name: string,
+  shards: number,
+  connection: RedisClient,
+  onError?: (message: string) => void,
+): Queue<JobData>[] {
+  return queueShards(name, shards).map((shard) => openShardQueue(shard, connection, onError));
 }
 
 /** Reads a job's data defensively: jobs can be written into Redis by anything. */

@@ -153,7 +153,7 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
     await run.create(2, Number(FAST.LEASE_MS));
     await run.registerProducer('bad', { host: 'chaos', pid: process.pid }, 60_000);
     const producer = createProducer({
-      queue,
+      queues: [queue],
       run,
       registry: registry(),
       producerId: 'bad',
@@ -183,7 +183,7 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
     }
     const enqueued =
       (await jobKeys(s.client, s.queue, s.runId)).length +
-      (await s.client.scard(`${run.keys.inflightPrefix}bad`));
+      (await s.client.scard(`${run.shardKeys[0]!.inflightPrefix}bad`));
     if ((await producer.done()).join.joinedNow) s.harnessJoins++;
 
     // Malformed jobs written straight into Redis, around the producer: bad payload, no envelope, unknown type.
@@ -280,7 +280,7 @@ export function idempotency(afterRemoval: boolean) {
       for (const pid of ['a', 'b', 'c']) {
         await run.registerProducer(pid, { host: 'chaos', pid: process.pid }, 60_000);
         const producer = createProducer({
-          queue,
+          queues: [queue],
           run,
           registry: registry(),
           producerId: pid,

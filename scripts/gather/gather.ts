@@ -47,13 +47,20 @@ export async function gather(
     const own =
       workers === 0
         ? await startConsumer(
-            { ...deps.consumerConfig, runId, consumerId: `gather-${deps.pid}`, concurrency: Math.max(1, n) },
+            {
+              ...deps.consumerConfig,
+              runId,
+              consumerId: `gather-${deps.pid}`,
+              concurrency: Math.max(1, n),
+              // gather reads results back from the one queue it enqueued on
+              shards: 1,
+            },
             { redis, registry: deps.registry, log, host: deps.host, pid: deps.pid },
           )
         : null;
     log.info({ runId, jobs: n, ownConsumer: own !== null }, 'gather: enqueuing');
     const producer = createProducer({
-      queue,
+      queues: [queue],
       run,
       registry: deps.registry,
       producerId: 'gather',

@@ -1,5 +1,5 @@
 import type { RedisClient } from '../redis.js';
-import { runIndexKey, runKeys } from '../keys.js';
+import { queueShards, runIndexKey, runKeys, shardRunKeys } from '../keys.js';
 import type { ConsumerRecord, ConsumerState, ProducerRecord, ProducerState } from './types.js';
 
 export type RunStatus = {
@@ -48,7 +48,32 @@ export type RunStatus = {
     list: (ProducerRecord & { state: ProducerState })[];
   };
   consumers: (Omit<ConsumerRecord, 'state'> & { state: ConsumerState | 'lost' })[];
+  /** The run on each shard of the queue (one entry when the queue is not sharded). */
+  shards: ShardStatus[];
 };
+
+export type ShardStatus = {
+  index: number;
+  /** The shard's BullMQ queue name. */
+  name: string;
+  produced: number;
+  completed: number;
+  failed: number;
+  unfinished: number;
+  /** True once every producer finished and no job of the run is unfinished here. */
+  closed: boolean;
+};
+
+const COUNTERS = [
+  'produced',
+  'completed',
+  'failed',
+  'removed',
+  'duplicateFinishes',
+  'reconciled',
+  'lostAcks',
+] as const;
+type Counters = Record<(typeof COUNTERS)[number], number>;
 
 const num = (v: string | undefined) => (v === undefined ? 0 : Number(v));
 const iso = (ms: string | undefined) => (ms === undefined ? null : new Date(Number(ms)).toISOString());
@@ -69,18 +94,37 @@ export async function readRunStatus(
   leaseMs: number,
 ): Promise<RunStatus | null> {
   const k = runKeys(queue, runId);
-  const [meta, producersRaw, consumersRaw, open, time] = await Promise.all([
+  const [meta, producersRaw, consumersRaw, time] = await Promise.all([
     redis.hgetall(k.meta),
     redis.hvals(k.producers),
     redis.hvals(k.consumers),
-    redis.scard(k.open),
     redis.time(),
   ]);
   if (meta.expectedProducers === undefined) return null;
   const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+  const joined = meta.state === 'joined';
+
+  const shardReads = await Promise.all(
+    queueShards(queue, num(meta.shards) || 1).map(async (shard) => {
+      const sk = shardRunKeys(shard, runId);
+      const [smeta, producedBy, open, early] = await Promise.all([
+        redis.hgetall(sk.meta),
+        redis.hgetall(sk.producedBy),
+        redis.scard(sk.open),
+        joined ? Promise.resolve(0) : redis.scard(sk.early),
+      ]);
+      return { shard, smeta, producedBy, open, early };
+    }),
+  );
+  const total = (pick: (r: (typeof shardReads)[number]) => number) =>
+    shardReads.reduce((n, r) => n + pick(r), 0);
+  const counters = Object.fromEntries(COUNTERS.map((c) => [c, total((r) => num(r.smeta[c]))])) as Counters;
+  const producedBy = (id: string) => total((r) => num(r.producedBy[id]));
 
   const producers = producersRaw
     .map((raw) => JSON.parse(raw) as ProducerRecord)
+    // The shards' count is the run's truth (it includes what a lost producer had in flight).
+    .map((p) => ({ ...p, produced: producedBy(p.id) }))
     .map((p) =>
       p.state === 'running' && now - p.heartbeatAt > leaseMs ? { ...p, state: 'lost' as const } : p,
     )
@@ -95,7 +139,6 @@ export async function readRunStatus(
 
   const count = (s: ProducerState) => producers.filter((p) => p.state === s).length;
   const expected = num(meta.expectedProducers);
-  const joined = meta.state === 'joined';
   let waitingFor: RunStatus['join']['waitingFor'] = null;
   if (!joined) {
     if (producers.length < expected) waitingFor = 'producers-missing';
@@ -114,15 +157,9 @@ export async function readRunStatus(
       totals: meta.totalsAtJoin ? (JSON.parse(meta.totalsAtJoin) as RunStatus['join']['totals']) : null,
     },
     jobs: {
-      produced: num(meta.produced),
-      completed: num(meta.completed),
-      failed: num(meta.failed),
-      unfinished: open,
-      removed: num(meta.removed),
-      unexpected: joined ? num(meta.unexpected) : await redis.scard(k.early),
-      duplicateFinishes: num(meta.duplicateFinishes),
-      reconciled: num(meta.reconciled),
-      lostAcks: num(meta.lostAcks),
+      ...counters,
+      unfinished: total((r) => r.open),
+      unexpected: joined ? num(meta.unexpected) : total((r) => r.early),
     },
     producers: {
       expected,
@@ -133,6 +170,15 @@ export async function readRunStatus(
       list: producers,
     },
     consumers,
+    shards: shardReads.map(({ shard, smeta, open }) => ({
+      index: shard.index,
+      name: shard.name,
+      produced: num(smeta.produced),
+      completed: num(smeta.completed),
+      failed: num(smeta.failed),
+      unfinished: open,
+      closed: smeta.closedAt !== undefined,
+    })),
   };
 }
 
@@ -153,5 +199,11 @@ export function formatRunStatus(s: RunStatus): string {
       (j.lostAcks ? `, LOST ${j.lostAcks} acknowledged (Redis rolled back)` : ''),
     `  producers  ${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`,
     `  consumers  ${consumers}`,
+    ...(s.shards.length > 1
+      ? s.shards.map(
+          (h) =>
+            `  shard ${h.index}    ${h.name}: produced ${h.produced}, completed ${h.completed}, failed ${h.failed}, unfinished ${h.unfinished}${h.closed ? ', closed' : ''}`,
+        )
+      : []),
   ].join('\n');
 }

@@ -32,7 +32,7 @@ describe('RunStore: the join decision', () => {
     const run = new RunStore(redis, queue, 'r');
     await run.create(1);
     await run.registerProducer('p1', host, leaseMs);
-    const producer = createProducer({ queue: q, run, registry, producerId: 'p1', jobOptions: opts });
+    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: opts });
     return { q, run, producer };
   };
 
@@ -44,9 +44,9 @@ describe('RunStore: the join decision', () => {
     expect((await run.tryJoin()).reason).toBe('producers-running');
     const done = await producer.done();
     expect(done.join).toMatchObject({ reason: 'jobs-unfinished', detail: 2, joined: false });
-    const first = await run.recordFinished([{ id: a!, outcome: 'completed' }]);
+    const first = await run.recordFinished(0, [{ id: a!, outcome: 'completed' }]);
     expect(first.join.joined).toBe(false);
-    const last = await run.recordFinished([{ id: b!, outcome: 'failed' }]);
+    const last = await run.recordFinished(0, [{ id: b!, outcome: 'failed' }]);
     expect(last.join).toMatchObject({ joinedNow: true, joined: true });
     const again = await run.tryJoin();
     expect(again).toMatchObject({ reason: 'joined', joinedNow: false, detail: last.join.detail });
@@ -126,10 +126,10 @@ describe('RunStore: the join decision', () => {
   it('counts a job that finished before its producer acknowledged it exactly once', async () => {
     const { q, run } = await openRun();
     await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 1, ms: 0 } }, { jobId: 'r.p1.0' });
-    await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
-    expect(await run.ackAdded('p1', ['r.p1.0'])).toBe(1);
-    expect(await run.ackAdded('p1', ['r.p1.0'])).toBe(0);
-    const again = await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
+    await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }]);
+    expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(1);
+    expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(0);
+    const again = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }]);
     expect(again).toMatchObject({ counted: 0, duplicates: 1 });
     const { join } = await run.producerDone('p1');
     expect(join.joinedNow).toBe(true);
@@ -146,7 +146,7 @@ describe('RunStore: the join decision', () => {
   it('marks a producer whose lease ran out as lost and counts its acknowledged-by-Redis jobs', async () => {
     const { q, run } = await openRun(300);
     // The producer died between the add and its acknowledgement: one id reached BullMQ, one did not.
-    await run.markInflight('p1', ['r.p1.0', 'r.p1.1']);
+    await run.markInflight(0, 'p1', ['r.p1.0', 'r.p1.1']);
     await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } }, { jobId: 'r.p1.0' });
     const lost = await pollUntil('the lease to expire', async () => {
       const j = await run.tryJoin();
@@ -157,7 +157,7 @@ describe('RunStore: the join decision', () => {
     expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
     expect(status?.jobs.produced).toBe(1);
     expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
-    const fin = await run.recordFinished([{ id: 'r.p1.0', outcome: 'completed' }]);
+    const fin = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }]);
     expect(fin.join.joinedNow).toBe(true);
   });
 
@@ -189,7 +189,7 @@ describe('RunStore: the join decision', () => {
     const status = await readRunStatus(redis, queue, 'r', 10_000);
     expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, reconciled: 1 });
     // The consumer's late report is recognised, not counted again or called a duplicate.
-    const late = await run.recordFinished([{ id: id!, outcome: 'completed' }]);
+    const late = await run.recordFinished(0, [{ id: id!, outcome: 'completed' }]);
     expect(late).toMatchObject({ counted: 0, duplicates: 0 });
   });
 
@@ -197,7 +197,7 @@ describe('RunStore: the join decision', () => {
     const { q, run, producer } = await openRun();
     const id = await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' });
     await producer.flush();
-    await run.recordFinished([{ id, outcome: 'completed' }]);
+    await run.recordFinished(0, [{ id, outcome: 'completed' }]);
     await q.remove(id); // as removeOnComplete does
     expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
     await producer.flush();
@@ -214,7 +214,7 @@ describe('RunStore: the join decision', () => {
     await run.create(1);
     await run.registerProducer('p1', host, 10_000);
     // The producer saw 5 acknowledged adds; the run (as after a rolled-back restart) holds none.
-    await run.producerDone('p1', 5);
+    await run.producerDone('p1', [5]);
     const status = await readRunStatus(redis, queue, 'r', 10_000);
     expect(status?.jobs.lostAcks).toBe(5);
     expect(status?.producers.list[0]?.lostAcks).toBe(5);
@@ -237,7 +237,7 @@ describe('RunStore: the join decision', () => {
       producer.putMany([sleepJob(1), { type: 'sleep', payload: { value: 'x', ms: 0 } }]),
     ).rejects.toThrow(/Invalid "sleep" payload at item 1: value:/);
     expect(await q.count()).toBe(0);
-    expect(await redis.scard(run.keys.open)).toBe(0);
+    expect(await run.unfinished()).toBe(0);
   });
 
   it('enqueues one job for repeated puts with the same idempotency key', async () => {

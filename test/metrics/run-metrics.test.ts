@@ -56,7 +56,7 @@ describe('run metrics from Redis', () => {
     const bull = openQueue(queue, redis);
     cleanups.push(() => bull.close());
     const producer = createProducer({
-      queue: bull,
+      queues: [bull],
       run,
       registry: new JobRegistry(builtinJobs),
       producerId: 'p1',
@@ -98,6 +98,7 @@ describe('run metrics from Redis', () => {
 
     // Finish every job and the producer: the run joins, and the next scrape says so.
     await run.recordFinished(
+      0,
       ids.map((id, i) => ({ id, outcome: i === 2 ? ('failed' as const) : ('completed' as const) })),
     );
     const done = await run.producerDone('p1');
