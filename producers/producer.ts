@@ -142,7 +142,9 @@ export function createProducer(deps: ProducerDeps): Producer {
       id: item.key !== undefined ? `${run.runId}.k.${item.key}` : `${run.runId}.${producerId}.${seq++}`,
     }));
     const byShard = queues.map((_, shard) => routed.filter((r) => r.shard === shard));
-    await Promise.all(byShard.map((batch, shard) => (batch.length > 0 ? putOnShard(shard, batch) : null)));
+    await Promise.all(
+      byShard.map((batch, shard) => (batch.length > 0 ? putOnShard(shard, batch) : Promise.resolve())),
+    );
     return routed.map((r) => r.id);
   };
 
