@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
-import { bullKeyPrefix } from '../shared/keys.js';
+import { queueShards, shardJobPrefix } from '../shared/keys.js';
+import type { RedisClient } from '../shared/redis.js';
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
 import type { ChaosProcess } from './processes.js';
 
@@ -70,8 +70,10 @@ export type AuditFigures = {
 };
 
 export async function audit(opts: {
-  redis: Redis;
+  redis: RedisClient;
   queue: string;
+  /** How many shards the queue is spread over. */
+  shards: number;
   runId: string;
   ledgerFile: string;
   producers: readonly ChaosProcess[];
@@ -93,11 +95,18 @@ export async function audit(opts: {
   for (const p of opts.keyed ? [] : (status?.producers.list ?? [])) {
     for (let i = 0; i < p.produced; i++) acked.add(`${runId}.${p.id}.${i}`);
   }
-  const prefix = bullKeyPrefix(queue);
-  const [completed, failed] = await Promise.all([
-    redis.zrange(`${prefix}completed`, '0', '-1'),
-    redis.zrange(`${prefix}failed`, '0', '-1'),
-  ]);
+  const sets = await Promise.all(
+    queueShards(queue, opts.shards).map(async (shard) => {
+      const prefix = shardJobPrefix(shard);
+      const [done, fail] = await Promise.all([
+        redis.zrange(`${prefix}completed`, '0', '-1'),
+        redis.zrange(`${prefix}failed`, '0', '-1'),
+      ]);
+      return { done, fail };
+    }),
+  );
+  const completed = sets.flatMap((x) => x.done);
+  const failed = sets.flatMap((x) => x.fail);
   const ledger = readLedger(opts.ledgerFile);
   const finished = new Set([...completed, ...failed]);
   for (const [id, e] of ledger) if (e.finishes > 0) finished.add(id);

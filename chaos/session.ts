@@ -1,8 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import { freePort } from '../shared/redis-server.js';
+import { Cluster, Redis } from 'ioredis';
+import { CLUSTER_FAILOVER_OPTIONS, type RedisClient } from '../shared/redis.js';
+import { freePort, startRedisCluster, type RedisClusterHandle } from '../shared/redis-server.js';
+import { RunStore } from '../shared/run/run-store.js';
 import { ChaosRedis, type Persistence } from './chaos-redis.js';
 import { audit, type AuditFigures } from './audit.js';
 import { ProcessGroup, type ChaosProcess } from './processes.js';
@@ -54,7 +56,7 @@ export class Session {
   readonly runId = 'run';
   readonly ledgerFile: string;
   readonly procs: ProcessGroup;
-  readonly client: Redis;
+  readonly client: RedisClient;
   /** When the first conveyor process of the run was started (ms). */
   t0 = Date.now();
   faults = 0;
@@ -67,22 +69,41 @@ export class Session {
     readonly ctx: ScenarioContext,
     readonly name: string,
     readonly dir: string,
-    readonly redis: ChaosRedis,
+    private readonly single: ChaosRedis | null,
+    /** The Redis Cluster of a cluster scenario (then there is no single Redis to fault). */
+    readonly cluster: RedisClusterHandle | null,
     /** The URL processes get (may carry credentials; never printed). */
     readonly redisUrl: string,
+    /** How many shards the queue is spread over (SHARDS of every process). */
+    readonly shards: number,
     /** CA file for a `rediss://` Redis (REDIS_TLS_CA of every process, and the harness's connection). */
     readonly tlsCa?: string,
   ) {
     this.ledgerFile = join(dir, 'ledger.txt');
     this.procs = new ProcessGroup(dir);
-    this.client = new Redis(redisUrl, {
+    const redisOptions = {
       maxRetriesPerRequest: null,
-      retryStrategy: () => 100,
       connectionName: 'chaos-harness',
-      lazyConnect: true,
       ...(tlsCa ? { tls: { ca: readFileSync(tlsCa) } } : {}),
-    });
+    };
+    this.client = cluster
+      ? new Cluster(
+          cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
+          {
+            ...CLUSTER_FAILOVER_OPTIONS,
+            redisOptions,
+            clusterRetryStrategy: () => 100,
+            lazyConnect: true,
+          },
+        )
+      : new Redis(redisUrl, { ...redisOptions, retryStrategy: () => 100, lazyConnect: true });
     this.client.on('error', () => undefined);
+  }
+
+  /** The scenario's single Redis, to crash, pause or restart. */
+  get redis(): ChaosRedis {
+    if (!this.single) throw new Error(`${this.name} runs on a Redis Cluster: fault its nodes instead`);
+    return this.single;
   }
 
   static async open(
@@ -95,9 +116,18 @@ export class Session {
       startRedis?: boolean;
       url?: (plain: string) => string;
       tlsCa?: (dir: string) => string;
+      /** Run on a local Redis Cluster instead of one Redis, the queue spread over `shards` shards. */
+      cluster?: { masters: number; replicas: number; shards: number };
     } = {},
   ): Promise<Session> {
     const dir = mkdtempSync(join(tmpdir(), `conveyor-chaos-${name.replace(/[^a-z0-9]+/gi, '-')}-`));
+    if (opts.cluster) {
+      const { masters, replicas, shards } = opts.cluster;
+      const cluster = await startRedisCluster({ binary: ctx.redisBinary, masters, replicas });
+      const s = new Session(ctx, name, dir, null, cluster, cluster.url, shards);
+      await s.client.connect();
+      return s;
+    }
     const port = await freePort();
     const redis = await ChaosRedis.create(ctx.redisBinary, {
       port,
@@ -106,7 +136,7 @@ export class Session {
       start: opts.startRedis,
     });
     const url = opts.url ? opts.url(redis.url) : redis.url;
-    const s = new Session(ctx, name, dir, redis, url, opts.tlsCa?.(dir));
+    const s = new Session(ctx, name, dir, redis, null, url, 1, opts.tlsCa?.(dir));
     if (opts.startRedis !== false) await s.client.connect();
     return s;
   }
@@ -125,6 +155,7 @@ export class Session {
       LEDGER_FILE: this.ledgerFile,
       PRODUCE_INTERVAL_MS: '0',
       BATCH_SIZE: '50',
+      SHARDS: String(this.shards),
       ...(this.tlsCa ? { REDIS_TLS_CA: this.tlsCa } : {}),
     };
     for (const [k, v] of Object.entries(extra)) base[k] = String(v);
@@ -163,7 +194,7 @@ export class Session {
   }
 
   async unfinished(): Promise<number> {
-    return this.client.scard(`{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:open`);
+    return new RunStore(this.client, this.queue, this.runId, this.shards).unfinished();
   }
 
   audit(
@@ -172,6 +203,7 @@ export class Session {
     return audit({
       redis: this.client,
       queue: this.queue,
+      shards: this.shards,
       runId: this.runId,
       ledgerFile: this.ledgerFile,
       producers: this.producers(),
@@ -231,7 +263,7 @@ export class Session {
   async close(keep = false): Promise<string | null> {
     const stragglers = await this.procs.settle(0);
     this.client.disconnect();
-    await this.redis.stop();
+    await (this.single ?? this.cluster)?.stop();
     if (keep || this.ctx.keepLogs) return this.dir;
     rmSync(this.dir, { recursive: true, force: true });
     void stragglers;

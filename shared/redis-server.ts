@@ -163,6 +163,24 @@ export async function startRedisCluster(opts: {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+    // Slots are served once the state is ok, but replicas attach a moment later; a master killed
+    // before its replica has synced would have no one to fail over to.
+    for (const node of nodes) {
+      for (;;) {
+        const role = await run(cli, ['-p', String(node.port), 'info', 'replication']);
+        if (role.includes('role:master') || role.includes('master_link_status:up')) break;
+        if (Date.now() > deadline) throw new Error(`cluster replica ${node.port} never synced:\n${role}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const replicasUp = async () =>
+      (await run(cli, ['-p', String(nodes[0]!.port), 'cluster', 'nodes']))
+        .split('\n')
+        .filter((l) => / slave /.test(l)).length;
+    while ((await replicasUp()) < masters * replicas) {
+      if (Date.now() > deadline) throw new Error('cluster replicas never all attached');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     return { url: `redis+cluster://${addresses.slice(0, masters).join(',')}`, nodes, stop };
   } catch (err) {
     await stop();

@@ -5,6 +5,18 @@ import type { Logger } from './logger.js';
 
 export type RedisConnectionConfig = { redisUrl: string; redisTlsCaFile: string | undefined };
 
+/**
+ * How a cluster connection rides out a failover: a command whose master died is retried (every
+ * 200 ms, up to about a minute) until the replica has taken over, instead of failing after ioredis's
+ * default 16 tries (about 1.6 s, less than Redis Cluster's own node timeout).
+ */
+export const CLUSTER_FAILOVER_OPTIONS = {
+  maxRedirections: 300,
+  retryDelayOnFailover: 200,
+  retryDelayOnClusterDown: 200,
+  retryDelayOnTryAgain: 200,
+} as const satisfies ClusterOptions;
+
 /** A connection to one Redis or to a Redis Cluster; both speak the same commands. */
 export type RedisClient = Redis | Cluster;
 
@@ -93,6 +105,7 @@ export function createRedis(config: RedisConnectionConfig, log: Logger, name: st
   if (target.kind === 'cluster') {
     if (target.tls && !options.tls) options.tls = {};
     const clusterOptions: ClusterOptions = {
+      ...CLUSTER_FAILOVER_OPTIONS,
       redisOptions: { ...options, username: target.username, password: target.password },
       clusterRetryStrategy: retryStrategy,
       enableReadyCheck: true,

@@ -1,5 +1,6 @@
 import type { Row, ScenarioContext } from '../session.js';
 import { aclUser, tlsAndAuth } from './security.js';
+import { clusterBaseline, clusterFailover } from './cluster.js';
 import { badInput, idempotency, maxMemory } from './input.js';
 import {
   baseline,
@@ -36,4 +37,6 @@ export const scenarios: readonly Scenario[] = [
   { id: 'idempotency-after-trim', run: idempotency(true) },
   { id: 'tls-auth', run: tlsAndAuth },
   { id: 'acl', run: aclUser },
+  { id: 'cluster-baseline', run: clusterBaseline },
+  { id: 'cluster-failover', run: clusterFailover },
 ];

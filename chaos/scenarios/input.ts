@@ -182,7 +182,8 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
       batchRefused = err instanceof PayloadError && err.index === 1;
     }
     const enqueued =
-      (await jobKeys(s.client, s.queue, s.runId)).length +
+      // SCAN sees one server's keys: this scenario runs on a single Redis.
+      (await jobKeys(s.client as Redis, s.queue, s.runId)).length +
       (await s.client.scard(`${run.shardKeys[0]!.inflightPrefix}bad`));
     if ((await producer.done()).join.joinedNow) s.harnessJoins++;
 

@@ -36,8 +36,15 @@ function supervise(
 }
 
 /** 1. Two producers, several consumers, nothing injected: the control row. */
-export async function baseline(ctx: ScenarioContext): Promise<Row> {
-  const s = await Session.open(ctx, '1 baseline');
+export const baseline = (ctx: ScenarioContext): Promise<Row> => runBaseline(ctx, '1 baseline');
+
+/** The baseline's run on the Session `open` gives it (one Redis, or a cluster with shards). */
+export async function runBaseline(
+  ctx: ScenarioContext,
+  name: string,
+  open: Parameters<typeof Session.open>[2] = {},
+): Promise<Row> {
+  const s = await Session.open(ctx, name, open);
   try {
     const jobs = size(ctx, 400, 20_000);
     const env = {

@@ -2,13 +2,16 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
-import { openQueue, type JobData } from '../queue.js';
+import { openQueues, type JobData } from '../queue.js';
 import { listRuns, readRunStatus, type RunStatus } from '../run/status.js';
+
+/** A queue to report on, and how many BullMQ queues it is spread over (its `SHARDS`). */
+export type MetricsQueue = { name: string; shards: number };
 
 export type RunMetricsOptions = {
   redis: RedisClient;
-  /** Queue names to report on. */
-  queues: readonly string[];
+  /** Queues to report on; a bare name is an unsharded queue (`{ name, shards: 1 }`). */
+  queues: readonly (string | MetricsQueue)[];
   /** As the processes use it: a heartbeat older than this shows a producer or consumer as lost. */
   leaseMs: number;
   /** How many of each queue's latest runs get run-level series (older runs drop out). */
@@ -27,7 +30,11 @@ export type RunMetrics = {
 
 type QueueSnapshot = {
   queue: string;
+  /** Summed over the shards: the queue-wide numbers. */
   counts: Record<string, number>;
+  /** Each shard's own counts, in shard order (one entry for an unsharded queue). */
+  shardCounts: Record<string, number>[];
+  /** The oldest waiting job of any shard. */
   oldestAgeSeconds: number;
   runs: RunStatus[];
 };
@@ -43,39 +50,47 @@ const RUN_JOB_STATES = ['produced', 'completed', 'failed', 'unfinished'] as cons
  *
  * One scrape makes one read: every metric's collect() joins the same in-flight snapshot (prom-client
  * starts all collects in the same tick), so the cost is one getJobCounts and one oldest-job lookup per
- * queue plus one readRunStatus per listed run, whatever the number of metrics.
+ * shard of each queue plus one readRunStatus per listed run, whatever the number of metrics.
+ *
+ * A sharded queue (`SHARDS=k`) is k BullMQ queues: `conveyor_queue_jobs` and the oldest job's age are
+ * queue-wide (summed, or the oldest of any shard), so dashboards and alerts need not know about shards;
+ * the `*_shard_*` series break them down, one shard (`shard="0"`...) per series, always, so a query
+ * written for sharded queues also works on an unsharded one (its single shard 0).
  */
 export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions): RunMetrics {
   const runLimit = opts.runLimit ?? 20;
   const timeoutMs = opts.timeoutMs ?? 2_000;
   const now = opts.now ?? Date.now;
-  const queues = new Map<string, Queue<JobData>>(
-    opts.queues.map((name) => {
-      const queue = openQueue(name, opts.redis);
+  const queues = new Map<string, Queue<JobData>[]>(
+    opts.queues.map((q) => {
+      const { name, shards } = typeof q === 'string' ? { name: q, shards: 1 } : q;
       // Connection trouble already shows as conveyor_redis_up 0; without a listener BullMQ prints it.
-      queue.on('error', (err: Error) =>
-        opts.log?.debug({ err: err.message, queue: name }, 'metrics queue handle error'),
-      );
-      return [name, queue];
+      const onError = (message: string) =>
+        opts.log?.debug({ err: message, queue: name }, 'metrics queue handle error');
+      return [name, openQueues(name, shards, opts.redis, onError)];
     }),
   );
 
   const read = async (): Promise<QueueSnapshot[]> =>
     Promise.all(
-      [...queues].map(async ([name, queue]) => {
-        const [counts, oldest, runIds] = await Promise.all([
-          queue.getJobCounts(),
-          queue.getJobs(['waiting'], 0, 0, true),
+      [...queues].map(async ([name, shards]) => {
+        const [shardCounts, oldest, runIds] = await Promise.all([
+          Promise.all(shards.map((q) => q.getJobCounts())),
+          Promise.all(shards.map((q) => q.getJobs(['waiting'], 0, 0, true))),
           listRuns(opts.redis, name, runLimit),
         ]);
         const statuses = await Promise.all(
           runIds.map((id) => readRunStatus(opts.redis, name, id, opts.leaseMs)),
         );
-        const first = oldest[0];
+        const counts: Record<string, number> = {};
+        for (const c of shardCounts)
+          for (const [state, n] of Object.entries(c)) counts[state] = (counts[state] ?? 0) + n;
+        const firsts = oldest.flatMap((jobs) => jobs.slice(0, 1).map((j) => j.timestamp));
         return {
           queue: name,
           counts,
-          oldestAgeSeconds: first ? Math.max(0, now() - first.timestamp) / 1000 : 0,
+          shardCounts,
+          oldestAgeSeconds: firsts.length ? Math.max(0, now() - Math.min(...firsts)) / 1000 : 0,
           runs: statuses.filter((s): s is RunStatus => s !== null),
         };
       }),
@@ -123,12 +138,30 @@ export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions):
     },
   });
 
-  gauge('conveyor_queue_jobs', 'Jobs in the queue by BullMQ state.', ['queue', 'state'], (g, s) => {
-    for (const q of s) for (const [state, n] of Object.entries(q.counts)) g.set({ queue: q.queue, state }, n);
-  });
+  gauge(
+    'conveyor_queue_jobs',
+    'Jobs in the queue by BullMQ state (summed over its shards).',
+    ['queue', 'state'],
+    (g, s) => {
+      for (const q of s)
+        for (const [state, n] of Object.entries(q.counts)) g.set({ queue: q.queue, state }, n);
+    },
+  );
+  gauge(
+    'conveyor_queue_shard_jobs',
+    "Jobs in each shard's BullMQ queue by state (shard 0 alone when the queue is not sharded).",
+    ['queue', 'shard', 'state'],
+    (g, s) => {
+      for (const q of s)
+        q.shardCounts.forEach((counts, shard) => {
+          for (const [state, n] of Object.entries(counts))
+            g.set({ queue: q.queue, shard: String(shard), state }, n);
+        });
+    },
+  );
   gauge(
     'conveyor_queue_oldest_job_age_seconds',
-    'Age of the oldest job waiting to start (0 when none waits).',
+    'Age of the oldest job waiting to start on any shard (0 when none waits).',
     ['queue'],
     (g, s) => {
       for (const q of s) g.set({ queue: q.queue }, q.oldestAgeSeconds);
@@ -145,6 +178,17 @@ export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions):
     (g, s) =>
       eachRun(s, (l, r) => {
         for (const state of RUN_JOB_STATES) g.set({ ...l, state }, r.jobs[state]);
+      }),
+  );
+  gauge(
+    'conveyor_run_shard_jobs',
+    "A run's jobs on each shard: produced (acknowledged), completed, failed, unfinished.",
+    ['queue', 'run', 'shard', 'state'],
+    (g, s) =>
+      eachRun(s, (l, r) => {
+        for (const shard of r.shards)
+          for (const state of RUN_JOB_STATES)
+            g.set({ ...l, shard: String(shard.index), state }, shard[state]);
       }),
   );
   gauge('conveyor_producers', "A run's producers by state.", ['queue', 'run', 'state'], (g, s) =>
@@ -199,7 +243,8 @@ export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions):
 
   let closing: Promise<void> | undefined;
   return {
-    close: () => (closing ??= Promise.all([...queues.values()].map((q) => q.close())).then(() => undefined)),
+    close: () =>
+      (closing ??= Promise.all([...queues.values()].flat().map((q) => q.close())).then(() => undefined)),
   };
 }
 

@@ -1,0 +1,15 @@
+import { describe, it } from 'vitest';
+import { runScenario } from './run-scenario.js';
+
+describe('chaos: Redis Cluster, the queue over 3 shards', () => {
+  it(
+    '19 the baseline passes unchanged on a 3-master cluster with SHARDS=3',
+    () => runScenario('cluster-baseline'),
+    120_000,
+  );
+  it(
+    '20 a master SIGKILLed mid-run: its replica takes over, the run joins once, every loss visible',
+    () => runScenario('cluster-failover'),
+    180_000,
+  );
+});
