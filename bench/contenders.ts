@@ -53,8 +53,8 @@ const contenderScript = (file: string) => resolve(projectRoot, 'dist', 'bench', 
  * --outDir), so a concurrent `npm run build` cannot swap the code under a running benchmark.
  */
 export const conveyorBuildDir = resolve(projectRoot, 'dist', 'bench', 'app');
-const conveyorScript = (role: 'producers' | 'consumers') => resolve(conveyorBuildDir, role, 'main.js');
-const noopJobModule = contenderScript('noop-job');
+export const conveyorScript = (role: 'producers' | 'consumers') => resolve(conveyorBuildDir, role, 'main.js');
+export const noopJobModule = contenderScript('noop-job');
 
 const contenderEnv = (spec: RunSpec): Record<string, string> => ({
   REDIS_URL: spec.redisUrl,

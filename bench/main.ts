@@ -1,12 +1,12 @@
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { findRedisServer, NO_REDIS_SERVER_MESSAGE, startRedisServer } from '../shared/redis-server.js';
 import { projectRoot } from '../shared/roles.js';
+import { buildBenchApps } from './build.js';
 import { barChartSvg } from './chart.js';
-import { contenders, conveyorBuildDir, type ContenderName, type RunSpec } from './contenders.js';
+import { contenders, type ContenderName, type RunSpec } from './contenders.js';
 import { runMemory, runOnce } from './measure.js';
 import { parseBenchArgs, USAGE, type BenchOptions } from './options.js';
 import { killAll } from './proc.js';
@@ -34,7 +34,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     process.stderr.write(`bench: ${NO_REDIS_SERVER_MESSAGE}\n`);
     return 1;
   }
-  if (opts.build) build();
+  if (opts.build) buildBenchApps();
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const outFile = resolve(opts.out ?? join(projectRoot, 'bench', 'results', `${stamp}.json`));
@@ -180,19 +180,6 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     await killAll();
     await redis.quit().catch(() => redis.disconnect());
     await server.stop();
-  }
-}
-
-/** Compiles the conveyor roles (tsconfig.build.json) and the bench-only contenders under dist/bench/. */
-function build(): void {
-  const tsc = join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc');
-  const steps = [
-    ['-p', 'tsconfig.build.json', '--outDir', conveyorBuildDir],
-    ['-p', join('bench', 'tsconfig.contenders.json')],
-  ];
-  for (const args of steps) {
-    const r = spawnSync(process.execPath, [tsc, ...args], { cwd: projectRoot, stdio: 'inherit' });
-    if (r.status !== 0) throw new Error(`tsc ${args.join(' ')} failed`);
   }
 }
 

@@ -85,6 +85,8 @@ export type ShardRunKeys = {
   keyed: string;
   /** Hash: producer id → how many of its jobs this shard acknowledged. */
   producedBy: string;
+  /** Hash: open job id → when the join check first found its BullMQ job gone (ms, Redis clock). */
+  gone: string;
   /** Prefix of a producer's in-flight set (ids sent to Redis, not yet acknowledged). */
   inflightPrefix: string;
   /** BullMQ's per-job key prefix for this shard. */
@@ -113,6 +115,7 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
     early: `${base}:early`,
     keyed: `${base}:keyed`,
     producedBy: `${base}:produced-by`,
+    gone: `${base}:gone`,
     inflightPrefix: `${base}:inflight:`,
     jobPrefix: shardJobPrefix(shard),
   };

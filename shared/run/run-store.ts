@@ -98,7 +98,7 @@ export class RunStore {
   ): Promise<unknown> {
     const k = this.shardKeys[shard];
     if (!k) throw new RangeError(`shard ${shard} of ${this.shards.length}`);
-    const keys = [k.meta, k.open, k.early, k.keyed, k.producedBy];
+    const keys = [k.meta, k.open, k.early, k.keyed, k.producedBy, k.gone];
     return shardScripts[script](this.redis, keys, [k.inflightPrefix, k.jobPrefix, ...args]);
   }
 

@@ -6,7 +6,7 @@
  * A run's state is split by Redis Cluster slot. The run's own scripts touch only the queue's slot:
  * KEYS = [meta, producers, leases, runIndex], ARGV[1] = events channel, arguments from ARGV[2].
  * Each shard's scripts touch only that shard's slot (beside its BullMQ keys):
- * KEYS = [shard meta, open, early, keyed, producedBy], ARGV[1] = in-flight set prefix,
+ * KEYS = [shard meta, open, early, keyed, producedBy, gone], ARGV[1] = in-flight set prefix,
  * ARGV[2] = BullMQ job key prefix, arguments from ARGV[3].
  *
  * The join stays exact across slots because every fact that crosses between them only ever moves
@@ -96,15 +96,22 @@ local function settle_lost(pid)
 end
 
 -- Jobs BullMQ finished whose consumer died before reporting them: read the outcome from BullMQ.
--- A job whose hash is gone was removed by hand (or trimmed after finishing): count it as removed.
+-- A job whose hash is gone was removed by hand, or trimmed after finishing (removeOnComplete) while
+-- its report was still on the way: it counts as removed only if it stays gone and unreported.
 local function reconcile(limit, now)
   local open = redis.call('SCARD', KEYS[2])
   if open == 0 or open > limit then return open end
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     local jk = ARGV[2] .. id
     if redis.call('EXISTS', jk) == 0 then
-      redis.call('SREM', KEYS[2], id)
-      redis.call('HINCRBY', KEYS[1], 'removed', 1)
+      local since = tonumber(redis.call('HGET', KEYS[6], id))
+      if not since then
+        redis.call('HSET', KEYS[6], id, now)
+      elseif since < now - RECONCILE_GRACE_MS then
+        redis.call('SREM', KEYS[2], id)
+        redis.call('HDEL', KEYS[6], id)
+        redis.call('HINCRBY', KEYS[1], 'removed', 1)
+      end
     else
       local finished = tonumber(redis.call('HGET', jk, 'finishedOn'))
       -- A live consumer reports within milliseconds; the grace keeps the check from racing it.
@@ -129,6 +136,7 @@ local function close(now)
       failed = tonumber(m[3]) or 0, removed = tonumber(m[4]) or 0,
       unexpected = redis.call('SCARD', KEYS[3])})
     redis.call('HSET', KEYS[1], 'closedAt', now, 'closedTotals', totals)
+    redis.call('DEL', KEYS[6])
   end
   return {'closed', redis.call('HGET', KEYS[1], 'closedTotals')}
 end

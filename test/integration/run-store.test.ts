@@ -67,11 +67,34 @@ describe('RunStore: the join decision', () => {
     const [id] = await producer.putMany([sleepJob(1)]);
     expect((await producer.done()).join.reason).toBe('jobs-unfinished');
     await q.remove(id!);
-    expect((await run.tryJoin()).joinedNow).toBe(true);
+    // Gone and unreported stays unfinished for the grace a live consumer's report may take.
+    expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
+    const joined = await pollUntil('the removed job to be counted', async () => {
+      const j = await run.tryJoin();
+      return j.joined ? j : undefined;
+    });
+    expect(joined.joinedNow).toBe(true);
     expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
       produced: 1,
       removed: 1,
       completed: 0,
+    });
+  });
+
+  it('counts a job trimmed by removeOnComplete before its report arrived as completed, not removed', async () => {
+    const { q, run, producer } = await openRun();
+    const [id] = await producer.putMany([sleepJob(1)]);
+    await producer.done();
+    // BullMQ finished and trimmed the job; the consumer's batched report is still on its way.
+    await q.remove(id!);
+    expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
+    const report = await run.recordFinished(0, [{ id: id!, outcome: 'completed' }]);
+    expect(report).toMatchObject({ counted: 1, duplicates: 0, join: { joinedNow: true } });
+    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
+      produced: 1,
+      completed: 1,
+      removed: 0,
+      duplicateFinishes: 0,
     });
   });
 
