@@ -23,12 +23,21 @@ import {
 } from './access.js';
 import type { DashboardConfig } from './config.js';
 import { LiveRuns } from './live-runs.js';
+import { readQueueDepth } from './queue-depth.js';
 
 export type DashboardDeps = {
-  config: Pick<DashboardConfig, 'readOnly' | 'access' | 'leaseMs' | 'pollMs' | 'historyMs' | 'runId'>;
+  config: Pick<
+    DashboardConfig,
+    'queue' | 'readOnly' | 'access' | 'leaseMs' | 'pollMs' | 'historyMs' | 'runId'
+  >;
   redis: RedisClient;
-  queue: Queue<JobData>;
-  /** BullMQ events for the queue (drained moments); optional, counts are watched without it. */
+  /** One BullMQ queue per shard of `config.queue`, in shard order (`openQueues`). */
+  queues: readonly Queue<JobData>[];
+  /**
+   * BullMQ events for the queue (drained moments); optional, counts are watched without it. Only
+   * for an unsharded queue: each shard has its own event stream, and one shard draining is not the
+   * queue draining.
+   */
   queueEvents?: QueueEvents;
   log: Logger;
   /** Served at `/metrics` when given (see shared/metrics/run-metrics.ts). */
@@ -62,13 +71,18 @@ function runParam(req: Request): string | undefined | null {
  * stream under `/api`, cancel actions, and Bull Board at `/queues`.
  */
 export function createApp(deps: DashboardDeps): Dashboard {
-  const { config, redis, queue, log } = deps;
+  const { config, redis, queues, log } = deps;
+  const queue = config.queue;
+  if (queues.length === 0) throw new Error('createApp needs the BullMQ queue of each shard (openQueues).');
+  if (queues.length > 1 && deps.queueEvents)
+    throw new Error('queueEvents covers one BullMQ queue: leave it out for a sharded queue.');
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   const live = new LiveRuns({
     redis,
     queue,
+    queues,
     queueEvents: deps.queueEvents,
     log,
     leaseMs: config.leaseMs,
@@ -138,7 +152,15 @@ export function createApp(deps: DashboardDeps): Dashboard {
   const board = new ExpressAdapter();
   board.setBasePath('/queues');
   createBullBoard({
-    queues: [new BullMQAdapter(queue, { readOnlyMode: config.readOnly, allowRetries: !config.readOnly })],
+    // Bull Board keys each adapter by its BullMQ queue name, which differs per shard (`q#0`, `q#1`...).
+    queues: queues.map(
+      (q, i) =>
+        new BullMQAdapter(q, {
+          readOnlyMode: config.readOnly,
+          allowRetries: !config.readOnly,
+          description: queues.length > 1 ? `shard ${i} of ${queues.length} of conveyor queue "${queue}"` : '',
+        }),
+    ),
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'conveyor', showMetrics: true, hideDocsLink: true } },
   });
@@ -157,7 +179,8 @@ export function createApp(deps: DashboardDeps): Dashboard {
 
   app.get('/api/info', (_req, res) => {
     res.json({
-      queue: queue.name,
+      queue,
+      shards: queues.map((q, index) => ({ index, name: q.name })),
       readOnly: config.readOnly,
       actions: !config.readOnly,
       access: config.access.kind,
@@ -165,7 +188,10 @@ export function createApp(deps: DashboardDeps): Dashboard {
     });
   });
   app.get('/api/runs', async (_req, res) => {
-    res.json(await listRuns(redis, queue.name));
+    res.json(await listRuns(redis, queue));
+  });
+  app.get('/api/queue', async (_req, res) => {
+    res.json({ queue, ...(await readQueueDepth(queues)) });
   });
   app.get('/api/status', async (req, res) => {
     const asked = runParam(req);
@@ -173,10 +199,10 @@ export function createApp(deps: DashboardDeps): Dashboard {
       res.status(400).json({ error: '?run= must be a run id (letters, digits, "_", "." or "-")' });
       return;
     }
-    const runId = asked ?? config.runId ?? (await listRuns(redis, queue.name, 1))[0];
-    const status = runId === undefined ? null : await readRunStatus(redis, queue.name, runId, config.leaseMs);
+    const runId = asked ?? config.runId ?? (await listRuns(redis, queue, 1))[0];
+    const status = runId === undefined ? null : await readRunStatus(redis, queue, runId, config.leaseMs);
     if (!status) {
-      res.status(404).json({ error: `no run ${runId ? `"${runId}" ` : ''}on queue "${queue.name}"` });
+      res.status(404).json({ error: `no run ${runId ? `"${runId}" ` : ''}on queue "${queue}"` });
       return;
     }
     res.json(status);
@@ -206,9 +232,9 @@ export function createApp(deps: DashboardDeps): Dashboard {
       res.status(400).json({ error: '"run" must be a run id' });
       return null;
     }
-    const run = new RunStore(redis, queue.name, runId);
+    const run = new RunStore(redis, queue, runId, queues.length);
     if (!(await run.exists())) {
-      res.status(404).json({ error: `no run "${runId}" on queue "${queue.name}"` });
+      res.status(404).json({ error: `no run "${runId}" on queue "${queue}"` });
       return null;
     }
     const reason =

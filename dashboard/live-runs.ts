@@ -4,9 +4,20 @@ import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from '../shared/logger.js';
 import type { JobData } from '../shared/queue.js';
 import { listRuns, readRunStatus, type RunStatus } from '../shared/run/status.js';
+import { readQueueDepth, type ShardDepth } from './queue-depth.js';
 
-/** Queue depth at one moment (queue-wide: every run on the queue shares these lists). */
-export type DepthSample = { t: number; waiting: number; active: number; delayed: number; failed: number };
+/**
+ * Queue depth at one moment (queue-wide: every run on the queue shares these lists, summed over the
+ * queue's shards). `shards`: each shard's waiting jobs, only when the queue has more than one.
+ */
+export type DepthSample = {
+  t: number;
+  waiting: number;
+  active: number;
+  delayed: number;
+  failed: number;
+  shards?: number[];
+};
 
 /** What every client of a watched run receives on each tick. */
 export type LiveUpdate = {
@@ -14,6 +25,8 @@ export type LiveUpdate = {
   runs: string[];
   status: RunStatus | null;
   depth: DepthSample;
+  /** Each shard's BullMQ counts, in shard order (one entry when the queue is not sharded). */
+  shards: ShardDepth[];
   /** Finished jobs per second over the last RATE_WINDOW_MS. */
   rate: number | null;
   /** Seconds until the jobs produced so far are finished, at `rate`. */
@@ -25,8 +38,14 @@ export type LiveUpdate = {
 
 export type LiveRunsOptions = {
   redis: RedisClient;
-  queue: Queue<JobData>;
-  /** Source of BullMQ's "drained" events; without it drained moments are inferred from the counts. */
+  /** The conveyor queue's name (its runs are listed under it). */
+  queue: string;
+  /** One BullMQ queue per shard of `queue`, in shard order. */
+  queues: readonly Queue<JobData>[];
+  /**
+   * Source of BullMQ's "drained" events; without it drained moments are inferred from the counts (a
+   * sharded queue has no single event stream: it drains when the sum over its shards reaches 0).
+   */
   queueEvents?: QueueEvents;
   log: Logger;
   leaseMs: number;
@@ -106,21 +125,22 @@ class RunWatcher {
   }
 
   private async read(): Promise<LiveUpdate> {
-    const { redis, queue, leaseMs } = this.opts;
-    const runs = await listRuns(redis, queue.name);
+    const { redis, queue, queues, leaseMs } = this.opts;
+    const runs = await listRuns(redis, queue);
     const runId = this.key || this.opts.defaultRunId || runs[0] || null;
-    const [status, counts] = await Promise.all([
-      runId ? readRunStatus(redis, queue.name, runId, leaseMs) : Promise.resolve(null),
-      queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed'),
+    const [status, { total, shards }] = await Promise.all([
+      runId ? readRunStatus(redis, queue, runId, leaseMs) : Promise.resolve(null),
+      readQueueDepth(queues),
     ]);
     const now = status?.observedAt ?? Date.now();
     const prev = this.history.at(-1);
     const depth: DepthSample = {
       t: now,
-      waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0),
-      active: counts.active ?? 0,
-      delayed: counts.delayed ?? 0,
-      failed: counts.failed ?? 0,
+      waiting: total.waiting,
+      active: total.active,
+      delayed: total.delayed,
+      failed: total.failed,
+      ...(shards.length > 1 ? { shards: shards.map((s) => s.waiting) } : {}),
     };
     this.history.push(depth);
     while (this.history.length > 0 && this.history[0]!.t < now - this.opts.historyMs) this.history.shift();
@@ -142,7 +162,7 @@ class RunWatcher {
     }
     const drained = [...this.drainedLog(), ...this.inferredDrained].sort((a, b) => a - b).slice(-MAX_DRAINED);
     this.inferredDrained.splice(0, Math.max(0, this.inferredDrained.length - MAX_DRAINED));
-    return { runId, runs, status, depth, rate, etaSeconds, drained, error: null };
+    return { runId, runs, status, depth, shards, rate, etaSeconds, drained, error: null };
   }
 }
 
@@ -152,7 +172,8 @@ function send(res: Response, event: string, data: unknown): void {
 
 /**
  * Live state for the page over Server-Sent Events: one poller per watched run (not per client),
- * reading the run's status and the queue's counts every `pollMs` and pushing them to that run's clients.
+ * reading the run's status and the counts of every shard of the queue every `pollMs` and pushing them
+ * to that run's clients.
  */
 export class LiveRuns {
   private readonly watchers = new Map<string, RunWatcher>();

@@ -4,7 +4,7 @@ import { queuePrefix } from '../shared/keys.js';
 import { registerDefaultMetrics } from '../shared/metrics/process-metrics.js';
 import { registerRunMetrics } from '../shared/metrics/run-metrics.js';
 import { startProcess } from '../shared/process.js';
-import { openQueue } from '../shared/queue.js';
+import { openQueues } from '../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
 import { createApp } from './app.js';
@@ -15,32 +15,36 @@ const started = startProcess('dashboard', loadDashboardConfig, process);
 if (started) {
   const { config, log } = started;
   const redis = createRedis(config, log, 'conveyor:dashboard');
+  const queues = openQueues(config.queue, config.shards, redis);
+  // BullMQ's "drained" is per BullMQ queue: with shards, one draining says nothing about the queue, so
+  // the live page infers drained from the summed counts instead of listening to k event streams.
   // QueueEvents blocks on its stream, so it gets a connection of its own.
-  const eventsRedis = createRedis(config, log, 'conveyor:dashboard-events');
-  const queue = openQueue(config.queue, redis);
-  const queueEvents = new QueueEvents(config.queue, {
-    connection: eventsRedis,
-    prefix: queuePrefix(config.queue),
-  });
-  queueEvents.on('error', (err) => log.debug({ err: err.message }, 'queue events error'));
+  const eventsRedis = config.shards === 1 ? createRedis(config, log, 'conveyor:dashboard-events') : undefined;
+  const queueEvents = eventsRedis
+    ? new QueueEvents(config.queue, { connection: eventsRedis, prefix: queuePrefix(config.queue) })
+    : undefined;
+  queueEvents?.on('error', (err) => log.debug({ err: err.message }, 'queue events error'));
   const metrics = new Registry();
   registerDefaultMetrics(metrics, 'dashboard');
   const runMetrics = registerRunMetrics(metrics, {
     redis,
-    queues: [config.queue],
+    queues: [{ name: config.queue, shards: config.shards }],
     leaseMs: config.leaseMs,
     log,
   });
-  const dashboard = createApp({ config, redis, queue, queueEvents, log, metrics, watchDefault: true });
+  const dashboard = createApp({ config, redis, queues, queueEvents, log, metrics, watchDefault: true });
   let http: RunningServer | undefined;
   let stopping = false;
   const close = makeCloser(
     () => [
       { name: 'http', run: () => http?.close() ?? Promise.resolve(dashboard.close()) },
-      { name: 'queue-events', run: () => queueEvents.close() },
+      { name: 'queue-events', run: () => queueEvents?.close() ?? Promise.resolve() },
       { name: 'metrics', run: () => runMetrics.close() },
-      { name: 'queue', run: () => queue.close() },
-      { name: 'redis', run: () => Promise.all([closeRedis(eventsRedis), closeRedis(redis)]) },
+      { name: 'queues', run: () => Promise.all(queues.map((q) => q.close())) },
+      {
+        name: 'redis',
+        run: () => Promise.all([eventsRedis ? closeRedis(eventsRedis) : undefined, closeRedis(redis)]),
+      },
     ],
     log,
     Math.max(1_000, Math.floor(config.shutdownGraceMs / 2)),
@@ -54,7 +58,12 @@ if (started) {
   });
   try {
     log.info(
-      { redis: redactUrl(config.redisUrl), queue: config.queue, readOnly: config.readOnly },
+      {
+        redis: redactUrl(config.redisUrl),
+        queue: config.queue,
+        shards: config.shards,
+        readOnly: config.readOnly,
+      },
       'dashboard starting',
     );
     // Serve at once (healthz answers, readyz says 503) rather than wait for Redis in silence.

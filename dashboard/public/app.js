@@ -98,6 +98,17 @@ function drawChart() {
   for (const d of current.drained || []) {
     if (d >= t0 && d <= t1) add('line', { class: 'drain', x1: x(d), x2: x(d), y1: T, y2: H - B });
   }
+  // A sharded queue: one thin line per shard's waiting jobs, drawn first so the totals stay on top.
+  const shards = samples[samples.length - 1].shards || [];
+  $('legend-shards').hidden = shards.length < 2;
+  for (let i = 0; i < shards.length && shards.length > 1; i++) {
+    const points = samples.filter((s) => s.shards && s.shards[i] !== undefined);
+    add('polyline', {
+      class: 'shard',
+      'data-shard': i,
+      points: points.map((s) => `${x(s.t).toFixed(1)},${y(s.shards[i]).toFixed(1)}`).join(' '),
+    });
+  }
   for (const k of SERIES) {
     add('polyline', {
       class: k,
@@ -218,6 +229,37 @@ function renderTables(u) {
   );
 }
 
+/** Shown only for a sharded queue: each shard's BullMQ counts beside the run's numbers there. */
+function renderShards(u) {
+  const shards = u.shards || [];
+  const runShards = u.status && u.status.shards ? u.status.shards.length : shards.length;
+  if (runShards !== shards.length)
+    showError(
+      `Run ${u.runId} is spread over ${runShards} shard(s) but this dashboard reads ${shards.length}: ` +
+        `start it with SHARDS=${runShards} to see the run's queue depth.`,
+    );
+  $('shards-card').hidden = shards.length < 2;
+  if (shards.length < 2) return;
+  const run = new Map(((u.status && u.status.shards) || []).map((s) => [s.index, s]));
+  $('shards').tBodies[0].replaceChildren(
+    ...shards.map((q) => {
+      const r = run.get(q.index);
+      return el(
+        'tr',
+        { 'data-shard': String(q.index) },
+        el('td', { class: 'num' }, q.index),
+        el('td', {}, q.name),
+        el('td', { class: 'num' }, q.waiting),
+        el('td', { class: 'num' }, q.active),
+        el('td', { class: 'num' }, q.completed),
+        el('td', { class: 'num' }, q.failed),
+        el('td', { class: 'num' }, r ? r.unfinished : '–'),
+        el('td', {}, r ? (r.closed ? 'yes' : 'no') : '–'),
+      );
+    }),
+  );
+}
+
 function renderRuns(u) {
   const select = $('run-select');
   $('run-picker').hidden = u.runs.length < 2;
@@ -250,6 +292,7 @@ function onUpdate(u) {
   renderRun(u);
   renderDrained(u);
   renderTables(u);
+  renderShards(u);
   renderRuns(u);
   drawChart();
   $('updated').textContent = time(Date.now());

@@ -5,10 +5,13 @@ import type { Redis } from 'ioredis';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../shared/roles.js';
+import { createProducer } from '../../producers/producer.js';
+import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
+import { jobOptions, openQueues } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { makeDashboard, type TestDashboard } from './harness.js';
+import { dropShardKeys, makeDashboard, type TestDashboard } from './harness.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const artifacts = resolve(projectRoot, 'test', 'artifacts');
@@ -57,6 +60,7 @@ describe('dashboard in a real browser', () => {
     await dash?.close();
     dash = undefined;
     await dropQueue(redis, queue);
+    await dropShardKeys(redis, queue);
     redis.disconnect();
     rmSync(profile, { recursive: true, force: true });
     expect(leaked, 'processes left running by the test').toEqual([]);
@@ -133,6 +137,8 @@ describe('dashboard in a real browser', () => {
       'cancelled',
     ]);
     expect(await page.locator('#depth-chart polyline').count()).toBe(4);
+    // One BullMQ queue: no shard table, no per-shard lines.
+    expect(await page.isHidden('#shards-card')).toBe(true);
     // BullMQ said "drained" at least once (when the last job finished), shown apart from the join.
     await pollUntil('a drained moment on the page', async () =>
       /\d\d:\d\d:\d\d/.test((await page.textContent('#drained-list')) ?? '') ? true : undefined,
@@ -141,5 +147,58 @@ describe('dashboard in a real browser', () => {
     await page.screenshot({ path: join(artifacts, 'dashboard.png'), fullPage: true });
     expect(problems, 'errors in the page').toEqual([]);
     expect(foreign, 'requests leaving the dashboard').toEqual([]);
+  });
+
+  it('SHARDS=3: a per-shard table beside the totals, and one thin depth line per shard', async () => {
+    browser = await launchChromium(profile);
+    const run = new RunStore(redis, queue, 's', 3);
+    await run.create(1);
+    await run.registerProducer('p1', { host: 'test-host', pid: 1 }, 10_000);
+    const shards = openQueues(queue, 3, redis);
+    const producer = createProducer({
+      queues: shards,
+      run,
+      registry: new JobRegistry(builtinJobs),
+      producerId: 'p1',
+      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 100, keepFailed: 100 }),
+    });
+    await producer.putMany(
+      Array.from({ length: 7 }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: 0 } })),
+    );
+    // Shard 1's jobs finish in the run and the producer is done: shard 1 closes, 0 and 2 wait.
+    const onShard1 = await shards[1]!.getWaiting();
+    await run.recordFinished(
+      1,
+      onShard1.map((j) => ({ id: j.id!, outcome: 'completed' as const })),
+    );
+    await producer.done();
+    await Promise.all(shards.map((q) => q.close()));
+
+    dash = makeDashboard(queue, { SHARDS: '3', DASHBOARD_POLL_MS: '200' });
+    const { url } = await dash.listen();
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    await page.goto(`${url}/?run=s`);
+    await page.waitForSelector('#shards tbody tr[data-shard="2"]');
+    const rows = await Promise.all(
+      (await page.locator('#shards tbody tr').all()).map((tr) => tr.locator('td').allTextContents()),
+    );
+    // shard, BullMQ queue, waiting, active, completed, failed, unfinished (run), closed
+    expect(rows).toEqual([
+      ['0', `${queue}#0`, '3', '0', '0', '0', '3', 'no'],
+      ['1', `${queue}#1`, '2', '0', '0', '0', '0', 'yes'],
+      ['2', `${queue}#2`, '2', '0', '0', '0', '2', 'no'],
+    ]);
+    expect(await page.textContent('#n-produced')).toBe('7');
+    expect(await page.textContent('#n-unfinished')).toBe('5');
+    expect(await page.isVisible('#legend-shards')).toBe(true);
+    await pollUntil('the chart to draw', async () =>
+      Number(await page.getAttribute('#depth-chart', 'data-points')) >= 2 ? true : undefined,
+    );
+    expect(await page.locator('#depth-chart polyline:not(.shard)').count()).toBe(4);
+    expect(await page.locator('#depth-chart polyline.shard').count()).toBe(3);
+    await page.screenshot({ path: join(artifacts, 'dashboard-shards.png'), fullPage: true });
+    expect(problems, 'errors in the page').toEqual([]);
   });
 });

@@ -8,12 +8,13 @@ import { createProducer } from '../../producers/producer.js';
 import { ConfigError } from '../../shared/config.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { createLogger } from '../../shared/logger.js';
-import { jobOptions, openQueue } from '../../shared/queue.js';
+import { jobOptions, openQueue, openQueues } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { makeDashboard, readEvents, type SseEvent, type TestDashboard } from './harness.js';
+import type { LiveUpdate } from '../../dashboard/live-runs.js';
+import { dropShardKeys, makeDashboard, readEvents, type SseEvent, type TestDashboard } from './harness.js';
 
 const registry = new JobRegistry(builtinJobs);
 const retry = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
@@ -38,6 +39,7 @@ describe('dashboard', () => {
     await dash?.close();
     dash = undefined;
     await dropQueue(redis, queue);
+    await dropShardKeys(redis, queue);
     redis.disconnect();
     expect(leaked, 'processes left running by the test').toEqual([]);
   });
@@ -90,6 +92,84 @@ describe('dashboard', () => {
       .get('/assets/app.js')
       .expect(200)
       .expect('content-type', /javascript/);
+  });
+
+  it('SHARDS=3: per-shard queue counts and run numbers beside their sums, and every shard in Bull Board', async () => {
+    const run = new RunStore(redis, queue, 's', 3);
+    await run.create(1);
+    await run.registerProducer('p1', { host: 'test-host', pid: 1 }, 10_000);
+    const shards = openQueues(queue, 3, redis);
+    const producer = createProducer({ queues: shards, run, registry, producerId: 'p1', jobOptions: retry });
+    await producer.putMany(
+      Array.from({ length: 7 }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: 0 } })),
+    );
+    await producer.flush();
+    // Shard 1's jobs are finished in the run and the producer is done: shard 1 closes, 0 and 2 wait.
+    const onShard1 = await shards[1]!.getWaiting();
+    await run.recordFinished(
+      1,
+      onShard1.map((j) => ({ id: j.id!, outcome: 'completed' as const })),
+    );
+    await producer.done();
+    await Promise.all(shards.map((q) => q.close()));
+    const names = [0, 1, 2].map((i) => `${queue}#${i}`);
+
+    const d = open({ SHARDS: '3' });
+    const { app } = d.dashboard;
+    const status = (await request(app).get('/api/status?run=s').expect(200)).body as RunStatus;
+    expect(status.jobs).toMatchObject({ produced: 7, completed: 2, unfinished: 5 });
+    expect(status.shards).toEqual([
+      { index: 0, name: names[0], produced: 3, completed: 0, failed: 0, unfinished: 3, closed: false },
+      { index: 1, name: names[1], produced: 2, completed: 2, failed: 0, unfinished: 0, closed: true },
+      { index: 2, name: names[2], produced: 2, completed: 0, failed: 0, unfinished: 2, closed: false },
+    ]);
+    // BullMQ itself still holds all seven jobs (nothing consumed them): the queue's view, per shard.
+    const depth = (await request(app).get('/api/queue').expect(200)).body as Record<string, unknown>;
+    expect(depth).toEqual({
+      queue,
+      total: { waiting: 7, active: 0, delayed: 0, completed: 0, failed: 0 },
+      shards: [3, 2, 2].map((waiting, index) => ({
+        index,
+        name: names[index],
+        waiting,
+        active: 0,
+        delayed: 0,
+        completed: 0,
+        failed: 0,
+      })),
+    });
+    expect((await request(app).get('/api/info').expect(200)).body).toMatchObject({
+      queue,
+      shards: names.map((name, index) => ({ index, name })),
+    });
+
+    // The live page's event stream: the total for the chart, each shard's counts and waiting history.
+    const { url } = await d.listen();
+    const update = (await readEvents(`${url}/api/events?run=s`, (e) => e.event === 'update'))
+      .data as LiveUpdate;
+    expect(update.depth).toMatchObject({ waiting: 7, active: 0, shards: [3, 2, 2] });
+    expect(update.shards.map((s) => [s.name, s.waiting])).toEqual([
+      [names[0], 3],
+      [names[1], 2],
+      [names[2], 2],
+    ]);
+    expect(update.status?.shards.map((s) => s.unfinished)).toEqual([3, 0, 2]);
+
+    // Bull Board lists one queue per shard, each with its own jobs.
+    const board = (await request(app).get('/queues/api/queues').expect(200)).body as {
+      queues: { name: string; description?: string; counts: Record<string, number> }[];
+    };
+    const listed = board.queues.map((q) => [q.name, q.counts.waiting, q.description]);
+    expect(listed.sort()).toEqual([
+      [names[0], 3, `shard 0 of 3 of conveyor queue "${queue}"`],
+      [names[1], 2, `shard 1 of 3 of conveyor queue "${queue}"`],
+      [names[2], 2, `shard 2 of 3 of conveyor queue "${queue}"`],
+    ]);
+    const jobs = await request(app)
+      .get(`/queues/api/queues?activeQueue=${encodeURIComponent(names[2]!)}&status=waiting&page=1`)
+      .expect(200);
+    const shown = (jobs.body as { queues: { name: string; jobs: unknown[] }[] }).queues;
+    expect(shown.find((q) => q.name === names[2])?.jobs).toHaveLength(2);
   });
 
   it('/readyz answers 503 when Redis is unreachable', async () => {

@@ -5,7 +5,7 @@ import { loadDashboardConfig } from '../../dashboard/config.js';
 import { startServer, type RunningServer } from '../../dashboard/server.js';
 import { queuePrefix } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
-import { openQueue } from '../../shared/queue.js';
+import { openQueues } from '../../shared/queue.js';
 import { connect, redisUrl } from '../helpers/redis.js';
 
 export type TestDashboard = {
@@ -19,8 +19,9 @@ export type TestDashboard = {
 };
 
 /**
- * A dashboard on its own connection for `queue`, configured from `env` like `dashboard/main.ts` does;
- * with `queueEvents`, drained moments come from BullMQ's event stream as in production.
+ * A dashboard on its own connection for `queue`, configured from `env` like `dashboard/main.ts` does
+ * (`SHARDS` in `env` spreads it over that many BullMQ queues); with `queueEvents` (unsharded only),
+ * drained moments come from BullMQ's event stream as in production.
  */
 export function makeDashboard(
   queue: string,
@@ -34,13 +35,13 @@ export function makeDashboard(
     ...env,
   });
   const redis = connect();
-  const q = openQueue(queue, redis);
+  const queues = openQueues(queue, config.shards, redis);
   const eventsRedis = opts.queueEvents ? connect() : undefined;
   const queueEvents = eventsRedis
     ? new QueueEvents(queue, { connection: eventsRedis, prefix: queuePrefix(queue) })
     : undefined;
   const log = createLogger({ level: 'silent', service: 'test-dashboard' });
-  const dashboard = createApp({ config, redis, queue: q, queueEvents, log });
+  const dashboard = createApp({ config, redis, queues, queueEvents, log });
   let server: RunningServer | undefined;
   return {
     dashboard,
@@ -52,10 +53,23 @@ export function makeDashboard(
       dashboard.close();
       await queueEvents?.close();
       eventsRedis?.disconnect();
-      await q.close();
+      await Promise.all(queues.map((q) => q.close()));
       redis.disconnect();
     },
   };
+}
+
+/**
+ * Deletes the keys of a sharded queue's shards (`{<queue>#<i>.<salt>}`), which `dropQueue`'s
+ * `{<queue>}` sweep does not reach.
+ */
+export async function dropShardKeys(redis: Redis, queue: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `{${queue}#*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await redis.del(...keys);
+  } while (cursor !== '0');
 }
 
 export type SseEvent = { event: string; data: unknown };

@@ -1,11 +1,15 @@
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createProducer } from '../../producers/producer.js';
+import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
+import { jobOptions, openQueues } from '../../shared/queue.js';
 import { freePort } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
 import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
+import { dropShardKeys } from '../dashboard/harness.js';
 
 describe('the dashboard process’s /metrics', () => {
   let redis: Redis;
@@ -15,7 +19,8 @@ describe('the dashboard process’s /metrics', () => {
     redis = connect();
     queue = testQueue();
   });
-  afterEach(() => releaseTestQueue(redis, queue));
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(() => releaseTestQueue(redis, queue, cleanups));
 
   it('serves queue and run metrics from Redis without the dashboard’s login', async () => {
     await new RunStore(redis, queue, 'd1').create(2);
@@ -43,6 +48,47 @@ describe('the dashboard process’s /metrics', () => {
     expect(page.status).toBe(401);
     await page.text();
 
+    dashboard.child.kill('SIGTERM');
+    expect((await exitOf(dashboard)).code).toBe(0);
+  });
+
+  it('SHARDS=3: the queue-wide depth is the sum of its shards, each shard has its own series', async () => {
+    cleanups.push(() => dropShardKeys(redis, queue));
+    const run = new RunStore(redis, queue, 's', 3);
+    await run.create(1);
+    await run.registerProducer('p1', { host: 'h', pid: 1 }, 10_000);
+    const shards = openQueues(queue, 3, redis);
+    cleanups.push(() => Promise.all(shards.map((q) => q.close())));
+    const producer = createProducer({
+      queues: shards,
+      run,
+      registry: new JobRegistry(builtinJobs),
+      producerId: 'p1',
+      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 10, keepFailed: 10 }),
+    });
+    await producer.putMany([0, 1, 2, 3].map((value) => ({ type: 'sleep', payload: { value, ms: 0 } })));
+    await producer.flush();
+    const port = await freePort();
+    const dashboard = spawnRole('dashboard', {
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      SHARDS: '3',
+      DASHBOARD_PORT: String(port),
+    });
+    await dashboard.waitFor(`dashboard: http://127.0.0.1:${port}`);
+    const m = await pollUntil('the dashboard to read Redis', async () => {
+      const metrics = await scrape(`http://127.0.0.1:${port}/metrics`);
+      return value(metrics, 'conveyor_redis_up', { service: 'dashboard' }) === 1 ? metrics : undefined;
+    });
+    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(4);
+    const waiting = ['0', '1', '2'].map((shard) =>
+      value(m, 'conveyor_queue_shard_jobs', { queue, shard, state: 'waiting' }),
+    );
+    expect(waiting).toEqual([2, 1, 1]);
+    const produced = ['0', '1', '2'].map((shard) =>
+      value(m, 'conveyor_run_shard_jobs', { queue, run: 's', shard, state: 'produced' }),
+    );
+    expect(produced).toEqual([2, 1, 1]);
     dashboard.child.kill('SIGTERM');
     expect((await exitOf(dashboard)).code).toBe(0);
   });

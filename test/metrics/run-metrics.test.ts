@@ -1,10 +1,12 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { registerRunMetrics, type RunMetrics } from '../../shared/metrics/run-metrics.js';
-import { jobOptions, openQueue } from '../../shared/queue.js';
+import { shardForKey } from '../../shared/keys.js';
+import { jobOptions, openQueue, openQueues } from '../../shared/queue.js';
 import { freePort } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import type { ConsumerRecord } from '../../shared/run/types.js';
@@ -12,6 +14,7 @@ import { promtool } from '../helpers/prometheus-server.js';
 import { parseMetrics, series, typeOf, value } from '../helpers/prometheus-text.js';
 import { connect, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
+import { dropShardKeys } from '../dashboard/harness.js';
 
 const LEASE_MS = 10_000;
 let redis: Redis;
@@ -80,7 +83,10 @@ describe('run metrics from Redis', () => {
     expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(3);
     expect(value(m, 'conveyor_queue_jobs', { queue, state: 'active' })).toBe(0);
     expect(value(m, 'conveyor_queue_oldest_job_age_seconds', { queue })).toBe(42);
+    // Per-shard series exist for an unsharded queue too: its one shard, 0.
+    expect(value(m, 'conveyor_queue_shard_jobs', { queue, shard: '0', state: 'waiting' })).toBe(3);
     const r = { queue, run: 'r1' };
+    expect(value(m, 'conveyor_run_shard_jobs', { ...r, shard: '0', state: 'produced' })).toBe(3);
     expect(value(m, 'conveyor_run_jobs', { ...r, state: 'produced' })).toBe(3);
     expect(value(m, 'conveyor_run_jobs', { ...r, state: 'unfinished' })).toBe(3);
     expect(value(m, 'conveyor_run_jobs', { ...r, state: 'completed' })).toBe(0);
@@ -111,6 +117,67 @@ describe('run metrics from Redis', () => {
     expect(value(m, 'conveyor_run_joined', r)).toBe(1);
     const joinedAt = Number(await redis.hget(run.keys.meta, 'joinedAt'));
     expect(value(m, 'conveyor_run_joined_timestamp_seconds', r)).toBe(joinedAt / 1000);
+  });
+
+  it('a queue over 3 shards: queue-wide sums, the oldest job of any shard, and per-shard queue and run series', async () => {
+    // Shard keys live under `{<queue>#<i>.<salt>}`, which the teardown's `{<queue>}` sweep misses.
+    cleanups.push(() => dropShardKeys(redis, queue));
+    const run = new RunStore(redis, queue, 'r1', 3);
+    await run.create(1);
+    await run.registerProducer('p1', { host: 'h', pid: 1 }, LEASE_MS);
+    const shards = openQueues(queue, 3, redis);
+    cleanups.push(() => Promise.all(shards.map((q) => q.close())));
+    const producer = createProducer({
+      queues: shards,
+      run,
+      registry: new JobRegistry(builtinJobs),
+      producerId: 'p1',
+      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 10, keepFailed: 10 }),
+    });
+    // The oldest job goes to shard 2 (a shard key routes it there), the next six round-robin: 2/2/3.
+    const toShard2 = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) => shardForKey(k, 3) === 2)!;
+    await producer.put('sleep', { value: 0, ms: 0 }, { shardKey: toShard2 });
+    await producer.flush();
+    await sleep(20);
+    await producer.putMany([1, 2, 3, 4, 5, 6].map((value) => ({ type: 'sleep', payload: { value, ms: 0 } })));
+    await producer.flush();
+    const waiting = await Promise.all(shards.map((q) => q.getWaiting()));
+    expect(waiting.map((jobs) => jobs.length)).toEqual([2, 2, 3]);
+    const oldest = Math.min(...waiting[2]!.map((j) => j.timestamp));
+    expect(Math.min(...[...waiting[0]!, ...waiting[1]!].map((j) => j.timestamp))).toBeGreaterThan(oldest);
+
+    const registry = new Registry();
+    collector(registry, { queues: [{ name: queue, shards: 3 }], now: () => oldest + 42_000 });
+    let m = await parseMetrics(await registry.metrics());
+    const perShard = (name: string, labels: Record<string, string>) =>
+      ['0', '1', '2'].map((shard) => value(m, name, { ...labels, shard }));
+    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(7);
+    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'active' })).toBe(0);
+    expect(perShard('conveyor_queue_shard_jobs', { queue, state: 'waiting' })).toEqual([2, 2, 3]);
+    expect(perShard('conveyor_queue_shard_jobs', { queue, state: 'failed' })).toEqual([0, 0, 0]);
+    expect(value(m, 'conveyor_queue_oldest_job_age_seconds', { queue })).toBe(42);
+    const r = { queue, run: 'r1' };
+    expect(value(m, 'conveyor_run_jobs', { ...r, state: 'produced' })).toBe(7);
+    expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'produced' })).toEqual([2, 2, 3]);
+    expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'unfinished' })).toEqual([2, 2, 3]);
+
+    // Shard 1's jobs finish (one fails) and the producer is done: the run's numbers move on shard 1 only.
+    await run.recordFinished(
+      1,
+      waiting[1]!.map((j, i) => ({
+        id: j.id!,
+        outcome: i === 0 ? ('failed' as const) : ('completed' as const),
+      })),
+    );
+    await producer.done();
+    m = await parseMetrics(await registry.metrics());
+    expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'completed' })).toEqual([0, 1, 0]);
+    expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'failed' })).toEqual([0, 1, 0]);
+    expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'unfinished' })).toEqual([2, 0, 3]);
+    expect(value(m, 'conveyor_run_jobs', { ...r, state: 'unfinished' })).toBe(5);
+    expect(value(m, 'conveyor_run_joined', r)).toBe(0);
+    const lint = promtool(['check', 'metrics'], await registry.metrics());
+    expect(lint.output).toBe('');
   });
 
   it('lists only the latest runs, and passes promtool’s lint', async () => {
