@@ -5,13 +5,13 @@ import { loadProducerConfig } from '../../producers/config.js';
 import { loadDashboardConfig } from '../../dashboard/config.js';
 import { bool, ConfigError, int, name, parseEnv, type Env } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
-import { openQueue } from '../../shared/queue.js';
+import { openQueues } from '../../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
 import {
   findRedisServer,
   NO_REDIS_SERVER_MESSAGE,
+  startRedisCluster,
   startRedisServer,
-  type RedisServerHandle,
 } from '../../shared/redis-server.js';
 import { roleCommand, type Role } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
@@ -21,7 +21,8 @@ import { joinSummary, progressLine } from './progress.js';
 
 /**
  * `npm start`: the seed's main() as processes. Starts a private Redis when REDIS_URL is unset, creates
- * a run, starts the dashboard (DASHBOARD_PORT, else a free port), launches PRODUCERS producer and
+ * a run (DEMO_CLUSTER=n: a local Redis Cluster of n masters, each with a replica, the queue spread
+ * over SHARDS, by default n, shards), starts the dashboard (DASHBOARD_PORT, else a free port), launches PRODUCERS producer and
  * CONSUMERS consumer processes, shows live progress, prints the join, stops the dashboard (or keeps it
  * until Ctrl-C with DEMO_KEEP_DASHBOARD=true), and exits 0 when every process exited 0.
  */
@@ -37,6 +38,7 @@ async function main(env: Env): Promise<number> {
         DASHBOARD_PORT: int(3000, 0, 65_535),
         DEMO_DASHBOARD: bool(true),
         DEMO_KEEP_DASHBOARD: bool(false),
+        DEMO_CLUSTER: int(0, 0, 16),
       },
       env,
     );
@@ -49,21 +51,38 @@ async function main(env: Env): Promise<number> {
   }
   const log = createLogger({ level: env.LOG_LEVEL ?? 'info', service: 'demo', pretty: process.stderr.isTTY });
 
-  let server: RedisServerHandle | undefined;
+  let server: { stop(): Promise<void> } | undefined;
   let redisUrl = env.REDIS_URL;
+  let shards = env.SHARDS;
+  if (redisUrl && demo.DEMO_CLUSTER > 0) {
+    process.stderr.write('demo: DEMO_CLUSTER starts a local cluster, so it needs REDIS_URL unset\n');
+    return 2;
+  }
   if (!redisUrl) {
     const binary = findRedisServer(env.PATH ?? '');
     if (!binary) {
       process.stderr.write(`demo: ${NO_REDIS_SERVER_MESSAGE}\n`);
       return 1;
     }
-    server = await startRedisServer({ binary });
-    redisUrl = server.url;
-    process.stdout.write(`Started a private Redis at ${redisUrl} (set REDIS_URL to use your own).\n`);
+    if (demo.DEMO_CLUSTER > 0) {
+      const cluster = await startRedisCluster({ binary, masters: demo.DEMO_CLUSTER, replicas: 1 });
+      server = cluster;
+      redisUrl = cluster.url;
+      shards ??= String(demo.DEMO_CLUSTER);
+      process.stdout.write(
+        `Started a local Redis Cluster: ${demo.DEMO_CLUSTER} masters, each with a replica, at ${redisUrl}; the queue is spread over ${shards} shards.\n`,
+      );
+    } else {
+      const single = await startRedisServer({ binary });
+      server = single;
+      redisUrl = single.url;
+      process.stdout.write(`Started a private Redis at ${redisUrl} (set REDIS_URL to use your own).\n`);
+    }
   }
   const childEnv: Env = {
     ...env,
     REDIS_URL: redisUrl,
+    ...(shards === undefined ? {} : { SHARDS: shards }),
     RUN_ID: demo.RUN_ID,
     PRODUCERS: String(demo.PRODUCERS),
     LOG_LEVEL: demo.CHILD_LOG_LEVEL,
@@ -84,12 +103,12 @@ async function main(env: Env): Promise<number> {
   }
 
   const redis = createRedis(producerConfig, log, 'conveyor:demo');
-  const queue = openQueue(producerConfig.queue, redis);
+  const queues = openQueues(producerConfig.queue, producerConfig.shards, redis);
   const children: { label: string; child: ChildProcess; exit: Promise<number | null> }[] = [];
   let dashboard: DashboardChild | undefined;
   try {
     await waitUntilReady(redis, log);
-    const run = new RunStore(redis, producerConfig.queue, demo.RUN_ID);
+    const run = new RunStore(redis, producerConfig.queue, demo.RUN_ID, producerConfig.shards);
     await run.create(demo.PRODUCERS, producerConfig.leaseMs);
     const startedAt = Date.now();
     process.stdout.write(
@@ -149,13 +168,15 @@ async function main(env: Env): Promise<number> {
     let lastLine = '';
     let lastPrinted = 0;
     const show = async () => {
-      const [status, counts] = await Promise.all([
+      const [status, ...counts] = await Promise.all([
         readRunStatus(redis, producerConfig.queue, demo.RUN_ID, producerConfig.leaseMs),
-        queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active'),
+        ...queues.map((q) => q.getJobCounts('waiting', 'prioritized', 'delayed', 'active')),
       ]);
       if (!status) return null;
-      const depth =
-        (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0);
+      const depth = counts.reduce(
+        (n, c) => n + (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0) + (c.active ?? 0),
+        0,
+      );
       const line = progressLine(status, depth);
       if (tty) process.stdout.write(`\r\x1b[K${line}`);
       else if (line !== lastLine && Date.now() - lastPrinted > 1_000) {
@@ -204,7 +225,7 @@ async function main(env: Env): Promise<number> {
     for (const { child } of children)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await dashboard?.stop(2_000);
-    await queue.close();
+    await Promise.all(queues.map((q) => q.close()));
     await closeRedis(redis);
     await server?.stop();
   }

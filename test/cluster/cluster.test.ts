@@ -8,9 +8,10 @@ import { createLogger } from '../../shared/logger.js';
 import { openQueues } from '../../shared/queue.js';
 import { closeRedis, createRedis, type RedisClient } from '../../shared/redis.js';
 import { startRedisCluster, type RedisClusterHandle } from '../../shared/redis-server.js';
+import { projectRoot } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
-import { exitOf, killLeftovers, spawnRole, type Spawned } from '../helpers/processes.js';
+import { exitOf, killLeftovers, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
 import { pollUntil, testQueue } from '../helpers/redis.js';
 
 const FAST = {
@@ -216,5 +217,36 @@ describe('on a real Redis Cluster (3 masters)', () => {
       for (const p of [consumer, producer])
         expect(p.output()).toContain('created with 3 shards; set SHARDS=3');
     });
+  });
+});
+
+describe('the demo on a local Redis Cluster (the README scale-out command)', () => {
+  afterEach(async () => {
+    expect(await killLeftovers()).toEqual([]);
+  });
+
+  it('DEMO_CLUSTER=3 starts 3 masters with replicas, spreads the queue over 3 shards, joins, exits 0', async () => {
+    const demo = spawnTracked(
+      'demo',
+      process.execPath,
+      ['--import', 'tsx', `${projectRoot}/scripts/demo/main.ts`],
+      {
+        ...FAST,
+        DEMO_CLUSTER: '3',
+        DEMO_DASHBOARD: 'false',
+        PRODUCERS: '2',
+        CONSUMERS: '2',
+        JOBS: '6',
+        PRODUCE_INTERVAL_MS: '20',
+        JOB_MS: '20',
+      },
+    );
+    expect((await exitOf(demo, 90_000)).code).toBe(0);
+    const out = demo.stdout();
+    expect(out).toContain('Started a local Redis Cluster: 3 masters, each with a replica');
+    expect(out).toContain('the queue is spread over 3 shards');
+    expect(out).toMatch(/run demo-\d+ joined at /);
+    expect(out).toContain('jobs: produced 12, completed 12, failed 0');
+    expect(out).toContain('All 4 processes exited 0.');
   });
 });
