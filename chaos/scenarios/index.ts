@@ -38,5 +38,6 @@ export const scenarios: readonly Scenario[] = [
   { id: 'tls-auth', run: tlsAndAuth },
   { id: 'acl', run: aclUser },
   { id: 'cluster-baseline', run: clusterBaseline },
-  { id: 'cluster-failover', run: clusterFailover },
+  { id: 'cluster-failover', run: clusterFailover(0) },
+  { id: 'cluster-failover-lagging', run: clusterFailover(2_000) },
 ];

@@ -12,4 +12,9 @@ describe('chaos: Redis Cluster, the queue over 3 shards', () => {
     () => runScenario('cluster-failover'),
     180_000,
   );
+  it(
+    '20b failover to a replica 2 s behind: what Redis forgot is reported as lostAcks, never a silent join',
+    () => runScenario('cluster-failover-lagging'),
+    180_000,
+  );
 });
