@@ -13,8 +13,8 @@ export function queuePrefix(queue: string): string {
 /**
  * One of the BullMQ queues a logical queue is spread over. With one shard it is the queue itself
  * (name and keys as without sharding); with k shards, shard i is BullMQ queue `<queue>#<i>` under a
- * hash tag chosen to fall in the i-th k-th of the slot space, which `redis-cli --cluster create`
- * gives to a different master when there are k masters.
+ * hash tag chosen to fall well inside the i-th k-th of the slot space, which `redis-cli --cluster
+ * create` gives to a different master when there are k masters.
  */
 export type Shard = {
   index: number;
@@ -30,8 +30,11 @@ export function queueShards(queue: string, count: number): Shard[] {
   if (count === 1)
     return [{ index: 0, name: queue, prefix: queuePrefix(queue), slot: calculateSlot(`{${queue}}`) }];
   return Array.from({ length: count }, (_, index) => {
-    const low = Math.floor((index * SLOTS) / count);
-    const high = Math.floor(((index + 1) * SLOTS) / count);
+    // The middle half of the i-th k-th of the slots: redis-cli rounds its range edges its own way,
+    // so a slot near an edge could belong to the neighbouring master.
+    const width = SLOTS / count;
+    const low = Math.ceil(index * width + width / 4);
+    const high = Math.floor((index + 1) * width - width / 4);
     // '#' never appears in a queue name, so no shard can collide with another queue's keys.
     const name = `${queue}#${index}`;
     for (let salt = 0; ; salt++) {
