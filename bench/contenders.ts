@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import { bullKeyPrefix, runKeys } from '../shared/keys.js';
 import { projectRoot } from '../shared/roles.js';
 import { spawnChild, sleep, type BenchChild } from './proc.js';
@@ -161,6 +162,23 @@ function rawContender(name: ContenderName, file: string, bullmq: boolean): Conte
   };
 }
 
+/** Each conveyor consumer writes its record (state idle) into the run just before its workers start. */
+export async function waitForIdleConsumers(
+  redis: RedisClient,
+  queue: string,
+  runId: string,
+  consumers: readonly BenchChild[],
+): Promise<void> {
+  const key = runKeys(queue, runId).consumers;
+  for (;;) {
+    const dead = consumers.find((c) => c.exited());
+    if (dead) throw new Error(`${dead.label} exited during start-up:\n${dead.stderr()}`);
+    const records = (await redis.hvals(key)).map((r) => JSON.parse(r) as { state: string });
+    if (records.length >= consumers.length && records.every((r) => r.state === 'idle')) return;
+    await sleep(25);
+  }
+}
+
 /** The real conveyor processes, compiled: they join the run and exit by themselves. */
 const conveyor: Contender = {
   name: 'conveyor',
@@ -205,17 +223,7 @@ const conveyor: Contender = {
       projectRoot,
     );
   },
-  ready: async (spec, consumers, redis) => {
-    // Each consumer writes its record (state idle) into the run just before its worker starts.
-    const key = runKeys(spec.queue, spec.runId).consumers;
-    for (;;) {
-      const dead = consumers.find((c) => c.exited());
-      if (dead) throw new Error(`${dead.label} exited during start-up:\n${dead.stderr()}`);
-      const records = (await redis.hvals(key)).map((r) => JSON.parse(r) as { state: string });
-      if (records.length >= consumers.length && records.every((r) => r.state === 'idle')) return;
-      await sleep(25);
-    }
-  },
+  ready: (spec, consumers, redis) => waitForIdleConsumers(redis, spec.queue, spec.runId, consumers),
   finish: async (_spec, consumers, producer) => {
     await expectCleanExit(producer);
     await Promise.all(consumers.map(expectCleanExit));

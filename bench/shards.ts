@@ -12,12 +12,12 @@ import {
   startRedisServer,
   type RedisServerHandle,
 } from '../shared/redis-server.js';
-import { queueShards, runKeys, shardJobPrefix } from '../shared/keys.js';
+import { queueShards, shardJobPrefix } from '../shared/keys.js';
 import { projectRoot } from '../shared/roles.js';
 import { readRunStatus } from '../shared/run/status.js';
 import { buildBenchApps } from './build.js';
 import { barChartSvg } from './chart.js';
-import { conveyorScript, noopJobModule } from './contenders.js';
+import { conveyorScript, noopJobModule, waitForIdleConsumers } from './contenders.js';
 import { killAll, sleep, spawnChild, within, type BenchChild } from './proc.js';
 import { spread, type Spread } from './stats.js';
 
@@ -230,7 +230,7 @@ async function runOnce(
           projectRoot,
         ),
       );
-    await within('consumers to start', 60_000, consumersIdle(target.client, queue, runId, consumers));
+    await within('consumers to start', 60_000, waitForIdleConsumers(target.client, queue, runId, consumers));
     await sleep(300);
     const cpuBefore = await Promise.all(target.servers.map((s) => redisCpuSeconds(s.admin)));
     const machineBefore = machineCpu();
@@ -299,23 +299,6 @@ async function runOnce(
     return { ...base, ok: false, error: err instanceof Error ? err.message : String(err) };
   } finally {
     await killAll();
-  }
-}
-
-/** Each consumer writes its record (state idle) into the run just before its workers start. */
-async function consumersIdle(
-  redis: RedisClient,
-  queue: string,
-  runId: string,
-  consumers: BenchChild[],
-): Promise<void> {
-  const key = runKeys(queue, runId).consumers;
-  for (;;) {
-    const dead = consumers.find((c) => c.exited());
-    if (dead) throw new Error(`${dead.label} exited during start-up:\n${dead.stderr()}`);
-    const records = (await redis.hvals(key)).map((r) => JSON.parse(r) as { state: string });
-    if (records.length >= consumers.length && records.every((r) => r.state === 'idle')) return;
-    await sleep(25);
   }
 }
 
