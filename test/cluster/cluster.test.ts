@@ -1,18 +1,15 @@
 import type { Cluster } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createProducer } from '../../producers/producer.js';
-import { builtinJobs } from '../../shared/jobs/index.js';
-import { JobRegistry } from '../../shared/jobs/registry.js';
-import { queueShards, shardJobPrefix } from '../../shared/keys.js';
+import { queueShards } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
-import { openQueues } from '../../shared/queue.js';
 import { closeRedis, createRedis, type RedisClient } from '../../shared/redis.js';
 import { startRedisCluster, type RedisClusterHandle } from '../../shared/redis-server.js';
 import { projectRoot } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
-import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
-import { exitOf, killLeftovers, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
-import { pollUntil, testQueue } from '../helpers/redis.js';
+import { runCoreScenario } from '../helpers/core-run.js';
+import { openShardedRun } from '../helpers/sharded-run.js';
+import { exitOf, killLeftovers, spawnRole, spawnTracked } from '../helpers/processes.js';
+import { testQueue } from '../helpers/redis.js';
 
 const FAST = {
   HEARTBEAT_MS: '200',
@@ -21,9 +18,6 @@ const FAST = {
   STALLED_INTERVAL_MS: '1000',
   KEEP_COMPLETED: '100000',
 };
-
-const joinedLines = (procs: Spawned[]) =>
-  procs.flatMap((p) => p.output().split('\n')).filter((l) => l.includes('"msg":"run joined"')).length;
 
 /** The master serving a slot, as `host:port`, from the cluster's own slot table. */
 async function masterOf(redis: RedisClient, slot: number): Promise<string> {
@@ -58,41 +52,14 @@ describe('on a real Redis Cluster (3 masters)', () => {
     expect(await killLeftovers()).toEqual([]);
   });
 
-  it('producers and consumers run a job run to one join with exact totals', async () => {
-    const queue = testQueue();
-    const env = {
-      ...FAST,
-      REDIS_URL: cluster.url,
-      QUEUE: queue,
-      RUN_ID: 'c1',
-      PRODUCERS: '2',
-      JOBS: '5',
-      PRODUCE_INTERVAL_MS: '20',
-      JOB_MS: '20',
-    };
-    const procs: Spawned[] = [
-      spawnRole('consumer', { ...env, CONSUMER_ID: 'c1' }),
-      spawnRole('consumer', { ...env, CONSUMER_ID: 'c2' }),
-      spawnRole('producer', { ...env, PRODUCER_ID: 'p1' }),
-      spawnRole('producer', { ...env, PRODUCER_ID: 'p2' }),
-    ];
-    const exits = await Promise.all(procs.map((p) => exitOf(p, 45_000)));
-    expect(exits.map((e) => e.code)).toEqual([0, 0, 0, 0]);
-    const status = await readRunStatus(redis, queue, 'c1', 3_000);
-    expect(status?.join.state).toBe('joined');
-    expect(status?.jobs).toMatchObject({
-      produced: 10,
-      completed: 10,
-      failed: 0,
-      unfinished: 0,
-      duplicateFinishes: 0,
+  it('the core end-to-end run passes unchanged on the cluster, unsharded', async () => {
+    await runCoreScenario({
+      redis,
+      env: { ...FAST, REDIS_URL: cluster.url, QUEUE: testQueue(), RUN_ID: 'c1' },
+      timeoutMs: 45_000,
     });
-    expect(status?.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);
-    const joinedLines = procs
-      .flatMap((p) => p.output().split('\n'))
-      .filter((l) => l.includes('"msg":"run joined"'));
-    expect(joinedLines).toHaveLength(1);
   });
+
   describe('SHARDS=3: one queue spread over the three masters', () => {
     const shards = 3;
 
@@ -104,83 +71,19 @@ describe('on a real Redis Cluster (3 masters)', () => {
     });
 
     it('the core end-to-end run passes unchanged: staggered producers, one join, exact totals', async () => {
-      const queue = testQueue();
-      const env = {
-        ...FAST,
-        REDIS_URL: cluster.url,
-        QUEUE: queue,
-        SHARDS: String(shards),
-        RUN_ID: 's1',
-        PRODUCERS: '3',
-        JOBS: '4',
-        PRODUCE_INTERVAL_MS: '30',
-        JOB_MS: '40',
-      };
-      const status = async (): Promise<RunStatus> => {
-        const s = await readRunStatus(redis, queue, 's1', 3_000);
-        if (!s) throw new Error('run not found');
-        return s;
-      };
-      const consumers = ['c1', 'c2'].map((id) =>
-        spawnRole('consumer', { ...env, CONSUMER_ID: id }, { label: id }),
-      );
-      const producers: Spawned[] = [];
-      for (const id of ['p1', 'p2', 'p3']) {
-        const p = spawnRole('producer', { ...env, PRODUCER_ID: id }, { label: id });
-        producers.push(p);
-        expect((await exitOf(p, 45_000)).code).toBe(0);
-        if (id !== 'p3') {
-          // Every shard may be empty, but a producer that has not started holds the join back.
-          await pollUntil('jobs so far to finish', async () =>
-            (await status()).jobs.unfinished === 0 ? true : undefined,
-          );
-          expect((await status()).join).toMatchObject({ state: 'pending', waitingFor: 'producers-missing' });
-          expect((await status()).shards.every((sh) => !sh.closed)).toBe(true);
-        }
-      }
-      const exits = await Promise.all(consumers.map((c) => exitOf(c, 45_000)));
-      expect(exits.map((e) => e.code)).toEqual([0, 0]);
-
-      const s = await status();
-      expect(s.join.state).toBe('joined');
-      expect(s.jobs).toMatchObject({
-        produced: 12,
-        completed: 12,
-        failed: 0,
-        unfinished: 0,
-        duplicateFinishes: 0,
+      const s = await runCoreScenario({
+        redis,
+        env: { ...FAST, REDIS_URL: cluster.url, QUEUE: testQueue(), SHARDS: String(shards), RUN_ID: 's1' },
+        timeoutMs: 45_000,
       });
-      expect(s.join.totals).toMatchObject({ produced: 12, completed: 12, failed: 0 });
-      expect(s.producers).toMatchObject({ expected: 3, done: 3, lost: 0 });
-      expect(s.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);
-      // Round-robin: 4 jobs a producer over 3 shards puts work on every shard, and each closed.
-      expect(s.shards).toHaveLength(shards);
-      for (const sh of s.shards) expect(sh).toMatchObject({ closed: true, unfinished: 0 });
+      // Round-robin: 4 jobs a producer over 3 shards puts work on every shard.
       expect(s.shards.every((sh) => sh.produced > 0)).toBe(true);
-      const completed = (
-        await Promise.all(
-          queueShards(queue, shards).map((sh) => redis.zrange(`${shardJobPrefix(sh)}completed`, '0', '-1')),
-        )
-      ).flat();
-      const expected = ['p1', 'p2', 'p3'].flatMap((p) => Array.from({ length: 4 }, (_, i) => `s1.${p}.${i}`));
-      expect(completed.sort()).toEqual(expected.sort());
-      expect(joinedLines([...consumers, ...producers])).toBe(1);
     });
 
     it('keeps jobs with the same shard key on one shard in put order, and an idempotency key once', async () => {
       const queue = testQueue();
-      const run = new RunStore(redis, queue, 'k1', shards);
-      await run.create(1);
-      await run.registerProducer('p1', { host: 'test', pid: process.pid }, 10_000);
-      const queues = openQueues(queue, shards, redis);
+      const { queues, producer, close } = await openShardedRun(redis, queue, 'k1', shards);
       try {
-        const producer = createProducer({
-          queues,
-          run,
-          registry: new JobRegistry(builtinJobs),
-          producerId: 'p1',
-          jobOptions: {},
-        });
         const put: Record<string, string[]> = { 'acct-1': [], 'acct-2': [] };
         for (let i = 0; i < 12; i++) {
           const key = i % 2 === 0 ? 'acct-1' : 'acct-2';
@@ -202,7 +105,7 @@ describe('on a real Redis Cluster (3 masters)', () => {
         expect(done.join.reason).toBe('jobs-unfinished');
         expect(done.join.detail).toBe(13);
       } finally {
-        await Promise.all(queues.map((q) => q.close()));
+        await close();
       }
     });
 

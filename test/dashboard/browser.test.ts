@@ -5,13 +5,11 @@ import type { Redis } from 'ioredis';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../shared/roles.js';
-import { createProducer } from '../../producers/producer.js';
-import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
-import { jobOptions, openQueues } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { dropShardKeys, makeDashboard, type TestDashboard } from './harness.js';
+import { makeDashboard, type TestDashboard } from './harness.js';
+import { openShardedRun } from '../helpers/sharded-run.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const artifacts = resolve(projectRoot, 'test', 'artifacts');
@@ -60,7 +58,6 @@ describe('dashboard in a real browser', () => {
     await dash?.close();
     dash = undefined;
     await dropQueue(redis, queue);
-    await dropShardKeys(redis, queue);
     redis.disconnect();
     rmSync(profile, { recursive: true, force: true });
     expect(leaked, 'processes left running by the test').toEqual([]);
@@ -151,17 +148,7 @@ describe('dashboard in a real browser', () => {
 
   it('SHARDS=3: a per-shard table beside the totals, and one thin depth line per shard', async () => {
     browser = await launchChromium(profile);
-    const run = new RunStore(redis, queue, 's', 3);
-    await run.create(1);
-    await run.registerProducer('p1', { host: 'test-host', pid: 1 }, 10_000);
-    const shards = openQueues(queue, 3, redis);
-    const producer = createProducer({
-      queues: shards,
-      run,
-      registry: new JobRegistry(builtinJobs),
-      producerId: 'p1',
-      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 100, keepFailed: 100 }),
-    });
+    const { run, queues: shards, producer } = await openShardedRun(redis, queue, 's', 3);
     await producer.putMany(
       Array.from({ length: 7 }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: 0 } })),
     );

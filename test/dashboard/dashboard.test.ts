@@ -8,13 +8,14 @@ import { createProducer } from '../../producers/producer.js';
 import { ConfigError } from '../../shared/config.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { createLogger } from '../../shared/logger.js';
-import { jobOptions, openQueue, openQueues } from '../../shared/queue.js';
+import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import type { LiveUpdate } from '../../dashboard/live-runs.js';
-import { dropShardKeys, makeDashboard, readEvents, type SseEvent, type TestDashboard } from './harness.js';
+import { makeDashboard, readEvents, type SseEvent, type TestDashboard } from './harness.js';
+import { openShardedRun } from '../helpers/sharded-run.js';
 
 const registry = new JobRegistry(builtinJobs);
 const retry = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
@@ -39,7 +40,6 @@ describe('dashboard', () => {
     await dash?.close();
     dash = undefined;
     await dropQueue(redis, queue);
-    await dropShardKeys(redis, queue);
     redis.disconnect();
     expect(leaked, 'processes left running by the test').toEqual([]);
   });
@@ -95,11 +95,13 @@ describe('dashboard', () => {
   });
 
   it('SHARDS=3: per-shard queue counts and run numbers beside their sums, and every shard in Bull Board', async () => {
-    const run = new RunStore(redis, queue, 's', 3);
-    await run.create(1);
-    await run.registerProducer('p1', { host: 'test-host', pid: 1 }, 10_000);
-    const shards = openQueues(queue, 3, redis);
-    const producer = createProducer({ queues: shards, run, registry, producerId: 'p1', jobOptions: retry });
+    const {
+      run,
+      queues: shards,
+      producer,
+    } = await openShardedRun(redis, queue, 's', 3, {
+      jobOptions: retry,
+    });
     await producer.putMany(
       Array.from({ length: 7 }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: 0 } })),
     );

@@ -59,19 +59,6 @@ export function makeDashboard(
   };
 }
 
-/**
- * Deletes the keys of a sharded queue's shards (`{<queue>#<i>.<salt>}`), which `dropQueue`'s
- * `{<queue>}` sweep does not reach.
- */
-export async function dropShardKeys(redis: Redis, queue: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `{${queue}#*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
-}
-
 export type SseEvent = { event: string; data: unknown };
 
 /**

@@ -5,7 +5,8 @@ import { openQueue } from '../../shared/queue.js';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../shared/redis-server.js';
 import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
-import { exitOf, killLeftovers, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
+import { exitOf, killLeftovers, spawnRole, spawnTracked } from '../helpers/processes.js';
+import { runCoreScenario } from '../helpers/core-run.js';
 import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
 
@@ -24,9 +25,6 @@ const FAST = {
   STALLED_INTERVAL_MS: '1000',
   KEEP_COMPLETED: '100000',
 };
-
-const joinedLines = (procs: Spawned[]) =>
-  procs.flatMap((p) => p.output().split('\n')).filter((l) => l.includes('"msg":"run joined"')).length;
 
 describe('end to end: real producer and consumer processes', () => {
   let redis: Redis;
@@ -50,39 +48,7 @@ describe('end to end: real producer and consumer processes', () => {
     producers.flatMap((p) => Array.from({ length: n }, (_, i) => `run1.${p}.${i}`)).sort();
 
   it('3 producers started at staggered times + 2 consumers: joined exactly once, totals exact, all exit 0', async () => {
-    const env = { ...base, PRODUCERS: '3', JOBS: '4', PRODUCE_INTERVAL_MS: '30', JOB_MS: '40' };
-    const consumers = ['c1', 'c2'].map((id) =>
-      spawnRole('consumer', { ...env, CONSUMER_ID: id }, { label: id }),
-    );
-    const producers: Spawned[] = [];
-    for (const id of ['p1', 'p2', 'p3']) {
-      const p = spawnRole('producer', { ...env, PRODUCER_ID: id }, { label: id });
-      producers.push(p);
-      expect((await exitOf(p)).code).toBe(0);
-      if (id !== 'p3') {
-        // Every job so far may be finished, but a producer that has not started holds the join back.
-        await pollUntil('jobs so far to finish', async () =>
-          (await status()).jobs.unfinished === 0 ? true : undefined,
-        );
-        expect((await status()).join).toMatchObject({ state: 'pending', waitingFor: 'producers-missing' });
-      }
-    }
-    const exits = await Promise.all(consumers.map((c) => exitOf(c)));
-    expect(exits.map((e) => e.code)).toEqual([0, 0]);
-
-    const s = await status();
-    expect(s.join.state).toBe('joined');
-    expect(s.jobs).toMatchObject({
-      produced: 12,
-      completed: 12,
-      failed: 0,
-      unfinished: 0,
-      duplicateFinishes: 0,
-    });
-    expect(s.producers).toMatchObject({ expected: 3, done: 3, lost: 0 });
-    expect(s.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);
-    expect(await completedIds()).toEqual(idsOf(['p1', 'p2', 'p3'], 4));
-    expect(joinedLines([...consumers, ...producers])).toBe(1);
+    await runCoreScenario({ redis, env: base });
   });
 
   it('a consumer SIGKILLed mid-job: another recovers its job and the run joins with exact totals', async () => {

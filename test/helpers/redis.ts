@@ -14,14 +14,19 @@ export function connect(url = redisUrl()): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false });
 }
 
-/** Deletes every key of a queue (BullMQ's and conveyor's share the queue's hash tag). */
+/**
+ * Deletes every key of a queue: BullMQ's and conveyor's share the queue's hash tag `{<queue>}`, and
+ * a sharded queue's shards live under `{<queue>#<i>.<salt>}`.
+ */
 export async function dropQueue(redis: Redis, queue: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${queuePrefix(queue)}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
+  for (const pattern of [`${queuePrefix(queue)}:*`, `{${queue}#*`]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  }
 }
 
 /** Polls `check` until it returns a non-undefined value, or fails naming what it waited for. */

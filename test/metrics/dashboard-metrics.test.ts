@@ -1,15 +1,12 @@
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createProducer } from '../../producers/producer.js';
-import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
-import { jobOptions, openQueues } from '../../shared/queue.js';
 import { freePort } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
 import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
-import { dropShardKeys } from '../dashboard/harness.js';
+import { openShardedRun } from '../helpers/sharded-run.js';
 
 describe('the dashboard process’s /metrics', () => {
   let redis: Redis;
@@ -53,19 +50,8 @@ describe('the dashboard process’s /metrics', () => {
   });
 
   it('SHARDS=3: the queue-wide depth is the sum of its shards, each shard has its own series', async () => {
-    cleanups.push(() => dropShardKeys(redis, queue));
-    const run = new RunStore(redis, queue, 's', 3);
-    await run.create(1);
-    await run.registerProducer('p1', { host: 'h', pid: 1 }, 10_000);
-    const shards = openQueues(queue, 3, redis);
-    cleanups.push(() => Promise.all(shards.map((q) => q.close())));
-    const producer = createProducer({
-      queues: shards,
-      run,
-      registry: new JobRegistry(builtinJobs),
-      producerId: 'p1',
-      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 10, keepFailed: 10 }),
-    });
+    const { producer, close } = await openShardedRun(redis, queue, 's', 3);
+    cleanups.push(close);
     await producer.putMany([0, 1, 2, 3].map((value) => ({ type: 'sleep', payload: { value, ms: 0 } })));
     await producer.flush();
     const port = await freePort();

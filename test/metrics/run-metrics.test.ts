@@ -6,7 +6,7 @@ import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { registerRunMetrics, type RunMetrics } from '../../shared/metrics/run-metrics.js';
 import { shardForKey } from '../../shared/keys.js';
-import { jobOptions, openQueue, openQueues } from '../../shared/queue.js';
+import { jobOptions, openQueue } from '../../shared/queue.js';
 import { freePort } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import type { ConsumerRecord } from '../../shared/run/types.js';
@@ -14,7 +14,7 @@ import { promtool } from '../helpers/prometheus-server.js';
 import { parseMetrics, series, typeOf, value } from '../helpers/prometheus-text.js';
 import { connect, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
-import { dropShardKeys } from '../dashboard/harness.js';
+import { openShardedRun } from '../helpers/sharded-run.js';
 
 const LEASE_MS = 10_000;
 let redis: Redis;
@@ -120,20 +120,15 @@ describe('run metrics from Redis', () => {
   });
 
   it('a queue over 3 shards: queue-wide sums, the oldest job of any shard, and per-shard queue and run series', async () => {
-    // Shard keys live under `{<queue>#<i>.<salt>}`, which the teardown's `{<queue>}` sweep misses.
-    cleanups.push(() => dropShardKeys(redis, queue));
-    const run = new RunStore(redis, queue, 'r1', 3);
-    await run.create(1);
-    await run.registerProducer('p1', { host: 'h', pid: 1 }, LEASE_MS);
-    const shards = openQueues(queue, 3, redis);
-    cleanups.push(() => Promise.all(shards.map((q) => q.close())));
-    const producer = createProducer({
-      queues: shards,
+    const {
       run,
-      registry: new JobRegistry(builtinJobs),
-      producerId: 'p1',
-      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 10, keepFailed: 10 }),
+      queues: shards,
+      producer,
+      close,
+    } = await openShardedRun(redis, queue, 'r1', 3, {
+      leaseMs: LEASE_MS,
     });
+    cleanups.push(close);
     // The oldest job goes to shard 2 (a shard key routes it there), the next six round-robin: 2/2/3.
     const toShard2 = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) => shardForKey(k, 3) === 2)!;
     await producer.put('sleep', { value: 0, ms: 0 }, { shardKey: toShard2 });
