@@ -4,20 +4,12 @@ import { queueShards } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
 import { closeRedis, createRedis, type RedisClient } from '../../shared/redis.js';
 import { startRedisCluster, type RedisClusterHandle } from '../../shared/redis-server.js';
-import { projectRoot } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { runCoreScenario } from '../helpers/core-run.js';
+import { FAST, runDemo } from '../helpers/demo.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
-import { exitOf, killLeftovers, spawnRole, spawnTracked } from '../helpers/processes.js';
+import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { testQueue } from '../helpers/redis.js';
-
-const FAST = {
-  HEARTBEAT_MS: '200',
-  LEASE_MS: '3000',
-  LOCK_MS: '2000',
-  STALLED_INTERVAL_MS: '1000',
-  KEEP_COMPLETED: '100000',
-};
 
 /** The master serving a slot, as `host:port`, from the cluster's own slot table. */
 async function masterOf(redis: RedisClient, slot: number): Promise<string> {
@@ -129,12 +121,8 @@ describe('the demo on a local Redis Cluster (the README scale-out command)', () 
   });
 
   it('DEMO_CLUSTER=3 starts 3 masters with replicas, spreads the queue over 3 shards, joins, exits 0', async () => {
-    const demo = spawnTracked(
-      'demo',
-      process.execPath,
-      ['--import', 'tsx', `${projectRoot}/scripts/demo/main.ts`],
+    const out = await runDemo(
       {
-        ...FAST,
         DEMO_CLUSTER: '3',
         DEMO_DASHBOARD: 'false',
         PRODUCERS: '2',
@@ -143,9 +131,8 @@ describe('the demo on a local Redis Cluster (the README scale-out command)', () 
         PRODUCE_INTERVAL_MS: '20',
         JOB_MS: '20',
       },
+      90_000,
     );
-    expect((await exitOf(demo, 90_000)).code).toBe(0);
-    const out = demo.stdout();
     expect(out).toContain('Started a local Redis Cluster: 3 masters, each with a replica');
     expect(out).toContain('the queue is spread over 3 shards');
     expect(out).toMatch(/run demo-\d+ joined at /);

@@ -7,6 +7,7 @@ import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, killLeftovers, spawnRole, spawnTracked } from '../helpers/processes.js';
 import { runCoreScenario } from '../helpers/core-run.js';
+import { FAST, runDemo } from '../helpers/demo.js';
 import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
 
@@ -16,15 +17,6 @@ function redisServerBinary(): string {
     throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
   return binary;
 }
-
-/** Fast protocol timings so crash recovery happens in seconds, not the production half-minute. */
-const FAST = {
-  HEARTBEAT_MS: '200',
-  LEASE_MS: '3000',
-  LOCK_MS: '2000',
-  STALLED_INTERVAL_MS: '1000',
-  KEEP_COMPLETED: '100000',
-};
 
 describe('end to end: real producer and consumer processes', () => {
   let redis: Redis;
@@ -240,21 +232,13 @@ describe('npm start (the demo)', () => {
   });
 
   it('starts its own Redis, runs producers and consumers to a join, and exits 0', async () => {
-    const demo = spawnTracked(
-      'demo',
-      process.execPath,
-      ['--import', 'tsx', `${projectRoot}/scripts/demo/main.ts`],
-      {
-        ...FAST,
-        PRODUCERS: '2',
-        CONSUMERS: '2',
-        JOBS: '3',
-        PRODUCE_INTERVAL_MS: '50',
-        JOB_MS: '50',
-      },
-    );
-    expect((await exitOf(demo, 60_000)).code).toBe(0);
-    const out = demo.stdout();
+    const out = await runDemo({
+      PRODUCERS: '2',
+      CONSUMERS: '2',
+      JOBS: '3',
+      PRODUCE_INTERVAL_MS: '50',
+      JOB_MS: '50',
+    });
     expect(out).toContain('Started a private Redis at redis://127.0.0.1:');
     expect(out).toMatch(/run demo-\d+ joined at /);
     expect(out).toContain('jobs: produced 6, completed 6, failed 0');
