@@ -70,7 +70,7 @@ type RunRecord = {
 /** A Redis server the harness resets between runs and reads CPU time from. */
 type Server = { port: number; admin: Redis };
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   let opts: Options | null;
   try {
     opts = parseOptions(argv);
@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const binary = findRedisServer(process.env.PATH ?? '');
+  const binary = findRedisServer(env.PATH ?? '');
   if (!binary) {
     process.stderr.write(`bench:shards: ${NO_REDIS_SERVER_MESSAGE}\n`);
     return 1;
@@ -356,4 +356,4 @@ function parseOptions(argv: string[]): Options | null {
   };
 }
 
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2), process.env);
