@@ -6,7 +6,7 @@ import type { JobRegistry } from '../shared/jobs/registry.js';
 import { queueShards } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { readJobData, type JobData } from '../shared/queue.js';
-import { parseRunEvent, RunStore } from '../shared/run/run-store.js';
+import { parseRunEvent, RunError, RunStore } from '../shared/run/run-store.js';
 import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
@@ -265,6 +265,19 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
             return;
           }
           if (!ending) await save(active.size > 0 ? 'busy' : 'idle');
+          if (!sawRun) {
+            // A run created after this consumer started may have another shard count: its jobs
+            // would sit on queues this consumer never reads.
+            const mismatch = await run.checkShards().then(
+              () => null,
+              (err: unknown) => (err instanceof RunError ? err : null),
+            );
+            if (mismatch) {
+              log.error(mismatch.message);
+              void end('abort', 'shard count differs from the run', config.shutdownGraceMs);
+              return;
+            }
+          }
           const attempt = await run.tryJoin();
           if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
           if (attempt.reason !== 'no-run') sawRun = true;

@@ -112,6 +112,16 @@ describe('on a real Redis Cluster (3 masters)', () => {
       for (const p of [consumer, producer])
         expect(p.output()).toContain('created with 3 shards; set SHARDS=3');
     });
+
+    it('stops a consumer started before the run once the run turns out to have another SHARDS', async () => {
+      const queue = testQueue();
+      const env = { ...FAST, REDIS_URL: cluster.url, QUEUE: queue, RUN_ID: 'm2', SHARDS: '1' };
+      const consumer = spawnRole('consumer', { ...env, CONSUMER_ID: 'early' });
+      await consumer.waitFor('consumer ready');
+      await new RunStore(redis, queue, 'm2', shards).create(1);
+      expect((await exitOf(consumer)).code).toBe(1);
+      expect(consumer.output()).toContain('created with 3 shards; set SHARDS=3');
+    });
   });
 });
 
