@@ -3,13 +3,22 @@ import { queuePrefix } from '../../shared/keys.js';
 import calculateSlot from 'cluster-key-slot';
 import { Session, sleep, until, type Row, type ScenarioContext } from '../session.js';
 import { finishRun, size } from './common.js';
-import { runBaseline } from './processes.js';
+import { runBaseline, runProducerKill } from './processes.js';
 
 const SHARDS = 3;
 
 /** 19. The baseline, unchanged, on a 3-master Redis Cluster with the queue spread over 3 shards. */
 export const clusterBaseline = (ctx: ScenarioContext): Promise<Row> =>
   runBaseline(ctx, '19 baseline on a Redis Cluster, SHARDS=3', {
+    cluster: { masters: 3, replicas: 0, shards: SHARDS },
+  });
+
+/**
+ * 21. Row 10 on the cluster: a producer SIGKILLed mid-run leaves ids in flight on every shard; each
+ * shard settles its share before it closes.
+ */
+export const clusterProducerKill = (ctx: ScenarioContext): Promise<Row> =>
+  runProducerKill(ctx, '21 producer SIGKILLed mid-run on a Redis Cluster, SHARDS=3', {
     cluster: { masters: 3, replicas: 0, shards: SHARDS },
   });
 

@@ -1,6 +1,6 @@
 import type { Row, ScenarioContext } from '../session.js';
 import { aclUser, tlsAndAuth } from './security.js';
-import { clusterBaseline, clusterFailover } from './cluster.js';
+import { clusterBaseline, clusterFailover, clusterProducerKill } from './cluster.js';
 import { badInput, idempotency, maxMemory } from './input.js';
 import {
   baseline,
@@ -40,4 +40,5 @@ export const scenarios: readonly Scenario[] = [
   { id: 'cluster-baseline', run: clusterBaseline },
   { id: 'cluster-failover', run: clusterFailover(0) },
   { id: 'cluster-failover-lagging', run: clusterFailover(2_000) },
+  { id: 'cluster-producer-kill', run: clusterProducerKill },
 ];

@@ -520,8 +520,16 @@ export async function redisLate(ctx: ScenarioContext): Promise<Row> {
 }
 
 /** 10. One of two producers SIGKILLed mid-run: its lease expires, it shows lost, its jobs still run. */
-export async function producerKill(ctx: ScenarioContext): Promise<Row> {
-  const s = await Session.open(ctx, '10 producer SIGKILLed mid-run');
+export const producerKill = (ctx: ScenarioContext): Promise<Row> =>
+  runProducerKill(ctx, '10 producer SIGKILLed mid-run');
+
+/** Row 10's run on the Session `open` gives it (one Redis, or a cluster with shards). */
+export async function runProducerKill(
+  ctx: ScenarioContext,
+  name: string,
+  open: Parameters<typeof Session.open>[2] = {},
+): Promise<Row> {
+  const s = await Session.open(ctx, name, open);
   try {
     const perProducer = size(ctx, 300, 5_000);
     const env = {

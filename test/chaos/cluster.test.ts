@@ -17,4 +17,9 @@ describe('chaos: Redis Cluster, the queue over 3 shards', () => {
     () => runScenario('cluster-failover-lagging'),
     180_000,
   );
+  it(
+    '21 a producer SIGKILLed mid-run: every shard settles its in-flight ids, the run joins with nothing lost',
+    () => runScenario('cluster-producer-kill'),
+    120_000,
+  );
 });
