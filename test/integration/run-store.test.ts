@@ -8,6 +8,7 @@ import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { connect, pollUntil, testQueue } from '../helpers/redis.js';
+import { openShardedRun } from '../helpers/sharded-run.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
 
 const registry = new JobRegistry(builtinJobs);
@@ -182,6 +183,52 @@ describe('RunStore: the join decision', () => {
     expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
     const fin = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }]);
     expect(fin.join.joinedNow).toBe(true);
+  });
+
+  it('with 3 shards: a lost producer is settled on every shard, and the run joins only when every shard closed', async () => {
+    const { run, queues, close } = await openShardedRun(redis, queue, 'r', 3, { leaseMs: 300 });
+    cleanups.push(close);
+    // The producer died mid-add on two shards: on each, one id reached BullMQ and one did not.
+    await run.markInflight(0, 'p1', ['r.p1.0', 'r.p1.3']);
+    await run.markInflight(2, 'p1', ['r.p1.2', 'r.p1.5']);
+    await queues[0]!.add(
+      'sleep',
+      { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } },
+      { jobId: 'r.p1.0' },
+    );
+    await queues[2]!.add(
+      'sleep',
+      { run: 'r', producer: 'p1', payload: { value: 2, ms: 0 } },
+      { jobId: 'r.p1.2' },
+    );
+    const lost = await pollUntil('the lease to expire', async () => {
+      const j = await run.tryJoin();
+      return j.reason === 'jobs-unfinished' ? j : undefined;
+    });
+    expect(lost.detail).toBe(2);
+    let status = await readRunStatus(redis, queue, 'r', 300);
+    expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
+    expect(status?.producers.list[0]?.produced).toBe(2);
+    expect(status?.shards.map((sh) => [sh.produced, sh.unfinished, sh.closed])).toEqual([
+      [1, 1, false],
+      [0, 0, true],
+      [1, 1, false],
+    ]);
+    // One shard finishing is not the run finishing.
+    expect((await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }])).join).toMatchObject({
+      reason: 'jobs-unfinished',
+      joined: false,
+    });
+    const last = await run.recordFinished(2, [{ id: 'r.p1.2', outcome: 'failed' }]);
+    expect(last.join.joinedNow).toBe(true);
+    status = await readRunStatus(redis, queue, 'r', 300);
+    expect(status?.join.totals).toEqual({
+      produced: 2,
+      completed: 1,
+      failed: 1,
+      removed: 0,
+      lostProducers: 1,
+    });
   });
 
   it('does not declare producers lost for a stretch when no process could reach Redis', async () => {
