@@ -4,6 +4,7 @@ import { RunStore } from '../shared/run/run-store.js';
 import type { FinishOutcome, JoinAttempt } from '../shared/run/types.js';
 
 const MAX_BATCH = 500;
+const MAX_STORES = 64;
 
 type Batch = { runId: string; shard: number; entries: { id: string; outcome: FinishOutcome }[] };
 
@@ -14,6 +15,8 @@ type Batch = { runId: string; shard: number; entries: { id: string; outcome: Fin
  */
 export class FinishRecorder {
   private readonly pending = new Map<string, Batch>();
+  // One store per run: building one derives every shard's keys, which need not happen per batch.
+  private readonly stores = new Map<string, RunStore>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private disposed = false;
@@ -46,9 +49,19 @@ export class FinishRecorder {
     return this.flushing;
   }
 
+  private storeFor(runId: string): RunStore {
+    let store = this.stores.get(runId);
+    if (!store) {
+      // A worker without RUN_ID serves run after run: keep only the latest few.
+      if (this.stores.size >= MAX_STORES) this.stores.delete(this.stores.keys().next().value!);
+      this.stores.set(runId, (store = new RunStore(this.redis, this.queue, runId, this.shards)));
+    }
+    return store;
+  }
+
   private async send(batches: Batch[]): Promise<void> {
     for (const { runId, shard, entries } of batches) {
-      const store = new RunStore(this.redis, this.queue, runId, this.shards);
+      const store = this.storeFor(runId);
       for (;;) {
         try {
           const r = await store.recordFinished(shard, entries);
