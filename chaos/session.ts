@@ -57,6 +57,8 @@ export class Session {
   readonly ledgerFile: string;
   readonly procs: ProcessGroup;
   readonly client: RedisClient;
+  /** The scenario's run, as every process of it sees it. */
+  readonly run: RunStore;
   /** When the first conveyor process of the run was started (ms). */
   t0 = Date.now();
   faults = 0;
@@ -98,6 +100,7 @@ export class Session {
         )
       : new Redis(redisUrl, { ...redisOptions, retryStrategy: () => 100, lazyConnect: true });
     this.client.on('error', () => undefined);
+    this.run = new RunStore(this.client, this.queue, this.runId, shards);
   }
 
   /** The scenario's single Redis, to crash, pause or restart. */
@@ -182,11 +185,7 @@ export class Session {
     const deadline = Date.now() + timeoutMs;
     // Looks at least once, so waitForJoin(0) is "has it joined yet?".
     for (;;) {
-      const [state, joinedAt] = await this.client.hmget(
-        `{${this.queue}}:${this.queue}:conveyor:run:${this.runId}:meta`,
-        'state',
-        'joinedAt',
-      );
+      const [state, joinedAt] = await this.client.hmget(this.run.keys.meta, 'state', 'joinedAt');
       if (state === 'joined') return Number(joinedAt);
       if (Date.now() >= deadline) return null;
       await sleep(everyMs);
@@ -194,7 +193,7 @@ export class Session {
   }
 
   async unfinished(): Promise<number> {
-    return new RunStore(this.client, this.queue, this.runId, this.shards).unfinished();
+    return this.run.unfinished();
   }
 
   audit(

@@ -18,12 +18,7 @@ function supervise(
   void (async () => {
     while (!stopped) {
       const live = s.procs.live('consumer').length;
-      if (
-        live < count &&
-        !(await s.client
-          .hget(`{${s.queue}}:${s.queue}:conveyor:run:${s.runId}:meta`, 'state')
-          .then((st) => st === 'joined'))
-      ) {
+      if (live < count && !(await s.run.isJoined())) {
         for (let i = live; i < count && !stopped; i++) {
           s.consumer(env);
           respawns++;
@@ -338,10 +333,8 @@ export function redisCrash(persistence: 'aof-always' | 'aof-everysec' | 'none') 
       s.producer(env);
       await until(
         async () =>
-          (await s.client
-            .hget(`{${s.queue}}:${s.queue}:conveyor:run:${s.runId}:meta`, 'produced')
-            .then(Number)) >=
-          jobs / 3,
+          // One Redis, one shard: the run's meta holds the shard's counters.
+          Number(await s.client.hget(s.run.keys.meta, 'produced')) >= jobs / 3,
         60_000,
       );
       await s.redis.crash();
