@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { findRedisServer, NO_REDIS_SERVER_MESSAGE } from '../shared/redis-server.js';
 import { projectRoot } from '../shared/roles.js';
 import { conveyorBuildDir } from './contenders.js';
 
@@ -14,4 +15,36 @@ export function buildBenchApps(): void {
     const r = spawnSync(process.execPath, [tsc, ...args], { cwd: projectRoot, stdio: 'inherit' });
     if (r.status !== 0) throw new Error(`tsc ${args.join(' ')} failed`);
   }
+}
+
+/**
+ * The start every bench command shares: its flags (usage on --help, exit 2 with usage on a bad
+ * flag), the redis-server binary it needs (exit 1 without one), and the compiled apps. Returns what
+ * to run with, or the exit code to end with.
+ */
+export function prepareBench<T extends { build: boolean }>(
+  name: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  parse: (argv: string[]) => T | null,
+  usage: string,
+): { opts: T; binary: string } | number {
+  let opts: T | null;
+  try {
+    opts = parse(argv);
+  } catch (err) {
+    process.stderr.write(`${name}: ${err instanceof Error ? err.message : String(err)}\n\n${usage}\n`);
+    return 2;
+  }
+  if (!opts) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const binary = findRedisServer(env.PATH ?? '');
+  if (!binary) {
+    process.stderr.write(`${name}: ${NO_REDIS_SERVER_MESSAGE}\n`);
+    return 1;
+  }
+  if (opts.build) buildBenchApps();
+  return { opts, binary };
 }

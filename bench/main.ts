@@ -2,13 +2,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
-import { findRedisServer, NO_REDIS_SERVER_MESSAGE, startRedisServer } from '../shared/redis-server.js';
+import { startRedisServer } from '../shared/redis-server.js';
 import { projectRoot } from '../shared/roles.js';
-import { buildBenchApps } from './build.js';
+import { prepareBench } from './build.js';
 import { barChartSvg } from './chart.js';
 import { contenders, type ContenderName, type RunSpec } from './contenders.js';
 import { runMemory, runOnce } from './measure.js';
-import { parseBenchArgs, USAGE, type BenchOptions } from './options.js';
+import { parseBenchArgs, USAGE } from './options.js';
 import { killAll } from './proc.js';
 import { redisVersion } from './redis-info.js';
 import { chartPanels, formatSummary, summarize, type Results } from './report.js';
@@ -18,23 +18,9 @@ import { chartPanels, formatSummary, summarize, type Results } from './report.js
  * producer and consumer processes running compiled JavaScript against a private redis-server.
  */
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let opts: BenchOptions | null;
-  try {
-    opts = parseBenchArgs(argv);
-  } catch (err) {
-    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}\n`);
-    return 2;
-  }
-  if (!opts) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  const binary = findRedisServer(env.PATH ?? '');
-  if (!binary) {
-    process.stderr.write(`bench: ${NO_REDIS_SERVER_MESSAGE}\n`);
-    return 1;
-  }
-  if (opts.build) buildBenchApps();
+  const prepared = prepareBench('bench', argv, env, parseBenchArgs, USAGE);
+  if (typeof prepared === 'number') return prepared;
+  const { opts, binary } = prepared;
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const outFile = resolve(opts.out ?? join(projectRoot, 'bench', 'results', `${stamp}.json`));

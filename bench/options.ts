@@ -60,7 +60,8 @@ function list<T extends string>(raw: string | undefined, allowed: readonly T[], 
   return items as T[];
 }
 
-function count(raw: string | undefined, flag: string): number | null {
+/** A flag's whole number (at least 1), or null when the flag was not given. */
+export function count(raw: string | undefined, flag: string): number | null {
   if (raw === undefined) return null;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1)

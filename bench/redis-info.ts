@@ -42,6 +42,12 @@ export async function commandStats(redis: Redis): Promise<CommandStat[]> {
   return stats.sort((a, b) => b.usec - a.usec);
 }
 
+/** CPU seconds (user + system) the server has used since it started, from INFO cpu. */
+export async function cpuSeconds(redis: Redis): Promise<number> {
+  const info = parseInfo(await redis.info('cpu'));
+  return Number(info.get('used_cpu_user') ?? 0) + Number(info.get('used_cpu_sys') ?? 0);
+}
+
 export async function redisVersion(redis: Redis): Promise<string> {
   return parseInfo(await redis.info('server')).get('redis_version') ?? '?';
 }

@@ -5,20 +5,16 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { createLogger } from '../shared/logger.js';
 import { closeRedis, createRedis, type RedisClient } from '../shared/redis.js';
-import {
-  findRedisServer,
-  NO_REDIS_SERVER_MESSAGE,
-  startRedisCluster,
-  startRedisServer,
-  type RedisServerHandle,
-} from '../shared/redis-server.js';
+import { startRedisCluster, startRedisServer, type RedisServerHandle } from '../shared/redis-server.js';
 import { queueShards, shardJobPrefix } from '../shared/keys.js';
 import { projectRoot } from '../shared/roles.js';
 import { readRunStatus } from '../shared/run/status.js';
-import { buildBenchApps } from './build.js';
+import { prepareBench } from './build.js';
 import { barChartSvg } from './chart.js';
 import { conveyorScript, noopJobModule, waitForIdleConsumers } from './contenders.js';
 import { killAll, sleep, spawnChild, within, type BenchChild } from './proc.js';
+import { count } from './options.js';
+import { cpuSeconds } from './redis-info.js';
 import { spread, type Spread } from './stats.js';
 
 const USAGE = `Usage: npm run bench:shards -- [options]
@@ -71,23 +67,9 @@ type RunRecord = {
 type Server = { port: number; admin: Redis };
 
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let opts: Options | null;
-  try {
-    opts = parseOptions(argv);
-  } catch (err) {
-    process.stderr.write(`bench:shards: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}\n`);
-    return 2;
-  }
-  if (!opts) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  const binary = findRedisServer(env.PATH ?? '');
-  if (!binary) {
-    process.stderr.write(`bench:shards: ${NO_REDIS_SERVER_MESSAGE}\n`);
-    return 1;
-  }
-  if (opts.build) buildBenchApps();
+  const prepared = prepareBench('bench:shards', argv, env, parseOptions, USAGE);
+  if (typeof prepared === 'number') return prepared;
+  const { opts, binary } = prepared;
   const started = Date.now();
   const say = (msg: string) =>
     process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
@@ -232,7 +214,7 @@ async function runOnce(
       );
     await within('consumers to start', 60_000, waitForIdleConsumers(target.client, queue, runId, consumers));
     await sleep(300);
-    const cpuBefore = await Promise.all(target.servers.map((s) => redisCpuSeconds(s.admin)));
+    const cpuBefore = await Promise.all(target.servers.map((s) => cpuSeconds(s.admin)));
     const machineBefore = machineCpu();
     const perProducer = Math.ceil(opts.jobs / opts.producers);
     const producers = Array.from({ length: opts.producers }, (_, i) =>
@@ -266,7 +248,7 @@ async function runOnce(
       ),
     );
     const machineAfter = machineCpu();
-    const cpuAfter = await Promise.all(target.servers.map((s) => redisCpuSeconds(s.admin)));
+    const cpuAfter = await Promise.all(target.servers.map((s) => cpuSeconds(s.admin)));
     const status = await readRunStatus(target.client, queue, runId, 10_000);
     const total = perProducer * opts.producers;
     if (status?.join.state !== 'joined' || status.jobs.completed !== total)
@@ -302,13 +284,6 @@ async function runOnce(
   }
 }
 
-/** CPU seconds (user + system) a Redis server has used since it started, from INFO cpu. */
-async function redisCpuSeconds(redis: Redis): Promise<number> {
-  const info = await redis.info('cpu');
-  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
-  return field('used_cpu_user') + field('used_cpu_sys');
-}
-
 /** The machine's CPU counters from /proc/stat (Linux): total and idle jiffies, and when read. */
 function machineCpu(): { total: number; idle: number; at: number } {
   const first = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
@@ -337,19 +312,12 @@ function parseOptions(argv: string[]): Options | null {
     },
   });
   if (values.help) return null;
-  const count = (raw: string | undefined, flag: string, fallback: number) => {
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1)
-      throw new Error(`--${flag} must be a whole number of at least 1 (got ${JSON.stringify(raw)})`);
-    return n;
-  };
   return {
-    jobs: count(values.jobs, 'jobs', 30_000),
-    repeats: count(values.repeats, 'repeats', 3),
-    producers: count(values.producers, 'producers', 2),
-    consumers: count(values.consumers, 'consumers', 3),
-    concurrency: count(values.concurrency, 'concurrency', 50),
+    jobs: count(values.jobs, '--jobs') ?? 30_000,
+    repeats: count(values.repeats, '--repeats') ?? 3,
+    producers: count(values.producers, '--producers') ?? 2,
+    consumers: count(values.consumers, '--consumers') ?? 3,
+    concurrency: count(values.concurrency, '--concurrency') ?? 50,
     out: values.out ?? null,
     docs: values.docs,
     build: !values['no-build'],
