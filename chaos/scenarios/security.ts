@@ -12,21 +12,23 @@ const WRONG_PASSWORD = 'wrong-Secret-0815';
 /** A throwaway CA, a server certificate it signed for 127.0.0.1, and an unrelated CA (the wrong one). */
 function makeCertificates(dir: string): void {
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=conveyor chaos CA',
-  );
+  const selfSignedCa = (name: string, subject: string) =>
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-subj',
+      subject,
+    );
+  selfSignedCa('ca', '/CN=conveyor chaos CA');
   ssl(
     'req',
     '-newkey',
@@ -57,21 +59,7 @@ function makeCertificates(dir: string): void {
     '-extfile',
     'san.cnf',
   );
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'other.key',
-    '-out',
-    'other.pem',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=some other CA',
-  );
+  selfSignedCa('other', '/CN=some other CA');
 }
 
 /** Output lines that contain a secret, from every process the scenario started. */
