@@ -91,13 +91,18 @@ export class RunStore {
     );
   }
 
+  private keysOf(shard: number): ShardRunKeys {
+    const k = this.shardKeys[shard];
+    if (!k) throw new RangeError(`shard ${shard} of ${this.shards.length}`);
+    return k;
+  }
+
   private shardCall(
     shard: number,
     script: keyof typeof shardScripts,
     ...args: (string | number)[]
   ): Promise<unknown> {
-    const k = this.shardKeys[shard];
-    if (!k) throw new RangeError(`shard ${shard} of ${this.shards.length}`);
+    const k = this.keysOf(shard);
     const keys = [k.meta, k.open, k.early, k.keyed, k.producedBy, k.gone];
     return shardScripts[script](this.redis, keys, [k.inflightPrefix, k.jobPrefix, ...args]);
   }
@@ -169,8 +174,8 @@ export class RunStore {
 
   /** Records ids about to be sent to a shard, so a producer that dies mid-add can be settled later. */
   async markInflight(shard: number, producerId: string, jobIds: readonly string[]): Promise<void> {
-    const k = this.shardKeys[shard];
-    if (k && jobIds.length > 0) await this.redis.sadd(k.inflightPrefix + producerId, ...jobIds);
+    const k = this.keysOf(shard);
+    if (jobIds.length > 0) await this.redis.sadd(k.inflightPrefix + producerId, ...jobIds);
   }
 
   /**
@@ -190,8 +195,8 @@ export class RunStore {
 
   /** Of these keyed job ids on one shard, the ones this run already accepted (their key was used before). */
   async acceptedKeyed(shard: number, jobIds: readonly string[]): Promise<Set<string>> {
-    const k = this.shardKeys[shard];
-    if (!k || jobIds.length === 0) return new Set();
+    const k = this.keysOf(shard);
+    if (jobIds.length === 0) return new Set();
     const seen = await this.redis.smismember(k.keyed, ...jobIds);
     return new Set(jobIds.filter((_, i) => seen[i] === 1));
   }
