@@ -6,10 +6,13 @@ import type { JobRegistry } from '../shared/jobs/registry.js';
 import { queueShards } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { readJobData, type JobData } from '../shared/queue.js';
-import { parseRunEvent, RunError, RunStore } from '../shared/run/run-store.js';
+import { listPendingRuns, parseRunEvent, RunError, RunStore } from '../shared/run/run-store.js';
 import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
+
+/** How many not-yet-joined runs a worker without RUN_ID checks per heartbeat. */
+const PENDING_RUNS_CHECKED = 20;
 
 export type ConsumerExit = {
   /**
@@ -109,7 +112,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     log.info({ joinedRun: runId }, 'run joined'),
   );
 
-  const processor = async (job: Job<JobData>): Promise<unknown> => {
+  const processorFor = (shard: number) => async (job: Job<JobData>): Promise<unknown> => {
     const def = registry.get(job.name);
     if (!def)
       throw new UnrecoverableError(`unknown job type "${job.name}" (known: ${registry.names().join(', ')})`);
@@ -117,6 +120,14 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
     const valid = registry.validate(job.name, data.payload, { measureSize: false });
     if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
+    // Started before: an ordinary retry, a redelivery, or a job put back to work after the run
+    // counted it (a retry from Bull Board or job.retry()), which the run must take back first.
+    if (job.id && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
+      const reopened = await recorder.store(data.run).reopen(shard, job.id, data.producer);
+      if (reopened === 'reopened') log.warn({ jobId: job.id }, 'job put back to work: re-opened in its run');
+      if (reopened === 'after-join')
+        log.warn({ jobId: job.id }, 'job put back to work after its run joined: reported as work after the join');
+    }
     const jobId = job.id ?? '?';
     active.add(jobId);
     observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
@@ -142,7 +153,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   const slots = splitConcurrency(config.concurrency, shards.length);
   const workers = shards.map(
     (shard, i) =>
-      new Worker<JobData>(shard.name, processor, {
+      new Worker<JobData>(shard.name, processorFor(i), {
         connection: redis,
         prefix: shard.prefix,
         concurrency: slots[i]!,
@@ -161,7 +172,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     else record.jobsFailed++;
     observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome, durationMs: durationOf(job) });
     const data = readJobData(job.data);
-    if (data && job.id) recorder.add(data.run, shard, job.id, outcome);
+    if (data && job.id) recorder.add(data.run, shard, job.id, outcome, data.producer);
   };
   workers.forEach((worker, shard) => {
     worker.on('completed', (job) => finished(shard, job, 'completed'));
@@ -288,6 +299,10 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
             void end('abort', 'run state lost', config.shutdownGraceMs);
             return;
           }
+        } else {
+          // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
+          // served only by such workers still settles lost producers, reconciles, and joins.
+          await checkPendingRuns(recorder, config.queue, log);
         }
       } catch (err) {
         log.warn({ err: String(err) }, 'heartbeat failed');
@@ -297,6 +312,20 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   })();
 
   return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
+}
+
+/** One join check for each run of the queue that has not joined (the oldest few), skipping other shard counts. */
+async function checkPendingRuns(recorder: FinishRecorder, queue: string, log: Logger): Promise<void> {
+  for (const runId of await listPendingRuns(recorder.redisClient, queue, PENDING_RUNS_CHECKED)) {
+    const store = recorder.store(runId);
+    const fits = await store.checkShards().then(
+      () => true,
+      () => false,
+    );
+    if (!fits) continue;
+    const attempt = await store.tryJoin();
+    if (attempt.joinedNow) log.info({ joinedRun: runId }, 'run joined');
+  }
 }
 
 /** `total` slots over `parts` workers, as evenly as possible, at least one each. */

@@ -6,7 +6,11 @@ import type { FinishOutcome, JoinAttempt } from '../shared/run/types.js';
 const MAX_BATCH = 500;
 const MAX_STORES = 64;
 
-type Batch = { runId: string; shard: number; entries: { id: string; outcome: FinishOutcome }[] };
+type Batch = {
+  runId: string;
+  shard: number;
+  entries: { id: string; outcome: FinishOutcome; instance: string }[];
+};
 
 /**
  * Reports finished jobs to their runs in small batches (one script call per run and shard per `flushMs`), so
@@ -30,11 +34,12 @@ export class FinishRecorder {
     private readonly onJoin: (runId: string, attempt: JoinAttempt) => void,
   ) {}
 
-  add(runId: string, shard: number, id: string, outcome: FinishOutcome): void {
+  /** `instance`: the producer instance that put the job (its data's `producer`). */
+  add(runId: string, shard: number, id: string, outcome: FinishOutcome, instance: string): void {
     const key = `${shard} ${runId}`;
     let batch = this.pending.get(key);
     if (!batch) this.pending.set(key, (batch = { runId, shard, entries: [] }));
-    batch.entries.push({ id, outcome });
+    batch.entries.push({ id, outcome, instance });
     if (batch.entries.length >= MAX_BATCH) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.flushMs);
   }
@@ -49,7 +54,12 @@ export class FinishRecorder {
     return this.flushing;
   }
 
-  private storeFor(runId: string): RunStore {
+  get redisClient(): RedisClient {
+    return this.redis;
+  }
+
+  /** The run's store (one per run; a worker without RUN_ID keeps the latest few). */
+  store(runId: string): RunStore {
     let store = this.stores.get(runId);
     if (!store) {
       // A worker without RUN_ID serves run after run: keep only the latest few.
@@ -61,7 +71,7 @@ export class FinishRecorder {
 
   private async send(batches: Batch[]): Promise<void> {
     for (const { runId, shard, entries } of batches) {
-      const store = this.storeFor(runId);
+      const store = this.store(runId);
       for (;;) {
         try {
           const r = await store.recordFinished(shard, entries);

@@ -19,7 +19,7 @@ const shape = {
   ...commonShape,
   ...metricsShape,
   RUN_ID: name('default'),
-  PRODUCERS: int(1, 0, 100_000),
+  PRODUCERS: int(1, 1, 100_000),
   PRODUCER_ID: optionalName(),
   JOBS: countSpec({ min: 0, max: 5 }),
   PRODUCE_INTERVAL_MS: int(2_000, 0, 3_600_000),
@@ -34,6 +34,8 @@ const shape = {
   BACKOFF_MS: int(1_000, 0, 3_600_000),
   KEEP_COMPLETED: int(1_000, 0, 10_000_000),
   KEEP_FAILED: int(10_000, 0, 10_000_000),
+  // How long a joined run's keys stay in Redis (0 = for ever).
+  RUN_RETENTION_S: int(7 * 24 * 3600, 0, 10 * 365 * 24 * 3600),
 };
 
 export type ProducerConfig = ReturnType<typeof loadProducerConfig>;
@@ -63,6 +65,7 @@ export function loadProducerConfig(env: Env) {
     metrics: toMetricsConfig(e),
     runId: e.RUN_ID,
     expectedProducers: e.PRODUCERS,
+    retentionMs: e.RUN_RETENTION_S * 1000,
     producerId: e.PRODUCER_ID ?? defaultProcessId(hostname(), process.pid),
     jobs: e.JOBS,
     intervalMs: e.PRODUCE_INTERVAL_MS,

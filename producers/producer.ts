@@ -3,7 +3,7 @@ import { nameSchema } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import { shardForKey } from '../shared/keys.js';
 import type { JobData } from '../shared/queue.js';
-import type { RunStore } from '../shared/run/run-store.js';
+import { RunError, type RunStore } from '../shared/run/run-store.js';
 
 /** A payload refused before it reached Redis; `reason` says what is wrong with it. */
 export class PayloadError extends Error {
@@ -53,19 +53,23 @@ export type ProducerDeps = {
   run: RunStore;
   registry: JobRegistry;
   producerId: string;
+  /** This incarnation's instance id (what `registerProducer` returned); the producer id by default. */
+  instance?: string;
   jobOptions: JobsOptions;
 };
 
 /**
- * The producer side of a run. Job ids are deterministic (`<run>.<producer>.<seq>`), so an add that is
- * retried after a lost reply cannot create a second job. Each batch is written to the producer's
- * in-flight set with the add, and acknowledged in the run only after Redis confirmed the add.
+ * The producer side of a run. Job ids are deterministic (`<run>.<instance>.<seq>`), so an add that is
+ * retried after a lost reply cannot create a second job, and a restarted producer (a new instance)
+ * never reuses an earlier one's ids. Each batch is written to the instance's in-flight set with the
+ * add, and acknowledged in the run only after Redis confirmed the add.
  */
 const ACK_DELAY_MS = 10;
 const ACK_BATCH = 500;
 
 export function createProducer(deps: ProducerDeps): Producer {
-  const { queues, run, registry, producerId } = deps;
+  const { queues, run, registry } = deps;
+  const producerId = deps.instance ?? deps.producerId;
   const shardCount = queues.length;
   let seq = 0;
   let roundRobin = 0;
@@ -85,7 +89,14 @@ export function createProducer(deps: ProducerDeps): Producer {
       pendingCount = 0;
       await Promise.all(
         batches.map(async (ids, shard) => {
-          producedOn[shard]! += await run.ackAdded(shard, producerId, ids, keyedIds);
+          try {
+            producedOn[shard]! += await run.ackAdded(shard, producerId, ids, keyedIds);
+          } catch (err) {
+            // Refused: this instance is fenced. Withdraw what it just added (a job a consumer already
+            // took runs, and the run reports it as rejected work).
+            if (err instanceof RunError && err.code === 'fenced') await withdraw(shard, ids);
+            throw err;
+          }
         }),
       );
     }
@@ -108,6 +119,9 @@ export function createProducer(deps: ProducerDeps): Producer {
         // Ids that arrived as the loop was ending: their timer may have fired while it still ran.
         if (pendingCount > 0 && !ackError) scheduleAck();
       });
+  };
+  const withdraw = async (shard: number, ids: readonly string[]) => {
+    await Promise.all(ids.map((id) => queues[shard]!.remove(id).catch(() => 0)));
   };
   const flush = async () => {
     while ((pendingCount > 0 || acking) && !ackError) {
@@ -186,7 +200,7 @@ export function createProducer(deps: ProducerDeps): Producer {
     flush,
     done: async () => {
       await flush();
-      return run.producerDone(producerId, producedOn);
+      return run.producerDone(deps.producerId, producedOn, incarnationOf(producerId, deps.producerId));
     },
     get enqueued() {
       return enqueued;
@@ -195,4 +209,9 @@ export function createProducer(deps: ProducerDeps): Producer {
       return producedOn.reduce((a, b) => a + b, 0);
     },
   };
+}
+
+/** The incarnation an instance id names (`<id>~<n>`, or 1 for the bare id). */
+function incarnationOf(instance: string, producerId: string): number {
+  return instance === producerId ? 1 : Number(instance.slice(producerId.length + 1));
 }

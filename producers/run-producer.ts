@@ -4,7 +4,7 @@ import { drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
 import { jobOptions, type JobData } from '../shared/queue.js';
-import type { RunStore } from '../shared/run/run-store.js';
+import { RunError, type RunStore } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
 import { createProducer, type PutItem } from './producer.js';
 
@@ -40,29 +40,46 @@ export async function runProducer(
 ): Promise<ProducerOutcome> {
   const { run, log } = deps;
   const planned = drawCount(config.jobs, deps.random);
-  await run.create(config.expectedProducers, config.leaseMs);
-  await run.registerProducer(config.producerId, { host: deps.host, pid: deps.pid }, config.leaseMs);
-  log.info({ planned, expectedProducers: config.expectedProducers }, 'producer registered');
+  await run.create(config.expectedProducers, config.leaseMs, config.retentionMs);
+  const { incarnation, instance } = await run.registerProducer(
+    config.producerId,
+    { host: deps.host, pid: deps.pid },
+    config.leaseMs,
+  );
+  log.info(
+    { planned, expectedProducers: config.expectedProducers, ...(incarnation > 1 ? { incarnation } : {}) },
+    incarnation > 1
+      ? 'producer registered again: its earlier incarnation is settled and fenced'
+      : 'producer registered',
+  );
 
   let lost = false;
+  const markLost = (why: string) => {
+    if (lost) return;
+    lost = true;
+    log.error(why);
+  };
+  // The heartbeat runs until done() has been answered: a slow final flush must not cost the lease.
   const stopHeartbeat = new AbortController();
   const heartbeat = (async () => {
     while (!stopHeartbeat.signal.aborted) {
       await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
       if (stopHeartbeat.signal.aborted) break;
-      const state = await run.heartbeatProducer(config.producerId, config.leaseMs).catch((err: unknown) => {
-        log.warn({ err: String(err) }, 'heartbeat failed');
-        return 'running' as const;
-      });
-      if (state === 'lost' || state === 'missing') {
-        lost = true;
-        log.error(
-          state === 'lost'
-            ? 'this producer missed its lease and the run marked it lost: stopping'
-            : "the run's state is gone from Redis (restarted without persistence, or flushed): stopping",
-        );
-        return;
-      }
+      const state = await run
+        .heartbeatProducer(config.producerId, config.leaseMs, incarnation)
+        .catch((err: unknown) => {
+          log.warn({ err: String(err) }, 'heartbeat failed');
+          return 'running' as const;
+        });
+      if (state === 'running' || state === 'done') continue;
+      markLost(
+        state === 'missing'
+          ? "the run's state is gone from Redis (restarted without persistence, or flushed): stopping"
+          : state === 'superseded'
+            ? 'another producer registered with this PRODUCER_ID: stopping'
+            : 'this producer missed its lease and the run marked it lost: stopping',
+      );
+      return;
     }
   })();
 
@@ -71,6 +88,7 @@ export async function runProducer(
     run,
     registry: deps.registry,
     producerId: config.producerId,
+    instance,
     jobOptions: jobOptions(config.retry),
   });
   const payloadFor = makePayloadFactory(config);
@@ -92,16 +110,26 @@ export async function runProducer(
       sent += n;
       log.debug({ sent, planned }, 'put');
     }
+    if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost };
+    const { state, join } = await producer.done();
+    if (state !== 'done') {
+      markLost(`the run marked this producer ${state} before it reported done: its count stands as settled`);
+      return { produced: producer.produced, planned, stoppedEarly: true, lost };
+    }
+    const stoppedEarly = sent < planned;
+    log.info({ produced: producer.produced, planned, stoppedEarly }, 'producer done');
+    if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
+    return { produced: producer.produced, planned, stoppedEarly, lost };
+  } catch (err) {
+    if (err instanceof RunError && err.code === 'fenced') {
+      markLost(err.message);
+      return { produced: producer.produced, planned, stoppedEarly: true, lost };
+    }
+    throw err;
   } finally {
     stopHeartbeat.abort();
     await heartbeat;
   }
-  if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost };
-  const { join } = await producer.done();
-  const stoppedEarly = sent < planned;
-  log.info({ produced: producer.produced, planned, stoppedEarly }, 'producer done');
-  if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
-  return { produced: producer.produced, planned, stoppedEarly, lost };
 }
 
 /** asyncio.Queue(maxsize) semantics across processes: wait while the run has too many unfinished jobs. */

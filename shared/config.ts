@@ -134,6 +134,11 @@ export type CommonConfig = {
 };
 
 export function toCommonConfig(e: z.infer<z.ZodObject<typeof commonShape>>): CommonConfig {
+  // A lease must outlast a few missed heartbeats, and half a lease of silence reads as a Redis outage.
+  if (e.HEARTBEAT_MS * 3 > e.LEASE_MS)
+    throw new ConfigError([
+      `HEARTBEAT_MS=${e.HEARTBEAT_MS} with LEASE_MS=${e.LEASE_MS}: the heartbeat must be at most a third of the lease (raise LEASE_MS to ${e.HEARTBEAT_MS * 3} or lower HEARTBEAT_MS to ${Math.floor(e.LEASE_MS / 3)})`,
+    ]);
   return {
     redisUrl: e.REDIS_URL,
     redisTlsCaFile: e.REDIS_TLS_CA,

@@ -74,6 +74,12 @@ export type RunKeys = {
   cancel: string;
   /** Pub/sub channel for run events (joined, cancel). */
   events: string;
+  /** Sorted set: consumer id → its last heartbeat (ms, Redis clock). */
+  beats: string;
+  /** Set: running producers whose lease was pushed back for an outage and who have not heartbeated since. */
+  credited: string;
+  /** Set: dead producer instances (lost or superseded) not yet settled on every shard. */
+  unsettled: string;
 };
 
 /** A run's keys on one shard; they live in that shard's slot, beside its BullMQ keys. */
@@ -88,8 +94,14 @@ export type ShardRunKeys = {
   keyed: string;
   /** Hash: producer id → how many of its jobs this shard acknowledged. */
   producedBy: string;
-  /** Hash: open job id → when the join check first found its BullMQ job gone (ms, Redis clock). */
-  gone: string;
+  /** Hash: open job id → when the join check first found its BullMQ job gone or finished (ms, Redis clock). */
+  suspect: string;
+  /** Set: dead producer instances settled here; their acknowledgements are refused. */
+  fenced: string;
+  /** Set: ids a fenced instance added anyway (withdrawn, or reported if a consumer ran them). */
+  rejected: string;
+  /** BullMQ's failed set of this shard. */
+  failed: string;
   /** Prefix of a producer's in-flight set (ids sent to Redis, not yet acknowledged). */
   inflightPrefix: string;
   /** BullMQ's per-job key prefix for this shard. */
@@ -107,6 +119,9 @@ export function runKeys(queue: string, runId: string): RunKeys {
     consumers: `${base}:consumers`,
     cancel: `${base}:cancel`,
     events: `${base}:events`,
+    beats: `${base}:beats`,
+    credited: `${base}:credited`,
+    unsettled: `${base}:unsettled`,
   };
 }
 
@@ -118,7 +133,10 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
     early: `${base}:early`,
     keyed: `${base}:keyed`,
     producedBy: `${base}:produced-by`,
-    gone: `${base}:gone`,
+    suspect: `${base}:suspect`,
+    fenced: `${base}:fenced`,
+    rejected: `${base}:rejected`,
+    failed: `${shardJobPrefix(shard)}failed`,
     inflightPrefix: `${base}:inflight:`,
     jobPrefix: shardJobPrefix(shard),
   };
@@ -127,4 +145,14 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
 /** Sorted set of run ids by creation time, for "the latest run" and run selectors. */
 export function runIndexKey(queue: string): string {
   return `${queuePrefix(queue)}:${queue}:conveyor:runs`;
+}
+
+/** Sorted set of runs not yet joined (by creation time): the ones a worker without RUN_ID checks. */
+export function pendingRunsKey(queue: string): string {
+  return `${queuePrefix(queue)}:${queue}:conveyor:pending-runs`;
+}
+
+/** Sorted set of joined runs by when their retention ends, so the run index can forget them. */
+export function runExpiriesKey(queue: string): string {
+  return `${queuePrefix(queue)}:${queue}:conveyor:run-expiries`;
 }

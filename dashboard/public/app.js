@@ -144,7 +144,9 @@ function renderRun(u) {
     const why = {
       'producers-missing': `${p.expected - p.registered} of ${p.expected} producers not started yet`,
       'producers-running': `${p.running} of ${p.expected} producers still running`,
+      'producers-settling': 'settling what lost or restarted producers had in flight',
       'jobs-unfinished': `all producers finished, ${j.unfinished} jobs unfinished`,
+      'join-check': 'everything finished: joins at the next check',
     }[s.join.waitingFor];
     join.textContent = `not joined: ${why || s.join.waitingFor}`;
   }

@@ -1,6 +1,8 @@
 import type { RedisClient } from '../redis.js';
 import {
+  pendingRunsKey,
   queueShards,
+  runExpiriesKey,
   runIndexKey,
   runKeys,
   shardRunKeys,
@@ -12,13 +14,18 @@ import { luaScript } from './lua-script.js';
 import {
   ackAddedLua,
   checkRunLua,
+  closeShardLua,
   createRunLua,
   heartbeatProducerLua,
   joinRunLua,
   producerDoneLua,
+  reconcileLua,
   recordFinishedLua,
   registerProducerLua,
-  settleShardLua,
+  reopenLua,
+  saveConsumerLua,
+  settledRunLua,
+  settleInstanceLua,
   tallyProducerLua,
 } from './scripts.js';
 import type { ConsumerRecord, FinishOutcome, JoinAttempt, JoinReason, ProducerState } from './types.js';
@@ -29,24 +36,48 @@ const runScripts = {
   heartbeatProducer: luaScript(heartbeatProducerLua),
   producerDone: luaScript(producerDoneLua),
   checkRun: luaScript(checkRunLua),
+  settledRun: luaScript(settledRunLua),
   joinRun: luaScript(joinRunLua),
+  saveConsumer: luaScript(saveConsumerLua),
 };
 
 const shardScripts = {
   ackAdded: luaScript(ackAddedLua),
   tallyProducer: luaScript(tallyProducerLua),
   recordFinished: luaScript(recordFinishedLua),
-  settleShard: luaScript(settleShardLua),
+  reopen: luaScript(reopenLua),
+  settleInstance: luaScript(settleInstanceLua),
+  closeShard: luaScript(closeShardLua),
+  reconcile: luaScript(reconcileLua),
 };
 
-/** Open jobs the join check will inspect one by one for a consumer that died after finishing them. */
-const RECONCILE_LIMIT = 1_000;
+/** Open jobs one reconcile pass inspects (a bounded amount of work per join check). */
+const RECONCILE_BATCH = 500;
+/** At most one reconcile pass per shard this often, across every process checking the run. */
+const RECONCILE_INTERVAL_MS = 1_000;
+/** In-flight ids settled per script call. */
+const SETTLE_BATCH = 1_000;
+/** How long a joined run's keys live unless the run was created with another retention. */
+export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
+
+/** A producer instance's id: the producer id for its first incarnation, `<id>~<n>` after. */
+export function instanceId(producerId: string, incarnation: number): string {
+  return incarnation === 1 ? producerId : `${producerId}~${incarnation}`;
+}
 
 /** A run-protocol refusal a person can act on (the message says what to do). */
 export class RunError extends Error {
   constructor(
     readonly code:
-      'joined' | 'full' | 'finished' | 'expected-mismatch' | 'shards-mismatch' | 'no-run' | 'no-producer',
+      | 'joined'
+      | 'full'
+      | 'finished'
+      | 'expected-mismatch'
+      | 'expected-invalid'
+      | 'shards-mismatch'
+      | 'no-run'
+      | 'no-producer'
+      | 'fenced',
     message: string,
   ) {
     super(message);
@@ -58,6 +89,10 @@ export type RunEvent =
   { type: 'joined'; joinedAt: number } | { type: 'cancel'; consumer: string; reason: string };
 
 type ShardReply = [counted: number, duplicates: number, state: 'open' | 'closed', detail: string];
+type CloseReply = [state: 'open' | 'closed', detail: string, cursor?: string];
+
+/** What the run did with a job that was put back to work. */
+export type ReopenOutcome = 'open' | 'reopened' | 'after-join' | 'uncounted';
 
 /**
  * One run's state in Redis: producers, acknowledged jobs on each shard, consumers, the join and
@@ -80,7 +115,19 @@ export class RunStore {
     this.shards = queueShards(queue, shardCount);
     this.shardKeys = this.shards.map((shard) => shardRunKeys(shard, runId));
     const k = this.keys;
-    this.runScriptKeys = [k.meta, k.producers, k.leases, runIndexKey(queue)];
+    this.runScriptKeys = [
+      k.meta,
+      k.producers,
+      k.leases,
+      runIndexKey(queue),
+      k.credited,
+      k.unsettled,
+      pendingRunsKey(queue),
+      runExpiriesKey(queue),
+      k.consumers,
+      k.beats,
+      k.cancel,
+    ];
   }
 
   private runCall(script: keyof typeof runScripts, ...args: (string | number)[]): Promise<unknown> {
@@ -100,11 +147,14 @@ export class RunStore {
   private shardCall(
     shard: number,
     script: keyof typeof shardScripts,
+    extraKeys: readonly string[],
     ...args: (string | number)[]
   ): Promise<unknown> {
     const k = this.keysOf(shard);
-    const keys = [k.meta, k.open, k.early, k.keyed, k.producedBy, k.gone];
-    return shardScripts[script](this.redis, keys, [k.inflightPrefix, k.jobPrefix, ...args]);
+    const keys = [k.meta, k.open, k.early, k.keyed, k.producedBy, k.suspect, k.fenced, k.rejected, ...extraKeys];
+    return shardScripts[script](this.redis, keys, args).catch((err: unknown) => {
+      throw this.translate(err);
+    });
   }
 
   private translate(err: unknown): unknown {
@@ -130,6 +180,8 @@ export class RunStore {
           'expected-mismatch',
           `The ${run} was created expecting ${detail} producers; set PRODUCERS=${detail} or use a new RUN_ID.`,
         );
+      case 'EXPECTED_INVALID':
+        return new RunError('expected-invalid', `A run needs at least one producer (PRODUCERS=${detail}).`);
       case 'SHARDS_MISMATCH':
         return new RunError(
           'shards-mismatch',
@@ -139,16 +191,31 @@ export class RunStore {
         return new RunError('no-run', `The ${run} does not exist.`);
       case 'NO_PRODUCER':
         return new RunError('no-producer', `This producer is not registered in the ${run}.`);
+      case 'FENCED':
+        return new RunError(
+          'fenced',
+          `This producer was declared lost (or replaced by a restart with the same PRODUCER_ID) in the ${run}; its jobs are no longer accepted.`,
+        );
       default:
         return err;
     }
   }
 
-  /** Creates the run if new. Returns false when it already existed (with the same expected count). */
-  /** `leaseMs` sets how long a silence across all processes counts as a Redis outage (half of it). */
-  async create(expectedProducers: number, leaseMs = 10_000): Promise<boolean> {
+  /**
+   * Creates the run if new. Returns false when it already existed (with the same expected count).
+   * `leaseMs`: half of it without any process reaching the run counts as a Redis outage.
+   * `retentionMs`: how long the run's keys live after it joins (0 keeps them).
+   */
+  async create(expectedProducers: number, leaseMs = 10_000, retentionMs = DEFAULT_RETENTION_MS): Promise<boolean> {
     return (
-      (await this.runCall('createRun', this.runId, expectedProducers, leaseMs, this.shards.length)) === 1
+      (await this.runCall(
+        'createRun',
+        this.runId,
+        expectedProducers,
+        leaseMs,
+        this.shards.length,
+        retentionMs,
+      )) === 1
     );
   }
 
@@ -163,34 +230,57 @@ export class RunStore {
       throw this.translate(new Error(`SHARDS_MISMATCH ${recorded}`));
   }
 
-  async registerProducer(id: string, info: { host: string; pid: number }, leaseMs: number): Promise<void> {
-    await this.runCall('registerProducer', id, JSON.stringify({ id, ...info }), leaseMs);
+  /**
+   * Registers a producer. An id that is still running in the run registers a new incarnation: the
+   * earlier one is settled and fenced, and the new one's job ids never collide with its ids.
+   */
+  async registerProducer(
+    id: string,
+    info: { host: string; pid: number },
+    leaseMs: number,
+  ): Promise<{ incarnation: number; instance: string }> {
+    const [, incarnation] = (await this.runCall(
+      'registerProducer',
+      id,
+      JSON.stringify({ id, ...info }),
+      leaseMs,
+    )) as [number, number];
+    return { incarnation, instance: instanceId(id, incarnation) };
   }
 
   /** Renews the lease; returns the producer's state ('lost' means the run gave up on it). */
-  async heartbeatProducer(id: string, leaseMs: number): Promise<ProducerState | 'missing'> {
-    return (await this.runCall('heartbeatProducer', id, leaseMs)) as ProducerState | 'missing';
+  async heartbeatProducer(
+    id: string,
+    leaseMs: number,
+    incarnation = 1,
+  ): Promise<ProducerState | 'missing' | 'superseded'> {
+    return (await this.runCall('heartbeatProducer', id, incarnation, leaseMs)) as
+      | ProducerState
+      | 'missing'
+      | 'superseded';
   }
 
   /** Records ids about to be sent to a shard, so a producer that dies mid-add can be settled later. */
-  async markInflight(shard: number, producerId: string, jobIds: readonly string[]): Promise<void> {
+  async markInflight(shard: number, instance: string, jobIds: readonly string[]): Promise<void> {
     const k = this.keysOf(shard);
-    if (jobIds.length > 0) await this.redis.sadd(k.inflightPrefix + producerId, ...jobIds);
+    if (jobIds.length > 0) await this.redis.sadd(k.inflightPrefix + instance, ...jobIds);
   }
 
   /**
    * Ids whose add Redis acknowledged: from now on they hold the join back until finished. Ids put
-   * with an idempotency key are named in `keyedIds` too, so the run remembers the key for good.
+   * with an idempotency key are named in `keyedIds` too, so the run remembers the key until it expires.
+   * Fails with RunError 'fenced' when this instance was declared lost or superseded.
    */
   async ackAdded(
     shard: number,
-    producerId: string,
+    instance: string,
     jobIds: readonly string[],
     keyedIds: ReadonlySet<string> = new Set(),
   ): Promise<number> {
     if (jobIds.length === 0) return 0;
     const args = jobIds.map((id) => (keyedIds.has(id) ? `k:${id}` : id));
-    return Number(await this.shardCall(shard, 'ackAdded', producerId, ...args));
+    const k = this.keysOf(shard);
+    return Number(await this.shardCall(shard, 'ackAdded', [k.inflightPrefix + instance], instance, ...args));
   }
 
   /** Of these keyed job ids on one shard, the ones this run already accepted (their key was used before). */
@@ -209,32 +299,41 @@ export class RunStore {
 
   /**
    * Reports the producer done, then tries to join. `producedPerShard`: how many acknowledgements the
-   * producer itself counted on each shard, checked against what each shard holds.
+   * producer itself counted on each shard, checked against what each shard holds. The state is
+   * 'lost' or 'superseded' when the run gave up on this incarnation first.
    */
   async producerDone(
     producerId: string,
     producedPerShard: readonly number[] = [],
-  ): Promise<{ state: ProducerState; join: JoinAttempt }> {
+    incarnation = 1,
+  ): Promise<{ state: ProducerState | 'superseded'; join: JoinAttempt }> {
+    const instance = instanceId(producerId, incarnation);
     const missing = await Promise.all(
       this.shards.map(
         async (_, i) =>
-          Number(await this.shardCall(i, 'tallyProducer', producerId, producedPerShard[i] ?? 0)) || 0,
+          Number(await this.shardCall(i, 'tallyProducer', [], instance, producedPerShard[i] ?? 0)) || 0,
       ),
     );
     const produced = producedPerShard.reduce((a, b) => a + b, 0);
     const lost = missing.reduce((a, b) => a + b, 0);
-    const state = (await this.runCall('producerDone', producerId, produced, lost)) as ProducerState;
+    const state = (await this.runCall('producerDone', producerId, incarnation, produced, lost)) as
+      | ProducerState
+      | 'superseded';
     return { state, join: await this.tryJoin() };
   }
 
+  /** Finished jobs on one shard; `instance` is the producer instance that put each (its job data's `producer`). */
   async recordFinished(
     shard: number,
-    entries: readonly { id: string; outcome: FinishOutcome }[],
+    entries: readonly { id: string; outcome: FinishOutcome; instance: string }[],
   ): Promise<{ counted: number; duplicates: number; join: JoinAttempt }> {
-    const args = entries.flatMap((e) => [e.id, e.outcome]);
+    const k = this.keysOf(shard);
+    const keys = entries.flatMap((e) => [k.inflightPrefix + e.instance, k.jobPrefix + e.id]);
+    const args = entries.flatMap((e) => [e.id, e.outcome, e.instance]);
     const [counted, duplicates, state, detail] = (await this.shardCall(
       shard,
       'recordFinished',
+      keys,
       ...args,
     )) as ShardReply;
     // Empty here may mean the whole run is done: only the run's own check can tell.
@@ -244,16 +343,39 @@ export class RunStore {
   }
 
   /**
-   * The distributed queue.join(): asks the run whether every producer has finished, then has each
-   * shard settle and close, then joins the run if every shard closed. Any process may call it any
-   * number of times; exactly one call across all of them gets `joinedNow`.
+   * A job the run may already have counted is about to run again (a retry from Bull Board or
+   * `job.retry()`): re-open it while the run is pending, or record it as work after the join.
+   */
+  async reopen(shard: number, jobId: string, instance: string): Promise<ReopenOutcome> {
+    const k = this.keysOf(shard);
+    return (await this.shardCall(
+      shard,
+      'reopen',
+      [k.jobPrefix + jobId, k.inflightPrefix + instance],
+      jobId,
+    )) as ReopenOutcome;
+  }
+
+  /**
+   * The distributed queue.join(): asks the run whether every producer has finished, settles dead
+   * producer instances on every shard, has each shard close (reconciling a bounded batch of open
+   * jobs when due), then joins the run if every shard closed. Any process may call it any number of
+   * times; exactly one call across all of them gets `joinedNow`.
    */
   async tryJoin(): Promise<JoinAttempt> {
-    const [reason, detail, ...lost] = (await this.runCall('checkRun')) as [string, string, ...string[]];
+    let [reason, detail, retention, ...unsettled] = (await this.runCall('checkRun')) as [
+      string,
+      string,
+      string,
+      ...string[],
+    ];
+    if (unsettled.length > 0) {
+      await this.settle(unsettled);
+      if (reason === 'producers-settling')
+        [reason, detail, retention] = (await this.runCall('checkRun')) as [string, string, string];
+    }
     if (reason !== 'producers-finished') return toAttempt(reason as JoinReason, detail);
-    const shards = (await Promise.all(
-      this.shards.map((_, i) => this.shardCall(i, 'settleShard', RECONCILE_LIMIT, ...lost)),
-    )) as [state: 'open' | 'closed', detail: string][];
+    const shards = await Promise.all(this.shards.map((_, i) => this.closeShard(i, retention)));
     const open = shards.filter(([state]) => state === 'open');
     if (open.length > 0)
       return toAttempt('jobs-unfinished', String(open.reduce((n, [, d]) => n + Number(d), 0)));
@@ -264,12 +386,61 @@ export class RunStore {
     return toAttempt(r, d);
   }
 
+  private async closeShard(shard: number, retention: string): Promise<CloseReply> {
+    const reply = (await this.shardCall(
+      shard,
+      'closeShard',
+      [],
+      retention,
+      RECONCILE_INTERVAL_MS,
+    )) as CloseReply;
+    const [state, , cursor] = reply;
+    if (state !== 'open' || !cursor) return reply;
+    const k = this.keysOf(shard);
+    const [next, ids] = await this.redis.sscan(k.open, cursor, 'COUNT', String(RECONCILE_BATCH));
+    return (await this.shardCall(
+      shard,
+      'reconcile',
+      [k.failed, ...ids.map((id) => k.jobPrefix + id)],
+      next,
+      retention,
+      ...ids,
+    )) as CloseReply;
+  }
+
+  /** Settles dead instances' in-flight ids on every shard and fences them there, then tells the run. */
+  private async settle(instances: readonly string[]): Promise<void> {
+    for (const instance of instances) {
+      await Promise.all(
+        this.shardKeys.map(async (k, shard) => {
+          const inflight = k.inflightPrefix + instance;
+          // Read, then settle what was read; an add racing in is settled by the next round (or refused).
+          for (let round = 0; round < 5; round++) {
+            const ids = await this.redis.srandmember(inflight, SETTLE_BATCH);
+            const left = Number(
+              await this.shardCall(
+                shard,
+                'settleInstance',
+                [inflight, ...ids.map((id) => k.jobPrefix + id)],
+                instance,
+                ...ids,
+              ),
+            );
+            if (left === 0) break;
+          }
+        }),
+      );
+    }
+    await this.runCall('settledRun', ...instances);
+  }
+
   async isJoined(): Promise<boolean> {
     return (await this.redis.hget(this.keys.meta, 'state')) === 'joined';
   }
 
-  async saveConsumer(record: ConsumerRecord): Promise<void> {
-    await this.redis.hset(this.keys.consumers, record.id, JSON.stringify(record));
+  /** Saves a consumer's record; its heartbeat time is Redis's (returned). */
+  async saveConsumer(record: ConsumerRecord): Promise<number> {
+    return Number(await this.runCall('saveConsumer', record.id, JSON.stringify(record)));
   }
 
   /** Asks one consumer (or '*' for all) to cancel: it stops taking work and exits after its jobs. */
@@ -290,6 +461,11 @@ export class RunStore {
     if (mine === 1 || all === 1) return 'cancel requested';
     return null;
   }
+}
+
+/** Runs of a queue that have not joined yet, oldest first (what a worker without RUN_ID checks). */
+export async function listPendingRuns(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
+  return redis.zrange(pendingRunsKey(queue), '0', String(limit - 1));
 }
 
 function toAttempt(reason: JoinReason, detail: string): JoinAttempt {

@@ -3,18 +3,52 @@
  * (registering, acknowledging, finishing, losing a producer, closing a shard, joining) happens inside
  * one script, so Redis serialises it and no coordinator process has to stay alive.
  *
- * A run's state is split by Redis Cluster slot. The run's own scripts touch only the queue's slot:
- * KEYS = [meta, producers, leases, runIndex], ARGV[1] = events channel, arguments from ARGV[2].
- * Each shard's scripts touch only that shard's slot (beside its BullMQ keys):
- * KEYS = [shard meta, open, early, keyed, producedBy, gone], ARGV[1] = in-flight set prefix,
- * ARGV[2] = BullMQ job key prefix, arguments from ARGV[3].
+ * A run's state is split by Redis Cluster slot, and every key a script touches is named in KEYS.
+ * The run's own scripts touch only the queue's slot: KEYS = RUN_KEYS (below), ARGV[1] = events
+ * channel, arguments from ARGV[2]. Each shard's scripts touch only that shard's slot (beside its
+ * BullMQ keys): KEYS = SHARD_KEYS, then the per-call keys the script names (in-flight sets, BullMQ
+ * job hashes), arguments from ARGV[1].
  *
  * The join stays exact across slots because every fact that crosses between them only ever moves
- * one way: "every producer has finished" (run → shard) and "this shard is closed, with these final
- * totals" (shard → run). A shard closes once it has heard the first and has no unfinished job; the run
- * joins, once, when it is shown every shard closed. With one shard both live in the same slot and
- * the shard's meta is the run's meta: counters and run fields never share a name.
+ * one way: "every producer has finished and every dead producer instance is settled" (run → shard)
+ * and "this shard is closed, with these final totals" (shard → run). A shard closes once it has heard
+ * the first and has no unfinished job; the run joins, once, when it is shown every shard closed. With
+ * one shard both live in the same slot and the shard's meta is the run's meta: counters and run
+ * fields never share a name.
+ *
+ * Producer instances: a producer id may register again (a restarted container keeps its hostname and
+ * pid); each registration is a new incarnation whose instance id (`<id>` for the first, `<id>~<n>`
+ * after) names its job ids and in-flight sets, so no incarnation reuses another's ids. A superseded
+ * or lost instance is settled on every shard and fenced there: its later acknowledgements are refused.
  */
+
+/** The run's keys, in the order run scripts receive them. */
+export const RUN_KEY_NAMES = [
+  'meta',
+  'producers',
+  'leases',
+  'runIndex',
+  'credited',
+  'unsettled',
+  'pendingRuns',
+  'expiries',
+  'consumers',
+  'beats',
+  'cancel',
+] as const;
+
+/** A shard's fixed keys, in the order shard scripts receive them (per-call keys follow). */
+export const SHARD_KEY_NAMES = [
+  'meta',
+  'open',
+  'early',
+  'keyed',
+  'producedBy',
+  'suspect',
+  'fenced',
+  'rejected',
+] as const;
+const SHARD_FIXED = SHARD_KEY_NAMES.length;
 
 const common = /* lua */ `
 local function now_ms()
@@ -26,233 +60,269 @@ end
 const runPrelude =
   common +
   /* lua */ `
+local META, PRODUCERS, LEASES, RUN_INDEX, CREDITED, UNSETTLED, PENDING, EXPIRIES, CONSUMERS, BEATS, CANCEL =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+
 local function load_producer(id)
-  local raw = redis.call('HGET', KEYS[2], id)
+  local raw = redis.call('HGET', PRODUCERS, id)
   if raw then return cjson.decode(raw) end
   return nil
 end
 
 local function save_producer(id, rec)
-  redis.call('HSET', KEYS[2], id, cjson.encode(rec))
+  redis.call('HSET', PRODUCERS, id, cjson.encode(rec))
+end
+
+local function instance_of(rec)
+  local inc = tonumber(rec.incarnation) or 1
+  if inc == 1 then return rec.id end
+  return rec.id .. '~' .. inc
 end
 
 -- Leases measure a process's silence, not Redis's: when no process reached the run for a long
--- stretch (Redis down, paused or restarting), push every lease back by that stretch instead of
--- declaring every producer lost the moment Redis returns.
+-- stretch (Redis down, paused or restarting), push each lease back by that stretch instead of
+-- declaring every producer lost the moment Redis returns. A producer is credited once per silence
+-- of its own: one that has not heartbeated since its last credit is not credited again, so a
+-- process that stalls again and again (or a heartbeat slower than half the lease) cannot keep a
+-- dead producer alive.
 local function observe(now)
-  local last = tonumber(redis.call('HGET', KEYS[1], 'lastSeenAt'))
-  redis.call('HSET', KEYS[1], 'lastSeenAt', now)
-  local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseMs') or '10000')
+  local last = tonumber(redis.call('HGET', META, 'lastSeenAt'))
+  redis.call('HSET', META, 'lastSeenAt', now)
+  local lease = tonumber(redis.call('HGET', META, 'leaseMs') or '10000')
   if last and now - last > lease / 2 then
-    for _, pid in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-      redis.call('ZINCRBY', KEYS[3], now - last, pid)
+    for _, pid in ipairs(redis.call('ZRANGE', LEASES, 0, -1)) do
+      if redis.call('SADD', CREDITED, pid) == 1 then redis.call('ZINCRBY', LEASES, now - last, pid) end
     end
   end
 end
 
 -- A producer whose lease ran out is lost for good; each shard settles what it had in flight there.
 local function lose_producer(pid, now)
-  redis.call('ZREM', KEYS[3], pid)
+  redis.call('ZREM', LEASES, pid)
+  redis.call('SREM', CREDITED, pid)
   local rec = load_producer(pid)
   if not rec or rec.state ~= 'running' then return end
   rec.state = 'lost'
   rec.lostAt = now
   save_producer(pid, rec)
-  redis.call('HINCRBY', KEYS[1], 'lostProducers', 1)
+  redis.call('HINCRBY', META, 'lostProducers', 1)
+  redis.call('SADD', UNSETTLED, instance_of(rec))
+end
+
+-- Forget joined runs whose retention has passed: the index entries here, the keys by their TTL.
+local function prune_index(now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRIES, '-inf', now, 'LIMIT', 0, 100)) do
+    redis.call('ZREM', RUN_INDEX, id)
+    redis.call('ZREM', EXPIRIES, id)
+  end
+end
+
+-- A joined run's keys expire after its retention; anything written later gets the same TTL.
+local function keep_ttl()
+  local ms = tonumber(redis.call('HGET', META, 'retentionMs') or '0')
+  if ms > 0 and redis.call('HGET', META, 'state') == 'joined' then
+    for i = 1, #KEYS do
+      if i ~= 4 and i ~= 7 and i ~= 8 then redis.call('PEXPIRE', KEYS[i], ms) end
+    end
+  end
 end
 `;
 
 const shardPrelude =
   common +
   /* lua */ `
+local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local FIXED = ${SHARD_FIXED}
 local RECONCILE_GRACE_MS = 2000
 
--- An id a producer sent: count it once, whether its job already finished or not.
+-- An id its producer's in-flight set held: count it once, whether its job already finished or not.
 local function acknowledge(id)
-  if redis.call('SREM', KEYS[3], id) == 1 then return 1 end
-  if redis.call('HEXISTS', ARGV[2] .. id, 'cvAcct') == 1 then return 0 end
-  return redis.call('SADD', KEYS[2], id)
+  if redis.call('SREM', EARLY, id) == 1 then return 1 end
+  return redis.call('SADD', OPEN, id)
 end
 
-local function count_produced(pid, n)
+local function count_produced(instance, n)
   if n == 0 then return end
-  redis.call('HINCRBY', KEYS[1], 'produced', n)
-  redis.call('HINCRBY', KEYS[5], pid, n)
-  if redis.call('HEXISTS', KEYS[1], 'closedAt') == 1 then redis.call('HINCRBY', KEYS[1], 'late', n) end
+  redis.call('HINCRBY', SMETA, 'produced', n)
+  redis.call('HINCRBY', PRODUCED_BY, instance, n)
+  if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then redis.call('HINCRBY', SMETA, 'late', n) end
 end
 
--- A lost producer's in-flight ids on this shard: those whose job exists in BullMQ were added (the add
--- reached Redis) and count as produced; the rest never arrived.
-local function settle_lost(pid)
-  local inflight = ARGV[1] .. pid
-  local n = 0
-  for _, id in ipairs(redis.call('SMEMBERS', inflight)) do
-    if redis.call('SISMEMBER', KEYS[3], id) == 1 or redis.call('EXISTS', ARGV[2] .. id) == 1 then
-      n = n + acknowledge(id)
-    end
+-- A closed shard's keys expire after the run's retention; anything written later gets the same TTL.
+local function keep_ttl()
+  local ms = tonumber(redis.call('HGET', SMETA, 'retentionMs') or '0')
+  if ms > 0 and redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
+    for i = 1, FIXED do redis.call('PEXPIRE', KEYS[i], ms) end
   end
-  redis.call('DEL', inflight)
-  count_produced(pid, n)
-end
-
--- Jobs BullMQ finished whose consumer died before reporting them: read the outcome from BullMQ.
--- A job whose hash is gone was removed by hand, or trimmed after finishing (removeOnComplete) while
--- its report was still on the way: it counts as removed only if it stays gone and unreported.
-local function reconcile(limit, now)
-  local open = redis.call('SCARD', KEYS[2])
-  if open == 0 or open > limit then return open end
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    local jk = ARGV[2] .. id
-    if redis.call('EXISTS', jk) == 0 then
-      local since = tonumber(redis.call('HGET', KEYS[6], id))
-      if not since then
-        redis.call('HSET', KEYS[6], id, now)
-      elseif since < now - RECONCILE_GRACE_MS then
-        redis.call('SREM', KEYS[2], id)
-        redis.call('HDEL', KEYS[6], id)
-        redis.call('HINCRBY', KEYS[1], 'removed', 1)
-      end
-    else
-      local finished = tonumber(redis.call('HGET', jk, 'finishedOn'))
-      -- A live consumer reports within milliseconds; the grace keeps the check from racing it.
-      if finished and finished < now - RECONCILE_GRACE_MS then
-        local outcome = 'completed'
-        if redis.call('ZSCORE', ARGV[2] .. 'failed', id) then outcome = 'failed' end
-        redis.call('SREM', KEYS[2], id)
-        redis.call('HSET', jk, 'cvAcct', 'reconciled')
-        redis.call('HINCRBY', KEYS[1], outcome, 1)
-        redis.call('HINCRBY', KEYS[1], 'reconciled', 1)
-      end
-    end
-  end
-  return redis.call('SCARD', KEYS[2])
 end
 
 -- Every producer has finished and no acknowledged job here is unfinished: the shard's totals are final.
-local function close(now)
-  if redis.call('HEXISTS', KEYS[1], 'closedAt') == 0 then
-    local m = redis.call('HMGET', KEYS[1], 'produced', 'completed', 'failed', 'removed')
+local function close(now, retention_ms)
+  if redis.call('HEXISTS', SMETA, 'closedAt') == 0 then
+    local m = redis.call('HMGET', SMETA, 'produced', 'completed', 'failed', 'removed')
     local totals = cjson.encode({produced = tonumber(m[1]) or 0, completed = tonumber(m[2]) or 0,
       failed = tonumber(m[3]) or 0, removed = tonumber(m[4]) or 0,
-      unexpected = redis.call('SCARD', KEYS[3])})
-    redis.call('HSET', KEYS[1], 'closedAt', now, 'closedTotals', totals)
-    redis.call('DEL', KEYS[6])
+      unexpected = redis.call('SCARD', EARLY)})
+    redis.call('HSET', SMETA, 'closedAt', now, 'closedTotals', totals, 'retentionMs', retention_ms)
+    redis.call('DEL', SUSPECT)
   end
-  return {'closed', redis.call('HGET', KEYS[1], 'closedTotals')}
+  keep_ttl()
+  return {'closed', redis.call('HGET', SMETA, 'closedTotals')}
 end
 `;
 
 /**
- * ARGV[2] runId, ARGV[3] expected producers, ARGV[4] lease ms, ARGV[5] shard count. Returns 1 when
- * created, 0 when it already existed.
+ * ARGV[2] runId, ARGV[3] expected producers, ARGV[4] lease ms, ARGV[5] shard count, ARGV[6]
+ * retention ms after the join (0 = keep). Returns 1 when created, 0 when it already existed.
  */
 export const createRunLua =
   runPrelude +
   /* lua */ `
-local expected = redis.call('HGET', KEYS[1], 'expectedProducers')
+local expected = redis.call('HGET', META, 'expectedProducers')
 if expected then
   if tonumber(expected) ~= tonumber(ARGV[3]) then
     return redis.error_reply('EXPECTED_MISMATCH ' .. expected)
   end
-  local shards = redis.call('HGET', KEYS[1], 'shards') or '1'
+  local shards = redis.call('HGET', META, 'shards') or '1'
   if tonumber(shards) ~= tonumber(ARGV[5]) then return redis.error_reply('SHARDS_MISMATCH ' .. shards) end
   return 0
 end
+if tonumber(ARGV[3]) < 1 then return redis.error_reply('EXPECTED_INVALID ' .. ARGV[3]) end
 local now = now_ms()
-redis.call('HSET', KEYS[1], 'runId', ARGV[2], 'expectedProducers', ARGV[3], 'createdAt', now,
-  'state', 'pending', 'leaseMs', ARGV[4], 'lastSeenAt', now, 'shards', ARGV[5])
-redis.call('ZADD', KEYS[4], 'NX', now, ARGV[2])
+prune_index(now)
+redis.call('HSET', META, 'runId', ARGV[2], 'expectedProducers', ARGV[3], 'createdAt', now,
+  'state', 'pending', 'leaseMs', ARGV[4], 'lastSeenAt', now, 'shards', ARGV[5], 'retentionMs', ARGV[6])
+redis.call('ZADD', RUN_INDEX, 'NX', now, ARGV[2])
+redis.call('ZADD', PENDING, 'NX', now, ARGV[2])
 return 1
 `;
 
-/** ARGV[2] producer id, ARGV[3] JSON info {host,pid}, ARGV[4] lease ms. Returns the Redis time. */
+/**
+ * ARGV[2] producer id, ARGV[3] JSON info {host,pid}, ARGV[4] lease ms. Registering an id that is
+ * still running supersedes its earlier incarnation (settled and fenced on every shard). Returns
+ * {Redis time, incarnation}.
+ */
 export const registerProducerLua =
   runPrelude +
   /* lua */ `
-local state = redis.call('HGET', KEYS[1], 'state')
+local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NO_RUN') end
 if state == 'joined' then return redis.error_reply('JOINED') end
 local now = now_ms()
 local rec = load_producer(ARGV[2])
 if rec then
   if rec.state ~= 'running' then return redis.error_reply('FINISHED ' .. rec.state) end
+  redis.call('SADD', UNSETTLED, instance_of(rec))
+  local info = cjson.decode(ARGV[3])
+  rec.host = info.host
+  rec.pid = info.pid
+  rec.incarnation = (tonumber(rec.incarnation) or 1) + 1
+  rec.restartedAt = now
 else
-  local expected = tonumber(redis.call('HGET', KEYS[1], 'expectedProducers'))
-  if redis.call('HLEN', KEYS[2]) >= expected then return redis.error_reply('FULL ' .. expected) end
+  local expected = tonumber(redis.call('HGET', META, 'expectedProducers'))
+  if redis.call('HLEN', PRODUCERS) >= expected then return redis.error_reply('FULL ' .. expected) end
   rec = cjson.decode(ARGV[3])
   rec.state = 'running'
   rec.produced = 0
   rec.startedAt = now
+  rec.incarnation = 1
 end
 rec.heartbeatAt = now
 save_producer(ARGV[2], rec)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[2])
-return now
+redis.call('SREM', CREDITED, ARGV[2])
+redis.call('ZADD', LEASES, now + tonumber(ARGV[4]), ARGV[2])
+return {now, rec.incarnation}
 `;
 
-/** ARGV[2] producer id, ARGV[3] lease ms. Returns the producer's state ('running' renews the lease). */
+/**
+ * ARGV[2] producer id, ARGV[3] incarnation, ARGV[4] lease ms. Returns the producer's state
+ * ('running' renews the lease; 'superseded' when a later incarnation registered).
+ */
 export const heartbeatProducerLua =
   runPrelude +
   /* lua */ `
 local rec = load_producer(ARGV[2])
 if not rec then return 'missing' end
+if (tonumber(rec.incarnation) or 1) ~= tonumber(ARGV[3]) then return 'superseded' end
 if rec.state ~= 'running' then return rec.state end
 local now = now_ms()
 observe(now)
 rec.heartbeatAt = now
 save_producer(ARGV[2], rec)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('SREM', CREDITED, ARGV[2])
+redis.call('ZADD', LEASES, now + tonumber(ARGV[4]), ARGV[2])
 return 'running'
 `;
 
 /**
- * ARGV[2] producer id, ARGV[3] jobs it saw acknowledged, ARGV[4] of those, how many no shard holds
- * (Redis lost acknowledged writes: a restart that rolled back, or a failover). Marks it done and
- * returns its state; the join check follows as its own step.
+ * ARGV[2] producer id, ARGV[3] incarnation, ARGV[4] jobs it saw acknowledged, ARGV[5] of those,
+ * how many no shard holds (Redis lost acknowledged writes: a restart that rolled back, or a
+ * failover). Marks it done and returns its state ('lost' or 'superseded' when too late); the join
+ * check follows as its own step.
  */
 export const producerDoneLua =
   runPrelude +
   /* lua */ `
 local rec = load_producer(ARGV[2])
 if not rec then return redis.error_reply('NO_PRODUCER') end
+if (tonumber(rec.incarnation) or 1) ~= tonumber(ARGV[3]) then return 'superseded' end
 if rec.state == 'running' then
   rec.state = 'done'
   rec.doneAt = now_ms()
-  rec.produced = tonumber(ARGV[3])
-  if tonumber(ARGV[4]) > 0 then rec.lostAcks = tonumber(ARGV[4]) end
+  rec.produced = tonumber(ARGV[4])
+  if tonumber(ARGV[5]) > 0 then rec.lostAcks = tonumber(ARGV[5]) end
   save_producer(ARGV[2], rec)
+  redis.call('ZREM', LEASES, ARGV[2])
+  redis.call('SREM', CREDITED, ARGV[2])
 end
-redis.call('ZREM', KEYS[3], ARGV[2])
+keep_ttl()
 return rec.state
 `;
 
 /**
- * The run's half of the distributed queue.join(): every expected producer registered and finished
- * (done, or lost when its lease ran out). Returns {'producers-finished', '0', lost ids...} once that
- * holds (for ever after: both states are final), else why not.
+ * The run's half of the distributed queue.join(). Costs O(1) in the number of producers: counts,
+ * plus the few leases that just ran out. Returns {reason, detail, retention ms, instances to settle...}:
+ * 'producers-finished' once every expected producer registered and finished (done, or lost when its
+ * lease ran out) and every dead instance is settled (for ever after: all three are final), else why
+ * not. The instances listed must be settled on every shard (then `settledRun`), whatever the reason.
  */
 export const checkRunLua =
   runPrelude +
   /* lua */ `
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'no-run', '0'} end
-if state == 'joined' then return {'joined', redis.call('HGET', KEYS[1], 'joinedAt')} end
+local state = redis.call('HGET', META, 'state')
+if not state then return {'no-run', '0', '0'} end
+if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt'), '0'} end
 local now = now_ms()
 observe(now)
-for _, pid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+for _, pid in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 100)) do
   lose_producer(pid, now)
 end
-local expected = tonumber(redis.call('HGET', KEYS[1], 'expectedProducers'))
-local registered = redis.call('HLEN', KEYS[2])
-if registered < expected then return {'producers-missing', tostring(expected - registered)} end
-local running = redis.call('ZCARD', KEYS[3])
-if running > 0 then return {'producers-running', tostring(running)} end
-local result = {'producers-finished', '0'}
-for _, raw in ipairs(redis.call('HVALS', KEYS[2])) do
-  local rec = cjson.decode(raw)
-  if rec.state == 'lost' then table.insert(result, rec.id) end
+local retention = redis.call('HGET', META, 'retentionMs') or '0'
+local result
+local expected = tonumber(redis.call('HGET', META, 'expectedProducers'))
+local registered = redis.call('HLEN', PRODUCERS)
+local running = redis.call('ZCARD', LEASES)
+local unsettled = redis.call('SCARD', UNSETTLED)
+if registered < expected then
+  result = {'producers-missing', tostring(expected - registered), retention}
+elseif running > 0 then
+  result = {'producers-running', tostring(running), retention}
+elseif unsettled > 0 then
+  result = {'producers-settling', tostring(unsettled), retention}
+else
+  return {'producers-finished', '0', retention}
 end
+for _, id in ipairs(redis.call('SRANDMEMBER', UNSETTLED, 50)) do table.insert(result, id) end
 return result
+`;
+
+/** ARGV[2..] instances every shard has settled. */
+export const settledRunLua =
+  runPrelude +
+  /* lua */ `
+for i = 2, #ARGV do redis.call('SREM', UNSETTLED, ARGV[i]) end
+return 1
 `;
 
 /**
@@ -262,10 +332,10 @@ return result
 export const joinRunLua =
   runPrelude +
   /* lua */ `
-local state = redis.call('HGET', KEYS[1], 'state')
+local state = redis.call('HGET', META, 'state')
 if not state then return {'no-run', '0'} end
-if state == 'joined' then return {'joined', redis.call('HGET', KEYS[1], 'joinedAt')} end
-local shards = tonumber(redis.call('HGET', KEYS[1], 'shards') or '1')
+if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt')} end
+local shards = tonumber(redis.call('HGET', META, 'shards') or '1')
 if #ARGV - 1 ~= shards then return redis.error_reply('SHARDS_MISMATCH ' .. shards) end
 local sum = {produced = 0, completed = 0, failed = 0, removed = 0, unexpected = 0}
 for i = 2, #ARGV do
@@ -274,102 +344,253 @@ for i = 2, #ARGV do
 end
 local now = now_ms()
 local totals = cjson.encode({produced = sum.produced, completed = sum.completed, failed = sum.failed,
-  removed = sum.removed, lostProducers = tonumber(redis.call('HGET', KEYS[1], 'lostProducers')) or 0})
-redis.call('HSET', KEYS[1], 'state', 'joined', 'joinedAt', now, 'unexpected', sum.unexpected,
+  removed = sum.removed, lostProducers = tonumber(redis.call('HGET', META, 'lostProducers')) or 0})
+redis.call('HSET', META, 'state', 'joined', 'joinedAt', now, 'unexpected', sum.unexpected,
   'totalsAtJoin', totals)
+redis.call('ZREM', PENDING, redis.call('HGET', META, 'runId'))
+local retention = tonumber(redis.call('HGET', META, 'retentionMs') or '0')
+if retention > 0 then redis.call('ZADD', EXPIRIES, now + retention, redis.call('HGET', META, 'runId')) end
+prune_index(now)
+keep_ttl()
 redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'joined', joinedAt = now}))
 return {'joined-now', tostring(now)}
 `;
 
+/** ARGV[2] consumer id, ARGV[3] its record (JSON). The heartbeat time is Redis's. Returns it. */
+export const saveConsumerLua =
+  runPrelude +
+  /* lua */ `
+local now = now_ms()
+redis.call('HSET', CONSUMERS, ARGV[2], ARGV[3])
+redis.call('ZADD', BEATS, now, ARGV[2])
+keep_ttl()
+return now
+`;
+
 /**
- * ARGV[3] producer id, ARGV[4..] job ids whose add Redis acknowledged ('k:<id>' for an id put with an
- * idempotency key). Returns how many were new.
+ * KEYS[FIXED+1] the instance's in-flight set. ARGV[1] instance, ARGV[2..] job ids whose add Redis
+ * acknowledged ('k:<id>' for an id put with an idempotency key). Only ids still in the in-flight set
+ * count, so a repeated acknowledgement is a no-op. A fenced (lost or superseded) instance is refused:
+ * its ids are recorded as rejected. Returns how many were new.
  */
 export const ackAddedLua =
   shardPrelude +
   /* lua */ `
-local inflight = ARGV[1] .. ARGV[3]
+local inflight = KEYS[FIXED + 1]
+local fenced = redis.call('SISMEMBER', FENCED, ARGV[1]) == 1
 local n = 0
-for i = 4, #ARGV do
+for i = 2, #ARGV do
   local id = ARGV[i]
+  local keyed = false
   -- 'k:' marks an id put with an idempotency key (':' never appears in a BullMQ job id)
   if string.sub(id, 1, 2) == 'k:' then
     id = string.sub(id, 3)
-    redis.call('SADD', KEYS[4], id)
+    keyed = true
   end
-  redis.call('SREM', inflight, id)
-  n = n + acknowledge(id)
+  if redis.call('SREM', inflight, id) == 1 then
+    if fenced then
+      redis.call('SADD', REJECTED, id)
+    else
+      if keyed then redis.call('SADD', KEYED, id) end
+      n = n + acknowledge(id)
+    end
+  end
 end
-count_produced(ARGV[3], n)
+if fenced then
+  keep_ttl()
+  return redis.error_reply('FENCED')
+end
+count_produced(ARGV[1], n)
+keep_ttl()
 return n
 `;
 
 /**
- * ARGV[3] producer id, ARGV[4] how many of its jobs on this shard the producer saw acknowledged.
+ * ARGV[1] instance, ARGV[2] how many of its jobs on this shard the instance saw acknowledged.
  * Returns how many of those the shard does not hold (recorded once as lostAcks, never hidden).
  */
 export const tallyProducerLua =
   shardPrelude +
   /* lua */ `
-local missing = tonumber(ARGV[4]) - tonumber(redis.call('HGET', KEYS[5], ARGV[3]) or '0')
+local missing = tonumber(ARGV[2]) - tonumber(redis.call('HGET', PRODUCED_BY, ARGV[1]) or '0')
 if missing < 0 then missing = 0 end
-if redis.call('HSETNX', KEYS[1], 'tallied:' .. ARGV[3], missing) == 1 and missing > 0 then
-  redis.call('HINCRBY', KEYS[1], 'lostAcks', missing)
+if redis.call('HSETNX', SMETA, 'tallied:' .. ARGV[1], missing) == 1 and missing > 0 then
+  redis.call('HINCRBY', SMETA, 'lostAcks', missing)
 end
-return tonumber(redis.call('HGET', KEYS[1], 'tallied:' .. ARGV[3]))
+keep_ttl()
+return tonumber(redis.call('HGET', SMETA, 'tallied:' .. ARGV[1]))
 `;
 
 /**
- * Pairs (job id, 'completed'|'failed') from ARGV[3]. Counts each job once: through the open set, or
- * (finished before its producer acknowledged it) through a mark on BullMQ's job hash. Returns
- * {counted, duplicates, 'closed', totals} or {counted, duplicates, 'open', unfinished count}.
+ * Triples (job id, 'completed'|'failed', instance) from ARGV[1]; for entry i, KEYS[FIXED + 2i - 1]
+ * is the instance's in-flight set and KEYS[FIXED + 2i] the job's hash. Counts each job once: through
+ * the open set, or (finished before its producer acknowledged it) through the early set, which the
+ * in-flight set vouches for even when BullMQ already deleted the job. Returns {counted, duplicates,
+ * 'closed', totals} or {counted, duplicates, 'open', unfinished count}.
  */
 export const recordFinishedLua =
   shardPrelude +
   /* lua */ `
 local counted, dup = 0, 0
-for i = 3, #ARGV, 2 do
-  local id, outcome = ARGV[i], ARGV[i + 1]
-  local jk = ARGV[2] .. id
-  if redis.call('SREM', KEYS[2], id) == 1 then
+for i = 1, #ARGV / 3 do
+  local id, outcome = ARGV[3 * i - 2], ARGV[3 * i - 1]
+  local inflight, jk = KEYS[FIXED + 2 * i - 1], KEYS[FIXED + 2 * i]
+  if redis.call('SREM', OPEN, id) == 1 then
     if redis.call('EXISTS', jk) == 1 then redis.call('HSET', jk, 'cvAcct', outcome) end
-    redis.call('HINCRBY', KEYS[1], outcome, 1)
+    redis.call('HINCRBY', SMETA, outcome, 1)
     counted = counted + 1
-  elseif redis.call('EXISTS', jk) == 1 and redis.call('HSETNX', jk, 'cvAcct', outcome) == 1 then
-    redis.call('SADD', KEYS[3], id)
-    redis.call('HINCRBY', KEYS[1], outcome, 1)
-    counted = counted + 1
-  elseif redis.call('HGET', jk, 'cvAcct') == 'reconciled' then
-    -- the join check already counted it from BullMQ's record; this late report confirms it
-    redis.call('HSET', jk, 'cvAcct', outcome)
+  elseif redis.call('SISMEMBER', inflight, id) == 1 then
+    if redis.call('SADD', EARLY, id) == 1 then
+      if redis.call('EXISTS', jk) == 1 then redis.call('HSET', jk, 'cvAcct', outcome) end
+      redis.call('HINCRBY', SMETA, outcome, 1)
+      counted = counted + 1
+    else
+      dup = dup + 1
+    end
+  elseif redis.call('SISMEMBER', REJECTED, id) == 1 then
+    -- a fenced instance's job that a consumer took before it could be withdrawn: reported, not counted
+    redis.call('SREM', REJECTED, id)
+    redis.call('HINCRBY', SMETA, 'rejectedRan', 1)
   else
-    dup = dup + 1
+    local mark = redis.call('HGET', jk, 'cvAcct')
+    if mark and redis.call('HDEL', jk, 'cvReconciled') == 1 then
+      -- the join check already counted it from BullMQ's record; this late report confirms it
+    elseif mark == 'after-join' then
+      redis.call('HSET', jk, 'cvAcct', outcome)
+    else
+      dup = dup + 1
+    end
   end
 end
-if dup > 0 then redis.call('HINCRBY', KEYS[1], 'duplicateFinishes', dup) end
-local open = redis.call('SCARD', KEYS[2])
-if open == 0 and redis.call('HGET', KEYS[1], 'producersFinished') == '1' then
-  local closed = close(now_ms())
+if dup > 0 then redis.call('HINCRBY', SMETA, 'duplicateFinishes', dup) end
+keep_ttl()
+local open = redis.call('SCARD', OPEN)
+if open == 0 and redis.call('HGET', SMETA, 'producersFinished') == '1' then
+  local closed = close(now_ms(), redis.call('HGET', SMETA, 'pendingRetentionMs') or '0')
   return {counted, dup, closed[1], closed[2]}
 end
 return {counted, dup, 'open', tostring(open)}
 `;
 
 /**
- * The shard's half of the join, called once the run has every producer finished. ARGV[3] reconcile
- * limit, ARGV[4..] the lost producers (settled here first). Returns {'closed', totals} or
- * {'open', unfinished count}.
+ * A job put back to work (a retry from Bull Board or job.retry()) is about to run. KEYS[FIXED+1]
+ * its hash, KEYS[FIXED+2] its instance's in-flight set; ARGV[1] job id. If the run had counted it:
+ * re-opened while the shard is open (its old outcome taken back), or recorded as work after the join.
+ * Returns 'open' (still unfinished: an ordinary retry), 'reopened', 'after-join' or 'uncounted'.
  */
-export const settleShardLua =
+export const reopenLua =
   shardPrelude +
   /* lua */ `
-if redis.call('HEXISTS', KEYS[1], 'closedAt') == 1 then
-  return {'closed', redis.call('HGET', KEYS[1], 'closedTotals')}
+local id, jk, inflight = ARGV[1], KEYS[FIXED + 1], KEYS[FIXED + 2]
+if redis.call('SISMEMBER', OPEN, id) == 1 then return 'open' end
+local mark = redis.call('HGET', jk, 'cvAcct')
+if mark ~= 'completed' and mark ~= 'failed' then return 'uncounted' end
+if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
+  redis.call('HSET', jk, 'cvAcct', 'after-join')
+  redis.call('HINCRBY', SMETA, 'afterJoin', 1)
+  keep_ttl()
+  return 'after-join'
 end
-for i = 4, #ARGV do settle_lost(ARGV[i]) end
-redis.call('HSET', KEYS[1], 'producersFinished', 1)
+redis.call('HINCRBY', SMETA, mark, -1)
+redis.call('HDEL', jk, 'cvAcct', 'cvReconciled')
+redis.call('HINCRBY', SMETA, 'reopened', 1)
+if redis.call('SREM', EARLY, id) == 1 and redis.call('SISMEMBER', inflight, id) == 1 then
+  -- not acknowledged yet: its acknowledgement will open it
+  return 'reopened'
+end
+redis.call('SADD', OPEN, id)
+return 'reopened'
+`;
+
+/**
+ * Settles a dead (lost or superseded) instance on this shard and fences it. KEYS[FIXED+1] its
+ * in-flight set, KEYS[FIXED+1+i] the hash of ARGV[1+i]; ARGV[1] instance, ARGV[2..] in-flight ids the
+ * caller read. An id whose job exists in BullMQ (or already finished) was added: it counts as
+ * produced; the rest never arrived. Returns how many ids are still in flight (read again and repeat).
+ */
+export const settleInstanceLua =
+  shardPrelude +
+  /* lua */ `
+local inflight = KEYS[FIXED + 1]
+redis.call('SADD', FENCED, ARGV[1])
+local n = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call('SREM', inflight, id) == 1 then
+    if redis.call('SISMEMBER', EARLY, id) == 1 or redis.call('EXISTS', KEYS[FIXED + i]) == 1 then
+      n = n + acknowledge(id)
+    end
+  end
+end
+count_produced(ARGV[1], n)
+keep_ttl()
+return redis.call('SCARD', inflight)
+`;
+
+/**
+ * The shard's half of the join, called once the run has every producer finished. ARGV[1] the run's
+ * retention ms, ARGV[2] how often (ms) one reconcile pass may run across all processes. Returns
+ * {'closed', totals} or {'open', unfinished count, reconcile cursor or '' when no pass is due}.
+ */
+export const closeShardLua =
+  shardPrelude +
+  /* lua */ `
+if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
+  keep_ttl()
+  return {'closed', redis.call('HGET', SMETA, 'closedTotals')}
+end
+redis.call('HSET', SMETA, 'producersFinished', 1, 'pendingRetentionMs', ARGV[1])
 local now = now_ms()
-local open = reconcile(tonumber(ARGV[3]), now)
-if open > 0 then return {'open', tostring(open)} end
-return close(now)
+local open = redis.call('SCARD', OPEN)
+if open == 0 then return close(now, ARGV[1]) end
+local last = tonumber(redis.call('HGET', SMETA, 'reconciledAt') or '0')
+if now - last < tonumber(ARGV[2]) then return {'open', tostring(open), ''} end
+redis.call('HSET', SMETA, 'reconciledAt', now)
+return {'open', tostring(open), redis.call('HGET', SMETA, 'reconcileCursor') or '0'}
+`;
+
+/**
+ * One bounded reconcile pass over open jobs whose consumer may have died before reporting them.
+ * KEYS[FIXED+1] BullMQ's failed set, KEYS[FIXED+1+i] the hash of ARGV[2+i]; ARGV[1] the SSCAN cursor
+ * to resume from next time, ARGV[2] the run's retention ms, ARGV[3..] open ids the caller scanned.
+ * A finished job is counted from BullMQ's record, a vanished one as removed, each only after it
+ * stayed that way for a grace measured on Redis's clock (a live consumer's report takes
+ * milliseconds; removeOnComplete may trim a job while its report is on the way). Returns like
+ * closeShard.
+ */
+export const reconcileLua =
+  shardPrelude +
+  /* lua */ `
+local now = now_ms()
+for i = 3, #ARGV do
+  local id, jk = ARGV[i], KEYS[FIXED + i - 1]
+  if redis.call('SISMEMBER', OPEN, id) == 1 then
+    local gone = redis.call('EXISTS', jk) == 0
+    local finished = (not gone) and redis.call('HEXISTS', jk, 'finishedOn') == 1
+    if gone or finished then
+      local since = tonumber(redis.call('HGET', SUSPECT, id))
+      if not since then
+        redis.call('HSET', SUSPECT, id, now)
+      elseif since < now - RECONCILE_GRACE_MS then
+        redis.call('SREM', OPEN, id)
+        redis.call('HDEL', SUSPECT, id)
+        if gone then
+          redis.call('HINCRBY', SMETA, 'removed', 1)
+        else
+          local outcome = 'completed'
+          if redis.call('ZSCORE', KEYS[FIXED + 1], id) then outcome = 'failed' end
+          redis.call('HSET', jk, 'cvAcct', outcome, 'cvReconciled', 1)
+          redis.call('HINCRBY', SMETA, outcome, 1)
+          redis.call('HINCRBY', SMETA, 'reconciled', 1)
+        end
+      end
+    else
+      redis.call('HDEL', SUSPECT, id)
+    end
+  end
+end
+redis.call('HSET', SMETA, 'reconcileCursor', ARGV[1])
+local open = redis.call('SCARD', OPEN)
+if open == 0 and redis.call('HGET', SMETA, 'producersFinished') == '1' then return close(now, ARGV[2]) end
+return {'open', tostring(open), ''}
 `;

@@ -12,7 +12,13 @@ export type RunStatus = {
     state: 'pending' | 'joined';
     joinedAt: string | null;
     /** What the join still waits for, when pending. */
-    waitingFor: 'producers-missing' | 'producers-running' | 'jobs-unfinished' | null;
+    waitingFor:
+      | 'producers-missing'
+      | 'producers-running'
+      | 'producers-settling'
+      | 'jobs-unfinished'
+      | 'join-check'
+      | null;
     /** The counts recorded in the same step that joined the run. */
     totals: {
       produced: number;
@@ -38,6 +44,12 @@ export type RunStatus = {
     reconciled: number;
     /** Acknowledgements producers saw that Redis no longer holds (a restart rolled writes back). */
     lostAcks: number;
+    /** Counted jobs put back to work (a retry from Bull Board or job.retry()) and re-opened in the run. */
+    reopened: number;
+    /** Jobs put back to work after the run joined: they ran outside its totals. */
+    afterJoin: number;
+    /** Jobs a lost or superseded producer added anyway that a consumer ran before they were withdrawn. */
+    rejectedRan: number;
   };
   producers: {
     expected: number;
@@ -72,6 +84,9 @@ const COUNTERS = [
   'duplicateFinishes',
   'reconciled',
   'lostAcks',
+  'reopened',
+  'afterJoin',
+  'rejectedRan',
 ] as const;
 type Counters = Record<(typeof COUNTERS)[number], number>;
 
@@ -94,10 +109,12 @@ export async function readRunStatus(
   leaseMs: number,
 ): Promise<RunStatus | null> {
   const k = runKeys(queue, runId);
-  const [meta, producersRaw, consumersRaw, time] = await Promise.all([
+  const [meta, producersRaw, consumersRaw, beatsRaw, unsettled, time] = await Promise.all([
     redis.hgetall(k.meta),
     redis.hvals(k.producers),
     redis.hvals(k.consumers),
+    redis.zrange(k.beats, '0', '-1', 'WITHSCORES'),
+    redis.scard(k.unsettled),
     redis.time(),
   ]);
   if (meta.expectedProducers === undefined) return null;
@@ -119,18 +136,27 @@ export async function readRunStatus(
   const total = (pick: (r: (typeof shardReads)[number]) => number) =>
     shardReads.reduce((n, r) => n + pick(r), 0);
   const counters = Object.fromEntries(COUNTERS.map((c) => [c, total((r) => num(r.smeta[c]))])) as Counters;
-  const producedBy = (id: string) => total((r) => num(r.producedBy[id]));
+  // A producer's count over its incarnations (`<id>`, `<id>~2`, ...).
+  const producedBy = (p: ProducerRecord) =>
+    Array.from({ length: p.incarnation ?? 1 }, (_, i) => (i === 0 ? p.id : `${p.id}~${i + 1}`)).reduce(
+      (n, instance) => n + total((r) => num(r.producedBy[instance])),
+      0,
+    );
+  // Consumers' heartbeats are stamped with Redis's clock, so staleness never depends on a host's clock.
+  const beats = new Map<string, number>();
+  for (let i = 0; i + 1 < beatsRaw.length; i += 2) beats.set(beatsRaw[i]!, Number(beatsRaw[i + 1]));
 
   const producers = producersRaw
     .map((raw) => JSON.parse(raw) as ProducerRecord)
     // The shards' count is the run's truth (it includes what a lost producer had in flight).
-    .map((p) => ({ ...p, produced: producedBy(p.id) }))
+    .map((p) => ({ ...p, produced: producedBy(p) }))
     .map((p) =>
       p.state === 'running' && now - p.heartbeatAt > leaseMs ? { ...p, state: 'lost' as const } : p,
     )
     .sort((a, b) => a.startedAt - b.startedAt);
   const consumers = consumersRaw
     .map((raw) => JSON.parse(raw) as ConsumerRecord)
+    .map((c) => ({ ...c, heartbeatAt: beats.get(c.id) ?? c.heartbeatAt }))
     .map((c) => {
       const ended = c.state === 'cancelled' || c.state === 'stopped';
       return !ended && now - c.heartbeatAt > leaseMs ? { ...c, state: 'lost' as const } : c;
@@ -143,7 +169,10 @@ export async function readRunStatus(
   if (!joined) {
     if (producers.length < expected) waitingFor = 'producers-missing';
     else if (count('running') > 0) waitingFor = 'producers-running';
-    else waitingFor = 'jobs-unfinished';
+    else if (unsettled > 0) waitingFor = 'producers-settling';
+    else if (total((r) => r.open) > 0) waitingFor = 'jobs-unfinished';
+    // Everything is finished: the next join check (any process's heartbeat) joins the run.
+    else waitingFor = 'join-check';
   }
   return {
     runId,
@@ -196,7 +225,10 @@ export function formatRunStatus(s: RunStatus): string {
     `  jobs       produced ${j.produced}, completed ${j.completed}, failed ${j.failed}, unfinished ${j.unfinished}` +
       (j.removed ? `, removed ${j.removed}` : '') +
       (j.unexpected ? `, unexpected ${j.unexpected}` : '') +
-      (j.lostAcks ? `, LOST ${j.lostAcks} acknowledged (Redis rolled back)` : ''),
+      (j.lostAcks ? `, LOST ${j.lostAcks} acknowledged (Redis rolled back)` : '') +
+      (j.reopened ? `, re-opened ${j.reopened}` : '') +
+      (j.afterJoin ? `, ${j.afterJoin} put back to work after the join` : '') +
+      (j.rejectedRan ? `, ${j.rejectedRan} ran from a lost producer` : ''),
     `  producers  ${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`,
     `  consumers  ${consumers}`,
     ...(s.shards.length > 1

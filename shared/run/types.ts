@@ -1,6 +1,12 @@
 /** Why a run has not joined yet, or that it has. */
 export type JoinReason =
-  'joined-now' | 'joined' | 'producers-missing' | 'producers-running' | 'jobs-unfinished' | 'no-run';
+  | 'joined-now'
+  | 'joined'
+  | 'producers-missing'
+  | 'producers-running'
+  | 'producers-settling'
+  | 'jobs-unfinished'
+  | 'no-run';
 
 export type JoinAttempt = {
   reason: JoinReason;
@@ -20,6 +26,9 @@ export type ProducerRecord = {
   pid: number;
   state: ProducerState;
   produced: number;
+  /** 1 for the first registration; a restart with the same id registers the next. */
+  incarnation?: number;
+  restartedAt?: number;
   startedAt: number;
   heartbeatAt: number;
   doneAt?: number;

@@ -156,7 +156,7 @@ describe('dashboard in a real browser', () => {
     const onShard1 = await shards[1]!.getWaiting();
     await run.recordFinished(
       1,
-      onShard1.map((j) => ({ id: j.id!, outcome: 'completed' as const })),
+      onShard1.map((j) => ({ id: j.id!, outcome: 'completed' as const, instance: j.data.producer })),
     );
     await producer.done();
     await Promise.all(shards.map((q) => q.close()));

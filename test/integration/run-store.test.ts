@@ -45,9 +45,9 @@ describe('RunStore: the join decision', () => {
     expect((await run.tryJoin()).reason).toBe('producers-running');
     const done = await producer.done();
     expect(done.join).toMatchObject({ reason: 'jobs-unfinished', detail: 2, joined: false });
-    const first = await run.recordFinished(0, [{ id: a!, outcome: 'completed' }]);
+    const first = await run.recordFinished(0, [{ id: a!, outcome: 'completed', instance: 'p1' }]);
     expect(first.join.joined).toBe(false);
-    const last = await run.recordFinished(0, [{ id: b!, outcome: 'failed' }]);
+    const last = await run.recordFinished(0, [{ id: b!, outcome: 'failed', instance: 'p1' }]);
     expect(last.join).toMatchObject({ joinedNow: true, joined: true });
     const again = await run.tryJoin();
     expect(again).toMatchObject({ reason: 'joined', joinedNow: false, detail: last.join.detail });
@@ -89,7 +89,7 @@ describe('RunStore: the join decision', () => {
     // BullMQ finished and trimmed the job; the consumer's batched report is still on its way.
     await q.remove(id!);
     expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
-    const report = await run.recordFinished(0, [{ id: id!, outcome: 'completed' }]);
+    const report = await run.recordFinished(0, [{ id: id!, outcome: 'completed', instance: 'p1' }]);
     expect(report).toMatchObject({ counted: 1, duplicates: 0, join: { joinedNow: true } });
     expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
       produced: 1,
@@ -149,11 +149,13 @@ describe('RunStore: the join decision', () => {
 
   it('counts a job that finished before its producer acknowledged it exactly once', async () => {
     const { q, run } = await openRun();
+    // As a producer does: the in-flight mark goes first, then the add.
+    await run.markInflight(0, 'p1', ['r.p1.0']);
     await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 1, ms: 0 } }, { jobId: 'r.p1.0' });
-    await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }]);
+    await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }]);
     expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(1);
     expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(0);
-    const again = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }]);
+    const again = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }]);
     expect(again).toMatchObject({ counted: 0, duplicates: 1 });
     const { join } = await run.producerDone('p1');
     expect(join.joinedNow).toBe(true);
@@ -181,7 +183,7 @@ describe('RunStore: the join decision', () => {
     expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
     expect(status?.jobs.produced).toBe(1);
     expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
-    const fin = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }]);
+    const fin = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }]);
     expect(fin.join.joinedNow).toBe(true);
   });
 
@@ -215,11 +217,11 @@ describe('RunStore: the join decision', () => {
       [1, 1, false],
     ]);
     // One shard finishing is not the run finishing.
-    expect((await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed' }])).join).toMatchObject({
+    expect((await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }])).join).toMatchObject({
       reason: 'jobs-unfinished',
       joined: false,
     });
-    const last = await run.recordFinished(2, [{ id: 'r.p1.2', outcome: 'failed' }]);
+    const last = await run.recordFinished(2, [{ id: 'r.p1.2', outcome: 'failed', instance: 'p1' }]);
     expect(last.join.joinedNow).toBe(true);
     status = await readRunStatus(redis, queue, 'r', 300);
     expect(status?.join.totals).toEqual({
@@ -259,7 +261,7 @@ describe('RunStore: the join decision', () => {
     const status = await readRunStatus(redis, queue, 'r', 10_000);
     expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, reconciled: 1 });
     // The consumer's late report is recognised, not counted again or called a duplicate.
-    const late = await run.recordFinished(0, [{ id: id!, outcome: 'completed' }]);
+    const late = await run.recordFinished(0, [{ id: id!, outcome: 'completed', instance: 'p1' }]);
     expect(late).toMatchObject({ counted: 0, duplicates: 0 });
   });
 
@@ -267,7 +269,7 @@ describe('RunStore: the join decision', () => {
     const { q, run, producer } = await openRun();
     const id = await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' });
     await producer.flush();
-    await run.recordFinished(0, [{ id, outcome: 'completed' }]);
+    await run.recordFinished(0, [{ id, outcome: 'completed', instance: 'p1' }]);
     await q.remove(id); // as removeOnComplete does
     expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
     await producer.flush();

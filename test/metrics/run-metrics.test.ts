@@ -105,7 +105,11 @@ describe('run metrics from Redis', () => {
     // Finish every job and the producer: the run joins, and the next scrape says so.
     await run.recordFinished(
       0,
-      ids.map((id, i) => ({ id, outcome: i === 2 ? ('failed' as const) : ('completed' as const) })),
+      ids.map((id, i) => ({
+        id,
+        outcome: i === 2 ? ('failed' as const) : ('completed' as const),
+        instance: 'p1',
+      })),
     );
     const done = await run.producerDone('p1');
     expect(done.join.joined).toBe(true);
@@ -162,6 +166,7 @@ describe('run metrics from Redis', () => {
       waiting[1]!.map((j, i) => ({
         id: j.id!,
         outcome: i === 0 ? ('failed' as const) : ('completed' as const),
+        instance: j.data.producer,
       })),
     );
     await producer.done();
