@@ -1,0 +1,351 @@
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { loadConsumerConfig } from '../../consumers/config.js';
+import { startConsumer } from '../../consumers/consumer.js';
+import { loadProducerConfig } from '../../producers/config.js';
+import { createProducer } from '../../producers/producer.js';
+import { runProducer } from '../../producers/run-producer.js';
+import { defineJob } from '../../shared/jobs/define.js';
+import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
+import { queuePrefix } from '../../shared/keys.js';
+import { createLogger } from '../../shared/logger.js';
+import { jobOptions, openQueue } from '../../shared/queue.js';
+import { RunError, RunStore } from '../../shared/run/run-store.js';
+import { readRunStatus } from '../../shared/run/status.js';
+import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
+
+const registry = new JobRegistry(builtinJobs);
+const keepAll = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
+const host = { host: 'test', pid: 1 };
+const sleepJob = (value: number) => ({ type: 'sleep', payload: { value, ms: 0 } });
+const quiet = createLogger({ level: 'silent', service: 'test' });
+
+/** One regression test per protocol bug found against the run protocol before producer instances. */
+describe('join protocol regressions', () => {
+  let redis: Redis;
+  let queue: string;
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  beforeEach(() => {
+    redis = connect();
+    queue = testQueue();
+  });
+  afterEach(() => releaseTestQueue(redis, queue, cleanups));
+
+  const open = async (leaseMs = 10_000, expected = 1) => {
+    const q = openQueue(queue, redis);
+    cleanups.push(() => q.close());
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(expected, leaseMs);
+    return { q, run };
+  };
+
+  const status = () => readRunStatus(redis, queue, 'r', 10_000);
+
+  it('bug 1: a dead producer is declared lost although the only checker calls slower than half the lease', async () => {
+    const { run } = await open(1_000);
+    await run.registerProducer('p1', host, 1_000);
+    // The producer dies at once. The only process left checks every 600 ms: every gap looks like an
+    // outage (> lease / 2), which used to push the lease back for ever.
+    const started = Date.now();
+    const lost = await pollUntil(
+      'the dead producer to be declared lost',
+      async () => {
+        const j = await run.tryJoin();
+        return j.joinedNow ? j : undefined;
+      },
+      15_000,
+      600,
+    );
+    expect(lost.joinedNow).toBe(true);
+    // One outage credit at most: lease + one gap + a check interval, with room for a busy machine.
+    expect(Date.now() - started).toBeLessThan(8_000);
+    expect((await status())?.producers.lost).toBe(1);
+  });
+
+  it('bug 1: a run served only by workers without RUN_ID still declares a dead producer lost and joins', async () => {
+    const { run } = await open(600);
+    await run.registerProducer('p1', host, 600);
+    // p1 dies without a word. A plain worker (no RUN_ID) is the only process attached.
+    const config = loadConsumerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      HEARTBEAT_MS: '100',
+      LEASE_MS: '600',
+      CONSUMER_ID: 'plain',
+    });
+    const consumer = await startConsumer(config, {
+      redis: connect(),
+      registry,
+      log: quiet,
+      host: 'test',
+      pid: 2,
+    });
+    cleanups.push(() => consumer.stop('test over'));
+    const joined = await pollUntil('the run to join', async () =>
+      (await run.isJoined()) ? true : undefined,
+    );
+    expect(joined).toBe(true);
+    expect((await status())?.join.totals).toMatchObject({ lostProducers: 1, produced: 0 });
+  });
+
+  it('bug 2: a finish reported before its ack counts once even after BullMQ deleted the job', async () => {
+    const { q, run } = await open();
+    await run.registerProducer('p1', host, 10_000);
+    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    // The put is stored but its acknowledgement waits (batched); the job runs, BullMQ deletes it at
+    // completion (KEEP_COMPLETED=0), and only then does the consumer's report arrive.
+    const id = await producer.put('sleep', { value: 1, ms: 0 });
+    await q.remove(id);
+    const report = await run.recordFinished(0, [{ id, outcome: 'completed', instance: 'p1' }]);
+    expect(report).toMatchObject({ counted: 1, duplicates: 0 });
+    const { join } = await producer.done();
+    expect(join.joinedNow).toBe(true);
+    expect((await status())?.join.totals).toEqual({
+      produced: 1,
+      completed: 1,
+      failed: 0,
+      removed: 0,
+      lostProducers: 0,
+    });
+  });
+
+  it('bug 2: more than 1000 open jobs whose records vanished are reconciled in bounded passes and the run joins', async () => {
+    const { q, run } = await open();
+    await run.registerProducer('p1', host, 10_000);
+    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    const ids = await producer.putMany(Array.from({ length: 1_200 }, (_, i) => sleepJob(i)));
+    await producer.done();
+    await q.obliterate({ force: true }); // every job removed by hand, none reported
+    const joined = await pollUntil(
+      'the run to join',
+      async () => {
+        const j = await run.tryJoin();
+        return j.joined ? j : undefined;
+      },
+      40_000,
+      200,
+    );
+    expect(joined.joinedNow).toBe(true);
+    expect((await status())?.join.totals).toMatchObject({ produced: ids.length, removed: ids.length });
+  });
+
+  it('bug 3: a producer restarted with the same id gets new job ids and its first incarnation is settled', async () => {
+    const { q, run } = await open();
+    const first = await run.registerProducer('p1', host, 10_000);
+    const before = createProducer({
+      queues: [q],
+      run,
+      registry,
+      producerId: 'p1',
+      ...first,
+      jobOptions: keepAll,
+    });
+    const firstIds = await before.putMany([sleepJob(0), sleepJob(1)]);
+    await before.flush();
+    // One more add reached Redis, but the process died before acknowledging it.
+    await run.markInflight(0, first.instance, ['r.p1.2']);
+    await q.add(
+      'sleep',
+      { run: 'r', producer: first.instance, payload: { value: 2, ms: 0 } },
+      { jobId: 'r.p1.2' },
+    );
+
+    // The container restarts: same hostname, same pid, same default PRODUCER_ID.
+    const second = await run.registerProducer('p1', host, 10_000);
+    expect(second.incarnation).toBe(2);
+    const after = createProducer({
+      queues: [q],
+      run,
+      registry,
+      producerId: 'p1',
+      ...second,
+      jobOptions: keepAll,
+    });
+    const secondIds = await after.putMany([sleepJob(0), sleepJob(1)]);
+    expect(secondIds.filter((id) => firstIds.includes(id))).toEqual([]);
+    expect(await q.count()).toBe(5);
+    const { state } = await after.done();
+    expect(state).toBe('done');
+    // Settled: the first incarnation's 2 acknowledged + its 1 in-flight job that reached Redis.
+    expect(await run.unfinished()).toBe(5);
+    expect((await status())?.producers.list[0]).toMatchObject({ id: 'p1', produced: 5, incarnation: 2 });
+    // The first incarnation is fenced: a late acknowledgement of its is refused.
+    await run.markInflight(0, first.instance, ['r.p1.3']);
+    await expect(run.ackAdded(0, first.instance, ['r.p1.3'])).rejects.toMatchObject({ code: 'fenced' });
+  });
+
+  it('bug 4: a job retried after the run counted it is re-opened, and the run joins only after its new outcome', async () => {
+    let runs = 0;
+    const flaky = defineJob({
+      name: 'flaky',
+      schema: z.strictObject({}),
+      handler: () => (++runs === 1 ? Promise.reject(new Error('first run fails')) : Promise.resolve('ok')),
+    });
+    const jobs = new JobRegistry([...builtinJobs, flaky]);
+    const { q, run } = await open(10_000, 2);
+    await run.registerProducer('p1', host, 10_000);
+    const producer = createProducer({
+      queues: [q],
+      run,
+      registry: jobs,
+      producerId: 'p1',
+      jobOptions: keepAll,
+    });
+    const id = await producer.put('flaky', {});
+    await producer.done();
+    const config = loadConsumerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'r',
+      HEARTBEAT_MS: '100',
+      CONSUMER_ID: 'c1',
+    });
+    const consumer = await startConsumer(config, {
+      redis: connect(),
+      registry: jobs,
+      log: quiet,
+      host: 'test',
+      pid: 2,
+    });
+    cleanups.push(() => consumer.stop('test over'));
+    await pollUntil('the failure to be counted', async () =>
+      (await status())?.jobs.failed === 1 ? true : undefined,
+    );
+    // Someone presses "retry" in Bull Board while the run is still pending (p2 has not finished).
+    const job = await q.getJob(id);
+    await job!.retry('failed');
+    await pollUntil('the retried job to complete', async () => (runs === 2 ? true : undefined));
+    await run.registerProducer('p2', host, 10_000);
+    const { join } = await run.producerDone('p2');
+    const joined = join.joined
+      ? join
+      : await pollUntil('the join', async () => ((await run.isJoined()) ? true : undefined));
+    expect(joined).toBeTruthy();
+    const s = await status();
+    expect(s?.join.totals).toMatchObject({ produced: 1, completed: 1, failed: 0 });
+    expect(s?.jobs.reopened).toBe(1);
+  });
+
+  it('bug 4: a job retried after the run joined is reported as work after the join', async () => {
+    const { q, run } = await open();
+    await run.registerProducer('p1', host, 10_000);
+    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    const id = await producer.put('sleep', { value: 1, ms: 0 });
+    await producer.done();
+    const config = loadConsumerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      HEARTBEAT_MS: '100',
+      CONSUMER_ID: 'c1',
+    });
+    const consumer = await startConsumer(config, {
+      redis: connect(),
+      registry,
+      log: quiet,
+      host: 'test',
+      pid: 2,
+    });
+    cleanups.push(() => consumer.stop('test over'));
+    await pollUntil('the join', async () => ((await run.isJoined()) ? true : undefined));
+    const job = await q.getJob(id);
+    await job!.retry('completed');
+    const s = await pollUntil('the re-run to be reported', async () => {
+      const st = await status();
+      return st?.jobs.afterJoin === 1 ? st : undefined;
+    });
+    expect(s.join.totals).toMatchObject({ produced: 1, completed: 1 });
+  });
+
+  it('bug 5: a producer declared lost cannot add: its put rejects and the job is withdrawn', async () => {
+    const { q, run } = await open(300);
+    await run.registerProducer('p1', host, 300);
+    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    await pollUntil('p1 to be declared lost (and the empty run to join)', async () =>
+      (await run.tryJoin()).joined ? true : undefined,
+    );
+    // The zombie's put must not leave a job behind the join.
+    await producer.put('sleep', { value: 1, ms: 0 });
+    await expect(producer.flush()).rejects.toBeInstanceOf(RunError);
+    await expect(producer.put('sleep', { value: 2, ms: 0 })).rejects.toThrow(/declared lost/);
+    expect(await q.count()).toBe(0);
+    const { state } = await producer.done().catch(() => ({ state: 'refused' }));
+    expect(state).not.toBe('done');
+  });
+
+  it('bug 5: a producer the run declared lost while it reported done ends lost, not done', async () => {
+    const { q } = await open(3_000);
+    // The run gives up on the producer just before its done() arrives (a slow final flush).
+    class LateRun extends RunStore {
+      override async producerDone(...args: Parameters<RunStore['producerDone']>) {
+        await redis.zadd(this.keys.leases, 0, 'p1');
+        await this.tryJoin();
+        return super.producerDone(...args);
+      }
+    }
+    const late = new LateRun(redis, queue, 'r');
+    const config = loadProducerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'r',
+      PRODUCER_ID: 'p1',
+      JOBS: '1',
+      PRODUCE_INTERVAL_MS: '0',
+      HEARTBEAT_MS: '100',
+      LEASE_MS: '3000',
+    });
+    const outcome = await runProducer(
+      config,
+      { queues: [q], run: late, registry, log: quiet, host: 'test', pid: 1 },
+      new AbortController().signal,
+    );
+    expect(outcome.lost).toBe(true);
+    expect((await status())?.producers.list[0]?.state).toBe('lost');
+  });
+
+  it('bug 6: a repeated acknowledgement after the job was trimmed does not count it twice', async () => {
+    const { q, run } = await open();
+    await run.registerProducer('p1', host, 10_000);
+    await run.markInflight(0, 'p1', ['r.p1.0']);
+    await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } }, { jobId: 'r.p1.0' });
+    expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(1);
+    await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }]);
+    await q.remove('r.p1.0');
+    // ioredis resends the acknowledgement after a dropped reply.
+    expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(0);
+    const { join } = await run.producerDone('p1', [1]);
+    expect(join.joinedNow).toBe(true);
+    expect((await status())?.join.totals).toEqual({
+      produced: 1,
+      completed: 1,
+      failed: 0,
+      removed: 0,
+      lostProducers: 0,
+    });
+  });
+
+  it('an ordinary final failure is counted once, with no false re-open', async () => {
+    const { q, run } = await open();
+    await run.registerProducer('p1', host, 10_000);
+    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    await producer.put('sleep', { value: 1, ms: 0 });
+    await producer.done();
+    const worker = new Worker(queue, () => Promise.reject(new Error('fails')), {
+      connection: redis.duplicate(),
+      prefix: queuePrefix(queue),
+    });
+    cleanups.push(async () => {
+      await worker.close();
+      await worker.disconnect();
+    });
+    const [job] = await new Promise<[{ id?: string }]>((resolve) =>
+      worker.once('failed', (j) => resolve([j!])),
+    );
+    const r = await run.recordFinished(0, [{ id: job.id!, outcome: 'failed', instance: 'p1' }]);
+    expect(r.join.joinedNow).toBe(true);
+    expect((await status())?.join.totals).toMatchObject({ failed: 1, completed: 0 });
+  });
+});
