@@ -112,41 +112,49 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     log.info({ joinedRun: runId }, 'run joined'),
   );
 
-  const processorFor = (shard: number) => async (job: Job<JobData>): Promise<unknown> => {
-    const def = registry.get(job.name);
-    if (!def)
-      throw new UnrecoverableError(`unknown job type "${job.name}" (known: ${registry.names().join(', ')})`);
-    const data = readJobData(job.data);
-    if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
-    const valid = registry.validate(job.name, data.payload, { measureSize: false });
-    if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
-    // Started before: an ordinary retry, a redelivery, or a job put back to work after the run
-    // counted it (a retry from Bull Board or job.retry()), which the run must take back first.
-    if (job.id && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
-      const reopened = await recorder.store(data.run).reopen(shard, job.id, data.producer);
-      if (reopened === 'reopened') log.warn({ jobId: job.id }, 'job put back to work: re-opened in its run');
-      if (reopened === 'after-join')
-        log.warn({ jobId: job.id }, 'job put back to work after its run joined: reported as work after the join');
-    }
-    const jobId = job.id ?? '?';
-    active.add(jobId);
-    observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
-    let jobLog: Logger | undefined;
-    try {
-      return await def.handler(valid.payload, {
-        jobId,
-        attempt: job.attemptsMade + 1,
-        signal: abortJobs.signal,
-        // Made on first use: most handlers never log, and a child logger per job is not free.
-        get log() {
-          return (jobLog ??= log.child({ jobId }));
-        },
-        resources: resourcesFor(def),
-      });
-    } finally {
-      active.delete(jobId);
-    }
-  };
+  const processorFor =
+    (shard: number) =>
+    async (job: Job<JobData>): Promise<unknown> => {
+      const def = registry.get(job.name);
+      if (!def)
+        throw new UnrecoverableError(
+          `unknown job type "${job.name}" (known: ${registry.names().join(', ')})`,
+        );
+      const data = readJobData(job.data);
+      if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
+      const valid = registry.validate(job.name, data.payload, { measureSize: false });
+      if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
+      // Started before: an ordinary retry, a redelivery, or a job put back to work after the run
+      // counted it (a retry from Bull Board or job.retry()), which the run must take back first.
+      if (job.id && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
+        const reopened = await recorder.store(data.run).reopen(shard, job.id, data.producer);
+        if (reopened === 'reopened')
+          log.warn({ jobId: job.id }, 'job put back to work: re-opened in its run');
+        if (reopened === 'after-join')
+          log.warn(
+            { jobId: job.id },
+            'job put back to work after its run joined: reported as work after the join',
+          );
+      }
+      const jobId = job.id ?? '?';
+      active.add(jobId);
+      observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
+      let jobLog: Logger | undefined;
+      try {
+        return await def.handler(valid.payload, {
+          jobId,
+          attempt: job.attemptsMade + 1,
+          signal: abortJobs.signal,
+          // Made on first use: most handlers never log, and a child logger per job is not free.
+          get log() {
+            return (jobLog ??= log.child({ jobId }));
+          },
+          resources: resourcesFor(def),
+        });
+      } finally {
+        active.delete(jobId);
+      }
+    };
 
   // One worker per shard, sharing the process's concurrency (at least one slot each).
   const shards = queueShards(config.queue, config.shards);

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
 import { createConsumerMetrics } from '../shared/metrics/process-metrics.js';
-import { startProcess } from '../shared/process.js';
+import { checkInput, startProcess } from '../shared/process.js';
 import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
 import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
 import { RunError } from '../shared/run/run-store.js';
@@ -14,7 +14,10 @@ const started = startProcess('consumer', loadConsumerConfig, process);
 if (started) {
   const { config, log: baseLog } = started;
   const log = baseLog.child({ runId: config.runId ?? null, consumerId: config.consumerId });
-  const registry = await loadJobRegistry(config.jobModules, process.cwd());
+  const registry = await checkInput('consumer', process, () =>
+    loadJobRegistry(config.jobModules, process.cwd()),
+  );
+  if (!registry) process.exit(2);
   const metrics = await startProcessEndpoint(config.metrics, 'consumer', log);
   const redis = createRedis(config, log, `conveyor:consumer:${config.consumerId}`);
   let consumer: ConsumerHandle | undefined;

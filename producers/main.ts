@@ -1,28 +1,26 @@
 import { hostname } from 'node:os';
-import { ConfigError } from '../shared/config.js';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
 import { createProducerMetrics } from '../shared/metrics/process-metrics.js';
-import { startProcess } from '../shared/process.js';
+import { checkInput, startProcess } from '../shared/process.js';
 import { openQueues } from '../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
 import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
 import { loadProducerConfig } from './config.js';
-import { runProducer } from './run-producer.js';
+import { checkProducible, runProducer } from './run-producer.js';
 
 const started = startProcess('producer', loadProducerConfig, process);
 if (started) {
   const { config, log: baseLog } = started;
   const log = baseLog.child({ runId: config.runId, producerId: config.producerId });
-  const registry = await loadJobRegistry(config.jobModules, process.cwd());
-  if (!registry.get(config.jobType)) {
-    process.stderr.write(
-      `producer: ${new ConfigError([`JOB_TYPE: unknown job type "${config.jobType}" (known: ${registry.names().join(', ')})`]).message}\n`,
-    );
-    process.exit(2);
-  }
+  const registry = await checkInput('producer', process, async () => {
+    const r = await loadJobRegistry(config.jobModules, process.cwd());
+    checkProducible(config, r);
+    return r;
+  });
+  if (!registry) process.exit(2);
   const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
   const queues = openQueues(config.queue, config.shards, redis, (message) =>

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
-import { drawCount } from '../shared/config.js';
+import { ConfigError, drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
 import { jobOptions, type JobData } from '../shared/queue.js';
@@ -137,6 +137,21 @@ async function waitForRoom(run: RunStore, maxDepth: number, signal: AbortSignal)
   while (!signal.aborted && (await run.unfinished()) >= maxDepth) {
     await sleep(20, undefined, { signal }).catch(() => undefined);
   }
+}
+
+/**
+ * Refuses, before anything is written to Redis, a job type the registry does not know or settings
+ * whose payload its schema rejects, naming the variable to fix.
+ */
+export function checkProducible(config: ProducerConfig, registry: JobRegistry): void {
+  if (!registry.get(config.jobType))
+    throw new ConfigError([
+      `JOB_TYPE: unknown job type "${config.jobType}" (known: ${registry.names().join(', ')})`,
+    ]);
+  const variable =
+    config.jobType === 'sleep' ? 'JOB_MS' : config.jobType === 'fetch' ? 'FETCH_URLS' : 'JOB_PAYLOAD';
+  const v = registry.validate(config.jobType, makePayloadFactory(config)(0));
+  if (!v.ok) throw new ConfigError([`${variable}: not a valid "${config.jobType}" payload: ${v.reason}`]);
 }
 
 function makePayloadFactory(config: ProducerConfig): (i: number) => unknown {

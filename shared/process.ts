@@ -23,3 +23,24 @@ export function startProcess<C extends { logLevel: string }>(
     throw err;
   }
 }
+
+/**
+ * A start-up step that fails only on bad input (job modules, payload settings): on a ConfigError it
+ * prints the message and sets exit code 2, returning null, before anything touched Redis.
+ */
+export async function checkInput<T>(
+  service: string,
+  proc: NodeJS.Process,
+  step: () => Promise<T>,
+): Promise<T | null> {
+  try {
+    return await step();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      proc.stderr.write(`${service}: ${err.message}\n`);
+      proc.exitCode = 2;
+      return null;
+    }
+    throw err;
+  }
+}

@@ -1,3 +1,4 @@
+import { ConfigError } from '../config.js';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { AnyJobDefinition } from './define.js';
@@ -24,10 +25,17 @@ export async function loadJobRegistry(modules: readonly string[], cwd: string): 
   const registry = new JobRegistry(builtinJobs);
   for (const spec of modules) {
     const url = spec.startsWith('.') || spec.startsWith('/') ? pathToFileURL(resolve(cwd, spec)).href : spec;
-    const mod = (await import(url)) as Record<string, unknown>;
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(url)) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError([
+        `JOB_MODULES: cannot load "${spec}": ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`,
+      ]);
+    }
     const defs = Object.values(mod).filter(isDefinition);
     if (defs.length === 0)
-      throw new Error(`JOB_MODULES: "${spec}" exports no job definition (use defineJob).`);
+      throw new ConfigError([`JOB_MODULES: "${spec}" exports no job definition (use defineJob).`]);
     for (const d of defs) registry.register(d);
   }
   return registry;

@@ -53,8 +53,8 @@ const shardScripts = {
 
 /** Open jobs one reconcile pass inspects (a bounded amount of work per join check). */
 const RECONCILE_BATCH = 500;
-/** At most one reconcile pass per shard this often, across every process checking the run. */
 const RECONCILE_INTERVAL_MS = 1_000;
+const RECONCILE_GRACE_MS = 2_000;
 /** In-flight ids settled per script call. */
 const SETTLE_BATCH = 1_000;
 /** How long a joined run's keys live unless the run was created with another retention. */
@@ -105,12 +105,23 @@ export class RunStore {
   readonly shardKeys: readonly ShardRunKeys[];
   private readonly runScriptKeys: string[];
 
+  private readonly reconcileGraceMs: number;
+  private readonly reconcileIntervalMs: number;
+
+  /**
+   * `reconcileGraceMs`: how long an open job must stay finished-but-unreported (or vanished) before
+   * the join check counts it from BullMQ's record (a live consumer's report takes milliseconds).
+   * `reconcileIntervalMs`: at most one reconcile pass per shard this often, across all processes.
+   */
   constructor(
     private readonly redis: RedisClient,
     readonly queue: string,
     readonly runId: string,
     shardCount = 1,
+    opts: { reconcileGraceMs?: number; reconcileIntervalMs?: number } = {},
   ) {
+    this.reconcileGraceMs = opts.reconcileGraceMs ?? RECONCILE_GRACE_MS;
+    this.reconcileIntervalMs = opts.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS;
     this.keys = runKeys(queue, runId);
     this.shards = queueShards(queue, shardCount);
     this.shardKeys = this.shards.map((shard) => shardRunKeys(shard, runId));
@@ -151,7 +162,17 @@ export class RunStore {
     ...args: (string | number)[]
   ): Promise<unknown> {
     const k = this.keysOf(shard);
-    const keys = [k.meta, k.open, k.early, k.keyed, k.producedBy, k.suspect, k.fenced, k.rejected, ...extraKeys];
+    const keys = [
+      k.meta,
+      k.open,
+      k.early,
+      k.keyed,
+      k.producedBy,
+      k.suspect,
+      k.fenced,
+      k.rejected,
+      ...extraKeys,
+    ];
     return shardScripts[script](this.redis, keys, args).catch((err: unknown) => {
       throw this.translate(err);
     });
@@ -206,7 +227,11 @@ export class RunStore {
    * `leaseMs`: half of it without any process reaching the run counts as a Redis outage.
    * `retentionMs`: how long the run's keys live after it joins (0 keeps them).
    */
-  async create(expectedProducers: number, leaseMs = 10_000, retentionMs = DEFAULT_RETENTION_MS): Promise<boolean> {
+  async create(
+    expectedProducers: number,
+    leaseMs = 10_000,
+    retentionMs = DEFAULT_RETENTION_MS,
+  ): Promise<boolean> {
     return (
       (await this.runCall(
         'createRun',
@@ -255,9 +280,7 @@ export class RunStore {
     incarnation = 1,
   ): Promise<ProducerState | 'missing' | 'superseded'> {
     return (await this.runCall('heartbeatProducer', id, incarnation, leaseMs)) as
-      | ProducerState
-      | 'missing'
-      | 'superseded';
+      ProducerState | 'missing' | 'superseded';
   }
 
   /** Records ids about to be sent to a shard, so a producer that dies mid-add can be settled later. */
@@ -317,8 +340,7 @@ export class RunStore {
     const produced = producedPerShard.reduce((a, b) => a + b, 0);
     const lost = missing.reduce((a, b) => a + b, 0);
     const state = (await this.runCall('producerDone', producerId, incarnation, produced, lost)) as
-      | ProducerState
-      | 'superseded';
+      ProducerState | 'superseded';
     return { state, join: await this.tryJoin() };
   }
 
@@ -392,7 +414,7 @@ export class RunStore {
       'closeShard',
       [],
       retention,
-      RECONCILE_INTERVAL_MS,
+      this.reconcileIntervalMs,
     )) as CloseReply;
     const [state, , cursor] = reply;
     if (state !== 'open' || !cursor) return reply;
@@ -404,6 +426,7 @@ export class RunStore {
       [k.failed, ...ids.map((id) => k.jobPrefix + id)],
       next,
       retention,
+      this.reconcileGraceMs,
       ...ids,
     )) as CloseReply;
   }

@@ -134,7 +134,6 @@ const shardPrelude =
 local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local FIXED = ${SHARD_FIXED}
-local RECONCILE_GRACE_MS = 2000
 
 -- An id its producer's in-flight set held: count it once, whether its job already finished or not.
 local function acknowledge(id)
@@ -433,12 +432,16 @@ export const recordFinishedLua =
   /* lua */ `
 local counted, dup = 0, 0
 for i = 1, #ARGV / 3 do
-  local id, outcome = ARGV[3 * i - 2], ARGV[3 * i - 1]
+  local id, outcome, instance = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
   local inflight, jk = KEYS[FIXED + 2 * i - 1], KEYS[FIXED + 2 * i]
   if redis.call('SREM', OPEN, id) == 1 then
     if redis.call('EXISTS', jk) == 1 then redis.call('HSET', jk, 'cvAcct', outcome) end
     redis.call('HINCRBY', SMETA, outcome, 1)
     counted = counted + 1
+  elseif redis.call('SISMEMBER', inflight, id) == 1 and redis.call('SISMEMBER', FENCED, instance) == 1 then
+    -- added by a fenced instance after it was settled: its acknowledgement will be refused
+    redis.call('SREM', inflight, id)
+    redis.call('HINCRBY', SMETA, 'rejectedRan', 1)
   elseif redis.call('SISMEMBER', inflight, id) == 1 then
     if redis.call('SADD', EARLY, id) == 1 then
       if redis.call('EXISTS', jk) == 1 then redis.call('HSET', jk, 'cvAcct', outcome) end
@@ -551,8 +554,9 @@ return {'open', tostring(open), redis.call('HGET', SMETA, 'reconcileCursor') or 
 
 /**
  * One bounded reconcile pass over open jobs whose consumer may have died before reporting them.
- * KEYS[FIXED+1] BullMQ's failed set, KEYS[FIXED+1+i] the hash of ARGV[2+i]; ARGV[1] the SSCAN cursor
- * to resume from next time, ARGV[2] the run's retention ms, ARGV[3..] open ids the caller scanned.
+ * KEYS[FIXED+1] BullMQ's failed set, KEYS[FIXED+1+i] the hash of ARGV[3+i]; ARGV[1] the SSCAN cursor
+ * to resume from next time, ARGV[2] the run's retention ms, ARGV[3] the grace (ms), ARGV[4..] open ids
+ * the caller scanned.
  * A finished job is counted from BullMQ's record, a vanished one as removed, each only after it
  * stayed that way for a grace measured on Redis's clock (a live consumer's report takes
  * milliseconds; removeOnComplete may trim a job while its report is on the way). Returns like
@@ -562,8 +566,9 @@ export const reconcileLua =
   shardPrelude +
   /* lua */ `
 local now = now_ms()
-for i = 3, #ARGV do
-  local id, jk = ARGV[i], KEYS[FIXED + i - 1]
+local grace = tonumber(ARGV[3])
+for i = 4, #ARGV do
+  local id, jk = ARGV[i], KEYS[FIXED + i - 2]
   if redis.call('SISMEMBER', OPEN, id) == 1 then
     local gone = redis.call('EXISTS', jk) == 0
     local finished = (not gone) and redis.call('HEXISTS', jk, 'finishedOn') == 1
@@ -571,7 +576,7 @@ for i = 3, #ARGV do
       local since = tonumber(redis.call('HGET', SUSPECT, id))
       if not since then
         redis.call('HSET', SUSPECT, id, now)
-      elseif since < now - RECONCILE_GRACE_MS then
+      elseif since < now - grace then
         redis.call('SREM', OPEN, id)
         redis.call('HDEL', SUSPECT, id)
         if gone then

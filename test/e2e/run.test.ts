@@ -144,11 +144,24 @@ describe('end to end: real producer and consumer processes', () => {
     ['producer', { JOB_TYPE: 'nope' }, 'JOB_TYPE: unknown job type "nope"'],
     ['consumer', { CONCURRENCY: '0' }, 'CONCURRENCY: must be at least 1 (got "0")'],
     ['consumer', { REDIS_URL: 'localhost:6379' }, 'REDIS_URL: must be a URL like redis://host:6379'],
-  ] as const)('bad env: %s with %j exits 2 naming the variable', async (role, bad, message) => {
-    const p = spawnRole(role, { ...base, ...bad });
-    expect((await exitOf(p)).code).toBe(2);
-    expect(p.output()).toContain(message);
-  });
+    ['producer', { PRODUCERS: '0' }, 'PRODUCERS: must be at least 1 (got "0")'],
+    [
+      'producer',
+      { JOB_MODULES: './test/fixtures/jobs.ts', JOB_TYPE: 'always-fail', JOB_PAYLOAD: '{"extra":1}' },
+      'JOB_PAYLOAD: not a valid "always-fail" payload',
+    ],
+    ['producer', { JOB_MODULES: './no-such-module.js' }, 'JOB_MODULES: cannot load "./no-such-module.js"'],
+    ['consumer', { JOB_MODULES: './no-such-module.js' }, 'JOB_MODULES: cannot load "./no-such-module.js"'],
+    ['consumer', { HEARTBEAT_MS: '1100', LEASE_MS: '2000' }, 'HEARTBEAT_MS=1100 with LEASE_MS=2000'],
+  ] as const)(
+    'bad env: %s with %j exits 2 naming the variable, before writing to Redis',
+    async (role, bad, message) => {
+      const p = spawnRole(role, { ...base, ...bad });
+      expect((await exitOf(p)).code).toBe(2);
+      expect(p.output()).toContain(message);
+      expect(await redis.keys(`*${queue}*`)).toEqual([]);
+    },
+  );
 
   it('gather 5: prints the results in order, starting its own consumer when none runs', async () => {
     const p = spawnTracked(
