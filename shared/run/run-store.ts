@@ -385,12 +385,13 @@ export class RunStore {
    * times; exactly one call across all of them gets `joinedNow`.
    */
   async tryJoin(): Promise<JoinAttempt> {
-    let [reason, detail, retention, ...unsettled] = (await this.runCall('checkRun')) as [
+    const [firstReason, firstDetail, firstRetention, ...unsettled] = (await this.runCall('checkRun')) as [
       string,
       string,
       string,
       ...string[],
     ];
+    let [reason, detail, retention] = [firstReason, firstDetail, firstRetention];
     if (unsettled.length > 0) {
       await this.settle(unsettled);
       if (reason === 'producers-settling')

@@ -180,14 +180,22 @@ describe('join protocol regressions', () => {
 
   it('bug 4: a job retried after the run counted it is re-opened, and the run joins only after its new outcome', async () => {
     let runs = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
     const flaky = defineJob({
       name: 'flaky',
       schema: z.strictObject({}),
-      handler: () => (++runs === 1 ? Promise.reject(new Error('first run fails')) : Promise.resolve('ok')),
+      // Fails the first time; the second run waits for the test to let it finish.
+      handler: async () => {
+        if (++runs === 1) throw new Error('first run fails');
+        await gate;
+        return 'ok';
+      },
     });
     const jobs = new JobRegistry([...builtinJobs, flaky]);
     const { q, run } = await open(10_000, 2);
     await run.registerProducer('p1', host, 10_000);
+    await run.registerProducer('p2', host, 10_000);
     const producer = createProducer({
       queues: [q],
       run,
@@ -211,23 +219,27 @@ describe('join protocol regressions', () => {
       host: 'test',
       pid: 2,
     });
-    cleanups.push(() => consumer.stop('test over'));
+    cleanups.push(() => {
+      release();
+      return consumer.stop('test over');
+    });
     await pollUntil('the failure to be counted', async () =>
       (await status())?.jobs.failed === 1 ? true : undefined,
     );
     // Someone presses "retry" in Bull Board while the run is still pending (p2 has not finished).
     const job = await q.getJob(id);
     await job!.retry('failed');
-    await pollUntil('the retried job to complete', async () => (runs === 2 ? true : undefined));
-    await run.registerProducer('p2', host, 10_000);
-    const { join } = await run.producerDone('p2');
-    const joined = join.joined
-      ? join
-      : await pollUntil('the join', async () => ((await run.isJoined()) ? true : undefined));
-    expect(joined).toBeTruthy();
+    await pollUntil('the retried job to be re-opened', async () =>
+      (await status())?.jobs.reopened === 1 ? true : undefined,
+    );
+    // The last producer finishes while the retried job runs: the run must wait for it.
+    expect((await run.producerDone('p2')).join).toMatchObject({ joined: false, reason: 'jobs-unfinished' });
+    expect((await run.tryJoin()).joined).toBe(false);
+    release();
+    await pollUntil('the join', async () => ((await run.isJoined()) ? true : undefined));
     const s = await status();
     expect(s?.join.totals).toMatchObject({ produced: 1, completed: 1, failed: 0 });
-    expect(s?.jobs.reopened).toBe(1);
+    expect(runs).toBe(2);
   });
 
   it('bug 4: a job retried after the run joined is reported as work after the join', async () => {

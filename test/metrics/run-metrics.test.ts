@@ -75,6 +75,8 @@ describe('run metrics from Redis', () => {
     await run.saveConsumer(consumer('c-cancelled', 'cancelled', now));
     await run.saveConsumer(consumer('c-idle', 'idle', now));
     await run.saveConsumer(consumer('c-silent', 'busy', now - 2 * LEASE_MS));
+    // Heartbeats are stamped with Redis's clock: this one's last came two leases ago.
+    await redis.zadd(run.keys.beats, now - 2 * LEASE_MS, 'c-silent');
 
     const registry = new Registry();
     collector(registry, { now: () => oldest!.timestamp + 42_000 });
