@@ -182,10 +182,18 @@ export function conveyorAcl(queue: string, user: string, password: string): stri
     'reset',
     'on',
     `>${password}`,
-    `~{${queue}}:*`,
+    ...aclKeyPatterns(queue),
     `&{${queue}}:*`,
     ...ACL_RULES,
   ];
+}
+
+/**
+ * The key patterns of a queue: its hash tag, and its shards' tags (`{<queue>#<i>.<salt>}`). Every
+ * run-protocol script names each key it touches in KEYS, so these patterns are all a user needs.
+ */
+export function aclKeyPatterns(queue: string): string[] {
+  return [`~{${queue}}:*`, `~{${queue}#*`];
 }
 
 export const ACL_RULES = [
