@@ -9,7 +9,7 @@ import { createProducer } from '../../producers/producer.js';
 import { runProducer } from '../../producers/run-producer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
-import { queuePrefix } from '../../shared/keys.js';
+import { pendingRunsKey, queuePrefix, runIndexKey } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
@@ -359,5 +359,101 @@ describe('join protocol regressions', () => {
     const r = await run.recordFinished(0, [{ id: job.id!, outcome: 'failed', instance: 'p1' }]);
     expect(r.join.joinedNow).toBe(true);
     expect((await status())?.join.totals).toMatchObject({ failed: 1, completed: 0 });
+  });
+});
+
+describe('bounded run state', () => {
+  let redis: Redis;
+  let queue: string;
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  beforeEach(() => {
+    redis = connect();
+    queue = testQueue();
+  });
+  afterEach(() => releaseTestQueue(redis, queue, cleanups));
+
+  const queueKeys = async () => {
+    const found: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `*${queue}*`, 'COUNT', 1000);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+    return found.sort();
+  };
+
+  /** One run of 20 jobs with KEEP_COMPLETED=0, served by an in-process consumer, joined. */
+  const runOnce = async (runId: string, retentionMs: number) => {
+    const q = openQueue(queue, redis);
+    const run = new RunStore(redis, queue, runId);
+    await run.create(1, 10_000, retentionMs);
+    const { instance } = await run.registerProducer('p1', host, 10_000);
+    const producer = createProducer({
+      queues: [q],
+      run,
+      registry,
+      producerId: 'p1',
+      instance,
+      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 0, keepFailed: 0 }),
+    });
+    await producer.putMany(Array.from({ length: 20 }, (_, i) => sleepJob(i)));
+    await producer.put('sleep', { value: 99, ms: 0 }, { key: 'once' });
+    await producer.done();
+    const config = loadConsumerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: runId,
+      HEARTBEAT_MS: '100',
+      CONSUMER_ID: `c-${runId}`,
+      CONCURRENCY: '4',
+    });
+    const consumer = await startConsumer(config, {
+      redis: connect(),
+      registry,
+      log: quiet,
+      host: 'test',
+      pid: 2,
+    });
+    expect((await consumer.exited).state).toBe('cancelled');
+    await q.close();
+    return run;
+  };
+
+  /** Creates a run (which prunes expired runs from the index), then deletes that probe run again. */
+  const pruneIndex = async (probe: string) => {
+    const run = new RunStore(redis, queue, probe);
+    await run.create(1, 10_000, 1_000);
+    await redis.del(...(await queueKeys()).filter((k) => k.includes(`:run:${probe}:`)));
+    await redis.zrem(runIndexKey(queue), probe);
+    await redis.zrem(pendingRunsKey(queue), probe);
+  };
+
+  it('RUN_RETENTION_S: every key a joined run wrote expires, and the keys return to what they were before it', async () => {
+    const warm = await runOnce('warm', 1_000); // BullMQ's own queue keys now exist
+    await pollUntil('the first run to expire', async () =>
+      (await redis.exists(warm.keys.meta)) ? undefined : true,
+    );
+    await pruneIndex('probe1');
+    const before = await queueKeys();
+    const run = await runOnce('r', 1_000);
+    expect((await queueKeys()).filter((k) => k.includes(':run:r:')).length).toBeGreaterThan(3);
+    const ttl = await redis.pttl(run.keys.meta);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(1_000);
+    await pollUntil('the run to expire', async () =>
+      (await redis.exists(run.keys.meta)) ? undefined : true,
+    );
+    expect((await queueKeys()).filter((k) => k.includes(':run:r:'))).toEqual([]);
+    // The run index forgets it when the next run is created (or joins).
+    expect(await redis.zrange(runIndexKey(queue), '0', '-1')).toEqual(['r']);
+    await pruneIndex('probe2');
+    expect(await queueKeys()).toEqual(before);
+  });
+
+  it('RUN_RETENTION_S=0 keeps a joined run', async () => {
+    const run = await runOnce('kept', 0);
+    expect(await redis.pttl(run.keys.meta)).toBe(-1);
   });
 });
