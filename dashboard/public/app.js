@@ -142,6 +142,7 @@ function renderRun(u) {
   } else {
     join.dataset.state = 'pending';
     const why = {
+      'run-not-created': 'no producer has created the run yet (its consumers wait)',
       'producers-missing': `${p.expected - p.registered} of ${p.expected} producers not started yet`,
       'producers-running': `${p.running} of ${p.expected} producers still running`,
       'producers-settling': 'settling what lost or restarted producers had in flight',

@@ -13,6 +13,7 @@ export type RunStatus = {
     joinedAt: string | null;
     /** What the join still waits for, when pending. */
     waitingFor:
+      | 'run-not-created'
       | 'producers-missing'
       | 'producers-running'
       | 'producers-settling'
@@ -117,7 +118,9 @@ export async function readRunStatus(
     redis.scard(k.unsettled),
     redis.time(),
   ]);
-  if (meta.expectedProducers === undefined) return null;
+  // Consumers started before any producer created the run wait in it already: show them.
+  if (meta.expectedProducers === undefined && consumersRaw.length === 0) return null;
+  const created = meta.expectedProducers !== undefined;
   const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
   const joined = meta.state === 'joined';
 
@@ -167,7 +170,8 @@ export async function readRunStatus(
   const expected = num(meta.expectedProducers);
   let waitingFor: RunStatus['join']['waitingFor'] = null;
   if (!joined) {
-    if (producers.length < expected) waitingFor = 'producers-missing';
+    if (!created) waitingFor = 'run-not-created';
+    else if (producers.length < expected) waitingFor = 'producers-missing';
     else if (count('running') > 0) waitingFor = 'producers-running';
     else if (unsettled > 0) waitingFor = 'producers-settling';
     else if (total((r) => r.open) > 0) waitingFor = 'jobs-unfinished';

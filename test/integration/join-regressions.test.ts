@@ -318,6 +318,27 @@ describe('join protocol regressions', () => {
     expect((await status())?.producers.list[0]?.state).toBe('lost');
   });
 
+  it('consumers waiting for a run no producer has created yet show in its status', async () => {
+    const config = loadConsumerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'r',
+      HEARTBEAT_MS: '100',
+      CONSUMER_ID: 'early-bird',
+    });
+    const consumer = await startConsumer(config, {
+      redis: connect(),
+      registry,
+      log: quiet,
+      host: 'test',
+      pid: 2,
+    });
+    cleanups.push(() => consumer.stop('test over'));
+    const s = await pollUntil('the waiting consumer in status', async () => (await status()) ?? undefined);
+    expect(s.join).toMatchObject({ state: 'pending', waitingFor: 'run-not-created' });
+    expect(s.consumers.map((c) => [c.id, c.state])).toEqual([['early-bird', 'idle']]);
+  });
+
   it('bug 6: a repeated acknowledgement after the job was trimmed does not count it twice', async () => {
     const { q, run } = await open();
     await run.registerProducer('p1', host, 10_000);

@@ -1,0 +1,167 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { findRedisServer, NO_REDIS_SERVER_MESSAGE, startRedisServer } from '../shared/redis-server.js';
+import { projectRoot } from '../shared/roles.js';
+import { RunStore } from '../shared/run/run-store.js';
+import type { ConsumerRecord } from '../shared/run/types.js';
+import { sleep } from './proc.js';
+import { commandStats, cpuSeconds, resetRedis } from './redis-info.js';
+
+const USAGE = `Usage: npm run bench:join -- [options]
+
+What the run protocol costs Redis as a run grows: Redis time per join check with 10 to 10,000
+registered producers, and Redis CPU while 2 to 200 consumers heartbeat (each heartbeat saves the
+consumer's record and runs a join check) over a run's tail of open jobs. Starts its own redis-server.
+
+  --producers LIST  registered producers per setup (default 10,1000,10000)
+  --consumers LIST  heartbeating consumers per setup (default 2,20,200)
+  --checks N        join checks timed per setup (default 300)
+  --seconds N       heartbeat window per setup (default 10)
+  --tail N          open (unfinished) jobs in the run's tail (default 1000)
+  --out FILE        JSON output (default bench/results/join-cost-<time>.json)
+  -h, --help`;
+
+/** Redis microseconds spent in the commands a join check uses (scripts and the reconcile scan). */
+async function protocolUsec(redis: Redis): Promise<{ usec: number; calls: number }> {
+  const stats = await commandStats(redis);
+  const ours = stats.filter((s) => ['evalsha', 'eval', 'sscan', 'srandmember'].includes(s.command));
+  return { usec: ours.reduce((n, s) => n + s.usec, 0), calls: ours.reduce((n, s) => n + s.calls, 0) };
+}
+
+/** A run with `producers` registered and done, and `tail` acknowledged jobs still open (their jobs waiting in BullMQ). */
+async function prepareRun(redis: Redis, runId: string, producers: number, tail: number): Promise<RunStore> {
+  const run = new RunStore(redis, 'bench', runId);
+  await run.create(producers, 600_000, 0);
+  for (let i = 0; i < producers; i += 500) {
+    await Promise.all(
+      Array.from({ length: Math.min(500, producers - i) }, (_, j) =>
+        run.registerProducer(`p${i + j}`, { host: 'bench', pid: i + j }, 600_000),
+      ),
+    );
+  }
+  const ids = Array.from({ length: tail }, (_, i) => `${runId}.p0.${i}`);
+  const k = run.shardKeys[0]!;
+  // Waiting jobs as BullMQ keeps them: a hash per job, not finished.
+  const pipe = redis.pipeline();
+  for (const id of ids) pipe.hset(k.jobPrefix + id, 'name', 'sleep', 'data', '{}', 'timestamp', Date.now());
+  await pipe.exec();
+  for (let i = 0; i < ids.length; i += 500) await run.markInflight(0, 'p0', ids.slice(i, i + 500));
+  for (let i = 0; i < ids.length; i += 500) await run.ackAdded(0, 'p0', ids.slice(i, i + 500));
+  for (let i = 0; i < producers; i += 500) {
+    await Promise.all(
+      Array.from({ length: Math.min(500, producers - i) }, (_, j) =>
+        run.producerDone(`p${i + j}`, i + j === 0 ? [tail] : [0]).then(() => undefined),
+      ),
+    );
+  }
+  return run;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      producers: { type: 'string', default: '10,1000,10000' },
+      consumers: { type: 'string', default: '2,20,200' },
+      checks: { type: 'string', default: '300' },
+      seconds: { type: 'string', default: '10' },
+      tail: { type: 'string', default: '1000' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const list = (s: string) => s.split(',').map(Number);
+  const binary = findRedisServer(process.env.PATH ?? '');
+  if (!binary) throw new Error(NO_REDIS_SERVER_MESSAGE);
+  const server = await startRedisServer({ binary });
+  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  const checks = Number(values.checks);
+  const tail = Number(values.tail);
+  const result: {
+    checkCost: { producers: number; usecPerCheck: number; commandsPerCheck: number }[];
+    heartbeats: {
+      consumers: number;
+      producers: number;
+      redisCpuPercent: number;
+      heartbeatsPerSecond: number;
+    }[];
+  } = { checkCost: [], heartbeats: [] };
+  try {
+    for (const producers of list(values.producers)) {
+      await resetRedis(redis);
+      const run = await prepareRun(redis, `check-${producers}`, producers, tail);
+      await run.tryJoin();
+      await redis.config('RESETSTAT');
+      for (let i = 0; i < checks; i++) await run.tryJoin();
+      const { usec, calls } = await protocolUsec(redis);
+      result.checkCost.push({ producers, usecPerCheck: usec / checks, commandsPerCheck: calls / checks });
+      console.log(
+        `join check, ${producers} producers done, ${tail} jobs open: ${(usec / checks).toFixed(1)} µs of Redis per check (${(calls / checks).toFixed(1)} calls)`,
+      );
+    }
+    const producers = Math.max(...list(values.producers));
+    for (const consumers of list(values.consumers)) {
+      await resetRedis(redis);
+      const run = await prepareRun(redis, `beats-${consumers}`, producers, tail);
+      const clients = Array.from({ length: Math.min(consumers, 50) }, () => new Redis(server.url));
+      const stores = Array.from(
+        { length: consumers },
+        (_, i) => new RunStore(clients[i % clients.length]!, 'bench', run.runId),
+      );
+      const seconds = Number(values.seconds);
+      const stop = Date.now() + seconds * 1000;
+      const cpuBefore = await cpuSeconds(redis);
+      let beats = 0;
+      // Each consumer heartbeats once a second (HEARTBEAT_MS=1000), spread over the second.
+      await Promise.all(
+        stores.map(async (store, i) => {
+          await sleep((1000 * i) / consumers);
+          const record: ConsumerRecord = {
+            id: `c${i}`,
+            host: 'bench',
+            pid: i,
+            concurrency: 10,
+            state: 'idle',
+            jobsDone: 0,
+            jobsFailed: 0,
+            current: [],
+            startedAt: Date.now(),
+            heartbeatAt: Date.now(),
+          };
+          while (Date.now() < stop) {
+            const started = Date.now();
+            await store.saveConsumer(record);
+            await store.tryJoin();
+            beats++;
+            await sleep(Math.max(0, 1000 - (Date.now() - started)));
+          }
+        }),
+      );
+      const cpu = ((await cpuSeconds(redis)) - cpuBefore) / seconds;
+      clients.forEach((c) => c.disconnect());
+      result.heartbeats.push({
+        consumers,
+        producers,
+        redisCpuPercent: cpu * 100,
+        heartbeatsPerSecond: beats / seconds,
+      });
+      console.log(
+        `${consumers} consumers heartbeating, ${producers} producers, ${tail} jobs open: Redis CPU ${(cpu * 100).toFixed(1)} % of a core (${(beats / seconds).toFixed(0)} heartbeats/s)`,
+      );
+    }
+  } finally {
+    redis.disconnect();
+    await server.stop();
+  }
+  const out = values.out ?? resolve(projectRoot, 'bench', 'results', `join-cost-${Date.now()}.json`);
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(result, null, 2));
+  console.log(`wrote ${out}`);
+}
+
+await main();
