@@ -23,6 +23,7 @@ import {
   recordFinishedLua,
   registerProducerLua,
   reopenLua,
+  requestCancelLua,
   saveConsumerLua,
   settledRunLua,
   settleInstanceLua,
@@ -39,6 +40,7 @@ const runScripts = {
   settledRun: luaScript(settledRunLua),
   joinRun: luaScript(joinRunLua),
   saveConsumer: luaScript(saveConsumerLua),
+  requestCancel: luaScript(requestCancelLua),
 };
 
 const shardScripts = {
@@ -469,9 +471,8 @@ export class RunStore {
 
   /** Asks one consumer (or '*' for all) to cancel: it stops taking work and exits after its jobs. */
   async requestCancel(consumer: string, reason: string): Promise<void> {
-    await this.redis.sadd(this.keys.cancel, consumer);
     const event: RunEvent = { type: 'cancel', consumer, reason };
-    await this.redis.publish(this.keys.events, JSON.stringify(event));
+    await this.runCall('requestCancel', consumer, JSON.stringify(event));
   }
 
   /** Why this consumer should stop, or null: the run joined, or someone cancelled it (or everyone). */

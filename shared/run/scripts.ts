@@ -366,6 +366,16 @@ keep_ttl()
 return now
 `;
 
+/** ARGV[2] consumer id or '*', ARGV[3] the cancel event (JSON) to publish. */
+export const requestCancelLua =
+  runPrelude +
+  /* lua */ `
+redis.call('SADD', CANCEL, ARGV[2])
+keep_ttl()
+redis.call('PUBLISH', ARGV[1], ARGV[3])
+return 1
+`;
+
 /**
  * KEYS[FIXED+1] the instance's in-flight set. ARGV[1] instance, ARGV[2..] job ids whose add Redis
  * acknowledged ('k:<id>' for an id put with an idempotency key). Only ids still in the in-flight set
