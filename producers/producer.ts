@@ -4,6 +4,7 @@ import type { JobRegistry } from '../shared/jobs/registry.js';
 import { shardForKey } from '../shared/keys.js';
 import type { JobData } from '../shared/queue.js';
 import { RunError, type RunStore } from '../shared/run/run-store.js';
+import { PutBatcher, type BatcherOptions } from './put-batcher.js';
 
 /** A payload refused before it reached Redis; `reason` says what is wrong with it. */
 export class PayloadError extends Error {
@@ -56,6 +57,8 @@ export type ProducerDeps = {
   /** This incarnation's instance id (what `registerProducer` returned); the producer id by default. */
   instance?: string;
   jobOptions: JobsOptions;
+  /** How concurrent puts are coalesced into bulk adds (PUT_LINGER_MS sets `lingerMs`). */
+  batching?: Partial<BatcherOptions>;
 };
 
 /**
@@ -66,6 +69,7 @@ export type ProducerDeps = {
  */
 const ACK_DELAY_MS = 10;
 const ACK_BATCH = 500;
+const DEFAULT_BATCHING: BatcherOptions = { maxBatch: 1_000, maxInFlight: 2, lingerMs: 0 };
 
 export function createProducer(deps: ProducerDeps): Producer {
   const { queues, run, registry } = deps;
@@ -162,16 +166,8 @@ export function createProducer(deps: ProducerDeps): Producer {
     return routed.map((r) => r.id);
   };
 
-  const putOnShard = async (
-    shard: number,
-    batch: readonly { item: PutItem; id: string }[],
-  ): Promise<void> => {
-    // A key this run already accepted enqueues nothing, even after BullMQ trimmed its finished job.
-    const keyed = batch.filter((b) => b.item.key !== undefined).map((b) => b.id);
-    if (keyed.length > 0) await flush();
-    const accepted = await run.acceptedKeyed(shard, keyed);
-    const fresh = batch.filter(({ id }) => !accepted.has(id));
-    if (fresh.length === 0) return;
+  /** Writes the in-flight mark and the add for ids of one shard; resolves once Redis stored both. */
+  const store = async (shard: number, fresh: readonly { item: PutItem; id: string }[]): Promise<void> => {
     const freshIds = fresh.map((f) => f.id);
     // Same connection and slot, so Redis runs the in-flight write before the add: one round trip for both.
     const jobs = fresh.map(({ item, id }) => ({
@@ -187,10 +183,26 @@ export function createProducer(deps: ProducerDeps): Producer {
       only ? queue.add(only.name, only.data, only.opts) : queue.addBulk(jobs),
     ]);
     enqueued += freshIds.length;
-    for (const id of keyed) keyedIds.add(id);
     pendingAck[shard]!.push(...freshIds);
     pendingCount += freshIds.length;
     scheduleAck();
+  };
+  const batcher = new PutBatcher(shardCount, store, { ...DEFAULT_BATCHING, ...deps.batching });
+
+  const putOnShard = async (
+    shard: number,
+    batch: readonly { item: PutItem; id: string }[],
+  ): Promise<void> => {
+    const keyed = batch.filter((b) => b.item.key !== undefined).map((b) => b.id);
+    // Concurrent puts without idempotency keys share bulk adds.
+    if (keyed.length === 0) return batcher.submit(shard, batch);
+    // A key this run already accepted enqueues nothing, even after BullMQ trimmed its finished job.
+    await flush();
+    const accepted = await run.acceptedKeyed(shard, keyed);
+    const fresh = batch.filter(({ id }) => !accepted.has(id));
+    if (fresh.length === 0) return;
+    await store(shard, fresh);
+    for (const id of keyed) keyedIds.add(id);
   };
 
   return {

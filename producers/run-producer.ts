@@ -90,6 +90,7 @@ export async function runProducer(
     producerId: config.producerId,
     instance,
     jobOptions: jobOptions(config.retry),
+    batching: { lingerMs: config.putLingerMs },
   });
   const payloadFor = makePayloadFactory(config);
   let sent = 0;
