@@ -22,6 +22,8 @@ export type RunSpec = {
   keepCompleted: number;
   /** When set, conveyor consumers run with `node --cpu-prof` writing here. */
   cpuProfDir?: string;
+  /** Concurrent put callers in the producer process, each putting one job at a time (default 1). */
+  putCallers?: number;
 };
 
 export type RunTimes = {
@@ -47,7 +49,9 @@ export type Contender = {
   latencies(spec: RunSpec, consumers: BenchChild[], redis: Redis): Promise<number[]>;
 };
 
-const contenderScript = (file: string) => resolve(projectRoot, 'dist', 'bench', 'contenders', `${file}.js`);
+// Compiled with the project root as rootDir (contenders may use conveyor's library): dist/bench/lib/bench/contenders.
+const contenderScript = (file: string) =>
+  resolve(projectRoot, 'dist', 'bench', 'lib', 'bench', 'contenders', `${file}.js`);
 
 /**
  * The conveyor roles compiled by the harness into their own folder (tsconfig.build.json with
@@ -67,6 +71,7 @@ const contenderEnv = (spec: RunSpec): Record<string, string> => ({
   PRODUCE_INTERVAL_MS: String(spec.intervalMs),
   CONCURRENCY: String(spec.concurrency),
   KEEP_COMPLETED: String(spec.keepCompleted),
+  PUT_CALLERS: String(spec.putCallers ?? 1),
   // Only latency runs (which keep every job) need the per-job samples on the final report line.
   MEASURE_LATENCY: spec.keepCompleted >= spec.jobs ? '1' : '0',
 });
@@ -201,6 +206,15 @@ const conveyor: Contender = {
     );
   },
   startProducer: (spec) => {
+    // Many concurrent put callers are a library user's shape (a server), not the producer role's.
+    if ((spec.putCallers ?? 1) > 1)
+      return spawnChild(
+        'conveyor-callers-producer',
+        process.execPath,
+        [contenderScript('conveyor-callers-producer')],
+        contenderEnv(spec),
+        projectRoot,
+      );
     return spawnChild(
       'conveyor-producer',
       process.execPath,

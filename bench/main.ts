@@ -11,6 +11,7 @@ import { runMemory, runOnce } from './measure.js';
 import { parseBenchArgs, USAGE } from './options.js';
 import { killAll } from './proc.js';
 import { redisVersion } from './redis-info.js';
+import { percentile } from './stats.js';
 import { chartPanels, formatSummary, summarize, type Results } from './report.js';
 
 /**
@@ -36,7 +37,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   process.once('SIGINT', stopAll);
   process.once('SIGTERM', stopAll);
   const started = Date.now();
-  const results: Results = { throughput: [], latency: [], memory: [], scale: [] };
+  const results: Results = { throughput: [], callers: [], latency: [], memory: [], scale: [] };
   try {
     let seq = 0;
     const spec = (over: Partial<RunSpec>): RunSpec => ({
@@ -75,6 +76,23 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
               );
             }
           }
+        }
+      }
+    }
+    if (opts.sections.includes('callers')) {
+      for (let r = 0; r < opts.repeats; r++) {
+        for (const name of rotated(opts.contenders, r)) {
+          const s = spec({
+            jobs: opts.callerJobs,
+            batchSize: 1,
+            concurrency: 100,
+            putCallers: opts.putCallers,
+          });
+          const rec = await runOnce(contenders[name], s, redis);
+          results.callers.push({ ...rec, putCallers: opts.putCallers, repeat: r + 1 });
+          say(
+            `callers ${opts.putCallers} ${name} #${r + 1}: ${rec.ok ? `${rec.putJobsPerSec} puts/s, ${rec.jobsPerSec} jobs/s end to end` : `FAILED ${rec.error?.split('\n')[0]}`}`,
+          );
         }
       }
     }
@@ -140,6 +158,11 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     // Latency samples are summarized; the raw arrays would dwarf the file.
     const slim = {
       ...results,
+      callers: results.callers.map(({ putLatencies, ...rest }) => ({
+        ...rest,
+        putP50Ms: percentile(putLatencies ?? [], 50),
+        putP99Ms: percentile(putLatencies ?? [], 99),
+      })),
       latency: results.latency.map(({ latencies, ...rest }) => ({
         ...rest,
         samples: latencies?.length ?? 0,

@@ -21,6 +21,9 @@ export type RunRecord = {
   rssPeakMb: number[];
   /** Busiest Redis commands during the run (INFO commandstats). */
   commands?: CommandStat[];
+  /** With concurrent put callers: first put → last put resolved, and each put's latency (ms). */
+  putJobsPerSec?: number;
+  putLatencies?: number[];
 };
 
 const runTimeoutMs = (spec: RunSpec) =>
@@ -77,6 +80,12 @@ export async function runOnce(
       record.joinedToExitedMs = exitedAt - t.joinedAt;
     }
     if (spec.keepCompleted >= spec.jobs) record.latencies = await c.latencies(spec, consumers, redis);
+    const added = producer.lines.filter((l) => l.ev === 'added').at(-1);
+    if (added?.putLatencies) {
+      const window = Number(added.lastAddAt) - Number(added.firstAddAt);
+      record.putJobsPerSec = window > 0 ? Math.round((spec.jobs / window) * 1_000) : undefined;
+      record.putLatencies = added.putLatencies as number[];
+    }
     return record;
   } catch (err) {
     return { ...base, ok: false, error: err instanceof Error ? err.message : String(err) };

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { CONTENDERS, type ContenderName } from './contenders.js';
 
-export const SECTIONS = ['throughput', 'latency', 'memory', 'scale'] as const;
+export const SECTIONS = ['throughput', 'callers', 'latency', 'memory', 'scale'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type BenchOptions = {
@@ -16,6 +16,9 @@ export type BenchOptions = {
   /** Concurrencies for the one-at-a-time runs. */
   singleConcurrency: number[];
   modes: ('bulk' | 'single')[];
+  /** The concurrent-callers row: jobs, and put callers in the one producer process. */
+  callerJobs: number;
+  putCallers: number;
   latencyJobs: number;
   latencyIntervalMs: number;
   memoryJobs: number;
@@ -41,7 +44,7 @@ export const USAGE = `Usage: npm run bench -- [options]
   --single-jobs N       jobs per one-at-a-time run (default 10000)
   --scale-jobs N        jobs per scale run (default 100000)
   --contenders a,b      subset of ${CONTENDERS.join(',')}
-  --sections a,b        subset of throughput,latency,memory,scale
+  --sections a,b        subset of throughput,callers,latency,memory,scale
   --out FILE            JSON output (default bench/results/<time>.json)
   --docs                also write docs/bench-chart.svg and docs/bench-reference.json
   --cpu-prof            run conveyor consumers under node --cpu-prof (profiles next to the JSON)
@@ -103,6 +106,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | null {
       concurrency: [10],
       singleConcurrency: [] as number[],
       modes: ['bulk'] as const,
+      callerJobs: 500,
       latencyJobs: 20,
       memoryJobs: 1_000,
       scaleJobs: [500],
@@ -114,6 +118,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | null {
       concurrency: [1, 10, 100],
       singleConcurrency: [10],
       modes: ['bulk', 'single'] as const,
+      callerJobs: 3_000,
       latencyJobs: 100,
       memoryJobs: 5_000,
       scaleJobs: [5_000],
@@ -125,6 +130,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | null {
       concurrency: [1, 10, 100],
       singleConcurrency: [1, 10, 100],
       modes: ['bulk', 'single'] as const,
+      callerJobs: 20_000,
       latencyJobs: 1_000,
       memoryJobs: 10_000,
       scaleJobs: [100_000],
@@ -143,6 +149,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions | null {
     concurrency: p.concurrency,
     singleConcurrency: p.singleConcurrency,
     modes: [...p.modes],
+    callerJobs: p.callerJobs,
+    putCallers: 100,
     latencyJobs: p.latencyJobs,
     latencyIntervalMs: 10,
     memoryJobs: p.memoryJobs,

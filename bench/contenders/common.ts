@@ -13,6 +13,8 @@ export type ContenderEnv = {
   keepCompleted: number;
   runId: string;
   producerId: string;
+  /** Concurrent put callers in the producer (each puts one job at a time); 1 = the batch loop. */
+  putCallers: number;
 };
 
 /** Reads the settings; any missing or malformed value stops the process (the harness always sets them). */
@@ -40,6 +42,7 @@ export function readContenderEnv(env: NodeJS.ProcessEnv): ContenderEnv {
     keepCompleted: count('KEEP_COMPLETED', 1_000),
     runId: env.RUN_ID ?? 'bench',
     producerId: env.PRODUCER_ID ?? `bench-producer-${process.pid}`,
+    putCallers: Math.max(1, count('PUT_CALLERS', 1)),
   };
 }
 
@@ -54,7 +57,14 @@ export function jobData(
   return { run: env.runId, producer: env.producerId, payload: { value: i, ms: 0 } };
 }
 
-export type ProducerReport = { ev: 'added'; n: number; firstAddAt: number; lastAddAt: number };
+export type ProducerReport = {
+  ev: 'added';
+  n: number;
+  firstAddAt: number;
+  lastAddAt: number;
+  /** With concurrent callers: each put's call → resolved time, ms. */
+  putLatencies?: number[];
+};
 export type ConsumerReport =
   | { ev: 'ready' }
   | { ev: 'progress'; done: number }
@@ -64,11 +74,16 @@ export function report(line: ProducerReport | ConsumerReport): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 
-/** Runs `add(from, count)` for every batch, paced by `intervalMs` between batches, and reports the add window. */
+/**
+ * Runs `add(from, count)` for every batch, paced by `intervalMs` between batches, and reports the add
+ * window. With `putCallers` > 1, that many callers each put one job at a time, concurrently (a server
+ * enqueueing one job per request), and each put's latency is reported too.
+ */
 export async function produceAll(
   env: ContenderEnv,
   add: (from: number, count: number) => Promise<void>,
 ): Promise<void> {
+  if (env.putCallers > 1) return produceWithCallers(env, (i) => add(i, 1));
   let firstAddAt = 0;
   let sent = 0;
   while (sent < env.jobs) {
@@ -79,6 +94,27 @@ export async function produceAll(
     sent += n;
   }
   report({ ev: 'added', n: sent, firstAddAt, lastAddAt: Date.now() });
+}
+
+/** `putCallers` concurrent callers share the job indexes; each awaits its put before the next. */
+export async function produceWithCallers(
+  env: ContenderEnv,
+  put: (i: number) => Promise<void>,
+): Promise<void> {
+  const putLatencies: number[] = [];
+  let next = 0;
+  const firstAddAt = Date.now();
+  await Promise.all(
+    Array.from({ length: env.putCallers }, async () => {
+      while (next < env.jobs) {
+        const i = next++;
+        const started = performance.now();
+        await put(i);
+        putLatencies.push(Math.round((performance.now() - started) * 100) / 100);
+      }
+    }),
+  );
+  report({ ev: 'added', n: env.jobs, firstAddAt, lastAddAt: Date.now(), putLatencies });
 }
 
 /**
