@@ -21,6 +21,10 @@ import { connect, dropQueue, testQueue } from '../helpers/redis.js';
  */
 
 const RUNS = Number(process.env.JOIN_PROPERTY_RUNS ?? 200);
+// Replays a reported failure: JOIN_PROPERTY_SEED=<seed> JOIN_PROPERTY_PATH=<path> (both printed with it).
+const REPLAY = process.env.JOIN_PROPERTY_SEED
+  ? { seed: Number(process.env.JOIN_PROPERTY_SEED), path: process.env.JOIN_PROPERTY_PATH, endOnFailure: true }
+  : {};
 const SLOTS = 2;
 const LEASE_MS = 60_000;
 
@@ -108,7 +112,7 @@ describe('join protocol properties (real Redis)', () => {
     redis.disconnect();
   });
 
-  test.prop([fc.array(step, { minLength: 1, maxLength: 60 })], { numRuns: RUNS })(
+  test.prop([fc.array(step, { minLength: 1, maxLength: 60 })], { numRuns: RUNS, ...REPLAY })(
     'joins at most once, counts each acknowledged id once, and joins once everything ended',
     async (steps) => {
       const runId = `prop${++caseNo}`;
@@ -131,6 +135,7 @@ describe('join protocol properties (real Redis)', () => {
       }
       let joinedNow = 0;
       let joined = false;
+      let totalsAtJoin: unknown;
       const note = (a: JoinAttempt) => {
         if (a.joinedNow) joinedNow++;
       };
@@ -214,6 +219,12 @@ describe('join protocol properties (real Redis)', () => {
         joined = s?.join.state === 'joined';
         if (!joined) return;
         expect(joinedNow, `${label}: joined without anyone seeing joinedNow`).toBe(1);
+        // The totals are fixed at the join; what happens after (retries as work after the join) never moves them.
+        if (totalsAtJoin !== undefined) {
+          expect(s!.join.totals, `${label}: totals changed after the join`).toEqual(totalsAtJoin);
+          return;
+        }
+        totalsAtJoin = s!.join.totals;
         const inRun = acked.filter((j) => !j.afterJoin);
         const waiting = inRun.filter((j) => j.state === 'waiting' && j.exists);
         expect(
