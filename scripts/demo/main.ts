@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { commandArgsOrExit } from '../../shared/args.js';
+import { commands } from '../../shared/commands.js';
 import { loadConsumerConfig } from '../../consumers/config.js';
 import { loadProducerConfig } from '../../producers/config.js';
 import { loadDashboardConfig } from '../../dashboard/config.js';
@@ -13,7 +15,7 @@ import {
   startRedisCluster,
   startRedisServer,
 } from '../../shared/redis-server.js';
-import { roleCommand, type Role } from '../../shared/roles.js';
+import { roleCommand, runningCompiled, type Role } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { pickPort, startDashboardChild, type DashboardChild } from './dashboard-child.js';
@@ -140,7 +142,7 @@ async function main(env: Env): Promise<number> {
 
     const launch = (role: Role, index: number) => {
       const label = `${role}-${index}`;
-      const { command, args } = roleCommand(role, false);
+      const { command, args } = roleCommand(role, runningCompiled);
       const child = spawn(command, args, {
         env: { ...childEnv, [`${role.toUpperCase()}_ID`]: `${demo.RUN_ID}-${label}` },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -231,4 +233,4 @@ async function main(env: Env): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.env);
+if (commandArgsOrExit(commands.demo, process)) process.exitCode = await main(process.env);

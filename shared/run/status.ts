@@ -243,3 +243,45 @@ export function formatRunStatus(s: RunStatus): string {
       : []),
   ].join('\n');
 }
+
+const clock = (iso: string | null) => (iso ? iso.slice(0, 19).replace('T', ' ') : '');
+
+/** `status --list`: one line per run, newest first, with its state, counts and times (UTC). */
+export function formatRunList(runs: readonly RunStatus[], queue: string): string {
+  if (runs.length === 0) return `no runs on queue "${queue}"`;
+  const rows = runs.map((s) => {
+    const j = s.jobs;
+    const state = s.join.state === 'joined' ? 'joined' : `pending (${s.join.waitingFor ?? '?'})`;
+    const took =
+      s.join.joinedAt && s.createdAt
+        ? `${((Date.parse(s.join.joinedAt) - Date.parse(s.createdAt)) / 1000).toFixed(1)} s`
+        : '';
+    return [
+      s.runId,
+      state,
+      `${j.produced}/${j.completed}/${j.failed}/${j.unfinished}`,
+      `${s.producers.done}/${s.producers.expected}`,
+      clock(s.createdAt),
+      clock(s.join.joinedAt),
+      took,
+    ];
+  });
+  const header = [
+    'RUN',
+    'STATE',
+    'PROD/DONE/FAIL/OPEN',
+    'PRODUCERS',
+    'CREATED (UTC)',
+    'JOINED (UTC)',
+    'TOOK',
+  ];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
