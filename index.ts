@@ -25,5 +25,7 @@ export {
 export type { ConnectionOptions } from './lib/options.js';
 export { ConfigError, type Env } from './shared/config.js';
 export { RedisConfigError } from './shared/redis.js';
+/** The zod that payload schemas are written with (the same copy conveyor validates with). */
+export { z } from 'zod';
 /** Throw it from a handler to fail the job at once, without retries. */
 export { UnrecoverableError } from 'bullmq';

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Registry } from 'prom-client';
 import { createApp, type Dashboard } from '../dashboard/app.js';
 import { loadDashboardConfig } from '../dashboard/config.js';
@@ -20,9 +21,19 @@ export type DashboardOptions = ConnectionOptions & {
   runId?: string;
 };
 
+/** A Node request listener (an Express app), so the public types need no Express types. */
+export type RequestHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  next?: (err?: unknown) => void,
+) => void;
+
 export type DashboardHandle = {
-  /** The Express app: mount it in your own server, or use `startDashboard` to listen. */
-  app: Dashboard['app'];
+  /**
+   * The dashboard as an Express app: `http.createServer(app)`, or `yourApp.use('/conveyor', app)`;
+   * or use `startDashboard` to listen.
+   */
+  app: RequestHandler;
   /** Stops the pollers and closes the connections. */
   close(): Promise<void>;
 };
