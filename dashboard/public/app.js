@@ -176,6 +176,12 @@ function renderDrained(u) {
   $('drained-list').textContent = list.length ? list.slice(-8).map(time).join(', ') : 'not yet';
 }
 
+/** One queue, many runs: the jobs of other runs this consumer finished (it takes whatever the queue holds). */
+function otherRuns(runs, runId) {
+  const others = Object.entries(runs || {}).filter(([run]) => run !== runId);
+  return others.length ? others.map(([run, n]) => `${run}: ${n}`).join(', ') : '–';
+}
+
 function renderTables(u) {
   const s = u.status;
   const now = s ? s.observedAt : Date.now();
@@ -219,6 +225,7 @@ function renderTables(u) {
         el('td', { class: 'num' }, c.concurrency),
         el('td', { class: 'state-cell' }, stateBadge(c.state)),
         el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
+        el('td', { class: 'runs' }, otherRuns(c.runs, s.runId)),
         el('td', { class: 'current', title: c.current.join('\n') }, currentJobs(c.current, s.runId)),
         el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
         el(

@@ -223,7 +223,14 @@ export function formatRunStatus(s: RunStatus): string {
     s.join.state === 'joined'
       ? `joined at ${s.join.joinedAt ?? '?'}`
       : `pending (waiting for ${s.join.waitingFor ?? '?'})`;
-  const consumers = s.consumers.map((c) => `${c.id}=${c.state}`).join(', ') || 'none';
+  const consumers =
+    s.consumers
+      .map((c) => {
+        const others = Object.entries(c.runs ?? {}).filter(([run]) => run !== s.runId);
+        const served = others.map(([run, n]) => `${run}: ${n} job${n === 1 ? '' : 's'}`).join(', ');
+        return `${c.id}=${c.state}${served ? ` (also served ${served})` : ''}`;
+      })
+      .join(', ') || 'none';
   return [
     `run ${s.runId} on queue ${s.queue}: ${join}`,
     `  jobs       produced ${j.produced}, completed ${j.completed}, failed ${j.failed}, unfinished ${j.unfinished}` +
