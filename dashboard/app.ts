@@ -61,11 +61,11 @@ const REMOTE_FONTS = /<link[^>]*\/\/fonts\.(googleapis|gstatic)\.com[^>]*>\s*/g;
 /** Bull Board renders its page with `res.render`: drop the remote font links from what it renders. */
 const withoutRemoteFonts: express.RequestHandler = (_req, res, next) => {
   const render = res.render.bind(res);
-  res.render = ((view: string, options?: object) =>
+  res.render = (view: string, options?: object) =>
     render(view, options ?? {}, (err: Error | null, html?: string) => {
       if (err) next(err);
       else res.send((html ?? '').replace(REMOTE_FONTS, ''));
-    }));
+    });
   next();
 };
 

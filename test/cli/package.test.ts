@@ -11,7 +11,7 @@ import { freePort } from '../../shared/redis-server.js';
 import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { FAST } from '../helpers/demo.js';
-import { exitOf, spawnTracked } from '../helpers/processes.js';
+import { exitOf, spawnRole, spawnTracked } from '../helpers/processes.js';
 import { connect, redisUrl, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
 
@@ -76,6 +76,7 @@ describe('the packed package, installed into an empty folder', () => {
     run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', `../${packed}`, `tsx@${tsx}`], app);
     writeFileSync(join(app, 'jobs', 'shout.js'), SHOUT_JS);
     copyFileSync(join(projectRoot, 'examples', 'jobs', 'resize.ts'), join(app, 'jobs', 'resize.ts'));
+    copyFileSync(join(projectRoot, 'examples', 'app.ts'), join(app, 'app.ts'));
     writeFileSync(join(app, 'join.mjs'), JOIN_MJS);
     http = createServer((req, res) => {
       if (req.url === '/missing.png') res.writeHead(404).end('no such image');
@@ -107,7 +108,13 @@ describe('the packed package, installed into an empty folder', () => {
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
   });
 
-  it('the README example type-checks against the installed package', () => {
+  it("the README's examples are the files under examples/, as printed", () => {
+    const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8');
+    for (const file of ['examples/jobs/resize.ts', 'examples/app.ts'])
+      expect(readme, file).toContain(`\`\`\`ts\n${readFileSync(join(projectRoot, file), 'utf8')}\`\`\`\n`);
+  });
+
+  it('the README examples type-check against the installed package', () => {
     writeFileSync(
       join(app, 'tsconfig.json'),
       JSON.stringify({
@@ -120,7 +127,7 @@ describe('the packed package, installed into an empty folder', () => {
           typeRoots: [join(projectRoot, 'node_modules', '@types')],
           types: ['node'],
         },
-        include: ['jobs/*.ts'],
+        include: ['jobs/*.ts', 'app.ts'],
       }),
     );
     const tsc = spawnSync(
@@ -180,6 +187,46 @@ describe('the packed package, installed into an empty folder', () => {
     expect(demo.stdout()).toMatch(/run demo-\d+ joined at/);
     expect(demo.stdout()).toContain('jobs: produced 6, completed 6, failed 0');
   }, 90_000);
+
+  it('examples/app.ts runs with tsx: a consumer, a producer and the join in one process', async () => {
+    const p = spawnTracked(
+      'npx tsx app.ts',
+      'npx',
+      ['tsx', 'app.ts', imageUrl],
+      { REDIS_URL: redisUrl(), QUEUE: queue },
+      { cwd: app },
+    );
+    expect((await exitOf(p, 60_000)).code, p.output()).toBe(0);
+    expect(p.stdout()).toMatch(/^resize-\d+ joined: 1 completed, 0 failed$/m);
+  }, 70_000);
+
+  it("the image's way: a job module placed inside the project folder runs with the compiled roles", async () => {
+    // What `-v "$PWD/jobs:/app/jobs"` or `COPY jobs /app/jobs` does: 'conveyor' resolves to the package itself.
+    const jobs = join(projectRoot, 'test', 'artifacts', `mounted-${queue}`);
+    mkdirSync(jobs, { recursive: true });
+    writeFileSync(join(jobs, 'shout.js'), SHOUT_JS);
+    try {
+      const env = {
+        ...FAST,
+        REDIS_URL: redisUrl(),
+        QUEUE: queue,
+        RUN_ID: 'mounted',
+        JOB_MODULES: join(jobs, 'shout.js'),
+      };
+      const consumer = spawnRole('consumer', env, { compiled: true });
+      const producer = spawnRole(
+        'producer',
+        { ...env, JOB_TYPE: 'shout', JOB_PAYLOAD: '{"text":"mounted"}', JOBS: '2', PRODUCE_INTERVAL_MS: '0' },
+        { compiled: true },
+      );
+      expect((await exitOf(producer)).code, producer.output()).toBe(0);
+      expect((await exitOf(consumer)).code, consumer.output()).toBe(0);
+      const status = await readRunStatus(redis, queue, 'mounted', 3_000);
+      expect(status?.jobs).toMatchObject({ produced: 2, completed: 2, failed: 0 });
+    } finally {
+      rmSync(jobs, { recursive: true, force: true });
+    }
+  });
 
   it("the user's own job types (JavaScript, and TypeScript with tsx) through npx conveyor producer/consumer, joined", async () => {
     const env = {
