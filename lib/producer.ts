@@ -50,25 +50,32 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
   const queues = openQueues(config.queue, config.shards, redis);
   const run = new RunStore(redis, config.queue, config.runId, config.shards);
   const stopHeartbeat = new AbortController();
+  let heartbeat: Promise<void> = Promise.resolve();
   const close = async () => {
     stopHeartbeat.abort();
     await heartbeat;
     await Promise.all(queues.map((q) => q.close()));
     await closeRedis(redis);
   };
+  let registered;
   try {
-    await run.create(config.expectedProducers, config.leaseMs);
-    await run.registerProducer(config.producerId, { host: hostname(), pid: process.pid }, config.leaseMs);
+    await run.create(config.expectedProducers, config.leaseMs, config.retentionMs);
+    registered = await run.registerProducer(
+      config.producerId,
+      { host: hostname(), pid: process.pid },
+      config.leaseMs,
+    );
   } catch (err) {
     await close();
     throw err;
   }
-  const heartbeat = (async () => {
+  const { incarnation, instance } = registered;
+  heartbeat = (async () => {
     while (!stopHeartbeat.signal.aborted) {
       await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
       if (stopHeartbeat.signal.aborted) break;
       await run
-        .heartbeatProducer(config.producerId, config.leaseMs)
+        .heartbeatProducer(config.producerId, config.leaseMs, incarnation)
         .catch((err: unknown) => log.warn({ err: String(err) }, 'heartbeat failed'));
     }
   })();
@@ -77,6 +84,7 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
     run,
     registry,
     producerId: config.producerId,
+    instance,
     jobOptions: jobOptions(config.retry),
   });
   return {
