@@ -104,7 +104,7 @@ function drawChart() {
   const joinedAt = current.status && current.status.join.joinedAt;
   const j = joinedAt ? Date.parse(joinedAt) : NaN;
   if (j >= t0 && j <= t1) {
-    add('line', { class: 'join', x1: x(j), x2: x(j), y1: T, y2: H - B });
+    add('line', { class: 'joined-mark', x1: x(j), x2: x(j), y1: T, y2: H - B });
     add(
       'text',
       { class: 'mark', x: x(j) - 3, y: T + 22, 'text-anchor': 'end' },

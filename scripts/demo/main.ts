@@ -139,7 +139,7 @@ async function main(env: Env): Promise<number> {
     let dashboardStarting: Promise<DashboardChild> | undefined;
     if (demo.DEMO_DASHBOARD) {
       const port = await pickPort(demo.DASHBOARD_PORT);
-      if (port !== demo.DASHBOARD_PORT)
+      if (demo.DASHBOARD_PORT !== 0 && port !== demo.DASHBOARD_PORT)
         process.stdout.write(`Port ${demo.DASHBOARD_PORT} is busy: the dashboard uses ${port}.\n`);
       dashboardStarting = startDashboardChild({ ...childEnv, DASHBOARD_PORT: String(port) }, printAbove);
     }
@@ -229,7 +229,7 @@ async function main(env: Env): Promise<number> {
         });
       }
       dashboardCode = await dashboard.stop();
-      if (!demo.DEMO_KEEP_DASHBOARD || interrupted > 0) process.stdout.write('The dashboard has stopped.\n');
+      process.stdout.write('The dashboard has stopped.\n');
       if (dashboardCode !== 0)
         process.stdout.write(`  the dashboard exited with code ${String(dashboardCode)}\n`);
     }
