@@ -1,12 +1,17 @@
 # One image for every role; compose (or you) picks the role with the command:
 #   node dist/producers/main.js | node dist/consumers/main.js | node dist/dashboard/main.js
+# Your own job types: mount them under /app (e.g. -v "$PWD/jobs:/app/jobs:ro") or COPY them in an
+# image built FROM this one, and set JOB_MODULES=/app/jobs/resize.js; inside /app, `import ... from
+# 'conveyor'` resolves to this package (docs/package.md).
 ARG NODE_IMAGE=node:20-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json index.ts ./
+COPY lib ./lib
+COPY cli ./cli
 COPY shared ./shared
 COPY producers ./producers
 COPY consumers ./consumers

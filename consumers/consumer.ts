@@ -180,6 +180,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     else record.jobsFailed++;
     observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome, durationMs: durationOf(job) });
     const data = readJobData(job.data);
+    if (data) (record.runs ??= {})[data.run] = (record.runs[data.run] ?? 0) + 1;
     if (data && job.id) recorder.add(data.run, shard, job.id, outcome, data.producer);
   };
   workers.forEach((worker, shard) => {

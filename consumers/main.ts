@@ -1,3 +1,5 @@
+import { commandArgsOrExit } from '../shared/args.js';
+import { commands } from '../shared/commands.js';
 import { hostname } from 'node:os';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
@@ -10,7 +12,8 @@ import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadConsumerConfig } from './config.js';
 import { startConsumer, type ConsumerHandle } from './consumer.js';
 
-const started = startProcess('consumer', loadConsumerConfig, process);
+const started =
+  commandArgsOrExit(commands.consumer, process) && startProcess('consumer', loadConsumerConfig, process);
 if (started) {
   const { config, log: baseLog } = started;
   const log = baseLog.child({ runId: config.runId ?? null, consumerId: config.consumerId });

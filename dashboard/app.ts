@@ -55,6 +55,20 @@ export type Dashboard = {
   close(): void;
 };
 
+/** Bull Board's page asks Google for its fonts; offline installs saw a failed request, so the link goes. */
+const REMOTE_FONTS = /<link[^>]*\/\/fonts\.(googleapis|gstatic)\.com[^>]*>\s*/g;
+
+/** Bull Board renders its page with `res.render`: drop the remote font links from what it renders. */
+const withoutRemoteFonts: express.RequestHandler = (_req, res, next) => {
+  const render = res.render.bind(res);
+  res.render = (view: string, options?: object) =>
+    render(view, options ?? {}, (err: Error | null, html?: string) => {
+      if (err) next(err);
+      else res.send((html ?? '').replace(REMOTE_FONTS, ''));
+    });
+  next();
+};
+
 export const publicDir = resolve(projectRoot, 'dashboard', 'public');
 const BODY_LIMIT = '4kb';
 const OPEN_PATHS = ['/healthz', '/readyz', '/login'];
@@ -164,7 +178,7 @@ export function createApp(deps: DashboardDeps): Dashboard {
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'conveyor', showMetrics: true, hideDocsLink: true } },
   });
-  app.use('/queues', board.getRouter() as express.Router);
+  app.use('/queues', withoutRemoteFonts, board.getRouter() as express.Router);
 
   const page = (_req: Request, res: Response) => {
     res.set({
@@ -185,6 +199,8 @@ export function createApp(deps: DashboardDeps): Dashboard {
       actions: !config.readOnly,
       access: config.access.kind,
       historyMs: config.historyMs,
+      // The run shown when the page names none (RUN_ID), else null: the latest.
+      defaultRun: config.runId ?? null,
     });
   });
   app.get('/api/runs', async (_req, res) => {

@@ -63,13 +63,35 @@ export type LiveRunsOptions = {
 const RATE_WINDOW_MS = 10_000;
 const MAX_DRAINED = 20;
 
+/**
+ * The queue's depth over time, one for the whole queue: every run on it shares the same lists, so
+ * switching the page to another run keeps the chart. Fed by whichever run pollers are running.
+ */
+class QueueHistory {
+  readonly samples: DepthSample[] = [];
+  /** Drained moments seen in the counts, used when no QueueEvents stream is available. */
+  readonly inferredDrained: number[] = [];
+
+  constructor(
+    private readonly historyMs: number,
+    private readonly minGapMs: number,
+  ) {}
+
+  /** Adds a reading unless another poller added one moments ago. */
+  add(depth: DepthSample, inferDrained: boolean): void {
+    const prev = this.samples.at(-1);
+    if (prev && depth.t - prev.t < this.minGapMs) return;
+    this.samples.push(depth);
+    while (this.samples.length > 0 && this.samples[0]!.t < depth.t - this.historyMs) this.samples.shift();
+    if (inferDrained && prev && prev.waiting > 0 && depth.waiting === 0) this.inferredDrained.push(depth.t);
+    this.inferredDrained.splice(0, Math.max(0, this.inferredDrained.length - MAX_DRAINED));
+  }
+}
+
 /** One poller for one watched run, fanning each reading out to every client watching it. */
 class RunWatcher {
   readonly clients = new Set<Response>();
-  private readonly history: DepthSample[] = [];
   private readonly finished: { t: number; n: number }[] = [];
-  /** Drained moments seen in the counts, used when no QueueEvents stream is available. */
-  private readonly inferredDrained: number[] = [];
   private timer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -81,6 +103,7 @@ class RunWatcher {
     private readonly opts: LiveRunsOptions,
     private readonly drainedLog: () => number[],
     private readonly onIdle: (key: string) => void,
+    private readonly history: QueueHistory,
   ) {
     void this.tick();
   }
@@ -89,7 +112,7 @@ class RunWatcher {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     this.clients.add(res);
-    send(res, 'history', { samples: this.history });
+    send(res, 'history', { samples: this.history.samples });
     if (this.last) send(res, 'update', this.last);
   }
 
@@ -133,7 +156,6 @@ class RunWatcher {
       readQueueDepth(queues),
     ]);
     const now = status?.observedAt ?? Date.now();
-    const prev = this.history.at(-1);
     const depth: DepthSample = {
       t: now,
       waiting: total.waiting,
@@ -142,10 +164,7 @@ class RunWatcher {
       failed: total.failed,
       ...(shards.length > 1 ? { shards: shards.map((s) => s.waiting) } : {}),
     };
-    this.history.push(depth);
-    while (this.history.length > 0 && this.history[0]!.t < now - this.opts.historyMs) this.history.shift();
-    if (!this.opts.queueEvents && prev && prev.waiting > 0 && depth.waiting === 0)
-      this.inferredDrained.push(now);
+    this.history.add(depth, !this.opts.queueEvents);
 
     if (runId !== this.lastRun) this.finished.length = 0;
     this.lastRun = runId;
@@ -160,8 +179,9 @@ class RunWatcher {
       if (status.join.state === 'joined') etaSeconds = 0;
       else if (rate !== null && rate > 0) etaSeconds = status.jobs.unfinished / rate;
     }
-    const drained = [...this.drainedLog(), ...this.inferredDrained].sort((a, b) => a - b).slice(-MAX_DRAINED);
-    this.inferredDrained.splice(0, Math.max(0, this.inferredDrained.length - MAX_DRAINED));
+    const drained = [...this.drainedLog(), ...this.history.inferredDrained]
+      .sort((a, b) => a - b)
+      .slice(-MAX_DRAINED);
     return { runId, runs, status, depth, shards, rate, etaSeconds, drained, error: null };
   }
 }
@@ -178,6 +198,7 @@ function send(res: Response, event: string, data: unknown): void {
 export class LiveRuns {
   private readonly watchers = new Map<string, RunWatcher>();
   private readonly drained: number[] = [];
+  private readonly history: QueueHistory;
   private readonly heartbeat: NodeJS.Timeout;
   private closed = false;
   private readonly onDrained = (id: string) => {
@@ -188,6 +209,7 @@ export class LiveRuns {
   };
 
   constructor(private readonly opts: LiveRunsOptions) {
+    this.history = new QueueHistory(opts.historyMs, opts.pollMs / 2);
     opts.queueEvents?.on('drained', this.onDrained);
     // A comment line every so often keeps proxies and browsers from timing out a quiet stream.
     this.heartbeat = setInterval(() => {
@@ -202,6 +224,7 @@ export class LiveRuns {
           opts,
           () => this.drained,
           () => undefined,
+          this.history,
         ),
       );
   }
@@ -232,6 +255,7 @@ export class LiveRuns {
         this.opts,
         () => this.drained,
         (key) => this.drop(key),
+        this.history,
       );
       this.watchers.set(runId, watcher);
     }

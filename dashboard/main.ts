@@ -1,3 +1,5 @@
+import { commandArgsOrExit } from '../shared/args.js';
+import { commands } from '../shared/commands.js';
 import { QueueEvents } from 'bullmq';
 import { Registry } from 'prom-client';
 import { queuePrefix } from '../shared/keys.js';
@@ -11,7 +13,8 @@ import { createApp } from './app.js';
 import { loadDashboardConfig } from './config.js';
 import { startServer, type RunningServer } from './server.js';
 
-const started = startProcess('dashboard', loadDashboardConfig, process);
+const started =
+  commandArgsOrExit(commands.dashboard, process) && startProcess('dashboard', loadDashboardConfig, process);
 if (started) {
   const { config, log } = started;
   const redis = createRedis(config, log, 'conveyor:dashboard');

@@ -1,3 +1,5 @@
+import { commandArgsOrExit } from '../shared/args.js';
+import { commands } from '../shared/commands.js';
 import { hostname } from 'node:os';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
@@ -11,7 +13,8 @@ import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
 import { loadProducerConfig } from './config.js';
 import { checkProducible, runProducer } from './run-producer.js';
 
-const started = startProcess('producer', loadProducerConfig, process);
+const started =
+  commandArgsOrExit(commands.producer, process) && startProcess('producer', loadProducerConfig, process);
 if (started) {
   const { config, log: baseLog } = started;
   const log = baseLog.child({ runId: config.runId, producerId: config.producerId });

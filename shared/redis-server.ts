@@ -68,7 +68,9 @@ export async function startRedisServer(opts: {
     dir,
     ...(opts.args ?? []),
   ];
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a Ctrl-C meant for whoever started it (the demo) must not stop Redis under
+  // the processes still finishing their work; the owner stops it with `stop()`.
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   const ready = new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer) => {

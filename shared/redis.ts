@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { parseRedisTarget, redactUrl } from './redis-url.js';
+import { parseRedisTarget, redactUrl, type RedisTarget } from './redis-url.js';
 import type { Logger } from './logger.js';
 
 export type RedisConnectionConfig = { redisUrl: string; redisTlsCaFile: string | undefined };
@@ -54,9 +54,27 @@ export class RedisConfigError extends Error {
 export function fatalRedisError(err: Error, url: string): RedisConfigError | null {
   const where = `Redis at ${redactUrl(url)}`;
   if (AUTH_ERROR.test(err.message)) {
+    const target = parseRedisTarget(url);
+    const hasPassword =
+      target?.kind === 'cluster'
+        ? target.password !== undefined
+        : target
+          ? new URL(target.url).password !== ''
+          : false;
+    const code = err.message.split(' ')[0];
+    if (code === 'NOAUTH' && !hasPassword)
+      return new RedisConfigError(
+        `${where} refused the credentials: it requires a password and REDIS_URL has none. ` +
+          'Put it in REDIS_URL as redis://:password@host:port (or redis://user:password@host:port).',
+      );
+    if (code === 'NOPERM')
+      return new RedisConfigError(
+        `${where} refused the credentials: the user in REDIS_URL may not run a command conveyor needs (NOPERM); ` +
+          'see docs/security.md for the ACL it needs.',
+      );
     return new RedisConfigError(
-      `${where} refused the credentials (${err.message.split('.')[0]}): check the user name and password in REDIS_URL ` +
-        "(redis://user:password@host:port) and that the user may run conveyor's commands (docs/security.md).",
+      `${where} refused the credentials: the user name or password in REDIS_URL is wrong (${code ?? '?'}). ` +
+        'Check REDIS_URL (redis://user:password@host:port) and that the user is enabled (docs/security.md).',
     );
   }
   const code = (err as NodeJS.ErrnoException).code ?? '';
@@ -81,10 +99,8 @@ export function createRedis(config: RedisConnectionConfig, log: Logger, name: st
   let everReady = false;
   const retryStrategy = (attempt: number): number | null => {
     const fatal = lastError && fatalRedisError(lastError, config.redisUrl);
-    if (fatal && !everReady) {
-      log.error(fatal.message);
-      return null;
-    }
+    // The error reaches the process through waitUntilReady, which says it once; nothing to log here.
+    if (fatal && !everReady) return null;
     const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5_000);
     const logFn = attempt === 1 || attempt % 10 === 0 ? log.warn.bind(log) : log.debug.bind(log);
     logFn(
@@ -118,6 +134,7 @@ export function createRedis(config: RedisConnectionConfig, log: Logger, name: st
   }
   (redis as RedisWithFatal)[fatalError] = () => lastError && fatalRedisError(lastError, config.redisUrl);
   redis.on('ready', () => {
+    if (!everReady) warnIfPasswordUnneeded(target, log);
     everReady = true;
     lastError = undefined;
   });
@@ -127,6 +144,43 @@ export function createRedis(config: RedisConnectionConfig, log: Logger, name: st
     log.debug({ err: err.message }, 'redis connection error');
   });
   return redis;
+}
+
+const warnedUnneeded = new Set<string>();
+
+/**
+ * A password in REDIS_URL that Redis does not ask for is accepted silently (the default user takes
+ * any password), so a server someone believes protected may be open to all. Checked once per URL and
+ * process, with a connection that sends no password.
+ */
+function warnIfPasswordUnneeded(target: RedisTarget, log: Logger): void {
+  if (target.kind !== 'single') return;
+  const url = new URL(target.url);
+  if (url.password === '' || warnedUnneeded.has(target.url)) return;
+  warnedUnneeded.add(target.url);
+  url.username = '';
+  url.password = '';
+  const probe = new Redis(url.toString(), {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    connectionName: 'conveyor:auth-probe',
+    ...(target.url.startsWith('rediss:') ? { tls: {} } : {}),
+  });
+  probe.on('error', () => undefined);
+  void probe
+    .connect()
+    .then(() => probe.ping())
+    .then(
+      () =>
+        log.warn(
+          `REDIS_URL carries a password, but Redis at ${redactUrl(target.url)} accepts connections without a password: ` +
+            'anyone who can reach it can use it. Set one (requirepass, or an ACL user) or drop it from REDIS_URL (docs/security.md).',
+        ),
+      () => undefined,
+    )
+    .finally(() => probe.disconnect());
 }
 
 /** A second connection to the same Redis (or cluster), e.g. for pub/sub, with its own name. */

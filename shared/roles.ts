@@ -17,6 +17,9 @@ export const projectRoot = (() => {
   return dir;
 })();
 
+/** True when this code runs compiled (dist/, the installed package), false under tsx from source. */
+export const runningCompiled = fileURLToPath(import.meta.url).endsWith('.js');
+
 /**
  * How to start a role as its own OS process: compiled JavaScript when `compiled` (what the image
  * runs), else the TypeScript source through tsx.

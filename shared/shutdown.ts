@@ -41,8 +41,34 @@ export function makeCloser(
 }
 
 /**
- * Wires SIGTERM/SIGINT for a `main.ts`: the first signal starts a graceful stop, the second forces
- * exit. A force-exit timer (unref'd, so it never keeps the process alive) backs up the graceful path.
+ * One Ctrl-C can arrive more than once: the terminal signals the whole process group, and a wrapper
+ * in it (`npm run`, `tsx`) relays the same signal to its child a few milliseconds later. A repeat
+ * within this window is that echo, not a person asking to force.
+ */
+export const SIGNAL_ECHO_MS = 500;
+
+/**
+ * Counts signals as a person sent them: 'first', then 'echo' for a repeat within `echoMs` of the
+ * first, then 'again' for a real second signal.
+ */
+export function makeSignalCounter(
+  echoMs = SIGNAL_ECHO_MS,
+  now: () => number = Date.now,
+): () => 'first' | 'echo' | 'again' {
+  let firstAt: number | undefined;
+  return () => {
+    const t = now();
+    if (firstAt === undefined) {
+      firstAt = t;
+      return 'first';
+    }
+    return t - firstAt < echoMs ? 'echo' : 'again';
+  };
+}
+
+/**
+ * Wires SIGTERM/SIGINT for a `main.ts`: the first signal starts a graceful stop, a second one (not
+ * its echo, see SIGNAL_ECHO_MS) forces exit. A force-exit timer (unref'd, so it never keeps the process alive) backs up the graceful path.
  */
 export function onShutdownSignal(
   proc: NodeJS.Process,
@@ -50,13 +76,17 @@ export function onShutdownSignal(
   graceMs: number,
   stop: (signal: string) => void,
 ): void {
-  let signalled = false;
+  const count = makeSignalCounter();
   const handler = (signal: NodeJS.Signals) => {
-    if (signalled) {
+    const which = count();
+    if (which === 'echo') {
+      log.debug({ signal }, 'the same signal again, relayed by a wrapper: ignored');
+      return;
+    }
+    if (which === 'again') {
       log.warn({ signal }, 'second signal: exiting now');
       proc.exit(1);
     }
-    signalled = true;
     log.info({ signal, graceMs }, 'stopping gracefully');
     setTimeout(() => {
       log.error({ graceMs }, 'graceful stop took too long: exiting');

@@ -95,8 +95,21 @@ function drawChart() {
   }
   add('text', { class: 'axis', x: L, y: H - 4 }, time(t0));
   add('text', { class: 'axis', x: W - 4, y: H - 4, 'text-anchor': 'end' }, time(t1));
-  for (const d of current.drained || []) {
-    if (d >= t0 && d <= t1) add('line', { class: 'drain', x1: x(d), x2: x(d), y1: T, y2: H - B });
+  const drained = (current.drained || []).filter((d) => d >= t0 && d <= t1);
+  drained.forEach((d, i) => {
+    add('line', { class: 'drain', x1: x(d), x2: x(d), y1: T, y2: H - B });
+    // Only the latest is labelled: several close together would overprint each other.
+    if (i === drained.length - 1) add('text', { class: 'mark', x: x(d) + 3, y: T + 10 }, 'drained');
+  });
+  const joinedAt = current.status && current.status.join.joinedAt;
+  const j = joinedAt ? Date.parse(joinedAt) : NaN;
+  if (j >= t0 && j <= t1) {
+    add('line', { class: 'joined-mark', x1: x(j), x2: x(j), y1: T, y2: H - B });
+    add(
+      'text',
+      { class: 'mark', x: x(j) - 3, y: T + 22, 'text-anchor': 'end' },
+      `${current.status.runId} joined`,
+    );
   }
   // A sharded queue: one thin line per shard's waiting jobs, drawn first so the totals stay on top.
   const shards = samples[samples.length - 1].shards || [];
@@ -176,6 +189,12 @@ function renderDrained(u) {
   $('drained-list').textContent = list.length ? list.slice(-8).map(time).join(', ') : 'not yet';
 }
 
+/** One queue, many runs: the jobs of other runs this consumer finished (it takes whatever the queue holds). */
+function otherRuns(runs, runId) {
+  const others = Object.entries(runs || {}).filter(([run]) => run !== runId);
+  return others.length ? others.map(([run, n]) => `${run}: ${n}`).join(', ') : '–';
+}
+
 function renderTables(u) {
   const s = u.status;
   const now = s ? s.observedAt : Date.now();
@@ -219,6 +238,7 @@ function renderTables(u) {
         el('td', { class: 'num' }, c.concurrency),
         el('td', { class: 'state-cell' }, stateBadge(c.state)),
         el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
+        el('td', { class: 'runs' }, otherRuns(c.runs, s.runId)),
         el('td', { class: 'current', title: c.current.join('\n') }, currentJobs(c.current, s.runId)),
         el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
         el(
@@ -268,7 +288,12 @@ function renderRuns(u) {
   $('run-picker').hidden = u.runs.length < 2;
   const wanted = new URLSearchParams(location.search).get('run') || '';
   const options = [
-    el('option', { value: '' }, `latest${u.runs[0] ? ` (${u.runs[0]})` : ''}`),
+    // What the page shows when it names no run: RUN_ID when the dashboard was given one, else the latest.
+    el(
+      'option',
+      { value: '' },
+      info.defaultRun ? `default (${info.defaultRun})` : `latest${u.runs[0] ? ` (${u.runs[0]})` : ''}`,
+    ),
     ...u.runs.map((r) => el('option', { value: r }, r)),
   ];
   if (
@@ -335,7 +360,7 @@ async function start() {
     if (e.target.value) url.searchParams.set('run', e.target.value);
     else url.searchParams.delete('run');
     history.replaceState(null, '', url);
-    samples = [];
+    // The chart is the queue's, shared by every run: the new stream's history continues it.
     connect();
   });
   $('cancel-run').addEventListener('click', () => {

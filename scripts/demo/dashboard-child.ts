@@ -3,7 +3,8 @@ import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Env } from '../../shared/config.js';
 import { freePort } from '../../shared/redis-server.js';
-import { roleCommand } from '../../shared/roles.js';
+import { roleCommand, runningCompiled } from '../../shared/roles.js';
+import { readableLogLine } from './progress.js';
 
 export type DashboardChild = {
   /** The URL it printed, or null when it did not start (the demo goes on without it). */
@@ -36,10 +37,10 @@ export async function startDashboardChild(
   log: (line: string) => void,
   startTimeoutMs = 20_000,
 ): Promise<DashboardChild> {
-  const { command, args } = roleCommand('dashboard', false);
+  const { command, args } = roleCommand('dashboard', runningCompiled);
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  createInterface({ input: child.stderr }).on('line', (line) => log(`[dashboard] ${line}`));
+  createInterface({ input: child.stderr }).on('line', (line) => log(`[dashboard] ${readableLogLine(line)}`));
   const url = await new Promise<string | null>((resolve) => {
     const timer = setTimeout(() => resolve(null), startTimeoutMs);
     createInterface({ input: child.stdout }).on('line', (line) => {
@@ -47,7 +48,7 @@ export async function startDashboardChild(
       if (m) {
         clearTimeout(timer);
         resolve(m[1]!);
-      } else log(`[dashboard] ${line}`);
+      } else log(`[dashboard] ${readableLogLine(line)}`);
     });
     void exited.then(() => {
       clearTimeout(timer);

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { commandArgsOrExit } from '../../shared/args.js';
+import { commands } from '../../shared/commands.js';
 import { loadConsumerConfig } from '../../consumers/config.js';
 import { loadProducerConfig } from '../../producers/config.js';
 import { loadDashboardConfig } from '../../dashboard/config.js';
@@ -13,11 +15,12 @@ import {
   startRedisCluster,
   startRedisServer,
 } from '../../shared/redis-server.js';
-import { roleCommand, type Role } from '../../shared/roles.js';
+import { roleCommand, runningCompiled, type Role } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { pickPort, startDashboardChild, type DashboardChild } from './dashboard-child.js';
-import { joinSummary, progressLine } from './progress.js';
+import { joinSummary, progressLine, readableLogLine } from './progress.js';
+import { makeSignalCounter } from '../../shared/shutdown.js';
 
 /**
  * `npm start`: the seed's main() as processes. Starts a private Redis when REDIS_URL is unset, creates
@@ -102,6 +105,9 @@ async function main(env: Env): Promise<number> {
     throw err;
   }
 
+  // On a terminal, clear the progress line before printing above it; elsewhere print the line as is.
+  const printAbove = (line: string) =>
+    process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : ''}${line}\n`);
   const redis = createRedis(producerConfig, log, 'conveyor:demo');
   const queues = openQueues(producerConfig.queue, producerConfig.shards, redis);
   const children: { label: string; child: ChildProcess; exit: Promise<number | null> }[] = [];
@@ -116,7 +122,9 @@ async function main(env: Env): Promise<number> {
         `${demo.PRODUCERS} producers, ${demo.CONSUMERS} consumers. Ctrl-C stops everything.\n`,
     );
     let interrupted = 0;
+    const count = makeSignalCounter();
     const onSignal = () => {
+      if (count() === 'echo') return;
       interrupted++;
       process.stdout.write(
         `\n${interrupted === 1 ? 'Stopping every process gracefully (Ctrl-C again to force)...' : 'Forcing.'}\n`,
@@ -131,23 +139,24 @@ async function main(env: Env): Promise<number> {
     let dashboardStarting: Promise<DashboardChild> | undefined;
     if (demo.DEMO_DASHBOARD) {
       const port = await pickPort(demo.DASHBOARD_PORT);
-      if (port !== demo.DASHBOARD_PORT)
+      if (demo.DASHBOARD_PORT !== 0 && port !== demo.DASHBOARD_PORT)
         process.stdout.write(`Port ${demo.DASHBOARD_PORT} is busy: the dashboard uses ${port}.\n`);
-      dashboardStarting = startDashboardChild({ ...childEnv, DASHBOARD_PORT: String(port) }, (line) =>
-        process.stderr.write(`\r\x1b[K${line}\n`),
-      );
+      dashboardStarting = startDashboardChild({ ...childEnv, DASHBOARD_PORT: String(port) }, printAbove);
     }
 
     const launch = (role: Role, index: number) => {
       const label = `${role}-${index}`;
-      const { command, args } = roleCommand(role, false);
+      const { command, args } = roleCommand(role, runningCompiled);
       const child = spawn(command, args, {
         env: { ...childEnv, [`${role.toUpperCase()}_ID`]: `${demo.RUN_ID}-${label}` },
         stdio: ['ignore', 'pipe', 'pipe'],
+        // Its own process group: the terminal's Ctrl-C reaches only the demo, which then sends each
+        // child one SIGTERM (two signals would read as "force").
+        detached: true,
       });
       for (const stream of [child.stdout, child.stderr]) {
         createInterface({ input: stream }).on('line', (line) =>
-          process.stderr.write(`\r\x1b[K[${label}] ${line}\n`),
+          printAbove(`[${label}] ${readableLogLine(line)}`),
         );
       }
       const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -160,7 +169,12 @@ async function main(env: Env): Promise<number> {
     if (dashboardStarting) {
       dashboard = await dashboardStarting;
       if (dashboard.url)
-        process.stdout.write(`Dashboard: ${dashboard.url} (Bull Board at ${dashboard.url}/queues)\n`);
+        process.stdout.write(
+          `Dashboard: ${dashboard.url} (Bull Board at ${dashboard.url}/queues); ` +
+            (demo.DEMO_KEEP_DASHBOARD
+              ? 'it stays up after the join until Ctrl-C.\n'
+              : 'it stops when the demo ends (DEMO_KEEP_DASHBOARD=true keeps it up after the join).\n'),
+        );
       else process.stdout.write('The dashboard did not start (see its output above); going on without it.\n');
     }
 
@@ -215,9 +229,15 @@ async function main(env: Env): Promise<number> {
         });
       }
       dashboardCode = await dashboard.stop();
+      process.stdout.write('The dashboard has stopped.\n');
       if (dashboardCode !== 0)
         process.stdout.write(`  the dashboard exited with code ${String(dashboardCode)}\n`);
     }
+    if (!env.REDIS_URL)
+      process.stdout.write(
+        "The demo's private Redis stops now, and the run with it: to look at runs afterwards (conveyor status), " +
+          'give the demo your own Redis with REDIS_URL=redis://127.0.0.1:6379.\n',
+      );
     return failed.length === 0 && dashboardCode === 0 && (final?.join.state === 'joined' || interrupted > 0)
       ? 0
       : 1;
@@ -231,4 +251,4 @@ async function main(env: Env): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.env);
+if (commandArgsOrExit(commands.demo, process)) process.exitCode = await main(process.env);

@@ -23,3 +23,32 @@ export function joinSummary(s: RunStatus, startedAt: number): string {
     `  jobs: produced ${s.jobs.produced}, completed ${s.jobs.completed}, failed ${s.jobs.failed}`,
   ].join('\n');
 }
+
+const LEVELS: Record<number, string> = {
+  10: 'TRACE',
+  20: 'DEBUG',
+  30: 'INFO',
+  40: 'WARN',
+  50: 'ERROR',
+  60: 'FATAL',
+};
+const PLAIN_FIELDS = new Set(['level', 'time', 'msg', 'service', 'pid', 'hostname']);
+
+/**
+ * A child's pino JSON line as a person reads it (`WARN message (key=value)`); anything that is not
+ * a pino line is returned as it came.
+ */
+export function readableLogLine(line: string): string {
+  if (!line.startsWith('{')) return line;
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  if (typeof v.level !== 'number' || typeof v.msg !== 'string') return line;
+  const extra = Object.entries(v)
+    .filter(([k]) => !PLAIN_FIELDS.has(k))
+    .map(([k, x]) => `${k}=${typeof x === 'string' ? x : JSON.stringify(x)}`);
+  return `${LEVELS[v.level] ?? String(v.level)} ${v.msg}${extra.length ? ` (${extra.join(', ')})` : ''}`;
+}

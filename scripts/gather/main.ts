@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
-import { inspect, parseArgs } from 'node:util';
+import { inspect } from 'node:util';
+import { commandArgsOrExit } from '../../shared/args.js';
+import { commands } from '../../shared/commands.js';
 import { loadConsumerConfig } from '../../consumers/config.js';
 import { ConfigError, int, parseEnv } from '../../shared/config.js';
 import { loadJobRegistry } from '../../shared/jobs/index.js';
@@ -8,28 +10,37 @@ import { openQueue } from '../../shared/queue.js';
 import { closeRedis, createRedis, waitUntilReady } from '../../shared/redis.js';
 import { gather } from './gather.js';
 
-const started = startProcess(
-  'gather',
-  (env) => {
-    const { positionals } = parseArgs({ allowPositionals: true, args: process.argv.slice(2) });
-    const n = Number(positionals[0] ?? '5');
-    if (!Number.isInteger(n) || n < 0 || n > 100_000)
-      throw new ConfigError([
-        `argument: the job count must be a whole number from 0 to 100000 (got ${JSON.stringify(positionals[0])})`,
-      ]);
-    const e = parseEnv(
-      { JOB_MS: int(1_000, 0, 3_600_000), ATTEMPTS: int(3, 1, 1_000), BACKOFF_MS: int(1_000, 0, 3_600_000) },
-      env,
-    );
-    return {
-      ...loadConsumerConfig(env),
-      n,
-      jobMs: e.JOB_MS,
-      retry: { attempts: e.ATTEMPTS, backoffMs: e.BACKOFF_MS, keepCompleted: 1_000, keepFailed: 10_000 },
-    };
-  },
-  process,
-);
+const args = commandArgsOrExit(commands.gather, process);
+const started =
+  args &&
+  startProcess(
+    'gather',
+    (env) => {
+      const { positionals } = args;
+      if (positionals.length > 1)
+        throw new ConfigError([`argument: one job count, like 5 (got ${positionals.length} arguments)`]);
+      const n = Number(positionals[0] ?? '5');
+      if (!Number.isInteger(n) || n < 0 || n > 100_000)
+        throw new ConfigError([
+          `argument: the job count must be a whole number from 0 to 100000 (got ${JSON.stringify(positionals[0])})`,
+        ]);
+      const e = parseEnv(
+        {
+          JOB_MS: int(1_000, 0, 3_600_000),
+          ATTEMPTS: int(3, 1, 1_000),
+          BACKOFF_MS: int(1_000, 0, 3_600_000),
+        },
+        env,
+      );
+      return {
+        ...loadConsumerConfig(env),
+        n,
+        jobMs: e.JOB_MS,
+        retry: { attempts: e.ATTEMPTS, backoffMs: e.BACKOFF_MS, keepCompleted: 1_000, keepFailed: 10_000 },
+      };
+    },
+    process,
+  );
 if (started) {
   const { config, log } = started;
   const redis = createRedis(config, log, 'conveyor:gather');

@@ -1,33 +1,58 @@
-import { parseArgs } from 'node:util';
-import { commonShape, nameSchema, parseEnv, toCommonConfig } from '../../shared/config.js';
+import { commandArgsOrExit } from '../../shared/args.js';
+import { commands } from '../../shared/commands.js';
+import { commonShape, nameSchema, optionalName, parseEnv, toCommonConfig } from '../../shared/config.js';
 import { startProcess } from '../../shared/process.js';
-import { closeRedis, createRedis, waitUntilReady } from '../../shared/redis.js';
-import { formatRunStatus, listRuns, readRunStatus } from '../../shared/run/status.js';
-import { optionalName } from '../../shared/config.js';
+import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
+import { formatRunList, formatRunStatus, listRuns, readRunStatus } from '../../shared/run/status.js';
 
-const started = startProcess(
-  'status',
-  (env) => {
-    const e = parseEnv({ ...commonShape, RUN_ID: optionalName() }, env);
-    return { ...toCommonConfig(e), runId: e.RUN_ID };
-  },
-  process,
-);
-if (started) {
-  const { config, log } = started;
-  const { values } = parseArgs({
-    options: {
-      json: { type: 'boolean', default: false },
-      run: { type: 'string' },
-      list: { type: 'boolean', default: false },
+/** A one-shot command: a Redis that does not answer is an error to report, not an outage to wait out. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
+const args = commandArgsOrExit(commands.status, process);
+const started =
+  args &&
+  startProcess(
+    'status',
+    (env) => {
+      const e = parseEnv({ ...commonShape, RUN_ID: optionalName() }, env);
+      return { ...toCommonConfig(e), runId: e.RUN_ID };
     },
-  });
+    process,
+  );
+if (args && started) {
+  const { config, log } = started;
+  const values = args.values as { json?: boolean; run?: string; list?: boolean };
   const redis = createRedis(config, log, 'conveyor:status');
+  let lastError = '';
+  redis.on('error', (err: Error) => (lastError = err.message));
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await waitUntilReady(redis, log);
+    if (values.run !== undefined && values.list) throw new Error('give --run or --list, not both');
+    await Promise.race([
+      waitUntilReady(redis, log),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `no answer from Redis at ${redactUrl(config.redisUrl)} within ${CONNECT_TIMEOUT_MS / 1000} s` +
+                  (lastError ? ` (${lastError})` : '') +
+                  ": is it running? Set REDIS_URL to where it is. (The demo's private Redis stops when the demo ends.)",
+              ),
+            ),
+          CONNECT_TIMEOUT_MS,
+        );
+      }),
+    ]);
+    clearTimeout(timer);
     if (values.list) {
-      const runs = await listRuns(redis, config.queue);
-      process.stdout.write(values.json ? `${JSON.stringify(runs)}\n` : `${runs.join('\n')}\n`);
+      const ids = await listRuns(redis, config.queue, 20);
+      const runs = (
+        await Promise.all(ids.map((id) => readRunStatus(redis, config.queue, id, config.leaseMs)))
+      ).filter((s) => s !== null);
+      process.stdout.write(
+        values.json ? `${JSON.stringify(runs)}\n` : `${formatRunList(runs, config.queue)}\n`,
+      );
     } else {
       const runId = values.run ?? config.runId ?? (await listRuns(redis, config.queue, 1))[0];
       if (runId !== undefined && !nameSchema.safeParse(runId).success)
@@ -45,6 +70,8 @@ if (started) {
     process.stderr.write(`status: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 1;
   } finally {
-    await closeRedis(redis);
+    clearTimeout(timer);
+    if (redis.status === 'ready') await closeRedis(redis);
+    else redis.disconnect();
   }
 }

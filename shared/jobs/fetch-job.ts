@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { UnrecoverableError } from 'bullmq';
 import { z } from 'zod';
 import { defineJob } from './define.js';
 
@@ -8,7 +9,8 @@ type Agents = { http: http.Agent; https: https.Agent };
 const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
- * The seed's aiohttp example: GET a URL and measure the body. One keep-alive agent pair per consumer
+ * The seed's aiohttp example: GET a URL and measure the body. An HTTP error fails the attempt (so
+ * it is retried per ATTEMPTS); a 4xx other than 408 and 429 fails the job at once. One keep-alive agent pair per consumer
  * process plays the part of the seed's shared `ClientSession`.
  */
 export const fetchJob = defineJob({
@@ -44,7 +46,17 @@ function get(
       (res) => {
         let bytes = 0;
         res.on('data', (chunk: Buffer) => (bytes += chunk.length));
-        res.on('end', () => resolve({ url, status: res.statusCode ?? 0, bytes }));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          if (status < 400) return resolve({ url, status, bytes });
+          const message = `GET ${url}: HTTP ${status} (${bytes} bytes)`;
+          // A client error stays one whatever the retry, except a timeout (408) or a rate limit (429).
+          reject(
+            status < 500 && status !== 408 && status !== 429
+              ? new UnrecoverableError(message)
+              : new Error(message),
+          );
+        });
         res.on('error', reject);
       },
     );

@@ -223,7 +223,14 @@ export function formatRunStatus(s: RunStatus): string {
     s.join.state === 'joined'
       ? `joined at ${s.join.joinedAt ?? '?'}`
       : `pending (waiting for ${s.join.waitingFor ?? '?'})`;
-  const consumers = s.consumers.map((c) => `${c.id}=${c.state}`).join(', ') || 'none';
+  const consumers =
+    s.consumers
+      .map((c) => {
+        const others = Object.entries(c.runs ?? {}).filter(([run]) => run !== s.runId);
+        const served = others.map(([run, n]) => `${run}: ${n} job${n === 1 ? '' : 's'}`).join(', ');
+        return `${c.id}=${c.state}${served ? ` (also served ${served})` : ''}`;
+      })
+      .join(', ') || 'none';
   return [
     `run ${s.runId} on queue ${s.queue}: ${join}`,
     `  jobs       produced ${j.produced}, completed ${j.completed}, failed ${j.failed}, unfinished ${j.unfinished}` +
@@ -242,4 +249,46 @@ export function formatRunStatus(s: RunStatus): string {
         )
       : []),
   ].join('\n');
+}
+
+const clock = (iso: string | null) => (iso ? iso.slice(0, 19).replace('T', ' ') : '');
+
+/** `status --list`: one line per run, newest first, with its state, counts and times (UTC). */
+export function formatRunList(runs: readonly RunStatus[], queue: string): string {
+  if (runs.length === 0) return `no runs on queue "${queue}"`;
+  const rows = runs.map((s) => {
+    const j = s.jobs;
+    const state = s.join.state === 'joined' ? 'joined' : `pending (${s.join.waitingFor ?? '?'})`;
+    const took =
+      s.join.joinedAt && s.createdAt
+        ? `${((Date.parse(s.join.joinedAt) - Date.parse(s.createdAt)) / 1000).toFixed(1)} s`
+        : '';
+    return [
+      s.runId,
+      state,
+      `${j.produced}/${j.completed}/${j.failed}/${j.unfinished}`,
+      `${s.producers.done}/${s.producers.expected}`,
+      clock(s.createdAt),
+      clock(s.join.joinedAt),
+      took,
+    ];
+  });
+  const header = [
+    'RUN',
+    'STATE',
+    'PROD/DONE/FAIL/OPEN',
+    'PRODUCERS',
+    'CREATED (UTC)',
+    'JOINED (UTC)',
+    'TOOK',
+  ];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

@@ -50,6 +50,11 @@ export type ConsumerRecord = {
   heartbeatAt: number;
   cancelledAt?: number;
   cancelReason?: string;
+  /**
+   * Jobs finished (completed or failed) per run. A consumer takes every job on its queue, whatever
+   * its run (one queue, many runs); its own run only decides when it stops.
+   */
+  runs?: Record<string, number>;
 };
 
 export type FinishOutcome = 'completed' | 'failed';

@@ -13,6 +13,7 @@ export type Spawned = {
 };
 
 const live = new Set<Spawned>();
+const groups = new WeakSet<Spawned>();
 
 /** Starts a conveyor role (or any command) as a real OS process, tracked so leaks fail the test. */
 export function spawnRole(
@@ -29,9 +30,15 @@ export function spawnTracked(
   command: string,
   args: string[],
   env: Record<string, string>,
+  /**
+   * `group`: the process leads a process group of its own, as a shell job does, so a test can signal
+   * the whole group the way a terminal's Ctrl-C does (`process.kill(-pid, 'SIGINT')`).
+   */
+  opts: { cwd?: string; group?: boolean } = {},
 ): Spawned {
   const child = spawn(command, args, {
-    cwd: projectRoot,
+    cwd: opts.cwd ?? projectRoot,
+    detached: opts.group ?? false,
     // Metrics on a free loopback port unless a test asks for one: parallel processes never collide on 9464.
     env: {
       PATH: process.env.PATH ?? '',
@@ -93,6 +100,7 @@ export function spawnTracked(
       }),
   };
   live.add(spawned);
+  if (opts.group) groups.add(spawned);
   return spawned;
 }
 
@@ -120,7 +128,16 @@ export async function exitOf(
 /** For afterEach: kills anything a test left running and reports it, so a leak fails loudly. */
 export async function killLeftovers(): Promise<string[]> {
   const leaked = [...live];
-  for (const p of leaked) p.child.kill('SIGKILL');
+  for (const p of leaked) {
+    if (groups.has(p)) {
+      try {
+        process.kill(-p.child.pid!, 'SIGKILL');
+      } catch {
+        // the group is gone already
+      }
+    }
+    p.child.kill('SIGKILL');
+  }
   await Promise.all(leaked.map((p) => p.exit));
   return leaked.map((p) => p.label);
 }

@@ -1,0 +1,94 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Registry } from 'prom-client';
+import { createApp, type Dashboard } from '../dashboard/app.js';
+import { loadDashboardConfig } from '../dashboard/config.js';
+import { startServer } from '../dashboard/server.js';
+import { registerDefaultMetrics } from '../shared/metrics/process-metrics.js';
+import { openQueues } from '../shared/queue.js';
+import { closeRedis, createRedis } from '../shared/redis.js';
+import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+
+export type DashboardOptions = ConnectionOptions & {
+  /** Default 3000; 0 = any free port. */
+  port?: number;
+  /** Default 127.0.0.1 (0.0.0.0 needs `user`+`password` or `token`). */
+  host?: string;
+  user?: string;
+  password?: string;
+  token?: string;
+  readOnly?: boolean;
+  /** The run shown when the page names none (default: the latest). */
+  runId?: string;
+};
+
+/** A Node request listener (an Express app), so the public types need no Express types. */
+export type RequestHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  next?: (err?: unknown) => void,
+) => void;
+
+export type DashboardHandle = {
+  /**
+   * The dashboard as an Express app: `http.createServer(app)`, or `yourApp.use('/conveyor', app)`;
+   * or use `startDashboard` to listen.
+   */
+  app: RequestHandler;
+  /** Stops the pollers and closes the connections. */
+  close(): Promise<void>;
+};
+
+function buildDashboard(opts: DashboardOptions) {
+  const config = loadDashboardConfig(
+    toEnv(opts, {
+      DASHBOARD_PORT: opts.port,
+      DASHBOARD_HOST: opts.host,
+      DASHBOARD_USER: opts.user,
+      DASHBOARD_PASSWORD: opts.password,
+      DASHBOARD_TOKEN: opts.token,
+      DASHBOARD_READONLY: opts.readOnly,
+      RUN_ID: opts.runId,
+    }),
+  );
+  const log = loggerFor(opts, 'dashboard');
+  const redis = createRedis(config, log, 'conveyor:dashboard');
+  const queues = openQueues(config.queue, config.shards, redis);
+  const metrics = new Registry();
+  registerDefaultMetrics(metrics, 'dashboard');
+  const dashboard: Dashboard = createApp({ config, redis, queues, log, metrics });
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      dashboard.close();
+      await Promise.all(queues.map((q) => q.close()));
+      await closeRedis(redis);
+    })());
+  return { config, dashboard, close };
+}
+
+/** The live page, Bull Board at /queues and /api/status, as an Express app you can mount. */
+export function createDashboard(opts: DashboardOptions = {}): DashboardHandle {
+  const { dashboard, close } = buildDashboard(opts);
+  return { app: dashboard.app, close };
+}
+
+/** `createDashboard` listening on `host:port`; `url` is where it answers. */
+export async function startDashboard(
+  opts: DashboardOptions = {},
+): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  const { config, dashboard, close } = buildDashboard(opts);
+  try {
+    const server = await startServer(dashboard, { host: config.host, port: config.port });
+    return {
+      url: server.url,
+      port: server.port,
+      close: async () => {
+        await server.close();
+        await close();
+      },
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

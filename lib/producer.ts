@@ -1,0 +1,110 @@
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AnyJobDefinition } from '../shared/jobs/define.js';
+import { builtinJobs, JobRegistry } from '../shared/jobs/index.js';
+import { loadProducerConfig } from '../producers/config.js';
+import { createProducer, type Producer } from '../producers/producer.js';
+import { jobOptions, openQueues } from '../shared/queue.js';
+import { closeRedis, createRedis } from '../shared/redis.js';
+import { RunStore } from '../shared/run/run-store.js';
+import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+
+export type ProducerOptions = ConnectionOptions & {
+  runId: string;
+  /** How many producers the run expects (it joins only once that many reported done); default 1. */
+  producers?: number;
+  /** Default `<host>-<pid>`. */
+  producerId?: string;
+  /** Your job types (the built-in `sleep` and `fetch` are always there). */
+  jobs?: readonly AnyJobDefinition[];
+  /** Tries per job (default 3) and the first retry's delay (default 1000 ms, doubling). */
+  attempts?: number;
+  backoffMs?: number;
+};
+
+export type ProducerClient = Omit<Producer, 'done'> & {
+  readonly runId: string;
+  /** Reports this producer done (the run joins when all are and every job finished), then closes. */
+  done(): ReturnType<Producer['done']>;
+  /** Stops the heartbeat and closes the connections without reporting done (the lease then runs out). */
+  close(): Promise<void>;
+};
+
+/**
+ * The seed's `q.put()` side: creates the run if needed, registers this producer in it and keeps its
+ * lease alive until `done()`. Payloads are validated against their job type before anything is sent.
+ */
+export async function openProducer(opts: ProducerOptions): Promise<ProducerClient> {
+  const config = loadProducerConfig(
+    toEnv(opts, {
+      RUN_ID: opts.runId,
+      PRODUCERS: opts.producers ?? 1,
+      PRODUCER_ID: opts.producerId,
+      ATTEMPTS: opts.attempts,
+      BACKOFF_MS: opts.backoffMs,
+    }),
+  );
+  const log = loggerFor(opts, 'producer').child({ runId: config.runId, producerId: config.producerId });
+  const registry = new JobRegistry([...builtinJobs, ...(opts.jobs ?? [])]);
+  const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
+  const queues = openQueues(config.queue, config.shards, redis);
+  const run = new RunStore(redis, config.queue, config.runId, config.shards);
+  const stopHeartbeat = new AbortController();
+  let heartbeat: Promise<void> = Promise.resolve();
+  const close = async () => {
+    stopHeartbeat.abort();
+    await heartbeat;
+    await Promise.all(queues.map((q) => q.close()));
+    await closeRedis(redis);
+  };
+  let registered;
+  try {
+    await run.create(config.expectedProducers, config.leaseMs, config.retentionMs);
+    registered = await run.registerProducer(
+      config.producerId,
+      { host: hostname(), pid: process.pid },
+      config.leaseMs,
+    );
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const { incarnation, instance } = registered;
+  heartbeat = (async () => {
+    while (!stopHeartbeat.signal.aborted) {
+      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
+      if (stopHeartbeat.signal.aborted) break;
+      await run
+        .heartbeatProducer(config.producerId, config.leaseMs, incarnation)
+        .catch((err: unknown) => log.warn({ err: String(err) }, 'heartbeat failed'));
+    }
+  })();
+  const producer = createProducer({
+    queues,
+    run,
+    registry,
+    producerId: config.producerId,
+    instance,
+    jobOptions: jobOptions(config.retry),
+  });
+  return {
+    runId: config.runId,
+    put: (type, payload, o) => producer.put(type, payload, o),
+    putMany: (items) => producer.putMany(items),
+    flush: () => producer.flush(),
+    get enqueued() {
+      return producer.enqueued;
+    },
+    get produced() {
+      return producer.produced;
+    },
+    done: async () => {
+      try {
+        return await producer.done();
+      } finally {
+        await close();
+      }
+    },
+    close,
+  };
+}

@@ -1,0 +1,90 @@
+import { commonShape, nameSchema, parseEnv, toCommonConfig } from '../shared/config.js';
+import { runKeys } from '../shared/keys.js';
+import { closeRedis, createRedis, duplicateClient, type RedisClient } from '../shared/redis.js';
+import { parseRunEvent, RunStore } from '../shared/run/run-store.js';
+import { readRunStatus, type RunStatus } from '../shared/run/status.js';
+import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+
+export type RunHandle = {
+  readonly runId: string;
+  readonly queue: string;
+  /** The run as `conveyor status --json` prints it, or null while the run does not exist. */
+  status(): Promise<RunStatus | null>;
+  /**
+   * The distributed `await queue.join()`: resolves with the run's status once every producer is done
+   * and every job it acknowledged has finished, from any process. Listens on the run's events
+   * channel and polls as a backstop (a published message can be missed across a reconnect). Rejects
+   * on `timeoutMs` or when `signal` aborts. A run that does not exist yet is waited for.
+   */
+  join(opts?: { timeoutMs?: number; signal?: AbortSignal; pollMs?: number }): Promise<RunStatus>;
+  /** Asks every consumer of the run (or one, by id) to stop taking work and exit after its jobs. */
+  cancel(reason?: string, consumerId?: string): Promise<void>;
+  /** Closes the connections this handle opened (not a `redis` you passed in). */
+  close(): Promise<void>;
+};
+
+/** A handle on one run of a queue, for status, join and cancel from any process. */
+export function openRun(opts: ConnectionOptions & { runId: string; redis?: RedisClient }): RunHandle {
+  if (!nameSchema.safeParse(opts.runId).success)
+    throw new TypeError(`runId: "${opts.runId}" must be 1-64 characters of letters, digits, "_", "." or "-"`);
+  const config = toCommonConfig(parseEnv(commonShape, toEnv(opts)));
+  const log = loggerFor(opts, 'run');
+  const redis = opts.redis ?? createRedis(config, log, `conveyor:run:${opts.runId}`);
+  const store = new RunStore(redis, config.queue, opts.runId, config.shards);
+  const waiters = new Set<RedisClient>();
+  const status = () => readRunStatus(redis, config.queue, opts.runId, config.leaseMs);
+
+  const join: RunHandle['join'] = async ({ timeoutMs, signal, pollMs = 1_000 } = {}) => {
+    const subscriber = duplicateClient(redis, `conveyor:join:${opts.runId}`);
+    waiters.add(subscriber);
+    const check = new AbortController();
+    let wake: () => void = () => undefined;
+    subscriber.on('message', (_channel: string, message: string) => {
+      if (parseRunEvent(message)?.type === 'joined') wake();
+    });
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () => check.abort(new Error(`run "${opts.runId}" did not join within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+    const onAbort = () => check.abort(signal?.reason ?? new Error('join aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    try {
+      // Subscribed before the first read: a join between the read and the subscription is not missed.
+      await subscriber.subscribe(runKeys(config.queue, opts.runId).events);
+      for (;;) {
+        if (check.signal.aborted) throw check.signal.reason;
+        const s = await status();
+        if (s?.join.state === 'joined') return s;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, pollMs);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+          check.signal.addEventListener('abort', wake, { once: true });
+        });
+      }
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      waiters.delete(subscriber);
+      subscriber.disconnect();
+    }
+  };
+
+  return {
+    runId: opts.runId,
+    queue: config.queue,
+    status,
+    join,
+    cancel: (reason = 'cancelled', consumerId = '*') => store.requestCancel(consumerId, reason),
+    close: async () => {
+      for (const w of waiters) w.disconnect();
+      if (!opts.redis) await closeRedis(redis);
+    },
+  };
+}

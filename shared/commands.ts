@@ -1,0 +1,96 @@
+import type { CommandSpec } from './args.js';
+
+const common = [
+  'REDIS_URL         redis://[user:password@]host:port, rediss://..., redis+cluster://h1:p1,h2:p2 (default redis://127.0.0.1:6379)',
+  'REDIS_TLS_CA      CA file for rediss://',
+  'QUEUE             queue name (default conveyor)',
+  'SHARDS            BullMQ queues the queue is spread over (default 1)',
+  'LOG_LEVEL         trace|debug|info|warn|error|fatal|silent (default info)',
+  'LEASE_MS, HEARTBEAT_MS, SHUTDOWN_GRACE_MS   protocol timings (see docs/operations.md)',
+];
+
+/** Every `conveyor` subcommand, its flags and the environment it reads. */
+export const commands = {
+  demo: {
+    name: 'demo',
+    summary:
+      'Starts a private Redis (unless REDIS_URL is set), the dashboard, producers and consumers as processes, shows progress and the join. One Ctrl-C stops everything gracefully.',
+    synopsis: '',
+    options: {},
+    env: [
+      'PRODUCERS, CONSUMERS  how many processes (default 3 and 2)',
+      'RUN_ID                the run (default demo-<time>)',
+      'DASHBOARD_PORT        dashboard port (default 3000, else a free one); DEMO_DASHBOARD=false for none',
+      'DEMO_KEEP_DASHBOARD   true: keep the dashboard up after the join until Ctrl-C',
+      'DEMO_CLUSTER          n: a local Redis Cluster of n masters instead of one Redis',
+      'JOB_MODULES, JOBS, JOB_MS, ...  passed to every producer and consumer',
+      ...common,
+    ],
+  },
+  producer: {
+    name: 'producer',
+    summary:
+      'Registers in a run, enqueues JOBS jobs of JOB_TYPE, then reports done (the run joins once every producer is done and every job finished). Stops early, still reporting done, on SIGTERM/SIGINT.',
+    synopsis: '',
+    options: {},
+    env: [
+      'RUN_ID            the run (default "default"); PRODUCERS: how many producers it expects (default 1)',
+      'JOB_TYPE          sleep (default), fetch, or a type from JOB_MODULES',
+      'JOB_MODULES       comma-separated modules exporting defineJob(...) definitions (./jobs/resize.js)',
+      'JOB_PAYLOAD       JSON payload for a JOB_MODULES type; JOB_MS for sleep; FETCH_URLS for fetch',
+      'JOBS              a count or a range like 0-5 (default 0-5); PRODUCE_INTERVAL_MS, BATCH_SIZE, MAX_DEPTH',
+      'ATTEMPTS, BACKOFF_MS, KEEP_COMPLETED, KEEP_FAILED   retry and retention',
+      'METRICS_PORT      /metrics port (default 9464, 0 = any)',
+      ...common,
+    ],
+  },
+  consumer: {
+    name: 'consumer',
+    summary:
+      'Takes jobs from the queue and runs them; with RUN_ID it cancels itself once that run joins (it serves every run on the queue meanwhile: one queue, many runs). Graceful on SIGTERM/SIGINT.',
+    synopsis: '',
+    options: {},
+    env: [
+      'RUN_ID            the run whose join stops this consumer (unset: runs until a signal)',
+      'CONCURRENCY       jobs at once (default 1); CONSUMER_ID (default <host>-<pid>)',
+      'JOB_MODULES       comma-separated modules exporting defineJob(...) definitions',
+      'LOCK_MS, STALLED_INTERVAL_MS, MAX_STALLED   BullMQ lock and stall settings',
+      'METRICS_PORT      /metrics port (default 9464, 0 = any)',
+      ...common,
+    ],
+  },
+  dashboard: {
+    name: 'dashboard',
+    summary: 'Serves the live page, Bull Board at /queues, /api/status and /metrics for a queue.',
+    synopsis: '',
+    options: {},
+    env: [
+      'DASHBOARD_PORT    port (default 3000, 0 = any); DASHBOARD_HOST (default 127.0.0.1 without credentials)',
+      'DASHBOARD_USER + DASHBOARD_PASSWORD, or DASHBOARD_TOKEN   credentials',
+      'DASHBOARD_READONLY  true: no cancel buttons; RUN_ID: the run shown by default',
+      ...common,
+    ],
+  },
+  status: {
+    name: 'status',
+    summary: "Prints a run's join state, counts, producers and consumers (the latest run by default).",
+    synopsis: '[--run ID | --list] [--json]',
+    options: {
+      run: { type: 'string', help: 'the run to show (default RUN_ID, else the latest)' },
+      list: { type: 'boolean', help: "the queue's recent runs, newest first, with state, counts and times" },
+      json: { type: 'boolean', help: 'machine-readable output' },
+    },
+    env: ['RUN_ID            the run to show when --run is not given', ...common],
+  },
+  gather: {
+    name: 'gather',
+    summary:
+      "The seed's gather: N sleep jobs in a fresh run, waits for all of them and prints their results in order (starts a consumer in-process when none is attached).",
+    synopsis: '[N]',
+    options: {},
+    allowPositionals: true,
+    env: ["JOB_MS            each job's sleep (default 1000); ATTEMPTS, BACKOFF_MS", ...common],
+  },
+} satisfies Record<string, CommandSpec>;
+
+export type CommandName = keyof typeof commands;

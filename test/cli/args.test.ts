@@ -1,0 +1,70 @@
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseCommandArgs } from '../../shared/args.js';
+import { commands } from '../../shared/commands.js';
+import { projectRoot } from '../../shared/roles.js';
+import { RunStore } from '../../shared/run/run-store.js';
+import { exitOf, spawnTracked } from '../helpers/processes.js';
+import { connect, redisUrl, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
+
+const script = (path: string, args: string[], env: Record<string, string> = {}) =>
+  spawnTracked(path, process.execPath, ['--import', 'tsx', `${projectRoot}/${path}`, ...args], env);
+
+describe('command-line flags', () => {
+  it('a usage error is one line naming the command and its usage', () => {
+    for (const args of [['--nope'], ['--run'], ['extra']]) {
+      const parsed = parseCommandArgs(commands.status, args);
+      expect(parsed.kind).toBe('usage-error');
+      if (parsed.kind !== 'usage-error') continue;
+      expect(parsed.message.split('\n')).toHaveLength(1);
+      expect(parsed.message).toMatch(
+        /^conveyor status: .+ Usage: conveyor status \[--run ID \| --list\] \[--json\]/,
+      );
+    }
+    expect(parseCommandArgs(commands.gather, ['7'])).toMatchObject({ kind: 'run', positionals: ['7'] });
+    expect(parseCommandArgs(commands.producer, ['--help'])).toMatchObject({ kind: 'help' });
+  });
+
+  it('npm run producer -- --help prints help and starts no producer', async () => {
+    const p = script('producers/main.ts', ['--help'], { REDIS_URL: 'redis://127.0.0.1:1' });
+    expect((await exitOf(p)).code).toBe(0);
+    expect(p.stdout()).toMatch(/^Usage: conveyor producer/);
+    expect(p.output()).not.toContain('producer starting');
+  });
+
+  it('status: a bare --run is a usage error, exit 2, no stack trace', async () => {
+    const p = script('scripts/status/main.ts', ['--run']);
+    expect((await exitOf(p)).code).toBe(2);
+    expect(p.output().trim().split('\n')).toEqual([
+      expect.stringMatching(/^conveyor status: Option '--run <value>' argument missing/),
+    ]);
+  });
+});
+
+describe('status --list', () => {
+  let redis: Redis;
+  let queue: string;
+  beforeEach(() => {
+    redis = connect();
+    queue = testQueue();
+  });
+  afterEach(() => releaseTestQueue(redis, queue));
+
+  it('shows each run with its state, counts and times', async () => {
+    await new RunStore(redis, queue, 'older').create(2);
+    await new RunStore(redis, queue, 'newer').create(1);
+    const p = script('scripts/status/main.ts', ['--list'], { REDIS_URL: redisUrl(), QUEUE: queue });
+    expect((await exitOf(p)).code, p.output()).toBe(0);
+    const lines = p.stdout().trim().split('\n');
+    expect(lines[0]).toMatch(
+      /^RUN\s+STATE\s+PROD\/DONE\/FAIL\/OPEN\s+PRODUCERS\s+CREATED \(UTC\)\s+JOINED \(UTC\)\s+TOOK$/,
+    );
+    const row = (id: string) => lines.find((l) => l.startsWith(`${id} `));
+    expect(lines).toHaveLength(3);
+    expect(row('newer')).toMatch(
+      /^newer\s+pending \(producers-missing\)\s+0\/0\/0\/0\s+0\/1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/,
+    );
+    expect(row('older')).toMatch(/^older\s+pending \(producers-missing\)\s+0\/0\/0\/0\s+0\/2\s+\d{4}-/);
+  });
+});

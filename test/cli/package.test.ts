@@ -1,0 +1,294 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { bullKeyPrefix } from '../../shared/keys.js';
+import { freePort } from '../../shared/redis-server.js';
+import { projectRoot } from '../../shared/roles.js';
+import { readRunStatus } from '../../shared/run/status.js';
+import { FAST } from '../helpers/demo.js';
+import { exitOf, spawnRole, spawnTracked } from '../helpers/processes.js';
+import { connect, redisUrl, testQueue } from '../helpers/redis.js';
+import { releaseTestQueue } from '../helpers/teardown.js';
+
+/** A plain JavaScript job type, written outside the repository as a user would. */
+const SHOUT_JS = `import { defineJob, z } from 'conveyor';
+
+export const shout = defineJob({
+  name: 'shout',
+  schema: z.strictObject({ text: z.string() }),
+  handler: async ({ text }) => text.toUpperCase(),
+});
+`;
+
+/** Waits for the run's join from another process, through the library. */
+const JOIN_MJS = `import { openRun } from 'conveyor';
+
+const run = openRun({ redisUrl: process.env.REDIS_URL, queue: process.env.QUEUE, runId: process.env.RUN_ID });
+console.log('waiting for the join');
+const status = await run.join({ timeoutMs: 60_000 });
+console.log('joined', JSON.stringify(status.jobs));
+await run.close();
+`;
+
+const run = (cmd: string, args: string[], cwd: string) =>
+  execFileSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, CI: 'true' }, stdio: 'pipe' });
+
+/**
+ * What a user does: `npm pack`, `npm install ./conveyor-*.tgz` into an empty folder, `npx conveyor
+ * demo`, then their own job types (plain JavaScript, and the README's TypeScript example with tsx
+ * installed) through `npx conveyor producer` / `npx conveyor consumer`, joined.
+ */
+describe('the packed package, installed into an empty folder', () => {
+  let dir: string;
+  let app: string;
+  let files: string[];
+  let redis: Redis;
+  let queue: string;
+  let http: Server;
+  let imageUrl: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'conveyor-pack-'));
+    // `npm pack` builds first (prepack); the install takes dependencies from npm's cache when it can.
+    const packed = run('npm', ['pack', '--silent', '--pack-destination', dir], projectRoot)
+      .trim()
+      .split('\n')
+      .pop()!;
+    files = run('tar', ['-tzf', join(dir, packed)], dir)
+      .trim()
+      .split('\n');
+    app = join(dir, 'my-app');
+    mkdirSync(join(app, 'jobs'), { recursive: true });
+    writeFileSync(
+      join(app, 'package.json'),
+      JSON.stringify({ name: 'my-app', private: true, type: 'module' }),
+    );
+    const tsx = (
+      JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as {
+        devDependencies: Record<string, string>;
+      }
+    ).devDependencies.tsx!;
+    run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', `../${packed}`, `tsx@${tsx}`], app);
+    writeFileSync(join(app, 'jobs', 'shout.js'), SHOUT_JS);
+    copyFileSync(join(projectRoot, 'examples', 'jobs', 'resize.ts'), join(app, 'jobs', 'resize.ts'));
+    copyFileSync(join(projectRoot, 'examples', 'app.ts'), join(app, 'app.ts'));
+    writeFileSync(join(app, 'join.mjs'), JOIN_MJS);
+    http = createServer((req, res) => {
+      if (req.url === '/missing.png') res.writeHead(404).end('no such image');
+      else res.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.alloc(1234));
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    imageUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/cat.png`;
+  }, 150_000);
+  afterAll(async () => {
+    await new Promise((resolve) => http?.close(resolve));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    redis = connect();
+    queue = testQueue();
+  });
+  afterEach(() => releaseTestQueue(redis, queue));
+
+  it('holds compiled JavaScript with declarations, the conveyor command, the dashboard page, and no tests', () => {
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'package/dist/index.js',
+        'package/dist/index.d.ts',
+        'package/dist/cli/main.js',
+        'package/dashboard/public/index.html',
+      ]),
+    );
+    expect(files.filter((f) => /^package\/(dist\/)?(test|bench|chaos|examples)\//.test(f))).toEqual([]);
+    expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
+  });
+
+  it("the README's examples are the files under examples/, as printed", () => {
+    const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8');
+    for (const file of ['examples/jobs/resize.ts', 'examples/app.ts'])
+      expect(readme, file).toContain(`\`\`\`ts\n${readFileSync(join(projectRoot, file), 'utf8')}\`\`\`\n`);
+  });
+
+  it('the README examples type-check against the installed package', () => {
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noEmit: true,
+          typeRoots: [join(projectRoot, 'node_modules', '@types')],
+          types: ['node'],
+        },
+        include: ['jobs/*.ts', 'app.ts'],
+      }),
+    );
+    const tsc = spawnSync(
+      process.execPath,
+      [join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'],
+      {
+        cwd: app,
+        encoding: 'utf8',
+      },
+    );
+    expect(tsc.status, tsc.stdout + tsc.stderr).toBe(0);
+  }, 60_000);
+
+  it('npx conveyor: --help, and an unknown flag is one line of usage with exit 2', () => {
+    const help = spawnSync('npx', ['conveyor', 'producer', '--help'], { cwd: app, encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: conveyor producer/);
+    const bad = spawnSync('npx', ['conveyor', 'status', '--nope'], { cwd: app, encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^conveyor status: Unknown option '--nope'/),
+    ]);
+  });
+
+  it('on a terminal without pino-pretty (a production install), logs plain JSON instead of crashing; status gives up on a closed port', async () => {
+    const closed = await freePort();
+    // `script` gives the command a pseudo-terminal, as `docker run -it` or a person's shell does.
+    const tty = spawnSync('script', ['-qec', 'npx conveyor status', '/dev/null'], {
+      cwd: app,
+      encoding: 'utf8',
+      env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${closed}` },
+      timeout: 30_000,
+    });
+    expect(tty.stdout).not.toContain('pino-pretty');
+    expect(tty.stdout).toContain(`status: no answer from Redis at redis://127.0.0.1:${closed} within 5 s`);
+    expect(tty.status).toBe(1);
+  }, 40_000);
+
+  it('npx conveyor demo joins (private Redis, dashboard from the package)', async () => {
+    const demo = spawnTracked(
+      'npx conveyor demo',
+      'npx',
+      ['conveyor', 'demo'],
+      {
+        ...FAST,
+        PRODUCERS: '2',
+        CONSUMERS: '1',
+        JOBS: '3',
+        JOB_MS: '10',
+        PRODUCE_INTERVAL_MS: '0',
+        DASHBOARD_PORT: '0',
+      },
+      { cwd: app },
+    );
+    expect((await exitOf(demo, 60_000)).code, demo.output()).toBe(0);
+    expect(demo.stdout()).toMatch(/Dashboard: http:\/\/127\.0\.0\.1:\d+/);
+    expect(demo.stdout()).toMatch(/run demo-\d+ joined at/);
+    expect(demo.stdout()).toContain('jobs: produced 6, completed 6, failed 0');
+  }, 90_000);
+
+  it('examples/app.ts runs with tsx: a consumer, a producer and the join in one process', async () => {
+    const p = spawnTracked(
+      'npx tsx app.ts',
+      'npx',
+      ['tsx', 'app.ts', imageUrl],
+      { REDIS_URL: redisUrl(), QUEUE: queue },
+      { cwd: app },
+    );
+    expect((await exitOf(p, 60_000)).code, p.output()).toBe(0);
+    expect(p.stdout()).toMatch(/^resize-\d+ joined: 1 completed, 0 failed$/m);
+  }, 70_000);
+
+  it("the image's way: a job module placed inside the project folder runs with the compiled roles", async () => {
+    // What `-v "$PWD/jobs:/app/jobs"` or `COPY jobs /app/jobs` does: 'conveyor' resolves to the package itself.
+    const jobs = join(projectRoot, 'test', 'artifacts', `mounted-${queue}`);
+    mkdirSync(jobs, { recursive: true });
+    writeFileSync(join(jobs, 'shout.js'), SHOUT_JS);
+    try {
+      const env = {
+        ...FAST,
+        REDIS_URL: redisUrl(),
+        QUEUE: queue,
+        RUN_ID: 'mounted',
+        JOB_MODULES: join(jobs, 'shout.js'),
+      };
+      const consumer = spawnRole('consumer', env, { compiled: true });
+      const producer = spawnRole(
+        'producer',
+        { ...env, JOB_TYPE: 'shout', JOB_PAYLOAD: '{"text":"mounted"}', JOBS: '2', PRODUCE_INTERVAL_MS: '0' },
+        { compiled: true },
+      );
+      expect((await exitOf(producer)).code, producer.output()).toBe(0);
+      expect((await exitOf(consumer)).code, consumer.output()).toBe(0);
+      const status = await readRunStatus(redis, queue, 'mounted', 3_000);
+      expect(status?.jobs).toMatchObject({ produced: 2, completed: 2, failed: 0 });
+    } finally {
+      rmSync(jobs, { recursive: true, force: true });
+    }
+  });
+
+  it("the user's own job types (JavaScript, and TypeScript with tsx) through npx conveyor producer/consumer, joined", async () => {
+    const env = {
+      ...FAST,
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'mine',
+      JOB_MODULES: './jobs/shout.js,./jobs/resize.ts',
+    };
+    const joiner = spawnTracked('join.mjs', process.execPath, ['join.mjs'], env, { cwd: app });
+    await joiner.waitFor('waiting for the join');
+    const consumer = spawnTracked(
+      'npx conveyor consumer',
+      'npx',
+      ['conveyor', 'consumer'],
+      { ...env, CONCURRENCY: '2' },
+      { cwd: app },
+    );
+    const producers = [
+      spawnTracked(
+        'npx conveyor producer (shout)',
+        'npx',
+        ['conveyor', 'producer'],
+        {
+          ...env,
+          PRODUCERS: '2',
+          PRODUCER_ID: 'p-shout',
+          JOB_TYPE: 'shout',
+          JOB_PAYLOAD: '{"text":"hello"}',
+          JOBS: '3',
+          PRODUCE_INTERVAL_MS: '0',
+        },
+        { cwd: app },
+      ),
+      spawnTracked(
+        'npx conveyor producer (resize)',
+        'npx',
+        ['conveyor', 'producer'],
+        {
+          ...env,
+          PRODUCERS: '2',
+          PRODUCER_ID: 'p-resize',
+          JOB_TYPE: 'resize',
+          JOB_PAYLOAD: JSON.stringify({ url: imageUrl, width: 100 }),
+          JOBS: '2',
+          PRODUCE_INTERVAL_MS: '0',
+        },
+        { cwd: app },
+      ),
+    ];
+    for (const p of producers) expect((await exitOf(p, 60_000)).code, p.output()).toBe(0);
+    expect((await exitOf(joiner, 60_000)).code, joiner.output()).toBe(0);
+    expect(joiner.stdout()).toMatch(/joined \{"produced":5,"completed":5,"failed":0/);
+    expect((await exitOf(consumer, 30_000)).code, consumer.output()).toBe(0);
+    const status = await readRunStatus(redis, queue, 'mine', 3_000);
+    expect(status?.join.state).toBe('joined');
+    const prefix = bullKeyPrefix(queue);
+    expect(JSON.parse((await redis.hget(`${prefix}mine.p-shout.0`, 'returnvalue')) ?? 'null')).toBe('HELLO');
+    expect(JSON.parse((await redis.hget(`${prefix}mine.p-resize.0`, 'returnvalue')) ?? 'null')).toEqual({
+      url: imageUrl,
+      width: 100,
+      bytes: 1234,
+    });
+  }, 120_000);
+});
