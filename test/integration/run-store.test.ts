@@ -217,7 +217,9 @@ describe('RunStore: the join decision', () => {
       [1, 1, false],
     ]);
     // One shard finishing is not the run finishing.
-    expect((await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }])).join).toMatchObject({
+    expect(
+      (await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }])).join,
+    ).toMatchObject({
       reason: 'jobs-unfinished',
       joined: false,
     });
