@@ -40,8 +40,11 @@ export type Producer = {
   putMany(items: readonly PutItem[]): Promise<string[]>;
   /** Resolves when every job put so far is acknowledged in the run (what `done` waits for). */
   flush(): Promise<void>;
-  /** Reports this producer done in the run, after `flush`: the seed's producer coroutine returning. */
-  done(): ReturnType<RunStore['producerDone']>;
+  /**
+   * Reports this producer done in the run, after `flush`: the seed's producer coroutine returning.
+   * `stoppedEarly`: a signal ended it before its planned jobs (status says so).
+   */
+  done(opts?: { stoppedEarly?: boolean }): ReturnType<RunStore['producerDone']>;
   /** Jobs this producer enqueued (keys already used in the run are not enqueued again). */
   readonly enqueued: number;
   /** Of those, how many the run has acknowledged so far. */
@@ -210,9 +213,9 @@ export function createProducer(deps: ProducerDeps): Producer {
     put: async (type, payload, opts) =>
       (await putMany([{ type, payload, key: opts?.key, shardKey: opts?.shardKey }]))[0]!,
     flush,
-    done: async () => {
+    done: async (opts) => {
       await flush();
-      return run.producerDone(deps.producerId, producedOn, incarnationOf(producerId, deps.producerId));
+      return run.producerDone(deps.producerId, producedOn, incarnationOf(producerId, deps.producerId), opts);
     },
     get enqueued() {
       return enqueued;

@@ -112,7 +112,7 @@ export async function runProducer(
       log.debug({ sent, planned }, 'put');
     }
     if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost };
-    const { state, join } = await producer.done();
+    const { state, join } = await producer.done({ stoppedEarly: sent < planned });
     if (state !== 'done') {
       markLost(`the run marked this producer ${state} before it reported done: its count stands as settled`);
       return { produced: producer.produced, planned, stoppedEarly: true, lost };

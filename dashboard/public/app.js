@@ -205,7 +205,12 @@ function renderTables(u) {
         { 'data-producer': p.id },
         el('td', {}, p.id),
         el('td', {}, p.host),
-        el('td', { class: 'state-cell' }, stateBadge(p.state)),
+        el(
+          'td',
+          { class: 'state-cell', title: p.stoppedEarly ? 'a signal stopped it before its planned jobs' : '' },
+          stateBadge(p.state),
+          p.stoppedEarly ? ' (stopped early)' : '',
+        ),
         el('td', { class: 'num' }, p.produced),
         el(
           'td',

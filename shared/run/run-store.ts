@@ -331,6 +331,7 @@ export class RunStore {
     producerId: string,
     producedPerShard: readonly number[] = [],
     incarnation = 1,
+    opts: { stoppedEarly?: boolean } = {},
   ): Promise<{ state: ProducerState | 'superseded'; join: JoinAttempt }> {
     const instance = instanceId(producerId, incarnation);
     const missing = await Promise.all(
@@ -341,7 +342,8 @@ export class RunStore {
     );
     const produced = producedPerShard.reduce((a, b) => a + b, 0);
     const lost = missing.reduce((a, b) => a + b, 0);
-    const state = (await this.runCall('producerDone', producerId, incarnation, produced, lost)) as
+    const ended = opts.stoppedEarly ? 'stopped' : 'all';
+    const state = (await this.runCall('producerDone', producerId, incarnation, produced, lost, ended)) as
       ProducerState | 'superseded';
     return { state, join: await this.tryJoin() };
   }

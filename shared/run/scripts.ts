@@ -257,7 +257,7 @@ return 'running'
 /**
  * ARGV[2] producer id, ARGV[3] incarnation, ARGV[4] jobs it saw acknowledged, ARGV[5] of those,
  * how many no shard holds (Redis lost acknowledged writes: a restart that rolled back, or a
- * failover). Marks it done and returns its state ('lost' or 'superseded' when too late); the join
+ * failover), ARGV[6] 'stopped' when a signal ended it before its planned jobs. Marks it done and returns its state ('lost' or 'superseded' when too late); the join
  * check follows as its own step.
  */
 export const producerDoneLua =
@@ -271,6 +271,7 @@ if rec.state == 'running' then
   rec.doneAt = now_ms()
   rec.produced = tonumber(ARGV[4])
   if tonumber(ARGV[5]) > 0 then rec.lostAcks = tonumber(ARGV[5]) end
+  if ARGV[6] == 'stopped' then rec.stoppedEarly = true end
   save_producer(ARGV[2], rec)
   redis.call('ZREM', LEASES, ARGV[2])
   redis.call('SREM', CREDITED, ARGV[2])

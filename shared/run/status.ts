@@ -223,6 +223,7 @@ export function formatRunStatus(s: RunStatus): string {
     s.join.state === 'joined'
       ? `joined at ${s.join.joinedAt ?? '?'}`
       : `pending (waiting for ${s.join.waitingFor ?? '?'})`;
+  const stoppedEarly = p.list.filter((x) => x.state === 'done' && x.stoppedEarly).length;
   const consumers =
     s.consumers
       .map((c) => {
@@ -240,7 +241,9 @@ export function formatRunStatus(s: RunStatus): string {
       (j.reopened ? `, re-opened ${j.reopened}` : '') +
       (j.afterJoin ? `, ${j.afterJoin} put back to work after the join` : '') +
       (j.rejectedRan ? `, ${j.rejectedRan} ran from a lost producer` : ''),
-    `  producers  ${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`,
+    `  producers  ${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done` +
+      (stoppedEarly ? ` (${stoppedEarly} stopped early by a signal)` : '') +
+      `, ${p.lost} lost`,
     `  consumers  ${consumers}`,
     ...(s.shards.length > 1
       ? s.shards.map(

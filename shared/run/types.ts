@@ -35,6 +35,8 @@ export type ProducerRecord = {
   lostAt?: number;
   /** Acknowledgements this producer saw that the run no longer holds. */
   lostAcks?: number;
+  /** Done before its planned jobs: a signal stopped it. */
+  stoppedEarly?: boolean;
 };
 
 export type ConsumerRecord = {

@@ -13,7 +13,7 @@ import { pendingRunsKey, queuePrefix, runIndexKey } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
-import { readRunStatus } from '../../shared/run/status.js';
+import { formatRunStatus, readRunStatus } from '../../shared/run/status.js';
 import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
 
@@ -337,6 +337,37 @@ describe('join protocol regressions', () => {
     const s = await pollUntil('the waiting consumer in status', async () => (await status()) ?? undefined);
     expect(s.join).toMatchObject({ state: 'pending', waitingFor: 'run-not-created' });
     expect(s.consumers.map((c) => [c.id, c.state])).toEqual([['early-bird', 'idle']]);
+  });
+
+  it('a producer a signal stopped before its planned jobs is done, and status says it stopped early', async () => {
+    const { q } = await open();
+    const run = new RunStore(redis, queue, 'r');
+    const config = loadProducerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'r',
+      PRODUCER_ID: 'p1',
+      JOBS: '50',
+      PRODUCE_INTERVAL_MS: '20',
+    });
+    const stop = new AbortController();
+    const outcome = runProducer(
+      config,
+      {
+        queues: [q],
+        run,
+        registry,
+        log: quiet,
+        host: 'test',
+        pid: 1,
+        observer: { jobsProduced: () => stop.abort() },
+      },
+      stop.signal,
+    );
+    expect(await outcome).toMatchObject({ stoppedEarly: true, lost: false });
+    const s = await status();
+    expect(s?.producers.list[0]).toMatchObject({ state: 'done', stoppedEarly: true });
+    expect(formatRunStatus(s!)).toContain('1 stopped early by a signal');
   });
 
   it('bug 6: a repeated acknowledgement after the job was trimmed does not count it twice', async () => {
