@@ -188,8 +188,19 @@ describe('docker-compose.yml', () => {
     expect(compose.services.dashboard!.ports?.length).toBe(1);
   });
 
-  it('refuses to start without a dashboard password rather than publish an open dashboard', () => {
-    expect(() => interpolate(composeText, {})).toThrow(/DASHBOARD_PASSWORD/);
+  it('needs DASHBOARD_PASSWORD only to start the dashboard, which then refuses to run open', () => {
+    // Every compose command (logs, ps, down -v...) interpolates the whole file: it must not need it.
+    const without = parse(interpolate(composeText, {}), { merge: true }) as Compose;
+    const env = Object.fromEntries(
+      Object.entries(without.services.dashboard!.environment!).map(([k, v]) => [k, String(v)]),
+    );
+    expect(() => loadDashboardConfig(env)).toThrow(/DASHBOARD_PASSWORD: required/);
+    expect(() => loadDashboardConfig({ ...env, DASHBOARD_PASSWORD: 'set' })).not.toThrow();
+  });
+
+  it('defaults RUN_ID to auto for every app service, so a second `up` starts the next run', () => {
+    for (const role of Object.keys(APP_ROLES))
+      expect(compose.services[role]!.environment?.RUN_ID, role).toBe('auto');
   });
 });
 
