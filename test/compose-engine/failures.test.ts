@@ -1,0 +1,97 @@
+import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
+import type { RunStatus } from '../../shared/run/status.js';
+import { pollUntil } from '../helpers/redis.js';
+import { expectExactTotals, expectExitedZero, quickRun } from './checks.js';
+import { Stack, type Container } from './stack.js';
+
+/** The record a container's process wrote: its id starts with the container's hostname (short id). */
+const ofContainer = <T extends { host: string }>(list: T[], c: Container) =>
+  list.filter((r) => r.host === c.id.slice(0, 12));
+
+/**
+ * SIGKILL to the container's PID 1 from the host, as the kernel's OOM killer or a crash would end it:
+ * the container exits 137 and its restart policy (on-failure) applies. (`docker kill` counts as a
+ * manual stop, after which Docker does not restart the container.)
+ */
+const crash = (c: Container) => process.kill(c.pid, 'SIGKILL');
+
+describe('failures under docker compose', () => {
+  let stack: Stack | undefined;
+  afterEach(async () => {
+    if (stack) expect((await stack.down()).code).toBe(0);
+    stack = undefined;
+  });
+
+  const start = async (project: string, settings: Record<string, string>) => {
+    const s = await Stack.create(project, settings);
+    stack = s;
+    onTestFailed(async () => console.log(await s.logs()));
+    await s.up();
+    return s;
+  };
+
+  it('a producer container SIGKILLed mid-run is restarted by its policy; nothing dropped or counted twice', async () => {
+    const s = await start(
+      'conveyor-t-producer-kill',
+      quickRun({ producers: 3, consumers: 2, jobs: 30 }, { PRODUCE_INTERVAL_MS: '300' }),
+    );
+    const [victim] = await s.containers('producer');
+    await pollUntil('producer-1 to have produced 5 jobs', async () => {
+      const mine = ofContainer((await s.status('run-1')).producers.list, victim!);
+      return (mine[0]?.produced ?? 0) >= 5 ? true : undefined;
+    });
+    crash(victim!);
+    await pollUntil('producer-1 to be restarted by its restart policy', async () => {
+      const [c] = (await s.containers('producer')).filter((x) => x.id === victim!.id);
+      return c && c.restartCount >= 1 ? true : undefined;
+    });
+    const status = await s.waitJoined('run-1');
+    expectExactTotals(status, 90);
+    expect(status.jobs.duplicateFinishes).toBe(0);
+    expect(status.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);
+    await expectExitedZero(s, ['producer', 'consumer'], { [victim!.name]: 1 });
+  });
+
+  it('a consumer container SIGKILLed mid-job: its job is redelivered, the run joins exactly', async () => {
+    const s = await start(
+      'conveyor-t-consumer-kill',
+      quickRun({ producers: 2, consumers: 2, jobs: 6 }, { JOB_MS: '2000', PRODUCE_INTERVAL_MS: '200' }),
+    );
+    const [victim] = await s.containers('consumer');
+    await pollUntil('consumer-1 to be in the middle of a job', async () => {
+      const mine = ofContainer((await s.status('run-1')).consumers, victim!);
+      return mine[0]?.current.length ? true : undefined;
+    });
+    crash(victim!);
+    // The killed job's lock expires (LOCK_MS, 30 s by default), then it is delivered again.
+    const status = await s.waitJoined('run-1', 180_000);
+    expectExactTotals(status, 12);
+    await expectExitedZero(s, ['producer', 'consumer'], { [victim!.name]: 1 });
+  });
+
+  it('`docker compose stop consumer` mid-job: each consumer finishes or releases its job and exits 0', async () => {
+    const s = await start(
+      'conveyor-t-consumer-stop',
+      quickRun({ producers: 1, consumers: 2, jobs: 6 }, { JOB_MS: '3000', PRODUCE_INTERVAL_MS: '100' }),
+    );
+    await pollUntil('a consumer to be in the middle of a job', async () =>
+      (await s.status('run-1')).consumers.some((c) => c.current.length) ? true : undefined,
+    );
+    const stopped = await s.compose(['stop', 'consumer'], { withPassword: true });
+    expect(stopped.code).toBe(0);
+    const consumers = await expectExitedZero(s, ['consumer']);
+    expect(consumers).toHaveLength(2);
+    let status: RunStatus = await s.status('run-1');
+    expect(status.join.state).toBe('pending');
+    expect(status.consumers.map((c) => ({ state: c.state, current: c.current }))).toEqual([
+      { state: 'stopped', current: [] },
+      { state: 'stopped', current: [] },
+    ]);
+    // Nothing was lost in the stop: started again, the consumers finish the run exactly.
+    await s.mustCompose(['start', 'consumer']);
+    status = await s.waitJoined('run-1');
+    expectExactTotals(status, 6);
+    expect(status.jobs.duplicateFinishes).toBe(0);
+    await expectExitedZero(s, ['producer', 'consumer']);
+  });
+});
