@@ -46,6 +46,9 @@ describe('failures under docker compose', () => {
       return c && c.restartCount >= 1 ? true : undefined;
     });
     const status = await s.waitJoined('run-1');
+    console.log(
+      `producer SIGKILL: ${JSON.stringify({ jobs: status.jobs, producers: status.producers.list.map((p) => ({ id: p.id, state: p.state, produced: p.produced })) })}`,
+    );
     expectExactTotals(status, 90);
     expect(status.jobs.duplicateFinishes).toBe(0);
     expect(status.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);

@@ -35,7 +35,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       ? `Docker engine ${engine.version} answers at ${engine.dockerHost ?? 'the default socket'}`
       : `started a private dockerd ${engine.version}, pid ${engine.pid}, at ${engine.dockerHost} (${since()})`,
   );
-  const env = { ...compose.env, ...(engine.dockerHost ? { DOCKER_HOST: engine.dockerHost } : {}) };
+  const env: NodeJS.ProcessEnv = { ...compose.env };
+  if (engine.dockerHost) env.DOCKER_HOST = engine.dockerHost;
   try {
     for (const image of await ensureBaseImages(stateDir, env)) say(`${image.name}: ${image.source}`);
     say(`base images ready (${since()})`);

@@ -19,7 +19,7 @@ describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
 
   it('gives processes that start at the same time one run, created once', async () => {
     const clients = Array.from({ length: 12 }, () => connect());
-    cleanups.push(async () => clients.forEach((c) => c.disconnect()));
+    cleanups.push(() => Promise.resolve(clients.forEach((c) => c.disconnect())));
     const resolved = await Promise.all(clients.map((c) => resolveRunId(c, queue, 'auto')));
     expect(new Set(resolved.map((r) => r.runId))).toEqual(new Set(['run-1']));
     expect(resolved.filter((r) => r.source === 'new')).toHaveLength(1);
