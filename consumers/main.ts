@@ -7,7 +7,7 @@ import { createConsumerMetrics } from '../shared/metrics/process-metrics.js';
 import { checkInput, startProcess } from '../shared/process.js';
 import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
 import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
-import { resolveRunId } from '../shared/run/current-run.js';
+import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError } from '../shared/run/run-store.js';
 import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadConsumerConfig } from './config.js';
@@ -58,6 +58,7 @@ if (started) {
     });
     if (stopping) void consumer.stop('signal during start-up');
     const exit = await consumer.exited;
+    if (resolved) await markRunSeen(redis, config.queue, resolved);
     process.exitCode = exit.state === 'aborted' ? 1 : 0;
     await metrics.linger(signalled.signal);
   } catch (err) {

@@ -13,22 +13,38 @@ export const AUTO_RUN_ID = 'auto';
 export const AUTO_RUN_PREFIX = 'run-';
 
 /**
- * One atomic step, so that processes starting at the same time agree: if the queue's current run
- * (KEYS[1]) exists and has not joined, it is the answer; otherwise the queue's sequence (KEYS[2]) is
- * incremented and `run-<n>` becomes the current run. ARGV[1], ARGV[2]: the text before and after the
- * run id in a run's meta key (same hash tag as KEYS, so one Cluster slot); ARGV[3]: the id prefix.
+ * One atomic step, so that processes starting at the same time agree. KEYS[1]: the queue's current
+ * run (hash: `run`, and `seen` once the run was found to exist); KEYS[2]: the queue's sequence;
+ * KEYS[3]: the meta key of the run the caller read from KEYS[1] (ARGV[1]; '' for none, KEYS[3] is
+ * then unused). If KEYS[1] changed since, returns {'', 'retry'}. The current run is the answer
+ * while it has not joined: its meta says pending, or it does not exist yet (a consumer may start
+ * before any producer created it). Once it joined, or its keys expired after the join (it was seen
+ * and is gone), the sequence is incremented and `run-<n>` (ARGV[2] = prefix) becomes the current run.
  * Returns {runId, 'open' | 'new'}.
  */
 const RESOLVE = luaScript(`
-local current = redis.call('GET', KEYS[1])
-if current then
-  local state = redis.call('HGET', ARGV[1] .. current .. ARGV[2], 'state')
-  if state ~= 'joined' then return {current, 'open'} end
+local pointer, sequence, meta = KEYS[1], KEYS[2], KEYS[3]
+local current = redis.call('HGET', pointer, 'run') or ''
+if current ~= ARGV[1] then return {'', 'retry'} end
+if current ~= '' then
+  local state = redis.call('HGET', meta, 'state')
+  if state and state ~= 'joined' then
+    redis.call('HSET', pointer, 'seen', '1')
+    return {current, 'open'}
+  end
+  if not state and redis.call('HGET', pointer, 'seen') ~= '1' then return {current, 'open'} end
 end
-local n = redis.call('INCR', KEYS[2])
-local id = ARGV[3] .. n
-redis.call('SET', KEYS[1], id)
+local n = redis.call('INCR', sequence)
+local id = ARGV[2] .. n
+redis.call('HSET', pointer, 'run', id, 'seen', '0')
 return {id, 'new'}
+`);
+
+/** KEYS[1]: the current run pointer; ARGV[1]: a run id. Marks the run seen if it is still current. */
+const MARK_SEEN = luaScript(`
+local pointer = KEYS[1]
+if redis.call('HGET', pointer, 'run') == ARGV[1] then redis.call('HSET', pointer, 'seen', '1') end
+return 0
 `);
 
 export function currentRunKeys(queue: string): { current: string; sequence: string } {
@@ -44,12 +60,24 @@ export type ResolvedRun = { runId: string; source: 'explicit' | 'open' | 'new' }
  */
 export async function resolveRunId(redis: RedisClient, queue: string, runId: string): Promise<ResolvedRun> {
   if (runId !== AUTO_RUN_ID) return { runId, source: 'explicit' };
-  const marker = '\u0000';
-  const [before, after] = runKeys(queue, marker).meta.split(marker) as [string, string];
   const { current, sequence } = currentRunKeys(queue);
-  const reply = (await RESOLVE(redis, [current, sequence], [before, after, AUTO_RUN_PREFIX])) as [
-    string,
-    'open' | 'new',
-  ];
-  return { runId: reply[0], source: reply[1] };
+  for (;;) {
+    const seen = (await redis.hget(current, 'run')) ?? '';
+    const meta = seen ? runKeys(queue, seen).meta : sequence;
+    const [id, source] = (await RESOLVE(redis, [current, sequence, meta], [seen, AUTO_RUN_PREFIX])) as [
+      string,
+      'open' | 'new' | 'retry',
+    ];
+    // Another process moved the current run between the read and the script: read it again.
+    if (source !== 'retry') return { runId: id, source };
+  }
+}
+
+/**
+ * Records that an `auto` run existed (call once a process is done with it): after its keys expire
+ * (the run's retention), `auto` then knows it is gone and starts the next run instead of reusing it.
+ */
+export async function markRunSeen(redis: RedisClient, queue: string, resolved: ResolvedRun): Promise<void> {
+  if (resolved.source === 'explicit') return;
+  await MARK_SEEN(redis, [currentRunKeys(queue).current], [resolved.runId]);
 }

@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runKeys } from '../../shared/keys.js';
 import { resolveRunId } from '../../shared/run/current-run.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnRole } from '../helpers/processes.js';
-import { connect, redisUrl, testQueue } from '../helpers/redis.js';
+import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
 
 describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
@@ -53,5 +54,27 @@ describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
       expect(producer.output()).toContain(`RUN_ID=auto: run ${expected}`);
       expect(consumer.output()).toContain(`RUN_ID=auto: run ${expected}`);
     }
+  });
+
+  it('never reuses a run whose keys expired after its join (retention): the next start gets a new one', async () => {
+    const env = {
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'auto',
+      PRODUCERS: '1',
+      JOBS: '2',
+      JOB_MS: '10',
+      PRODUCE_INTERVAL_MS: '10',
+      RUN_RETENTION_S: '1',
+    };
+    // The producer resolves before it creates the run: run-1 is current but was never seen to exist.
+    const consumer = spawnRole('consumer', env, { label: 'consumer run-1' });
+    const producer = spawnRole('producer', env, { label: 'producer run-1' });
+    expect((await exitOf(producer, 30_000)).code).toBe(0);
+    expect((await exitOf(consumer, 30_000)).code).toBe(0);
+    await pollUntil('run-1 to expire after its retention', async () =>
+      (await redis.exists(runKeys(queue, 'run-1').meta)) === 0 ? true : undefined,
+    );
+    expect(await resolveRunId(redis, queue, 'auto')).toEqual({ runId: 'run-2', source: 'new' });
   });
 });
