@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RunStatus } from '../../shared/run/status.js';
 import { pollUntil } from '../helpers/redis.js';
 import { expectExactTotals, expectExitedZero, quickRun } from './checks.js';
@@ -15,23 +15,28 @@ const ofContainer = <T extends { host: string }>(list: T[], c: Container) =>
  */
 const crash = (c: Container) => process.kill(c.pid, 'SIGKILL');
 
-describe('failures under docker compose', () => {
-  let stack: Stack | undefined;
-  afterEach(async () => {
-    if (stack) expect((await stack.down()).code).toBe(0);
-    stack = undefined;
+/** A stack for one test, taken down (`down -v`) when the test ends; its logs shown if it fails. */
+async function start(
+  ctx: { onTestFinished: (fn: () => Promise<void>) => void; onTestFailed: (fn: () => Promise<void>) => void },
+  project: string,
+  settings: Record<string, string>,
+): Promise<Stack> {
+  const s = await Stack.create(project, settings);
+  ctx.onTestFailed(async () => console.log(await s.logs()));
+  ctx.onTestFinished(async () => {
+    const down = await s.down();
+    if (down.code !== 0) throw new Error(`docker compose down -v exited ${down.code}: ${down.stderr}`);
   });
+  await s.up();
+  return s;
+}
 
-  const start = async (project: string, settings: Record<string, string>) => {
-    const s = await Stack.create(project, settings);
-    stack = s;
-    onTestFailed(async () => console.log(await s.logs()));
-    await s.up();
-    return s;
-  };
-
-  it('a producer container SIGKILLed mid-run is restarted by its policy; nothing dropped or counted twice', async () => {
+// Concurrent: each test has its own compose project and ports, and most of the time is spent waiting
+// (the killed consumer's job lock to expire), so the three share the wall-clock time.
+describe.concurrent('failures under docker compose', () => {
+  it('a producer container SIGKILLed mid-run is restarted by its policy; nothing dropped or counted twice', async (ctx) => {
     const s = await start(
+      ctx,
       'conveyor-t-producer-kill',
       quickRun({ producers: 3, consumers: 2, jobs: 30 }, { PRODUCE_INTERVAL_MS: '300' }),
     );
@@ -55,8 +60,9 @@ describe('failures under docker compose', () => {
     await expectExitedZero(s, ['producer', 'consumer'], { [victim!.name]: 1 });
   });
 
-  it('a consumer container SIGKILLed mid-job: its job is redelivered, the run joins exactly', async () => {
+  it('a consumer container SIGKILLed mid-job: its job is redelivered, the run joins exactly', async (ctx) => {
     const s = await start(
+      ctx,
       'conveyor-t-consumer-kill',
       quickRun({ producers: 2, consumers: 2, jobs: 6 }, { JOB_MS: '2000', PRODUCE_INTERVAL_MS: '200' }),
     );
@@ -72,8 +78,9 @@ describe('failures under docker compose', () => {
     await expectExitedZero(s, ['producer', 'consumer'], { [victim!.name]: 1 });
   });
 
-  it('`docker compose stop consumer` mid-job: each consumer finishes or releases its job and exits 0', async () => {
+  it('`docker compose stop consumer` mid-job: each consumer finishes or releases its job and exits 0', async (ctx) => {
     const s = await start(
+      ctx,
       'conveyor-t-consumer-stop',
       quickRun({ producers: 1, consumers: 2, jobs: 6 }, { JOB_MS: '3000', PRODUCE_INTERVAL_MS: '100' }),
     );
