@@ -67,8 +67,10 @@ describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
       PRODUCE_INTERVAL_MS: '10',
       RUN_RETENTION_S: '1',
     };
-    // The producer resolves before it creates the run: run-1 is current but was never seen to exist.
+    // Both resolve before the run exists (the consumer first, then the producer, which creates it
+    // after resolving): only their marks once done with it can tell that run-1 existed.
     const consumer = spawnRole('consumer', env, { label: 'consumer run-1' });
+    await consumer.waitFor('RUN_ID=auto: run run-1', 30_000);
     const producer = spawnRole('producer', env, { label: 'producer run-1' });
     expect((await exitOf(producer, 30_000)).code).toBe(0);
     expect((await exitOf(consumer, 30_000)).code).toBe(0);
