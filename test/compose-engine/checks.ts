@@ -86,12 +86,14 @@ export async function expectPrometheusCounts(stack: Stack, total: number): Promi
 /** A run as N × M containers of the same image ran it: start to join, exits, metrics. */
 export async function expectCleanRun(stack: Stack, shape: Shape, runId: string): Promise<RunStatus> {
   await expectTargetsUp(stack, shape);
-  const status = await stack.waitJoined(runId);
+  await stack.waitJoined(runId);
+  await expectExitedZero(stack, ['producer', 'consumer']);
+  // Read once every process is gone: a consumer records `cancelled` a moment after the join.
+  const status = await stack.status(runId);
   expectExactTotals(status, shape.producers * shape.jobs);
   expect(status.producers).toMatchObject({ expected: shape.producers, done: shape.producers, lost: 0 });
   expect(status.producers.list.map((p) => p.produced)).toEqual(Array(shape.producers).fill(shape.jobs));
   expect(status.consumers.map((c) => c.state)).toEqual(Array(shape.consumers).fill('cancelled'));
-  await expectExitedZero(stack, ['producer', 'consumer']);
   await expectPrometheusCounts(stack, shape.producers * shape.jobs);
   return status;
 }

@@ -24,13 +24,14 @@ describe('docker compose up: PRODUCERS=3 CONSUMERS=2, as the README runs it', ()
   it('starts the next run on a second `up` with nothing changed', async () => {
     onTestFailed(async () => console.log(await stack.logs()));
     await stack.up();
-    const status = await stack.waitJoined('run-2');
-    expect(status.jobs).toMatchObject({ produced: 60, completed: 60, failed: 0, unfinished: 0 });
-    expect(status.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);
+    await stack.waitJoined('run-2');
     for (const s of ['producer', 'consumer'])
       expect((await stack.waitExited(s)).map((c) => c.exitCode)).toEqual(
         s === 'producer' ? [0, 0, 0] : [0, 0],
       );
+    const status = await stack.status('run-2');
+    expect(status.jobs).toMatchObject({ produced: 60, completed: 60, failed: 0, unfinished: 0 });
+    expect(status.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);
   });
 
   it('runs ps and logs without DASHBOARD_PASSWORD (down -v too, after all)', async () => {
