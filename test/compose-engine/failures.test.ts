@@ -15,15 +15,15 @@ const ofContainer = <T extends { host: string }>(list: T[], c: Container) =>
  */
 const crash = (c: Container) => process.kill(c.pid, 'SIGKILL');
 
-/** A stack for one test, taken down (`down -v`) when the test ends; its logs shown if it fails. */
+/** A stack for one test, taken down (`down -v`) when the test ends, after showing its logs if it failed. */
 async function start(
-  ctx: { onTestFinished: (fn: () => Promise<void>) => void; onTestFailed: (fn: () => Promise<void>) => void },
+  ctx: { task: { result?: { state?: string } }; onTestFinished: (fn: () => Promise<void>) => void },
   project: string,
   settings: Record<string, string>,
 ): Promise<Stack> {
   const s = await Stack.create(project, settings);
-  ctx.onTestFailed(async () => console.log(await s.logs()));
   ctx.onTestFinished(async () => {
+    if (ctx.task.result?.state === 'fail') console.log(await s.logs());
     const down = await s.down();
     if (down.code !== 0) throw new Error(`docker compose down -v exited ${down.code}: ${down.stderr}`);
   });

@@ -146,9 +146,13 @@ describe('docker-compose.yml', () => {
       consumer: 'dist/consumers/main.js',
       dashboard: 'dist/dashboard/main.js',
     };
+    // Producers and consumers take their container's hostname as a stable id (pids vary in containers).
+    const ids = { producer: 'PRODUCER_ID', consumer: 'CONSUMER_ID' } as Record<string, string>;
     for (const [role, path] of Object.entries(entry)) {
       const s = compose.services[role]!;
-      expect(s.command).toEqual(['node', path]);
+      expect(s.command).toEqual(
+        ids[role] ? ['sh', '-c', `export ${ids[role]}="$HOSTNAME"; exec node ${path}`] : ['node', path],
+      );
       expect(s.image).toBe('conveyor:local');
       expect(s.build).toBeDefined();
     }
