@@ -1,9 +1,11 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     globals: false,
     include: ['test/**/*.test.ts'],
+    // The real Docker stack runs on its own: `npm run test:compose` (vitest.compose.config.ts).
+    exclude: [...configDefaults.exclude, 'test/compose-engine/**'],
     globalSetup: ['test/helpers/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,

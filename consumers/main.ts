@@ -7,6 +7,7 @@ import { createConsumerMetrics } from '../shared/metrics/process-metrics.js';
 import { checkInput, startProcess } from '../shared/process.js';
 import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
 import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
+import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError } from '../shared/run/run-store.js';
 import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadConsumerConfig } from './config.js';
@@ -40,7 +41,14 @@ if (started) {
     );
     await waitUntilReady(redis, log);
     await assertNoEviction(redis);
-    consumer = await startConsumer(config, {
+    // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
+    const resolved = config.runId && (await resolveRunId(redis, config.queue, config.runId));
+    if (resolved && resolved.source !== 'explicit')
+      log.info(
+        { resolvedRunId: resolved.runId, source: resolved.source },
+        `RUN_ID=auto: run ${resolved.runId}`,
+      );
+    consumer = await startConsumer(resolved ? { ...config, runId: resolved.runId } : config, {
       redis,
       registry,
       log,
@@ -50,6 +58,7 @@ if (started) {
     });
     if (stopping) void consumer.stop('signal during start-up');
     const exit = await consumer.exited;
+    if (resolved) await markRunSeen(redis, config.queue, resolved);
     process.exitCode = exit.state === 'aborted' ? 1 : 0;
     await metrics.linger(signalled.signal);
   } catch (err) {

@@ -10,6 +10,7 @@ import {
   toCommonConfig,
   type Env,
 } from '../shared/config.js';
+import { AUTO_RUN_ID } from '../shared/run/current-run.js';
 
 const secret = () =>
   z.preprocess((v) => (typeof v === 'string' && v === '' ? undefined : v), z.string().optional());
@@ -84,6 +85,7 @@ export function loadDashboardConfig(env: Env) {
     access,
     pollMs: e.DASHBOARD_POLL_MS,
     historyMs: e.DASHBOARD_HISTORY_S * 1000,
-    runId: e.RUN_ID,
+    // RUN_ID=auto (compose's default) names no fixed run: show the latest.
+    runId: e.RUN_ID === AUTO_RUN_ID ? undefined : e.RUN_ID,
   };
 }

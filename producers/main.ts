@@ -8,6 +8,7 @@ import { checkInput, startProcess } from '../shared/process.js';
 import { openQueues } from '../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
 import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
+import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
 import { loadProducerConfig } from './config.js';
@@ -51,11 +52,15 @@ if (started) {
     );
     await waitUntilReady(redis, log);
     await assertNoEviction(redis);
+    // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
+    const resolved = await resolveRunId(redis, config.queue, config.runId);
+    const { runId, source } = resolved;
+    if (source !== 'explicit') log.info({ resolvedRunId: runId, source }, `RUN_ID=auto: run ${runId}`);
     const outcome = await runProducer(
-      config,
+      { ...config, runId },
       {
         queues,
-        run: new RunStore(redis, config.queue, config.runId, config.shards),
+        run: new RunStore(redis, config.queue, runId, config.shards),
         registry,
         log,
         host: hostname(),
@@ -64,6 +69,7 @@ if (started) {
       },
       stop.signal,
     );
+    await markRunSeen(redis, config.queue, resolved);
     process.exitCode = outcome.lost ? 1 : 0;
     await metrics.linger(stop.signal);
   } catch (err) {

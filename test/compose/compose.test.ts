@@ -146,9 +146,13 @@ describe('docker-compose.yml', () => {
       consumer: 'dist/consumers/main.js',
       dashboard: 'dist/dashboard/main.js',
     };
+    // Producers and consumers take their container's hostname as a stable id (pids vary in containers).
+    const ids = { producer: 'PRODUCER_ID', consumer: 'CONSUMER_ID' } as Record<string, string>;
     for (const [role, path] of Object.entries(entry)) {
       const s = compose.services[role]!;
-      expect(s.command).toEqual(['node', path]);
+      expect(s.command).toEqual(
+        ids[role] ? ['sh', '-c', `export ${ids[role]}="$HOSTNAME"; exec node ${path}`] : ['node', path],
+      );
       expect(s.image).toBe('conveyor:local');
       expect(s.build).toBeDefined();
     }
@@ -188,8 +192,19 @@ describe('docker-compose.yml', () => {
     expect(compose.services.dashboard!.ports?.length).toBe(1);
   });
 
-  it('refuses to start without a dashboard password rather than publish an open dashboard', () => {
-    expect(() => interpolate(composeText, {})).toThrow(/DASHBOARD_PASSWORD/);
+  it('needs DASHBOARD_PASSWORD only to start the dashboard, which then refuses to run open', () => {
+    // Every compose command (logs, ps, down -v...) interpolates the whole file: it must not need it.
+    const without = parse(interpolate(composeText, {}), { merge: true }) as Compose;
+    const env = Object.fromEntries(
+      Object.entries(without.services.dashboard!.environment!).map(([k, v]) => [k, String(v)]),
+    );
+    expect(() => loadDashboardConfig(env)).toThrow(/DASHBOARD_PASSWORD: required/);
+    expect(() => loadDashboardConfig({ ...env, DASHBOARD_PASSWORD: 'set' })).not.toThrow();
+  });
+
+  it('defaults RUN_ID to auto for every app service, so a second `up` starts the next run', () => {
+    for (const role of Object.keys(APP_ROLES))
+      expect(compose.services[role]!.environment?.RUN_ID, role).toBe('auto');
   });
 });
 
