@@ -15,12 +15,7 @@ export function startProcess<C extends { logLevel: string }>(
     const log = createLogger({ level: config.logLevel, service, pretty: proc.stderr.isTTY });
     return { config, log };
   } catch (err) {
-    if (err instanceof ConfigError) {
-      proc.stderr.write(`${service}: ${err.message}\n`);
-      proc.exitCode = 2;
-      return null;
-    }
-    throw err;
+    return refuseBadInput(service, proc, err);
   }
 }
 
@@ -36,11 +31,14 @@ export async function checkInput<T>(
   try {
     return await step();
   } catch (err) {
-    if (err instanceof ConfigError) {
-      proc.stderr.write(`${service}: ${err.message}\n`);
-      proc.exitCode = 2;
-      return null;
-    }
-    throw err;
+    return refuseBadInput(service, proc, err);
   }
+}
+
+/** A ConfigError is printed with exit code 2 (null returned); anything else is rethrown. */
+function refuseBadInput(service: string, proc: NodeJS.Process, err: unknown): null {
+  if (!(err instanceof ConfigError)) throw err;
+  proc.stderr.write(`${service}: ${err.message}\n`);
+  proc.exitCode = 2;
+  return null;
 }

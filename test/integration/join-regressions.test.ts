@@ -23,6 +23,12 @@ const host = { host: 'test', pid: 1 };
 const sleepJob = (value: number) => ({ type: 'sleep', payload: { value, ms: 0 } });
 const quiet = createLogger({ level: 'silent', service: 'test' });
 
+/** An in-process consumer on `queue` (heartbeat 100 ms) with `env` on top. */
+async function consumeIn(queue: string, env: Record<string, string>, jobs = registry) {
+  const config = loadConsumerConfig({ REDIS_URL: redisUrl(), QUEUE: queue, HEARTBEAT_MS: '100', ...env });
+  return startConsumer(config, { redis: connect(), registry: jobs, log: quiet, host: 'test', pid: 2 });
+}
+
 /** One regression test per protocol bug found against the run protocol before producer instances. */
 describe('join protocol regressions', () => {
   let redis: Redis;
@@ -70,20 +76,7 @@ describe('join protocol regressions', () => {
     const { run } = await open(600);
     await run.registerProducer('p1', host, 600);
     // p1 dies without a word. A plain worker (no RUN_ID) is the only process attached.
-    const config = loadConsumerConfig({
-      REDIS_URL: redisUrl(),
-      QUEUE: queue,
-      HEARTBEAT_MS: '100',
-      LEASE_MS: '600',
-      CONSUMER_ID: 'plain',
-    });
-    const consumer = await startConsumer(config, {
-      redis: connect(),
-      registry,
-      log: quiet,
-      host: 'test',
-      pid: 2,
-    });
+    const consumer = await consumeIn(queue, { LEASE_MS: '600', CONSUMER_ID: 'plain' });
     cleanups.push(() => consumer.stop('test over'));
     const joined = await pollUntil('the run to join', async () =>
       (await run.isJoined()) ? true : undefined,
@@ -205,20 +198,7 @@ describe('join protocol regressions', () => {
     });
     const id = await producer.put('flaky', {});
     await producer.done();
-    const config = loadConsumerConfig({
-      REDIS_URL: redisUrl(),
-      QUEUE: queue,
-      RUN_ID: 'r',
-      HEARTBEAT_MS: '100',
-      CONSUMER_ID: 'c1',
-    });
-    const consumer = await startConsumer(config, {
-      redis: connect(),
-      registry: jobs,
-      log: quiet,
-      host: 'test',
-      pid: 2,
-    });
+    const consumer = await consumeIn(queue, { RUN_ID: 'r', CONSUMER_ID: 'c1' }, jobs);
     cleanups.push(() => {
       release();
       return consumer.stop('test over');
@@ -248,19 +228,7 @@ describe('join protocol regressions', () => {
     const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
     const id = await producer.put('sleep', { value: 1, ms: 0 });
     await producer.done();
-    const config = loadConsumerConfig({
-      REDIS_URL: redisUrl(),
-      QUEUE: queue,
-      HEARTBEAT_MS: '100',
-      CONSUMER_ID: 'c1',
-    });
-    const consumer = await startConsumer(config, {
-      redis: connect(),
-      registry,
-      log: quiet,
-      host: 'test',
-      pid: 2,
-    });
+    const consumer = await consumeIn(queue, { CONSUMER_ID: 'c1' });
     cleanups.push(() => consumer.stop('test over'));
     await pollUntil('the join', async () => ((await run.isJoined()) ? true : undefined));
     const job = await q.getJob(id);
@@ -319,20 +287,7 @@ describe('join protocol regressions', () => {
   });
 
   it('consumers waiting for a run no producer has created yet show in its status', async () => {
-    const config = loadConsumerConfig({
-      REDIS_URL: redisUrl(),
-      QUEUE: queue,
-      RUN_ID: 'r',
-      HEARTBEAT_MS: '100',
-      CONSUMER_ID: 'early-bird',
-    });
-    const consumer = await startConsumer(config, {
-      redis: connect(),
-      registry,
-      log: quiet,
-      host: 'test',
-      pid: 2,
-    });
+    const consumer = await consumeIn(queue, { RUN_ID: 'r', CONSUMER_ID: 'early-bird' });
     cleanups.push(() => consumer.stop('test over'));
     const s = await pollUntil('the waiting consumer in status', async () => (await status()) ?? undefined);
     expect(s.join).toMatchObject({ state: 'pending', waitingFor: 'run-not-created' });
@@ -453,21 +408,7 @@ describe('bounded run state', () => {
     await producer.putMany(Array.from({ length: 20 }, (_, i) => sleepJob(i)));
     await producer.put('sleep', { value: 99, ms: 0 }, { key: 'once' });
     await producer.done();
-    const config = loadConsumerConfig({
-      REDIS_URL: redisUrl(),
-      QUEUE: queue,
-      RUN_ID: runId,
-      HEARTBEAT_MS: '100',
-      CONSUMER_ID: `c-${runId}`,
-      CONCURRENCY: '4',
-    });
-    const consumer = await startConsumer(config, {
-      redis: connect(),
-      registry,
-      log: quiet,
-      host: 'test',
-      pid: 2,
-    });
+    const consumer = await consumeIn(queue, { RUN_ID: runId, CONSUMER_ID: `c-${runId}`, CONCURRENCY: '4' });
     expect((await consumer.exited).state).toBe('cancelled');
     await q.close();
     return run;
