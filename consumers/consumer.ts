@@ -162,7 +162,13 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const timeoutMs = data.timeoutMs ?? def.timeoutMs ?? (builtinTypes.has(def) ? config.jobTimeoutMs : 0);
       try {
         return await control.run(
-          { id: jobId, run: data.run, timeoutMs, graceMs: config.cancelGraceMs, stopSignal: abortJobs.signal },
+          {
+            id: jobId,
+            run: data.run,
+            timeoutMs,
+            graceMs: config.cancelGraceMs,
+            stopSignal: abortJobs.signal,
+          },
           (signal) =>
             def.handler(valid.payload, {
               jobId,

@@ -96,7 +96,14 @@ export class JobControl {
       return await new Promise<T>((resolve, reject) => {
         handler.then(
           (v) => (controller.signal.aborted ? reject(controller.signal.reason as Error) : resolve(v)),
-          (err: unknown) => reject(controller.signal.aborted ? (controller.signal.reason as Error) : err),
+          (err: unknown) =>
+            reject(
+              controller.signal.aborted
+                ? (controller.signal.reason as Error)
+                : err instanceof Error
+                  ? err
+                  : new Error(String(err)),
+            ),
         );
         controller.signal.addEventListener(
           'abort',

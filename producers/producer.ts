@@ -224,7 +224,11 @@ export function createProducer(deps: ProducerDeps): Producer {
   return {
     putMany,
     put: async (type, payload, opts) =>
-      (await putMany([{ type, payload, key: opts?.key, shardKey: opts?.shardKey, timeoutMs: opts?.timeoutMs }]))[0]!,
+      (
+        await putMany([
+          { type, payload, key: opts?.key, shardKey: opts?.shardKey, timeoutMs: opts?.timeoutMs },
+        ])
+      )[0]!,
     flush,
     done: async (opts) => {
       await flush();

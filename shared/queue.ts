@@ -64,6 +64,8 @@ export function readJobData(data: unknown): JobData | null {
   const d = data as Record<string, unknown>;
   if (typeof d.run !== 'string' || typeof d.producer !== 'string') return null;
   const timeoutMs =
-    typeof d.timeoutMs === 'number' && Number.isInteger(d.timeoutMs) && d.timeoutMs > 0 ? d.timeoutMs : undefined;
+    typeof d.timeoutMs === 'number' && Number.isInteger(d.timeoutMs) && d.timeoutMs > 0
+      ? d.timeoutMs
+      : undefined;
   return { run: d.run, producer: d.producer, payload: d.payload, ...(timeoutMs ? { timeoutMs } : {}) };
 }

@@ -41,7 +41,11 @@ export function createProducerMetrics(registry: Registry, queue: string): Produc
 /** What a consumer reports; structurally the consumer's `ConsumerObserver`. */
 export type ConsumerMetrics = {
   jobStarted(job: { waitMs: number }): void;
-  jobFinished(job: { outcome: 'completed' | 'failed' | 'cancelled'; durationMs: number; timedOut?: boolean }): void;
+  jobFinished(job: {
+    outcome: 'completed' | 'failed' | 'cancelled';
+    durationMs: number;
+    timedOut?: boolean;
+  }): void;
   jobRetried(): void;
 };
 

@@ -539,19 +539,16 @@ export class RunStore {
     const event: RunEvent = { type: 'cancel-job', run: this.runId, jobId, at: Date.now() };
     for (let shard = 0; shard < this.shards.length; shard++) {
       const k = this.keysOf(shard);
-      const state = (await this.shardCall(
-        shard,
-        'cancelJob',
-        [k.jobPrefix + jobId],
-        jobId,
-        this.keys.events,
-        JSON.stringify(event),
-      )) as 'joined' | 'unknown' | 'finished' | 'cancelling';
+      const state = (await this.shardCall(shard, 'cancelJob', [k.jobPrefix + jobId], jobId)) as
+        'joined' | 'unknown' | 'finished' | 'cancelling';
       if (state === 'joined') return { outcome: 'joined', shard };
       if (state === 'unknown') continue;
       if (state === 'finished') return { outcome: 'finished', shard };
-      const removed = await this.removeUnstarted(shard, [jobId]);
-      return { outcome: removed > 0 ? 'removed' : 'signalled', shard };
+      // Remove first, tell the holder after: told first, a consumer could abort it and release its
+      // lock before the remove, which would then delete a finished job.
+      if ((await this.removeUnstarted(shard, [jobId])) > 0) return { outcome: 'removed', shard };
+      await this.redis.publish(this.keys.events, JSON.stringify(event));
+      return { outcome: 'signalled', shard };
     }
     return { outcome: 'unknown' };
   }
@@ -564,12 +561,12 @@ export class RunStore {
    */
   async cancel(): Promise<CancelRunResult> {
     const event: RunEvent = { type: 'cancel-run', run: this.runId, at: Date.now() };
-    const [outcome, at] = (await this.runCall('cancelRun', JSON.stringify(event))) as [
-      CancelRunResult['outcome'],
-      string,
-    ];
+    const [outcome, at] = (await this.runCall('cancelRun')) as [CancelRunResult['outcome'], string];
     if (outcome === 'joined') return { outcome, at: Number(at), removed: 0 };
+    // Unstarted jobs first, then the word to consumers (an aborted job releases its slot, and a
+    // consumer could take, refuse and finish a waiting job while this sweep reads it).
     const removed = await this.sweepCancelled();
+    await this.redis.publish(this.keys.events, JSON.stringify(event));
     // Producers that ended before the cancel may leave nothing to wait for: try the join now.
     await this.tryJoin();
     return { outcome, at: Number(at), removed };
@@ -592,17 +589,28 @@ export class RunStore {
   }
 
   /**
-   * Removes those of `ids` that have not started (a job a worker holds is locked: BullMQ refuses) and
+   * Removes those of `ids` that have not started (a job a worker holds is locked: BullMQ refuses; one
+   * that started is left to the consumer holding it, or to its refusal at start) and
    * records them cancelled. Each is marked cancelled first, so one whose record is lost (this process
    * dies between the two) is still counted cancelled by the join check.
    */
   private async removeUnstarted(shard: number, ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
     const k = this.keysOf(shard);
-    const rows = await Promise.all(ids.map((id) => this.redis.hmget(k.jobPrefix + id, 'data', 'finishedOn')));
+    // Only jobs that never started, or wait for a retry: a job that started and is not delayed may be
+    // active, or may finish between this read and the remove (which would then delete a finished job).
+    const rows = await Promise.all(
+      ids.map((id) =>
+        Promise.all([
+          this.redis.hmget(k.jobPrefix + id, 'data', 'finishedOn', 'processedOn'),
+          this.redis.zscore(k.jobPrefix + 'delayed', id),
+        ]),
+      ),
+    );
     const candidates = ids.flatMap((id, i) => {
-      const [data, finishedOn] = rows[i]!;
-      const instance = data && !finishedOn ? instanceOfData(data) : null;
+      const [[data, finishedOn, processedOn], delayed] = rows[i]!;
+      const unstarted = !finishedOn && (!processedOn || delayed !== null);
+      const instance = data && unstarted ? instanceOfData(data) : null;
       return instance ? [{ id, instance }] : [];
     });
     if (candidates.length === 0) return 0;

@@ -388,9 +388,10 @@ return 1
 `;
 
 /**
- * ARGV[2] the cancel-run event (JSON). Marks the run cancelled (producers stop, registering is
- * refused, every job not yet started is cancelled) and tells every process. Returns {'cancelled', at}
- * the first time, {'already', at} after, {'joined', joinedAt} for a run that has joined (a no-op).
+ * Marks the run cancelled: producers stop (their heartbeat says so), registering is refused, and
+ * every join check cancels the jobs not yet started. The caller then tells every process on the
+ * events channel. Returns {'cancelled', at} the first time, {'already', at} after, {'joined',
+ * joinedAt} for a run that has joined (a no-op).
  */
 export const cancelRunLua =
   runPrelude +
@@ -399,21 +400,17 @@ local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NO_RUN') end
 if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt')} end
 local at = redis.call('HGET', META, 'cancelledAt')
-if at then
-  redis.call('PUBLISH', ARGV[1], ARGV[2])
-  return {'already', at}
-end
+if at then return {'already', at} end
 local now = now_ms()
 redis.call('HSET', META, 'cancelledAt', now)
-redis.call('PUBLISH', ARGV[1], ARGV[2])
 return {'cancelled', tostring(now)}
 `;
 
 /**
- * Marks one job cancelled on its shard and tells every consumer. KEYS[FIXED+1] the job's hash;
- * ARGV[1] job id, ARGV[2] the events channel, ARGV[3] the cancel-job event (JSON). Returns 'joined'
- * (the run's totals are final: a no-op), 'unknown' (no such job here), 'finished' (already terminal:
- * a no-op), or 'cancelling' (marked: it must not start, and whoever holds it aborts it).
+ * Marks one job cancelled on its shard. KEYS[FIXED+1] the job's hash; ARGV[1] job id. Returns
+ * 'joined' (the run's totals are final: a no-op), 'unknown' (no such job here), 'finished' (already
+ * terminal: a no-op), or 'cancelling' (marked: the caller removes it if it has not started, else
+ * tells whoever holds it to abort it).
  */
 export const cancelJobLua =
   shardPrelude +
@@ -426,7 +423,7 @@ elseif redis.call('HEXISTS', jk, 'finishedOn') == 1 then
   return 'finished'
 end
 redis.call('SADD', CANCELLED, id)
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+keep_ttl()
 return 'cancelling'
 `;
 

@@ -109,6 +109,7 @@ describe('join protocol regressions', () => {
       completed: 1,
       failed: 0,
       removed: 0,
+      cancelled: 0,
       lostProducers: 0,
     });
   });
@@ -387,6 +388,7 @@ describe('join protocol regressions', () => {
       completed: 1,
       failed: 0,
       removed: 0,
+      cancelled: 0,
       lostProducers: 0,
     });
   });
