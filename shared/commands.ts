@@ -91,6 +91,18 @@ export const commands = {
     allowPositionals: true,
     env: ["JOB_MS            each job's sleep (default 1000); ATTEMPTS, BACKOFF_MS", ...common],
   },
+  cancel: {
+    name: 'cancel',
+    summary:
+      'Cancels one job of a run (waiting: it never runs; running: the consumer holding it aborts it) or the whole run (producers stop, jobs not yet started are cancelled, running ones aborted, then the run joins). A finished job or a joined run is left as it is, and the command says so.',
+    synopsis: '--run ID [--job JOB_ID] [--json]',
+    options: {
+      run: { type: 'string', help: 'the run (default RUN_ID)' },
+      job: { type: 'string', help: 'the job to cancel (default: the whole run)' },
+      json: { type: 'boolean', help: 'machine-readable output' },
+    },
+    env: ['RUN_ID            the run when --run is not given', ...common],
+  },
 } satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof commands;

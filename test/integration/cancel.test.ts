@@ -128,10 +128,10 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     const { run, producer } = await setUp({ attempts: 3 });
     const c = await consumer();
     const id = await producer.put('watchful', { ms: 60_000 });
-    await pollUntil('the job to start', async () => (seen.has(id) ? true : undefined));
+    await pollUntil('the job to start', () => Promise.resolve(seen.has(id) ? true : undefined));
     const requested = Date.now();
     expect((await run.cancelJob(id)).outcome).toBe('signalled');
-    await pollUntil('the handler to see the abort', async () => seen.get(id)?.aborted);
+    await pollUntil('the handler to see the abort', () => Promise.resolve(seen.get(id)?.aborted));
     expect(Date.now() - requested).toBeLessThan(2_000);
     expect(seen.get(id)!.aborted).toMatch(/^conveyor: cancelled/);
     await producer.done();
@@ -149,7 +149,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     const { run, producer } = await setUp();
     const c = await consumer({ CANCEL_GRACE_MS: '300' });
     const id = await producer.put('stubborn', { ms: 4_000 });
-    await pollUntil('the job to start', async () => (seen.has(id) ? true : undefined));
+    await pollUntil('the job to start', () => Promise.resolve(seen.has(id) ? true : undefined));
     await run.cancelJob(id);
     await producer.done();
     // The run joins long before the handler returns: its slot was given up after the grace.
@@ -194,7 +194,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
       Array.from({ length: 6 }, () => ({ type: 'watchful', payload: { ms: 60_000 } })),
     );
     await producer.flush();
-    await pollUntil('two jobs to start', async () => (seen.size === 2 ? true : undefined));
+    await pollUntil('two jobs to start', () => Promise.resolve(seen.size === 2 ? true : undefined));
     const r = await run.cancel();
     expect(r).toMatchObject({ outcome: 'cancelled', removed: 4 });
     // A put racing the cancel (acknowledged after it): the next join check cancels it.
