@@ -11,10 +11,14 @@ import { listPendingRuns, parseRunEvent, RunError, RunStore } from '../shared/ru
 import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
+import { runSandboxed } from './sandbox.js';
 import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from './job-control.js';
 
 /** The types JOB_TIMEOUT_MS applies to (a user's own type sets `timeoutMs` in its definition). */
 const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
+
+/** How long a terminated sandbox gets to exit before its job is given up on like any ignored abort. */
+const SANDBOX_EXIT_MS = 2_000;
 
 /** How many not-yet-joined runs a worker without RUN_ID checks per heartbeat. */
 const PENDING_RUNS_CHECKED = 20;
@@ -140,6 +144,10 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
       const valid = registry.validate(job.name, data.payload, { measureSize: false });
       if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
+      if (def.isolation && !registry.sourceOf(def.name))
+        throw new UnrecoverableError(
+          `job type "${def.name}" asks for isolation "${def.isolation}" but was not loaded from JOB_MODULES`,
+        );
       // Started before: an ordinary retry, a redelivery, or a job put back to work after the run
       // counted it (a retry from Bull Board or job.retry()), which the run must take back first.
       if (job.id && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
@@ -160,26 +168,39 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
       let jobLog: Logger | undefined;
       const timeoutMs = data.timeoutMs ?? def.timeoutMs ?? (builtinTypes.has(def) ? config.jobTimeoutMs : 0);
+      const source = def.isolation ? registry.sourceOf(def.name) : undefined;
+      // A sandbox is terminated CANCEL_GRACE_MS after its abort; the wait here is a little longer.
+      const graceMs = source ? config.cancelGraceMs + SANDBOX_EXIT_MS : config.cancelGraceMs;
       try {
         return await control.run(
-          {
-            id: jobId,
-            run: data.run,
-            timeoutMs,
-            graceMs: config.cancelGraceMs,
-            stopSignal: abortJobs.signal,
-          },
+          { id: jobId, run: data.run, timeoutMs, graceMs, stopSignal: abortJobs.signal },
           (signal) =>
-            def.handler(valid.payload, {
-              jobId,
-              attempt: job.attemptsMade + 1,
-              signal,
-              // Made on first use: most handlers never log, and a child logger per job is not free.
-              get log() {
-                return (jobLog ??= log.child({ jobId }));
-              },
-              resources: resourcesFor(def),
-            }),
+            def.isolation && source
+              ? runSandboxed(
+                  def.isolation,
+                  {
+                    type: 'run',
+                    source,
+                    name: def.name,
+                    payload: valid.payload,
+                    jobId,
+                    attempt: job.attemptsMade + 1,
+                    logLevel: log.level,
+                  },
+                  signal,
+                  config.cancelGraceMs,
+                  log,
+                )
+              : def.handler(valid.payload, {
+                  jobId,
+                  attempt: job.attemptsMade + 1,
+                  signal,
+                  // Made on first use: most handlers never log, and a child logger per job is not free.
+                  get log() {
+                    return (jobLog ??= log.child({ jobId }));
+                  },
+                  resources: resourcesFor(def),
+                }),
           (id, still) => {
             if (still)
               log.warn(

@@ -27,6 +27,14 @@ export type JobDefinition<P = unknown, Result = unknown, R = unknown> = {
   handler: (payload: P, ctx: JobContext<R>) => Promise<Result>;
   /** How long one attempt may run (ms) unless the put says otherwise; none by default. */
   timeoutMs?: number;
+  /**
+   * Run each attempt in a worker thread ('thread') or a child process ('process') instead of the
+   * consumer's event loop, so that a cancel or a timeout can end it for real: the handler's signal
+   * is aborted first, and if it has not returned `CANCEL_GRACE_MS` later, the thread is terminated
+   * (the process killed). Only for types loaded through JOB_MODULES (the sandbox loads the module
+   * again); `resources` are made per attempt there. See docs/cancel.md for which to choose.
+   */
+  isolation?: 'thread' | 'process';
   createResources?: () => R;
   disposeResources?: (resources: R) => void | Promise<void>;
 };

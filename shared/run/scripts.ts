@@ -491,7 +491,7 @@ return tonumber(redis.call('HGET', SMETA, 'tallied:' .. ARGV[1]))
 `;
 
 /**
- * Triples (job id, 'completed'|'failed', instance) from ARGV[1]; for entry i, KEYS[FIXED + 2i - 1]
+ * Triples (job id, 'completed'|'failed'|'cancelled', instance) from ARGV[1]; for entry i, KEYS[FIXED + 2i - 1]
  * is the instance's in-flight set and KEYS[FIXED + 2i] the job's hash. Counts each job once: through
  * the open set, or (finished before its producer acknowledged it) through the early set, which the
  * in-flight set vouches for even when BullMQ already deleted the job. Returns {counted, duplicates,
@@ -530,6 +530,9 @@ for i = 1, #ARGV / 3 do
       -- the join check already counted it from BullMQ's record; this late report confirms it
     elseif mark == 'after-join' then
       redis.call('HSET', jk, 'cvAcct', outcome)
+    elseif outcome == 'cancelled' and redis.call('SISMEMBER', CANCELLED, id) == 1 then
+      -- a cancel reported by both its sides (a sweep removed the job a consumer had just refused):
+      -- decided once, counted once, and no redelivery to warn about
     else
       dup = dup + 1
     end
