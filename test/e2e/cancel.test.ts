@@ -118,11 +118,10 @@ describe('cancel across processes (real producer, consumer and cancel processes)
       { type: 'stubborn-process', payload: { ms: 60_000, file: procFile } },
       { type: 'stubborn-thread', payload: { ms: 60_000, file: threadFile } },
     ]);
-    const ticking = async (file: string) =>
-      existsSync(file) && readFileSync(file, 'utf8').includes('tick') ? true : undefined;
+    const ticking = (file: string) => existsSync(file) && readFileSync(file, 'utf8').includes('tick');
     await pollUntil(
       'both sandboxes to run',
-      async () => ((await ticking(procFile)) && (await ticking(threadFile)) ? true : undefined),
+      () => Promise.resolve(ticking(procFile) && ticking(threadFile) ? true : undefined),
       10_000,
     );
     const pid = Number(/^pid (\d+)/.exec(readFileSync(procFile, 'utf8'))![1]);
