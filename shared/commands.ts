@@ -55,6 +55,8 @@ export const commands = {
       'CONCURRENCY       jobs at once (default 1); CONSUMER_ID (default <host>-<pid>)',
       'JOB_MODULES       comma-separated modules exporting defineJob(...) definitions',
       'LOCK_MS, STALLED_INTERVAL_MS, MAX_STALLED   BullMQ lock and stall settings',
+      'CANCEL_GRACE_MS   a handler that ignores a cancel or timeout is recorded ended after this (default 5000)',
+      'JOB_TIMEOUT_MS    time limit per attempt of the built-in types (default 0: none)',
       'METRICS_PORT      /metrics port (default 9464, 0 = any)',
       ...common,
     ],
