@@ -29,6 +29,9 @@ export function isTimeoutReason(message: string | undefined): boolean {
 
 type Running = { run: string; controller: AbortController };
 
+/** Cancelled ids remembered; beyond this the oldest are forgotten (the sweep and remove cover them). */
+const MAX_REMEMBERED = 100_000;
+
 /**
  * What a consumer knows about cancellation, in memory: job ids and runs cancelled (fed by the run's
  * events channel and by the heartbeat as a backstop), and the jobs it is running, each with its own
@@ -51,6 +54,8 @@ export class JobControl {
   /** A job cancelled by id: aborts it if it runs here. Returns true if it did. */
   cancelJob(jobId: string): boolean {
     this.cancelledIds.add(jobId);
+    if (this.cancelledIds.size > MAX_REMEMBERED)
+      this.cancelledIds.delete(this.cancelledIds.values().next().value!);
     const r = this.running.get(jobId);
     if (!r || r.controller.signal.aborted) return false;
     r.controller.abort(new JobCancelledError('aborted while running'));
@@ -60,6 +65,8 @@ export class JobControl {
   /** A run cancelled: aborts every job of it running here. Returns how many. */
   cancelRun(run: string): number {
     this.cancelledRuns.add(run);
+    if (this.cancelledRuns.size > MAX_REMEMBERED)
+      this.cancelledRuns.delete(this.cancelledRuns.values().next().value!);
     let n = 0;
     for (const r of this.running.values()) {
       if (r.run !== run || r.controller.signal.aborted) continue;

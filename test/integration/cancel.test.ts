@@ -8,6 +8,7 @@ import { createProducer } from '../../producers/producer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { createLogger } from '../../shared/logger.js';
+import { openRun } from '../../lib/run.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
@@ -210,6 +211,20 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     expect(ids).toHaveLength(6);
     // Cancelling a joined run is a no-op that says so; so is registering a producer after the cancel.
     expect((await run.cancel()).outcome).toBe('joined');
+  });
+
+  it('the library: openRun(...).cancelJob(id) and .cancel() are the same calls', async () => {
+    const { producer } = await setUp();
+    const handle = openRun({ runId: 'r', queue, redis });
+    cleanups.push(() => handle.close());
+    const id = await producer.put('watchful', { ms: 0 });
+    await producer.flush();
+    expect(await handle.cancelJob(id)).toEqual({ outcome: 'removed', shard: 0 });
+    expect(await handle.cancel()).toMatchObject({ outcome: 'cancelled', removed: 0 });
+    await producer.done();
+    const s = await handle.join({ timeoutMs: 5_000 });
+    expect(s.join.totals).toMatchObject({ produced: 1, cancelled: 1 });
+    expect((await handle.cancel()).outcome).toBe('joined');
   });
 
   it('a run cancelled before a producer registered joins without waiting for it; the late producer is refused', async () => {
