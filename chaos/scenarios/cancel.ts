@@ -57,7 +57,7 @@ export function cancelRun(fault: 'consumer-kill' | 'redis-restart' | 'cluster') 
         // Its jobs stall and come back when their lock runs out: a replacement refuses them.
         s.consumer(env);
       }
-      let cancelled: Promise<unknown>;
+      let cancelled: ReturnType<typeof s.run.cancel>;
       const cancelAt = Date.now();
       if (fault === 'redis-restart') {
         await s.redis.crash();
@@ -68,7 +68,8 @@ export function cancelRun(fault: 'consumer-kill' | 'redis-restart' | 'cluster') 
         await s.redis.start();
         ctx.log('  Redis crashed, cancel asked, Redis restarted');
       } else cancelled = s.run.cancel();
-      await cancelled;
+      // The cancel itself may join the run (nothing left to wait for): the harness's join, no log line.
+      if ((await cancelled).joinedNow) s.harnessJoins++;
       const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: size(ctx, 60_000, 120_000) });
       const a = await s.audit();
       const t = a.status?.join.totals;

@@ -62,7 +62,7 @@ export async function runCancel(
 function jobMessage(runId: string, jobId: string, r: CancelJobResult): string {
   switch (r.outcome) {
     case 'removed':
-      return `cancelled job ${jobId} of run ${runId}: it had not started and never will`;
+      return `cancelled job ${jobId} of run ${runId}: it had not started and never will${r.joinedNow ? '; it was the last unfinished job: the run joined' : ''}`;
     case 'signalled':
       return `cancelling job ${jobId} of run ${runId}: it is running; the consumer holding it aborts it and records it cancelled`;
     case 'finished':
@@ -78,7 +78,9 @@ function runMessage(runId: string, r: CancelRunResult): string {
   const at = new Date(r.at).toISOString();
   switch (r.outcome) {
     case 'cancelled':
-      return `cancelled run ${runId}: ${r.removed} jobs not yet started were cancelled; producers stop, running jobs are aborted, then the run joins`;
+      return r.joinedNow
+        ? `cancelled run ${runId}: ${r.removed} jobs not yet started were cancelled, nothing else was running: the run joined`
+        : `cancelled run ${runId}: ${r.removed} jobs not yet started were cancelled; producers stop, running jobs are aborted, then the run joins`;
     case 'already':
       return `run ${runId} was already cancelled at ${at}${r.removed ? `; ${r.removed} more jobs not yet started were cancelled` : ''}`;
     case 'joined':

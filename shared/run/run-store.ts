@@ -112,6 +112,8 @@ export type CancelJobResult = {
    */
   outcome: 'removed' | 'signalled' | 'finished' | 'joined' | 'unknown';
   shard?: number;
+  /** This call's removal was the run's last unfinished job and it joined the run (exactly one call does). */
+  joinedNow: boolean;
 };
 
 /** What cancelling the run did: `joined` is a no-op (the run had joined), `already` repeats the request. */
@@ -121,6 +123,8 @@ export type CancelRunResult = {
   at: number;
   /** Jobs not yet started that this call removed and recorded cancelled. */
   removed: number;
+  /** Nothing was left to wait for and this call joined the run (exactly one call across processes does). */
+  joinedNow: boolean;
 };
 
 type ShardReply = [counted: number, duplicates: number, state: 'open' | 'closed', detail: string];
@@ -541,16 +545,20 @@ export class RunStore {
       const k = this.keysOf(shard);
       const state = (await this.shardCall(shard, 'cancelJob', [k.jobPrefix + jobId], jobId)) as
         'joined' | 'unknown' | 'finished' | 'cancelling';
-      if (state === 'joined') return { outcome: 'joined', shard };
+      if (state === 'joined') return { outcome: 'joined', shard, joinedNow: false };
       if (state === 'unknown') continue;
-      if (state === 'finished') return { outcome: 'finished', shard };
+      if (state === 'finished') return { outcome: 'finished', shard, joinedNow: false };
       // Remove first, tell the holder after: told first, a consumer could abort it and release its
       // lock before the remove, which would then delete a finished job.
-      if ((await this.removeUnstarted(shard, [jobId])) > 0) return { outcome: 'removed', shard };
+      const { removed, mayJoin } = await this.removeUnstarted(shard, [jobId]);
+      if (removed > 0) {
+        const joinedNow = mayJoin ? (await this.tryJoin()).joinedNow : false;
+        return { outcome: 'removed', shard, joinedNow };
+      }
       await this.redis.publish(this.keys.events, JSON.stringify(event));
-      return { outcome: 'signalled', shard };
+      return { outcome: 'signalled', shard, joinedNow: false };
     }
-    return { outcome: 'unknown' };
+    return { outcome: 'unknown', joinedNow: false };
   }
 
   /**
@@ -562,14 +570,14 @@ export class RunStore {
   async cancel(): Promise<CancelRunResult> {
     const event: RunEvent = { type: 'cancel-run', run: this.runId, at: Date.now() };
     const [outcome, at] = (await this.runCall('cancelRun')) as [CancelRunResult['outcome'], string];
-    if (outcome === 'joined') return { outcome, at: Number(at), removed: 0 };
+    if (outcome === 'joined') return { outcome, at: Number(at), removed: 0, joinedNow: false };
     // Unstarted jobs first, then the word to consumers (an aborted job releases its slot, and a
     // consumer could take, refuse and finish a waiting job while this sweep reads it).
     const removed = await this.sweepCancelled();
     await this.redis.publish(this.keys.events, JSON.stringify(event));
     // Producers that ended before the cancel may leave nothing to wait for: try the join now.
-    await this.tryJoin();
-    return { outcome, at: Number(at), removed };
+    const { joinedNow } = await this.tryJoin();
+    return { outcome, at: Number(at), removed, joinedNow };
   }
 
   /** Removes the cancelled run's unstarted jobs on every shard (a bounded amount per call) and records them. */
@@ -580,7 +588,7 @@ export class RunStore {
       let cursor = '0';
       for (let round = 0; round < 4; round++) {
         const [next, ids] = await this.redis.sscan(k.open, cursor, 'COUNT', String(RECONCILE_BATCH));
-        removed += await this.removeUnstarted(shard, ids);
+        removed += (await this.removeUnstarted(shard, ids)).removed;
         cursor = next;
         if (cursor === '0') break;
       }
@@ -594,8 +602,12 @@ export class RunStore {
    * records them cancelled. Each is marked cancelled first, so one whose record is lost (this process
    * dies between the two) is still counted cancelled by the join check.
    */
-  private async removeUnstarted(shard: number, ids: readonly string[]): Promise<number> {
-    if (ids.length === 0) return 0;
+  private async removeUnstarted(
+    shard: number,
+    ids: readonly string[],
+  ): Promise<{ removed: number; mayJoin: boolean }> {
+    const none = { removed: 0, mayJoin: false };
+    if (ids.length === 0) return none;
     const k = this.keysOf(shard);
     // Only jobs that never started, or wait for a retry: a job that started and is not delayed may be
     // active, or may finish between this read and the remove (which would then delete a finished job).
@@ -613,7 +625,7 @@ export class RunStore {
       const instance = data && unstarted ? instanceOfData(data) : null;
       return instance ? [{ id, instance }] : [];
     });
-    if (candidates.length === 0) return 0;
+    if (candidates.length === 0) return none;
     await this.shardCall(shard, 'markCancelled', [], ...candidates.map((c) => c.id));
     const queue = openShardQueue(this.shards[shard]!, this.redis);
     try {
@@ -621,8 +633,9 @@ export class RunStore {
       const entries = candidates
         .filter((_, i) => codes[i] === 1)
         .map((c) => ({ id: c.id, outcome: 'cancelled' as const, instance: c.instance }));
-      if (entries.length > 0) await this.recordOnShard(shard, entries);
-      return entries.length;
+      if (entries.length === 0) return none;
+      const [, , state, detail] = await this.recordOnShard(shard, entries);
+      return { removed: entries.length, mayJoin: state === 'closed' || detail === '0' };
     } finally {
       await queue.close();
     }

@@ -111,7 +111,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
       { type: 'watchful', payload: { ms: 0 } },
     ]);
     await producer.flush();
-    expect(await run.cancelJob(first!)).toEqual({ outcome: 'removed', shard: 0 });
+    expect(await run.cancelJob(first!)).toMatchObject({ outcome: 'removed', shard: 0 });
     const c = await consumer();
     await producer.done();
     const exit = await c.exited;
@@ -219,7 +219,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     cleanups.push(() => handle.close());
     const id = await producer.put('watchful', { ms: 0 });
     await producer.flush();
-    expect(await handle.cancelJob(id)).toEqual({ outcome: 'removed', shard: 0 });
+    expect(await handle.cancelJob(id)).toMatchObject({ outcome: 'removed', shard: 0 });
     expect(await handle.cancel()).toMatchObject({ outcome: 'cancelled', removed: 0 });
     await producer.done();
     const s = await handle.join({ timeoutMs: 5_000 });

@@ -438,6 +438,7 @@ describe('join protocol properties (real Redis)', () => {
             const job = pick(pool, st.pick);
             if (!job) return;
             const r = await run.cancelJob(job.id);
+            if (r.joinedNow) joinedNow++;
             const wasWaiting = job.exists && job.state === 'waiting';
             if (joined) expect(r.outcome, 'cancel after the join').toMatch(/^(joined|unknown)$/);
             else if (wasWaiting) {
@@ -459,6 +460,7 @@ describe('join protocol properties (real Redis)', () => {
             await redis.hset(jobKey(job.id), 'processedOn', Date.now());
             await redis.set(`${jobKey(job.id)}:lock`, 'token');
             const r = await run.cancelJob(job.id);
+            expect(r.joinedNow, 'a cancel that only signalled joined the run').toBe(false);
             await redis.del(`${jobKey(job.id)}:lock`);
             if (joined) {
               expect(r.outcome).toBe('joined');
@@ -472,6 +474,7 @@ describe('join protocol properties (real Redis)', () => {
           }
           case 'cancelRun': {
             const r = await run.cancel();
+            if (r.joinedNow) joinedNow++;
             expect(r.outcome).toBe(joined ? 'joined' : runCancelled ? 'already' : 'cancelled');
             if (!joined) runCancelled = true;
             return;
