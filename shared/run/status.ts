@@ -239,7 +239,10 @@ export function formatRunStatus(s: RunStatus): string {
       .map((c) => {
         const others = Object.entries(c.runs ?? {}).filter(([run]) => run !== s.runId);
         const served = others.map(([run, n]) => `${run}: ${n} job${n === 1 ? '' : 's'}`).join(', ');
-        return `${c.id}=${c.state}${served ? ` (also served ${served})` : ''}`;
+        const runaway = c.runaway?.length
+          ? ` (${c.runaway.length} handler${c.runaway.length === 1 ? '' : 's'} still running after its job ended: ${c.runaway.join(', ')})`
+          : '';
+        return `${c.id}=${c.state}${served ? ` (also served ${served})` : ''}${runaway}`;
       })
       .join(', ') || 'none';
   return [

@@ -3,7 +3,9 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { loadConsumerConfig } from '../../consumers/config.js';
-import { startConsumer, type ConsumerHandle } from '../../consumers/consumer.js';
+import { startConsumer, type ConsumerHandle, type ConsumerObserver } from '../../consumers/consumer.js';
+import { Registry } from 'prom-client';
+import { createConsumerMetrics } from '../../shared/metrics/process-metrics.js';
 import { createProducer } from '../../producers/producer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
@@ -88,7 +90,10 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     return { q, run, producer };
   };
 
-  const consumer = async (env: Record<string, string> = {}): Promise<ConsumerHandle> => {
+  const consumer = async (
+    env: Record<string, string> = {},
+    observer?: ConsumerObserver,
+  ): Promise<ConsumerHandle> => {
     const c = await startConsumer(
       loadConsumerConfig({
         REDIS_URL: redisUrl(),
@@ -98,7 +103,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
         CONCURRENCY: '2',
         ...env,
       }),
-      { redis: connect(), registry, log: quiet, host: 'test', pid: 2 },
+      { redis: connect(), registry, log: quiet, host: 'test', pid: 2, ...(observer ? { observer } : {}) },
     );
     cleanups.push(() => c.stop('test over'));
     return c;
@@ -127,7 +132,8 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
 
   it('an active job is aborted by the consumer holding it, recorded cancelled, and not retried', async () => {
     const { run, producer } = await setUp({ attempts: 3 });
-    const c = await consumer();
+    const metrics = new Registry();
+    const c = await consumer({}, createConsumerMetrics(metrics, queue));
     const id = await producer.put('watchful', { ms: 60_000 });
     await pollUntil('the job to start', () => Promise.resolve(seen.has(id) ? true : undefined));
     const requested = Date.now();
@@ -144,6 +150,8 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     const job = await openQueue(queue, redis).getJob(id);
     expect(job?.attemptsMade).toBe(1);
     expect(job?.failedReason).toMatch(/^conveyor: cancelled/);
+    expect(await counter(metrics, 'conveyor_jobs_cancelled_total')).toBe(1);
+    expect(await counter(metrics, 'conveyor_jobs_failed_total')).toBe(0);
   });
 
   it('a handler that ignores the signal: recorded cancelled after CANCEL_GRACE_MS, and the consumer says a handler still runs', async () => {
@@ -167,7 +175,8 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
 
   it('a timeout aborts the attempt, which is retried per ATTEMPTS; the last lands in the failed set as timed out', async () => {
     const { producer } = await setUp({ attempts: 2, backoffMs: 10 });
-    const c = await consumer();
+    const metrics = new Registry();
+    const c = await consumer({}, createConsumerMetrics(metrics, queue));
     const id = await producer.put('watchful', { ms: 60_000 }, { timeoutMs: 200 });
     await producer.done();
     const exit = await c.exited;
@@ -177,6 +186,10 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     const job = await openQueue(queue, redis).getJob(id);
     expect(job?.attemptsMade).toBe(2);
     expect(job?.failedReason).toBe('timed out after 200 ms');
+    // Timeouts apart from other failures: the job counts once, as timed out; its first attempt was retried.
+    expect(await counter(metrics, 'conveyor_jobs_timed_out_total')).toBe(1);
+    expect(await counter(metrics, 'conveyor_jobs_failed_total')).toBe(0);
+    expect(await counter(metrics, 'conveyor_jobs_retried_total')).toBe(1);
   });
 
   it('JOB_TIMEOUT_MS bounds the built-in types', async () => {
@@ -240,3 +253,8 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     expect((await status()).join.totals).toMatchObject({ produced: 0, cancelled: 0 });
   });
 });
+
+async function counter(registry: Registry, name: string): Promise<number> {
+  const m = await registry.getSingleMetric(name)?.get();
+  return m?.values.reduce((n, v) => n + v.value, 0) ?? NaN;
+}
