@@ -351,7 +351,16 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       onCancelEvent(parseRunEvent(message)),
     );
     subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
-    await subscriber.psubscribe(runEventsPattern(config.queue));
+    // An ACL grants a pattern subscription only for a pattern it lists verbatim (docs/security.md):
+    // without it, cancels reach this worker through its heartbeat instead.
+    await subscriber
+      .psubscribe(runEventsPattern(config.queue))
+      .catch((err: unknown) =>
+        log.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          "cannot listen to every run's events: cancels reach this worker on its heartbeat instead",
+        ),
+      );
   }
   // What was cancelled before this consumer listened (the heartbeat repeats this as a backstop).
   const cancelCounts = new Map<string, number[]>();
