@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { queueShards, shardJobPrefix } from '../shared/keys.js';
+import { queueShards, shardJobPrefix, shardRunKeys } from '../shared/keys.js';
 import type { RedisClient } from '../shared/redis.js';
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
 import type { ChaosProcess } from './processes.js';
@@ -50,7 +50,10 @@ export function producerAcknowledged(runId: string, producers: readonly ChaosPro
 export type AuditFigures = {
   /** Ids acknowledged by a producer (its log) or by the run (its producer records). */
   acknowledged: number;
-  /** Acknowledged, but never finished by a handler and never completed or failed in BullMQ. */
+  /**
+   * Acknowledged, but never finished by a handler, never completed or failed in BullMQ, and not
+   * removed by a cancel before it started.
+   */
   lost: string[];
   /** Finished in BullMQ or by a handler, but acknowledged by nobody. */
   unexpected: string[];
@@ -98,17 +101,22 @@ export async function audit(opts: {
   const sets = await Promise.all(
     queueShards(queue, opts.shards).map(async (shard) => {
       const prefix = shardJobPrefix(shard);
-      const [done, fail] = await Promise.all([
+      const [done, fail, cancelled] = await Promise.all([
         redis.zrange(`${prefix}completed`, '0', '-1'),
         redis.zrange(`${prefix}failed`, '0', '-1'),
+        redis.smembers(shardRunKeys(shard, runId).cancelled),
       ]);
-      return { done, fail };
+      // A job a cancel removed before it started is in no BullMQ set: the run's cancelled set names it.
+      const removedByCancel: string[] = [];
+      for (const id of cancelled) if ((await redis.exists(`${prefix}${id}`)) === 0) removedByCancel.push(id);
+      return { done, fail, removedByCancel };
     }),
   );
   const completed = sets.flatMap((x) => x.done);
   const failed = sets.flatMap((x) => x.fail);
   const ledger = readLedger(opts.ledgerFile);
-  const finished = new Set([...completed, ...failed]);
+  const cancelledUnstarted = sets.flatMap((x) => x.removedByCancel);
+  const finished = new Set([...completed, ...failed, ...cancelledUnstarted]);
   for (const [id, e] of ledger) if (e.finishes > 0) finished.add(id);
   const injected = opts.injected ?? new Set<string>();
 
@@ -128,7 +136,10 @@ export async function audit(opts: {
     const j = status.jobs;
     const ackedFinished = [...acked].filter((id) => finished.has(id)).length;
     const injectedCounted = [...injected].filter((id) => finished.has(id)).length;
-    duplicated += Math.max(0, j.completed + j.failed + j.removed - ackedFinished - injectedCounted);
+    duplicated += Math.max(
+      0,
+      j.completed + j.failed + j.cancelled + j.removed - ackedFinished - injectedCounted,
+    );
     duplicated += Math.max(0, j.produced - acked.size);
     forgottenByRun = Math.max(0, acked.size - j.produced);
   }

@@ -12,6 +12,7 @@ const entries: Record<CommandName, string> = {
   dashboard: '../dashboard/main',
   status: '../scripts/status/main',
   gather: '../scripts/gather/main',
+  cancel: '../scripts/cancel/main',
 };
 
 function usage(): string {

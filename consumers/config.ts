@@ -26,6 +26,10 @@ const shape = {
   JOB_MODULES: text(''),
   FLUSH_MS: int(10, 1, 10_000),
   QUEUE_METRICS: bool(false),
+  // A handler that ignores its abort is recorded cancelled (or timed out) this long after the abort.
+  CANCEL_GRACE_MS: int(5_000, 0, 3_600_000),
+  // Time limit for one attempt of a built-in job type (sleep, fetch); 0 = none.
+  JOB_TIMEOUT_MS: int(0, 0, 86_400_000),
 };
 
 export type ConsumerConfig = ReturnType<typeof loadConsumerConfig>;
@@ -45,5 +49,7 @@ export function loadConsumerConfig(env: Env) {
     jobModules: splitList(e.JOB_MODULES),
     flushMs: e.FLUSH_MS,
     queueMetrics: e.QUEUE_METRICS,
+    cancelGraceMs: e.CANCEL_GRACE_MS,
+    jobTimeoutMs: e.JOB_TIMEOUT_MS,
   };
 }

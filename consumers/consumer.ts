@@ -3,13 +3,22 @@ import { MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { duplicateClient, type RedisClient } from '../shared/redis.js';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
-import { queueShards } from '../shared/keys.js';
+import { builtinJobs } from '../shared/jobs/index.js';
+import { queueShards, runEventsPattern } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { readJobData, type JobData } from '../shared/queue.js';
 import { listPendingRuns, parseRunEvent, RunError, RunStore } from '../shared/run/run-store.js';
 import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
+import { runSandboxed } from './sandbox.js';
+import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from './job-control.js';
+
+/** The types JOB_TIMEOUT_MS applies to (a user's own type sets `timeoutMs` in its definition). */
+const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
+
+/** How long a terminated sandbox gets to exit before its job is given up on like any ignored abort. */
+const SANDBOX_EXIT_MS = 2_000;
 
 /** How many not-yet-joined runs a worker without RUN_ID checks per heartbeat. */
 const PENDING_RUNS_CHECKED = 20;
@@ -39,10 +48,19 @@ export type ConsumerHandle = {
 export type ConsumerObserver = {
   /** A job's handler is about to run; `waitMs` is enqueue → start. */
   jobStarted?(job: { id: string; name: string; waitMs: number }): void;
-  /** A job reached a terminal state (completed, or failed after its last attempt). */
-  jobFinished?(job: { id: string; name: string; outcome: 'completed' | 'failed'; durationMs: number }): void;
+  /** A job reached a terminal state (completed, failed after its last attempt, or cancelled). */
+  jobFinished?(job: {
+    id: string;
+    name: string;
+    outcome: 'completed' | 'failed' | 'cancelled';
+    durationMs: number;
+    /** Failed because its last attempt ran out of time. */
+    timedOut?: boolean;
+  }): void;
   /** An attempt failed and the job will be retried. */
   jobRetried?(job: { id: string; name: string }): void;
+  /** An attempt ran out of time (whether it will be retried or not). */
+  jobTimedOut?(job: { id: string; name: string }): void;
   stateChanged?(state: ConsumerState): void;
 };
 
@@ -88,6 +106,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   }
 
   const active = new Set<string>();
+  const control = new JobControl();
   // One signal for every handler: they are only ever aborted together, when a stop's grace runs out.
   const abortJobs = new AbortController();
   const resources = new Map<AnyJobDefinition, unknown>();
@@ -105,6 +124,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     }
     record.heartbeatAt = Date.now();
     record.current = [...active];
+    if (control.runaway.size > 0 || record.runaway) record.runaway = [...control.runaway];
     if (run) await run.saveConsumer(record);
   };
 
@@ -124,6 +144,10 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
       const valid = registry.validate(job.name, data.payload, { measureSize: false });
       if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
+      if (def.isolation && !registry.sourceOf(def.name))
+        throw new UnrecoverableError(
+          `job type "${def.name}" asks for isolation "${def.isolation}" but was not loaded from JOB_MODULES`,
+        );
       // Started before: an ordinary retry, a redelivery, or a job put back to work after the run
       // counted it (a retry from Bull Board or job.retry()), which the run must take back first.
       if (job.id && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
@@ -137,20 +161,56 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           );
       }
       const jobId = job.id ?? '?';
+      // Cancelled (by id, or with its run) before it started: the handler never runs.
+      const refused = control.refusal(jobId, data.run);
+      if (refused) throw new JobCancelledError(refused);
       active.add(jobId);
       observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
       let jobLog: Logger | undefined;
+      const timeoutMs = data.timeoutMs ?? def.timeoutMs ?? (builtinTypes.has(def) ? config.jobTimeoutMs : 0);
+      const source = def.isolation ? registry.sourceOf(def.name) : undefined;
+      // A sandbox is terminated CANCEL_GRACE_MS after its abort; the wait here is a little longer.
+      const graceMs = source ? config.cancelGraceMs + SANDBOX_EXIT_MS : config.cancelGraceMs;
       try {
-        return await def.handler(valid.payload, {
-          jobId,
-          attempt: job.attemptsMade + 1,
-          signal: abortJobs.signal,
-          // Made on first use: most handlers never log, and a child logger per job is not free.
-          get log() {
-            return (jobLog ??= log.child({ jobId }));
+        return await control.run(
+          { id: jobId, run: data.run, timeoutMs, graceMs, stopSignal: abortJobs.signal },
+          (signal) =>
+            def.isolation && source
+              ? runSandboxed(
+                  def.isolation,
+                  {
+                    type: 'run',
+                    source,
+                    name: def.name,
+                    payload: valid.payload,
+                    jobId,
+                    attempt: job.attemptsMade + 1,
+                    logLevel: log.level,
+                  },
+                  signal,
+                  config.cancelGraceMs,
+                  log,
+                )
+              : def.handler(valid.payload, {
+                  jobId,
+                  attempt: job.attemptsMade + 1,
+                  signal,
+                  // Made on first use: most handlers never log, and a child logger per job is not free.
+                  get log() {
+                    return (jobLog ??= log.child({ jobId }));
+                  },
+                  resources: resourcesFor(def),
+                }),
+          (id, still) => {
+            if (still)
+              log.warn(
+                { jobId: id, graceMs: config.cancelGraceMs },
+                'handler ignored the abort: job recorded as ended, but its handler is still running',
+              );
+            else log.info({ jobId: id }, 'a handler that ignored its abort has returned');
+            void save().catch(() => undefined);
           },
-          resources: resourcesFor(def),
-        });
+        );
       } finally {
         active.delete(jobId);
       }
@@ -175,10 +235,18 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       }),
   );
   const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
-  const finished = (shard: number, job: Job, outcome: 'completed' | 'failed') => {
+  const finished = (shard: number, job: Job, outcome: 'completed' | 'failed' | 'cancelled') => {
     if (outcome === 'completed') record.jobsDone++;
-    else record.jobsFailed++;
-    observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome, durationMs: durationOf(job) });
+    else if (outcome === 'failed') record.jobsFailed++;
+    else record.jobsCancelled = (record.jobsCancelled ?? 0) + 1;
+    const timedOut = outcome === 'failed' && isTimeoutReason(job.failedReason);
+    observer.jobFinished?.({
+      id: job.id ?? '?',
+      name: job.name,
+      outcome,
+      durationMs: durationOf(job),
+      ...(timedOut ? { timedOut } : {}),
+    });
     const data = readJobData(job.data);
     if (data) (record.runs ??= {})[data.run] = (record.runs[data.run] ?? 0) + 1;
     if (data && job.id) recorder.add(data.run, shard, job.id, outcome, data.producer);
@@ -189,6 +257,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       if (!job) return;
       // BullMQ sets finishedOn only when the job leaves for the failed set; otherwise it will retry.
       const final = Boolean(job.finishedOn);
+      if (isCancelReason(err.message)) {
+        log.info({ jobId: job.id, reason: err.message }, 'job cancelled');
+        finished(shard, job, 'cancelled');
+        return;
+      }
+      if (isTimeoutReason(err.message)) observer.jobTimedOut?.({ id: job.id ?? '?', name: job.name });
       log.warn(
         { jobId: job.id, attempt: job.attemptsMade, final, err: err.message },
         final ? 'job failed' : 'job failed; will retry',
@@ -204,7 +278,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   let resolveExited!: (e: ConsumerExit) => void;
   const exited = new Promise<ConsumerExit>((r) => (resolveExited = r));
   const stopHeartbeat = new AbortController();
-  const subscriber = run ? duplicateClient(redis, `conveyor:consumer-sub:${record.id}`) : null;
+  const subscriber = duplicateClient(redis, `conveyor:consumer-sub:${record.id}`);
 
   const end = (
     mode: 'cancel' | 'stop' | 'abort',
@@ -237,7 +311,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       record.cancelReason = reason;
       await save(mode === 'cancel' ? 'cancelled' : 'stopped').catch(() => undefined);
       recorder.dispose();
-      if (subscriber) subscriber.disconnect();
+      subscriber.disconnect();
       for (const [def, r] of resources) await def.disposeResources?.(r);
       const exit: ConsumerExit = {
         state: mode === 'cancel' ? 'cancelled' : mode === 'stop' ? 'stopped' : 'aborted',
@@ -253,16 +327,52 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   };
   const cancel = (reason: string) => end('cancel', reason, null);
 
-  if (run && subscriber) {
+  const onCancelEvent = (event: ReturnType<typeof parseRunEvent>) => {
+    if (event?.type === 'cancel-job' && control.cancelJob(event.jobId))
+      log.info({ jobId: event.jobId }, 'job cancelled while running: aborting its handler');
+    if (event?.type === 'cancel-run' && !control.isRunCancelled(event.run)) {
+      const n = control.cancelRun(event.run);
+      log.info({ cancelledRun: event.run, aborted: n }, 'run cancelled: aborting its running jobs');
+    }
+  };
+  if (run) {
     subscriber.on('message', (_channel: string, message: string) => {
       const event = parseRunEvent(message);
+      onCancelEvent(event);
       if (event?.type === 'joined') void cancel('run joined');
       if (event?.type === 'cancel' && (event.consumer === record.id || event.consumer === '*'))
         void cancel(event.reason);
     });
     subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
     await subscriber.subscribe(run.keys.events);
+  } else {
+    // A worker without RUN_ID serves every run on its queue: it hears every run's cancels.
+    subscriber.on('pmessage', (_pattern: string, _channel: string, message: string) =>
+      onCancelEvent(parseRunEvent(message)),
+    );
+    subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
+    // An ACL grants a pattern subscription only for a pattern it lists verbatim (docs/security.md):
+    // without it, cancels reach this worker through its heartbeat instead.
+    await subscriber
+      .psubscribe(runEventsPattern(config.queue))
+      .catch((err: unknown) =>
+        log.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          "cannot listen to every run's events: cancels reach this worker on its heartbeat instead",
+        ),
+      );
   }
+  // What was cancelled before this consumer listened (the heartbeat repeats this as a backstop).
+  const cancelCounts = new Map<string, number[]>();
+  const catchUpCancels = async (store: RunStore) => {
+    if (!control.isRunCancelled(store.runId) && (await store.cancelledAt()) !== null)
+      onCancelEvent({ type: 'cancel-run', run: store.runId, at: 0 });
+    const seen = await store.cancelledJobs(cancelCounts.get(store.runId));
+    if (cancelCounts.size >= 64 && !cancelCounts.has(store.runId)) cancelCounts.clear();
+    cancelCounts.set(store.runId, seen.counts);
+    for (const jobId of seen.ids) onCancelEvent({ type: 'cancel-job', run: store.runId, jobId, at: 0 });
+  };
+  if (run) await catchUpCancels(run);
 
   await save('idle');
   for (const worker of workers)
@@ -279,6 +389,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     while (!stopHeartbeat.signal.aborted) {
       try {
         if (run) {
+          await catchUpCancels(run);
           const why = await run.cancelReason(record.id);
           if (why) {
             void cancel(why);
@@ -311,7 +422,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         } else {
           // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
           // served only by such workers still settles lost producers, reconciles, and joins.
-          await checkPendingRuns(recorder, config.queue, log);
+          await checkPendingRuns(recorder, config.queue, log, catchUpCancels);
         }
       } catch (err) {
         log.warn({ err: String(err) }, 'heartbeat failed');
@@ -324,7 +435,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
 }
 
 /** One join check for each run of the queue that has not joined (the oldest few), skipping other shard counts. */
-async function checkPendingRuns(recorder: FinishRecorder, queue: string, log: Logger): Promise<void> {
+async function checkPendingRuns(
+  recorder: FinishRecorder,
+  queue: string,
+  log: Logger,
+  catchUpCancels: (store: RunStore) => Promise<void>,
+): Promise<void> {
   for (const runId of await listPendingRuns(recorder.redisClient, queue, PENDING_RUNS_CHECKED)) {
     const store = recorder.store(runId);
     const fits = await store.checkShards().then(
@@ -332,6 +448,7 @@ async function checkPendingRuns(recorder: FinishRecorder, queue: string, log: Lo
       () => false,
     );
     if (!fits) continue;
+    await catchUpCancels(store);
     const attempt = await store.tryJoin();
     if (attempt.joinedNow) log.info({ joinedRun: runId }, 'run joined');
   }

@@ -281,9 +281,27 @@ export function createApp(deps: DashboardDeps): Dashboard {
   actions.post('/cancel-run', async (req, res) => {
     const target = await actionTarget(req, res);
     if (!target) return;
-    await target.run.requestCancel('*', target.reason);
-    log.info({ runId: target.run.runId, reason: target.reason }, 'run cancel requested');
-    res.status(202).json({ ok: true, run: target.run.runId, consumer: '*' });
+    const r = await target.run.cancel();
+    log.info({ runId: target.run.runId, reason: target.reason, ...r }, 'run cancel requested');
+    // A joined run is left as it is, and the answer says so.
+    res.status(r.outcome === 'joined' ? 200 : 202).json({ ok: true, run: target.run.runId, ...r });
+  });
+  actions.post('/cancel-job', async (req, res) => {
+    const target = await actionTarget(req, res);
+    if (!target) return;
+    const job = (req.body as Record<string, unknown>).job;
+    if (typeof job !== 'string' || !/^[\w.~-]{1,200}$/.test(job)) {
+      res.status(400).json({ error: '"job" must be a job id' });
+      return;
+    }
+    const r = await target.run.cancelJob(job);
+    log.info({ runId: target.run.runId, jobId: job, reason: target.reason, ...r }, 'job cancel requested');
+    if (r.outcome === 'unknown') {
+      res.status(404).json({ error: `no job "${job}" in run "${target.run.runId}"` });
+      return;
+    }
+    const done = r.outcome === 'finished' || r.outcome === 'joined';
+    res.status(done ? 200 : 202).json({ ok: true, run: target.run.runId, job, outcome: r.outcome });
   });
   app.use('/api/actions', actions);
 

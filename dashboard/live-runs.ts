@@ -33,6 +33,8 @@ export type LiveUpdate = {
   etaSeconds: number | null;
   /** When the queue's wait list became empty (BullMQ "drained"), newest last. */
   drained: number[];
+  /** Up to WAITING_SHOWN jobs of the run not yet started (waiting, prioritized, delayed), each a cancel target. */
+  waitingJobs: string[];
   error: string | null;
 };
 
@@ -151,9 +153,10 @@ class RunWatcher {
     const { redis, queue, queues, leaseMs } = this.opts;
     const runs = await listRuns(redis, queue);
     const runId = this.key || this.opts.defaultRunId || runs[0] || null;
-    const [status, { total, shards }] = await Promise.all([
+    const [status, { total, shards }, waitingJobs] = await Promise.all([
       runId ? readRunStatus(redis, queue, runId, leaseMs) : Promise.resolve(null),
       readQueueDepth(queues),
+      runId ? readWaitingJobs(queues, runId) : Promise.resolve([]),
     ]);
     const now = status?.observedAt ?? Date.now();
     const depth: DepthSample = {
@@ -182,8 +185,21 @@ class RunWatcher {
     const drained = [...this.drainedLog(), ...this.history.inferredDrained]
       .sort((a, b) => a - b)
       .slice(-MAX_DRAINED);
-    return { runId, runs, status, depth, shards, rate, etaSeconds, drained, error: null };
+    return { runId, runs, status, depth, shards, rate, etaSeconds, drained, waitingJobs, error: null };
   }
+}
+
+const WAITING_SHOWN = 20;
+
+/** The first few not-yet-started jobs of a run, over every shard (ids only: one range read per shard). */
+async function readWaitingJobs(queues: readonly Queue<JobData>[], runId: string): Promise<string[]> {
+  const ids = await Promise.all(
+    queues.map((q) => q.getRanges(['waiting', 'prioritized', 'delayed'], 0, WAITING_SHOWN * 5)),
+  );
+  return ids
+    .flat()
+    .filter((id) => id.startsWith(`${runId}.`))
+    .slice(0, WAITING_SHOWN);
 }
 
 function send(res: Response, event: string, data: unknown): void {

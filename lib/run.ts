@@ -1,7 +1,12 @@
 import { commonShape, nameSchema, parseEnv, toCommonConfig } from '../shared/config.js';
 import { runKeys } from '../shared/keys.js';
 import { closeRedis, createRedis, duplicateClient, type RedisClient } from '../shared/redis.js';
-import { parseRunEvent, RunStore } from '../shared/run/run-store.js';
+import {
+  parseRunEvent,
+  RunStore,
+  type CancelJobResult,
+  type CancelRunResult,
+} from '../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
 import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
 
@@ -17,8 +22,16 @@ export type RunHandle = {
    * on `timeoutMs` or when `signal` aborts. A run that does not exist yet is waited for.
    */
   join(opts?: { timeoutMs?: number; signal?: AbortSignal; pollMs?: number }): Promise<RunStatus>;
+  /**
+   * asyncio's `task.cancel()` for the whole run: producers stop, jobs not yet started are cancelled,
+   * running ones aborted; the run then joins with the cancelled count (docs/cancel.md). A joined run
+   * is left as it is (`outcome: 'joined'`).
+   */
+  cancel(): Promise<CancelRunResult>;
+  /** Cancels one job of the run: waiting, it never runs; running, the consumer holding it aborts it. */
+  cancelJob(jobId: string): Promise<CancelJobResult>;
   /** Asks every consumer of the run (or one, by id) to stop taking work and exit after its jobs. */
-  cancel(reason?: string, consumerId?: string): Promise<void>;
+  cancelConsumers(reason?: string, consumerId?: string): Promise<void>;
   /** Closes the connections this handle opened (not a `redis` you passed in). */
   close(): Promise<void>;
 };
@@ -81,7 +94,9 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
     queue: config.queue,
     status,
     join,
-    cancel: (reason = 'cancelled', consumerId = '*') => store.requestCancel(consumerId, reason),
+    cancel: () => store.cancel(),
+    cancelJob: (jobId) => store.cancelJob(jobId),
+    cancelConsumers: (reason = 'cancelled', consumerId = '*') => store.requestCancel(consumerId, reason),
     close: async () => {
       for (const w of waiters) w.disconnect();
       if (!opts.redis) await closeRedis(redis);

@@ -28,6 +28,8 @@ export type PutItem = {
    * Without one, a keyed job goes by its idempotency key and the rest round-robin over the shards.
    */
   shardKey?: string;
+  /** How long one attempt may run (ms) before it is aborted and fails as timed out (retried per ATTEMPTS). */
+  timeoutMs?: number;
 };
 
 export type Producer = {
@@ -35,7 +37,11 @@ export type Producer = {
    * `queue.put(item)`: validates and enqueues; resolves once Redis has stored the job. Its
    * acknowledgement in the run follows in the background (see `flush`).
    */
-  put(type: string, payload: unknown, opts?: { key?: string; shardKey?: string }): Promise<string>;
+  put(
+    type: string,
+    payload: unknown,
+    opts?: { key?: string; shardKey?: string; timeoutMs?: number },
+  ): Promise<string>;
   /** The batch form: all items are validated first, so one bad payload enqueues nothing. */
   putMany(items: readonly PutItem[]): Promise<string[]>;
   /** Resolves when every job put so far is acknowledged in the run (what `done` waits for). */
@@ -155,6 +161,8 @@ export function createProducer(deps: ProducerDeps): Producer {
         if (value !== undefined && !nameSchema.safeParse(value).success)
           throw new PayloadError(item.type, `${field} must be 1-64 letters, digits, "_", "." or "-"`, index);
       }
+      if (item.timeoutMs !== undefined && !(Number.isInteger(item.timeoutMs) && item.timeoutMs > 0))
+        throw new PayloadError(item.type, 'timeoutMs must be a positive whole number of milliseconds', index);
       return { ...item, payload: v.payload };
     });
     const routed = checked.map((item) => ({
@@ -175,7 +183,12 @@ export function createProducer(deps: ProducerDeps): Producer {
     // Same connection and slot, so Redis runs the in-flight write before the add: one round trip for both.
     const jobs = fresh.map(({ item, id }) => ({
       name: item.type,
-      data: { run: run.runId, producer: producerId, payload: item.payload },
+      data: {
+        run: run.runId,
+        producer: producerId,
+        payload: item.payload,
+        ...(item.timeoutMs !== undefined ? { timeoutMs: item.timeoutMs } : {}),
+      },
       opts: { ...deps.jobOptions, jobId: id },
     }));
     const queue = queues[shard]!;
@@ -211,7 +224,11 @@ export function createProducer(deps: ProducerDeps): Producer {
   return {
     putMany,
     put: async (type, payload, opts) =>
-      (await putMany([{ type, payload, key: opts?.key, shardKey: opts?.shardKey }]))[0]!,
+      (
+        await putMany([
+          { type, payload, key: opts?.key, shardKey: opts?.shardKey, timeoutMs: opts?.timeoutMs },
+        ])
+      )[0]!,
     flush,
     done: async (opts) => {
       await flush();

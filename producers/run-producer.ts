@@ -8,7 +8,14 @@ import { RunError, type RunStore } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
 import { createProducer, type PutItem } from './producer.js';
 
-export type ProducerOutcome = { produced: number; planned: number; stoppedEarly: boolean; lost: boolean };
+export type ProducerOutcome = {
+  produced: number;
+  planned: number;
+  stoppedEarly: boolean;
+  lost: boolean;
+  /** The run was cancelled: the producer stopped putting and reported done with what it had put. */
+  cancelled: boolean;
+};
 
 export type RunProducerDeps = {
   /** One BullMQ queue per shard, in shard order. */
@@ -31,7 +38,8 @@ export type ProducerObserver = {
 /**
  * The seed's `produce(q)`: registers in the run, enqueues a random number of jobs with a pause before
  * each, waits while the run has `maxDepth` unfinished jobs, then reports done (which may join the run).
- * `signal` stops production early; the producer still reports done with what it had enqueued.
+ * `signal` stops production early; the producer still reports done with what it had enqueued. So
+ * does a cancel of the run (seen on the heartbeat): the outcome then says `cancelled`.
  */
 export async function runProducer(
   config: ProducerConfig,
@@ -41,11 +49,17 @@ export async function runProducer(
   const { run, log } = deps;
   const planned = drawCount(config.jobs, deps.random);
   await run.create(config.expectedProducers, config.leaseMs, config.retentionMs);
-  const { incarnation, instance } = await run.registerProducer(
-    config.producerId,
-    { host: deps.host, pid: deps.pid },
-    config.leaseMs,
-  );
+  const registered = await run
+    .registerProducer(config.producerId, { host: deps.host, pid: deps.pid }, config.leaseMs)
+    .catch((err: unknown) => {
+      if (err instanceof RunError && err.code === 'cancelled') return null;
+      throw err;
+    });
+  if (!registered) {
+    log.info({ state: 'cancelled' }, 'the run was cancelled before this producer registered: nothing to put');
+    return { produced: 0, planned, stoppedEarly: true, lost: false, cancelled: true };
+  }
+  const { incarnation, instance } = registered;
   log.info(
     { planned, expectedProducers: config.expectedProducers, ...(incarnation > 1 ? { incarnation } : {}) },
     incarnation > 1
@@ -59,6 +73,9 @@ export async function runProducer(
     lost = true;
     log.error(why);
   };
+  // A cancel of the run stops production like a signal does, but the outcome says so.
+  const cancelled = new AbortController();
+  const stopping = AbortSignal.any([signal, cancelled.signal]);
   // The heartbeat runs until done() has been answered: a slow final flush must not cost the lease.
   const stopHeartbeat = new AbortController();
   const heartbeat = (async () => {
@@ -71,7 +88,11 @@ export async function runProducer(
           log.warn({ err: String(err) }, 'heartbeat failed');
           return 'running' as const;
         });
-      if (state === 'running' || state === 'done') continue;
+      if (state === 'cancelled' && !cancelled.signal.aborted) {
+        log.info('the run was cancelled: stopping production');
+        cancelled.abort();
+      }
+      if (state === 'running' || state === 'done' || state === 'cancelled') continue;
       markLost(
         state === 'missing'
           ? "the run's state is gone from Redis (restarted without persistence, or flushed): stopping"
@@ -95,11 +116,12 @@ export async function runProducer(
   const payloadFor = makePayloadFactory(config);
   let sent = 0;
   try {
-    while (sent < planned && !signal.aborted && !lost) {
-      if (config.intervalMs > 0) await sleep(config.intervalMs, undefined, { signal }).catch(() => undefined);
-      if (signal.aborted || lost) break;
-      if (config.maxDepth > 0) await waitForRoom(run, config.maxDepth, signal);
-      if (signal.aborted) break;
+    while (sent < planned && !stopping.aborted && !lost) {
+      if (config.intervalMs > 0)
+        await sleep(config.intervalMs, undefined, { signal: stopping }).catch(() => undefined);
+      if (stopping.aborted || lost) break;
+      if (config.maxDepth > 0) await waitForRoom(run, config.maxDepth, stopping);
+      if (stopping.aborted) break;
       const n = Math.min(config.batchSize, planned - sent);
       const items: PutItem[] = Array.from({ length: n }, (_, i) => ({
         type: config.jobType,
@@ -111,20 +133,24 @@ export async function runProducer(
       sent += n;
       log.debug({ sent, planned }, 'put');
     }
-    if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost };
+    const isCancelled = () => cancelled.signal.aborted;
+    if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
     const { state, join } = await producer.done({ stoppedEarly: sent < planned });
     if (state !== 'done') {
       markLost(`the run marked this producer ${state} before it reported done: its count stands as settled`);
-      return { produced: producer.produced, planned, stoppedEarly: true, lost };
+      return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
     }
     const stoppedEarly = sent < planned;
-    log.info({ produced: producer.produced, planned, stoppedEarly }, 'producer done');
+    log.info(
+      { produced: producer.produced, planned, stoppedEarly, state: isCancelled() ? 'cancelled' : 'done' },
+      isCancelled() ? 'producer done: the run was cancelled' : 'producer done',
+    );
     if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
-    return { produced: producer.produced, planned, stoppedEarly, lost };
+    return { produced: producer.produced, planned, stoppedEarly, lost, cancelled: isCancelled() };
   } catch (err) {
     if (err instanceof RunError && err.code === 'fenced') {
       markLost(err.message);
-      return { produced: producer.produced, planned, stoppedEarly: true, lost };
+      return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
     }
     throw err;
   } finally {

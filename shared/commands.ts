@@ -55,6 +55,8 @@ export const commands = {
       'CONCURRENCY       jobs at once (default 1); CONSUMER_ID (default <host>-<pid>)',
       'JOB_MODULES       comma-separated modules exporting defineJob(...) definitions',
       'LOCK_MS, STALLED_INTERVAL_MS, MAX_STALLED   BullMQ lock and stall settings',
+      'CANCEL_GRACE_MS   a handler that ignores a cancel or timeout is recorded ended after this (default 5000)',
+      'JOB_TIMEOUT_MS    time limit per attempt of the built-in types (default 0: none)',
       'METRICS_PORT      /metrics port (default 9464, 0 = any)',
       ...common,
     ],
@@ -90,6 +92,18 @@ export const commands = {
     options: {},
     allowPositionals: true,
     env: ["JOB_MS            each job's sleep (default 1000); ATTEMPTS, BACKOFF_MS", ...common],
+  },
+  cancel: {
+    name: 'cancel',
+    summary:
+      'Cancels one job of a run (waiting: it never runs; running: the consumer holding it aborts it) or the whole run (producers stop, jobs not yet started are cancelled, running ones aborted, then the run joins). A finished job or a joined run is left as it is, and the command says so.',
+    synopsis: '--run ID [--job JOB_ID] [--json]',
+    options: {
+      run: { type: 'string', help: 'the run (default RUN_ID)' },
+      job: { type: 'string', help: 'the job to cancel (default: the whole run)' },
+      json: { type: 'boolean', help: 'machine-readable output' },
+    },
+    env: ['RUN_ID            the run when --run is not given', ...common],
   },
 } satisfies Record<string, CommandSpec>;
 

@@ -72,7 +72,7 @@ export type RunKeys = {
   consumers: string;
   /** Set: consumer ids asked to cancel ('*' = all). */
   cancel: string;
-  /** Pub/sub channel for run events (joined, cancel). */
+  /** Pub/sub channel for run events (joined, cancel, cancel-job, cancel-run). */
   events: string;
   /** Sorted set: consumer id → its last heartbeat (ms, Redis clock). */
   beats: string;
@@ -100,6 +100,8 @@ export type ShardRunKeys = {
   fenced: string;
   /** Set: ids a fenced instance added anyway (withdrawn, or reported if a consumer ran them). */
   rejected: string;
+  /** Set: job ids someone cancelled (one by one, or swept out of a cancelled run). */
+  cancelled: string;
   /** BullMQ's failed set of this shard. */
   failed: string;
   /** Prefix of a producer's in-flight set (ids sent to Redis, not yet acknowledged). */
@@ -136,6 +138,7 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
     suspect: `${base}:suspect`,
     fenced: `${base}:fenced`,
     rejected: `${base}:rejected`,
+    cancelled: `${base}:cancelled`,
     failed: `${shardJobPrefix(shard)}failed`,
     inflightPrefix: `${base}:inflight:`,
     jobPrefix: shardJobPrefix(shard),
@@ -155,4 +158,9 @@ export function pendingRunsKey(queue: string): string {
 /** Sorted set of joined runs by when their retention ends, so the run index can forget them. */
 export function runExpiriesKey(queue: string): string {
   return `${queuePrefix(queue)}:${queue}:conveyor:run-expiries`;
+}
+
+/** Pattern matching every run's events channel on a queue (what a worker without RUN_ID listens to). */
+export function runEventsPattern(queue: string): string {
+  return `${runBase(queuePrefix(queue), queue, '*')}:events`;
 }

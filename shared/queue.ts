@@ -3,7 +3,13 @@ import type { RedisClient } from './redis.js';
 import { queueShards, type Shard } from './keys.js';
 
 /** What conveyor stores as a BullMQ job's data: the user's payload plus the run it belongs to. */
-export type JobData = { run: string; producer: string; payload: unknown };
+export type JobData = {
+  run: string;
+  producer: string;
+  payload: unknown;
+  /** How long one attempt may run (ms) before it is aborted and fails as timed out. */
+  timeoutMs?: number;
+};
 
 export type RetryPolicy = { attempts: number; backoffMs: number; keepCompleted: number; keepFailed: number };
 
@@ -57,5 +63,9 @@ export function readJobData(data: unknown): JobData | null {
   if (typeof data !== 'object' || data === null) return null;
   const d = data as Record<string, unknown>;
   if (typeof d.run !== 'string' || typeof d.producer !== 'string') return null;
-  return { run: d.run, producer: d.producer, payload: d.payload };
+  const timeoutMs =
+    typeof d.timeoutMs === 'number' && Number.isInteger(d.timeoutMs) && d.timeoutMs > 0
+      ? d.timeoutMs
+      : undefined;
+  return { run: d.run, producer: d.producer, payload: d.payload, ...(timeoutMs ? { timeoutMs } : {}) };
 }

@@ -1,3 +1,4 @@
+import { cancelRun } from './cancel.js';
 import type { Row, ScenarioContext } from '../session.js';
 import { aclUser, tlsAndAuth } from './security.js';
 import { clusterBaseline, clusterFailover, clusterProducerKill } from './cluster.js';
@@ -41,4 +42,7 @@ export const scenarios: readonly Scenario[] = [
   { id: 'cluster-failover', run: clusterFailover(0) },
   { id: 'cluster-failover-lagging', run: clusterFailover(2_000) },
   { id: 'cluster-producer-kill', run: clusterProducerKill },
+  { id: 'cancel-consumer-kill', run: cancelRun('consumer-kill') },
+  { id: 'cancel-redis-restart', run: cancelRun('redis-restart') },
+  { id: 'cancel-cluster', run: cancelRun('cluster') },
 ];

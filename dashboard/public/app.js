@@ -35,6 +35,27 @@ function currentJobs(ids, runId) {
   return short.length > 3 ? `${short.slice(0, 3).join(', ')} +${short.length - 3}` : short.join(', ');
 }
 
+/** One cancel button per job of the run (a consumer's current jobs, or the run's waiting ones). */
+function jobButtons(ids, runId) {
+  const mine = ids.filter((id) => id.startsWith(`${runId}.`));
+  if (mine.length === 0) return currentJobs(ids, runId);
+  return el(
+    'span',
+    { class: 'jobs' },
+    ...mine.map((id) => {
+      const b = el(
+        'button',
+        { type: 'button', class: 'danger job', 'data-job': id, title: `Cancel job ${id}` },
+        `✕ ${id.slice(runId.length + 1)}`,
+      );
+      b.addEventListener('click', () =>
+        act('cancel-job', { run: runId, job: id }, `Cancel job ${id}? A running handler is aborted.`),
+      );
+      return b;
+    }),
+  );
+}
+
 const stateBadge = (state) => el('span', { class: `state state-${state}` }, state);
 
 function showError(message) {
@@ -198,6 +219,11 @@ function otherRuns(runs, runId) {
 function renderTables(u) {
   const s = u.status;
   const now = s ? s.observedAt : Date.now();
+  const waiting = s && s.join.state !== 'joined' ? u.waitingJobs || [] : [];
+  $('waiting-jobs').hidden = waiting.length === 0;
+  $('waiting-list').replaceChildren(
+    info.actions ? jobButtons(waiting, s ? s.runId : '') : currentJobs(waiting, s ? s.runId : ''),
+  );
   $('producers').tBodies[0].replaceChildren(
     ...(s ? s.producers.list : []).map((p) =>
       el(
@@ -244,7 +270,11 @@ function renderTables(u) {
         el('td', { class: 'state-cell' }, stateBadge(c.state)),
         el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
         el('td', { class: 'runs' }, otherRuns(c.runs, s.runId)),
-        el('td', { class: 'current', title: c.current.join('\n') }, currentJobs(c.current, s.runId)),
+        el(
+          'td',
+          { class: 'current', title: c.current.join('\n') },
+          info.actions && !ended ? jobButtons(c.current, s.runId) : currentJobs(c.current, s.runId),
+        ),
         el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
         el(
           'td',
@@ -373,7 +403,7 @@ async function start() {
       act(
         'cancel-run',
         { run: current.status.runId },
-        `Cancel every consumer of run ${current.status.runId}?`,
+        `Cancel run ${current.status.runId}? Producers stop, jobs not yet started are cancelled, running ones aborted.`,
       );
   });
   connect();

@@ -13,7 +13,7 @@ export { JobRegistry } from './registry.js';
 
 export const builtinJobs: readonly AnyJobDefinition[] = [sleepJob, fetchJob];
 
-function isDefinition(v: unknown): v is AnyJobDefinition {
+export function isDefinition(v: unknown): v is AnyJobDefinition {
   if (typeof v !== 'object' || v === null) return false;
   const d = v as Record<string, unknown>;
   return typeof d.name === 'string' && typeof d.handler === 'function' && typeof d.schema === 'object';
@@ -39,7 +39,7 @@ export async function loadJobRegistry(modules: readonly string[], cwd: string): 
     const defs = Object.values(mod).filter(isDefinition);
     if (defs.length === 0)
       throw new ConfigError([`JOB_MODULES: "${spec}" exports no job definition (use defineJob).`]);
-    for (const d of defs) registry.register(d);
+    for (const d of defs) registry.register(d, { spec, url, cwd });
   }
   return registry;
 }
@@ -51,7 +51,11 @@ const TYPESCRIPT = /\.[mc]?ts$/;
  * just works; with the compiled package, tsx installed where the command runs is registered on
  * first need, else the error says what to do.
  */
-async function importJobModule(spec: string, url: string, cwd: string): Promise<Record<string, unknown>> {
+export async function importJobModule(
+  spec: string,
+  url: string,
+  cwd: string,
+): Promise<Record<string, unknown>> {
   try {
     return (await import(url)) as Record<string, unknown>;
   } catch (err) {

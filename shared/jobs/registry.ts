@@ -1,11 +1,15 @@
 import type { AnyJobDefinition } from './define.js';
 import { defaultPayloadLimits, payloadProblem, type PayloadLimits } from './payload-guard.js';
 
+/** Where a job type was loaded from (JOB_MODULES), so a sandbox can load it again. */
+export type JobSource = { spec: string; url: string; cwd: string };
+
 export type Validation = { ok: true; payload: unknown } | { ok: false; reason: string };
 
 /** The job types a process knows, by name. */
 export class JobRegistry {
   private readonly byName = new Map<string, AnyJobDefinition>();
+  private readonly sources = new Map<string, JobSource>();
 
   constructor(
     definitions: readonly AnyJobDefinition[] = [],
@@ -14,11 +18,17 @@ export class JobRegistry {
     for (const d of definitions) this.register(d);
   }
 
-  register(definition: AnyJobDefinition): this {
+  /** `source`: the module it came from, needed to run a type with `isolation` in a sandbox. */
+  register(definition: AnyJobDefinition, source?: JobSource): this {
     if (this.byName.has(definition.name))
       throw new Error(`Job type "${definition.name}" is registered twice.`);
     this.byName.set(definition.name, definition);
+    if (source) this.sources.set(definition.name, source);
     return this;
+  }
+
+  sourceOf(name: string): JobSource | undefined {
+    return this.sources.get(name);
   }
 
   get(name: string): AnyJobDefinition | undefined {

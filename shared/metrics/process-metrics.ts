@@ -41,13 +41,18 @@ export function createProducerMetrics(registry: Registry, queue: string): Produc
 /** What a consumer reports; structurally the consumer's `ConsumerObserver`. */
 export type ConsumerMetrics = {
   jobStarted(job: { waitMs: number }): void;
-  jobFinished(job: { outcome: 'completed' | 'failed'; durationMs: number }): void;
+  jobFinished(job: {
+    outcome: 'completed' | 'failed' | 'cancelled';
+    durationMs: number;
+    timedOut?: boolean;
+  }): void;
   jobRetried(): void;
 };
 
 /**
  * A consumer's counters and histograms, fed by its observer hook:
- * `conveyor_jobs_{completed,failed,retried}_total{queue}`, `conveyor_job_wait_seconds{queue}` (one
+ * `conveyor_jobs_{completed,failed,timed_out,cancelled,retried}_total{queue}` (a job whose last attempt
+ * ran out of time counts as timed out, not failed), `conveyor_job_wait_seconds{queue}` (one
  * observation per attempt started; a retry's wait counts from the original enqueue) and
  * `conveyor_job_duration_seconds{queue}` (one observation per finished job, completed or failed).
  */
@@ -60,7 +65,15 @@ export function createConsumerMetrics(registry: Registry, queue: string): Consum
   const completed = counter('conveyor_jobs_completed_total', 'Jobs this consumer completed.');
   const failed = counter(
     'conveyor_jobs_failed_total',
-    'Jobs that failed for good on this consumer (after their last attempt).',
+    'Jobs that failed for good on this consumer (after their last attempt), timeouts apart.',
+  );
+  const timedOut = counter(
+    'conveyor_jobs_timed_out_total',
+    'Jobs that failed for good on this consumer because their last attempt ran out of time.',
+  );
+  const cancelled = counter(
+    'conveyor_jobs_cancelled_total',
+    'Jobs this consumer recorded cancelled (never started, or aborted while running).',
   );
   const retried = counter(
     'conveyor_jobs_retried_total',
@@ -88,7 +101,15 @@ export function createConsumerMetrics(registry: Registry, queue: string): Consum
   return {
     jobStarted: (job) => wait.observe({ queue }, job.waitMs / 1000),
     jobFinished: (job) => {
-      (job.outcome === 'completed' ? completed : failed).inc({ queue });
+      const c =
+        job.outcome === 'completed'
+          ? completed
+          : job.outcome === 'cancelled'
+            ? cancelled
+            : job.timedOut
+              ? timedOut
+              : failed;
+      c.inc({ queue });
       duration.observe({ queue }, job.durationMs / 1000);
     },
     jobRetried: () => retried.inc({ queue }),

@@ -10,14 +10,18 @@ import {
   type Shard,
   type ShardRunKeys,
 } from '../keys.js';
+import { openShardQueue } from '../queue.js';
 import { luaScript } from './lua-script.js';
 import {
   ackAddedLua,
+  cancelJobLua,
+  cancelRunLua,
   checkRunLua,
   closeShardLua,
   createRunLua,
   heartbeatProducerLua,
   joinRunLua,
+  markCancelledLua,
   producerDoneLua,
   reconcileLua,
   recordFinishedLua,
@@ -41,6 +45,7 @@ const runScripts = {
   joinRun: luaScript(joinRunLua),
   saveConsumer: luaScript(saveConsumerLua),
   requestCancel: luaScript(requestCancelLua),
+  cancelRun: luaScript(cancelRunLua),
 };
 
 const shardScripts = {
@@ -51,6 +56,8 @@ const shardScripts = {
   settleInstance: luaScript(settleInstanceLua),
   closeShard: luaScript(closeShardLua),
   reconcile: luaScript(reconcileLua),
+  cancelJob: luaScript(cancelJobLua),
+  markCancelled: luaScript(markCancelledLua),
 };
 
 /** Open jobs one reconcile pass inspects (a bounded amount of work per join check). */
@@ -79,7 +86,8 @@ export class RunError extends Error {
       | 'shards-mismatch'
       | 'no-run'
       | 'no-producer'
-      | 'fenced',
+      | 'fenced'
+      | 'cancelled',
     message: string,
   ) {
     super(message);
@@ -88,7 +96,36 @@ export class RunError extends Error {
 }
 
 export type RunEvent =
-  { type: 'joined'; joinedAt: number } | { type: 'cancel'; consumer: string; reason: string };
+  | { type: 'joined'; joinedAt: number }
+  | { type: 'cancel'; consumer: string; reason: string }
+  /** One job cancelled: whoever holds it aborts it; nobody starts it. */
+  | { type: 'cancel-job'; run: string; jobId: string; at: number }
+  /** The run cancelled: producers stop, every job of the run not yet started is cancelled, active ones aborted. */
+  | { type: 'cancel-run'; run: string; at: number };
+
+/** What cancelling one job did. */
+export type CancelJobResult = {
+  /**
+   * removed: it was waiting, delayed or prioritized and never runs; signalled: it is running (or
+   * just started) and whoever holds it aborts it; finished: already completed or failed (a no-op);
+   * joined: the run has joined (a no-op); unknown: no such job in the run.
+   */
+  outcome: 'removed' | 'signalled' | 'finished' | 'joined' | 'unknown';
+  shard?: number;
+  /** This call's removal was the run's last unfinished job and it joined the run (exactly one call does). */
+  joinedNow: boolean;
+};
+
+/** What cancelling the run did: `joined` is a no-op (the run had joined), `already` repeats the request. */
+export type CancelRunResult = {
+  outcome: 'cancelled' | 'already' | 'joined';
+  /** When the run was cancelled, or joined (ms, Redis clock). */
+  at: number;
+  /** Jobs not yet started that this call removed and recorded cancelled. */
+  removed: number;
+  /** Nothing was left to wait for and this call joined the run (exactly one call across processes does). */
+  joinedNow: boolean;
+};
 
 type ShardReply = [counted: number, duplicates: number, state: 'open' | 'closed', detail: string];
 type CloseReply = [state: 'open' | 'closed', detail: string, cursor?: string];
@@ -173,6 +210,7 @@ export class RunStore {
       k.suspect,
       k.fenced,
       k.rejected,
+      k.cancelled,
       ...extraKeys,
     ];
     return shardScripts[script](this.redis, keys, args).catch((err: unknown) => {
@@ -212,6 +250,8 @@ export class RunStore {
         );
       case 'NO_RUN':
         return new RunError('no-run', `The ${run} does not exist.`);
+      case 'CANCELLED':
+        return new RunError('cancelled', `The ${run} was cancelled; it takes no more producers.`);
       case 'NO_PRODUCER':
         return new RunError('no-producer', `This producer is not registered in the ${run}.`);
       case 'FENCED':
@@ -275,14 +315,17 @@ export class RunStore {
     return { incarnation, instance: instanceId(id, incarnation) };
   }
 
-  /** Renews the lease; returns the producer's state ('lost' means the run gave up on it). */
+  /**
+   * Renews the lease; returns the producer's state ('lost' means the run gave up on it, 'cancelled'
+   * that the run was cancelled: stop putting and report done).
+   */
   async heartbeatProducer(
     id: string,
     leaseMs: number,
     incarnation = 1,
-  ): Promise<ProducerState | 'missing' | 'superseded'> {
+  ): Promise<ProducerState | 'missing' | 'superseded' | 'cancelled'> {
     return (await this.runCall('heartbeatProducer', id, incarnation, leaseMs)) as
-      ProducerState | 'missing' | 'superseded';
+      ProducerState | 'missing' | 'superseded' | 'cancelled';
   }
 
   /** Records ids about to be sent to a shard, so a producer that dies mid-add can be settled later. */
@@ -353,19 +396,34 @@ export class RunStore {
     shard: number,
     entries: readonly { id: string; outcome: FinishOutcome; instance: string }[],
   ): Promise<{ counted: number; duplicates: number; join: JoinAttempt }> {
-    const k = this.keysOf(shard);
-    const keys = entries.flatMap((e) => [k.inflightPrefix + e.instance, k.jobPrefix + e.id]);
-    const args = entries.flatMap((e) => [e.id, e.outcome, e.instance]);
-    const [counted, duplicates, state, detail] = (await this.shardCall(
-      shard,
-      'recordFinished',
-      keys,
-      ...args,
-    )) as ShardReply;
+    const [counted, duplicates, state, detail] = await this.recordOnShard(shard, entries);
     // Empty here may mean the whole run is done: only the run's own check can tell.
     const mayJoin = state === 'closed' || detail === '0';
     const join = mayJoin ? await this.tryJoin() : toAttempt('jobs-unfinished', detail);
     return { counted, duplicates, join };
+  }
+
+  private async recordOnShard(
+    shard: number,
+    entries: readonly { id: string; outcome: FinishOutcome; instance: string }[],
+  ): Promise<ShardReply> {
+    const k = this.keysOf(shard);
+    const keys = entries.flatMap((e) => [k.inflightPrefix + e.instance, k.jobPrefix + e.id]);
+    const args = entries.flatMap((e) => [e.id, e.outcome, e.instance]);
+    return (await this.shardCall(shard, 'recordFinished', keys, ...args)) as ShardReply;
+  }
+
+  /**
+   * Job ids cancelled one by one on any shard, read only when a shard's count changed since
+   * `known` (a consumer's backstop for a missed event). Returns the counts to pass next time.
+   */
+  async cancelledJobs(known: readonly number[] = []): Promise<{ ids: string[]; counts: number[] }> {
+    const counts = await Promise.all(this.shardKeys.map((k) => this.redis.scard(k.cancelled)));
+    const changed = counts.map((n, i) => n !== (known[i] ?? 0));
+    const ids = await Promise.all(
+      this.shardKeys.map((k, i) => (changed[i] ? this.redis.smembers(k.cancelled) : Promise.resolve([]))),
+    );
+    return { ids: ids.flat(), counts };
   }
 
   /**
@@ -389,18 +447,17 @@ export class RunStore {
    * times; exactly one call across all of them gets `joinedNow`.
    */
   async tryJoin(): Promise<JoinAttempt> {
-    const [firstReason, firstDetail, firstRetention, ...unsettled] = (await this.runCall('checkRun')) as [
-      string,
-      string,
-      string,
-      ...string[],
-    ];
+    const [firstReason, firstDetail, firstRetention, cancelled, ...unsettled] = (await this.runCall(
+      'checkRun',
+    )) as [string, string, string, string, ...string[]];
     let [reason, detail, retention] = [firstReason, firstDetail, firstRetention];
     if (unsettled.length > 0) {
       await this.settle(unsettled);
       if (reason === 'producers-settling')
         [reason, detail, retention] = (await this.runCall('checkRun')) as [string, string, string];
     }
+    // A cancelled run: jobs acknowledged since the cancel (or missed by it) are cancelled here.
+    if (cancelled === '1') await this.sweepCancelled();
     if (reason !== 'producers-finished') return toAttempt(reason as JoinReason, detail);
     const shards = await Promise.all(this.shards.map((_, i) => this.closeShard(i, retention)));
     const open = shards.filter(([state]) => state === 'open');
@@ -471,6 +528,119 @@ export class RunStore {
     return Number(await this.runCall('saveConsumer', record.id, JSON.stringify(record)));
   }
 
+  /** When the run was cancelled (ms, Redis clock), or null. */
+  async cancelledAt(): Promise<number | null> {
+    const at = await this.redis.hget(this.keys.meta, 'cancelledAt');
+    return at === null ? null : Number(at);
+  }
+
+  /**
+   * asyncio's `task.cancel()` for one job, from any process. Waiting, delayed or prioritized: removed
+   * and recorded cancelled (it never runs). Running: the consumer holding it aborts its handler (it
+   * is told on the events channel) and records it cancelled. Finished, or the run joined: a no-op.
+   */
+  async cancelJob(jobId: string): Promise<CancelJobResult> {
+    const event: RunEvent = { type: 'cancel-job', run: this.runId, jobId, at: Date.now() };
+    for (let shard = 0; shard < this.shards.length; shard++) {
+      const k = this.keysOf(shard);
+      const state = (await this.shardCall(shard, 'cancelJob', [k.jobPrefix + jobId], jobId)) as
+        'joined' | 'unknown' | 'finished' | 'cancelling';
+      if (state === 'joined') return { outcome: 'joined', shard, joinedNow: false };
+      if (state === 'unknown') continue;
+      if (state === 'finished') return { outcome: 'finished', shard, joinedNow: false };
+      // Remove first, tell the holder after: told first, a consumer could abort it and release its
+      // lock before the remove, which would then delete a finished job.
+      const { removed, mayJoin } = await this.removeUnstarted(shard, [jobId]);
+      if (removed > 0) {
+        const joinedNow = mayJoin ? (await this.tryJoin()).joinedNow : false;
+        return { outcome: 'removed', shard, joinedNow };
+      }
+      await this.redis.publish(this.keys.events, JSON.stringify(event));
+      return { outcome: 'signalled', shard, joinedNow: false };
+    }
+    return { outcome: 'unknown', joinedNow: false };
+  }
+
+  /**
+   * Cancels the run: producers stop putting and report done, registering is refused, every job not
+   * yet started is removed and recorded cancelled (here, and by every later join check, so jobs
+   * acknowledged after this call are caught too), and consumers abort the run's active jobs. The run
+   * then joins as usual, with the cancelled count in its totals. A joined run is left as it is.
+   */
+  async cancel(): Promise<CancelRunResult> {
+    const event: RunEvent = { type: 'cancel-run', run: this.runId, at: Date.now() };
+    const [outcome, at] = (await this.runCall('cancelRun')) as [CancelRunResult['outcome'], string];
+    if (outcome === 'joined') return { outcome, at: Number(at), removed: 0, joinedNow: false };
+    // Unstarted jobs first, then the word to consumers (an aborted job releases its slot, and a
+    // consumer could take, refuse and finish a waiting job while this sweep reads it).
+    const removed = await this.sweepCancelled();
+    await this.redis.publish(this.keys.events, JSON.stringify(event));
+    // Producers that ended before the cancel may leave nothing to wait for: try the join now.
+    const { joinedNow } = await this.tryJoin();
+    return { outcome, at: Number(at), removed, joinedNow };
+  }
+
+  /** Removes the cancelled run's unstarted jobs on every shard (a bounded amount per call) and records them. */
+  private async sweepCancelled(): Promise<number> {
+    let removed = 0;
+    for (let shard = 0; shard < this.shards.length; shard++) {
+      const k = this.keysOf(shard);
+      let cursor = '0';
+      for (let round = 0; round < 4; round++) {
+        const [next, ids] = await this.redis.sscan(k.open, cursor, 'COUNT', String(RECONCILE_BATCH));
+        removed += (await this.removeUnstarted(shard, ids)).removed;
+        cursor = next;
+        if (cursor === '0') break;
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Removes those of `ids` that have not started (a job a worker holds is locked: BullMQ refuses; one
+   * that started is left to the consumer holding it, or to its refusal at start) and
+   * records them cancelled. Each is marked cancelled first, so one whose record is lost (this process
+   * dies between the two) is still counted cancelled by the join check.
+   */
+  private async removeUnstarted(
+    shard: number,
+    ids: readonly string[],
+  ): Promise<{ removed: number; mayJoin: boolean }> {
+    const none = { removed: 0, mayJoin: false };
+    if (ids.length === 0) return none;
+    const k = this.keysOf(shard);
+    // Only jobs that never started, or wait for a retry: a job that started and is not delayed may be
+    // active, or may finish between this read and the remove (which would then delete a finished job).
+    const rows = await Promise.all(
+      ids.map((id) =>
+        Promise.all([
+          this.redis.hmget(k.jobPrefix + id, 'data', 'finishedOn', 'processedOn'),
+          this.redis.zscore(k.jobPrefix + 'delayed', id),
+        ]),
+      ),
+    );
+    const candidates = ids.flatMap((id, i) => {
+      const [[data, finishedOn, processedOn], delayed] = rows[i]!;
+      const unstarted = !finishedOn && (!processedOn || delayed !== null);
+      const instance = data && unstarted ? instanceOfData(data) : null;
+      return instance ? [{ id, instance }] : [];
+    });
+    if (candidates.length === 0) return none;
+    await this.shardCall(shard, 'markCancelled', [], ...candidates.map((c) => c.id));
+    const queue = openShardQueue(this.shards[shard]!, this.redis);
+    try {
+      const codes = await Promise.all(candidates.map((c) => queue.remove(c.id).catch(() => 0)));
+      const entries = candidates
+        .filter((_, i) => codes[i] === 1)
+        .map((c) => ({ id: c.id, outcome: 'cancelled' as const, instance: c.instance }));
+      if (entries.length === 0) return none;
+      const [, , state, detail] = await this.recordOnShard(shard, entries);
+      return { removed: entries.length, mayJoin: state === 'closed' || detail === '0' };
+    } finally {
+      await queue.close();
+    }
+  }
+
   /** Asks one consumer (or '*' for all) to cancel: it stops taking work and exits after its jobs. */
   async requestCancel(consumer: string, reason: string): Promise<void> {
     const event: RunEvent = { type: 'cancel', consumer, reason };
@@ -506,6 +676,10 @@ export function parseRunEvent(message: string): RunEvent | null {
     const v = JSON.parse(message) as Partial<RunEvent>;
     if (v.type === 'joined' && typeof v.joinedAt === 'number')
       return { type: 'joined', joinedAt: v.joinedAt };
+    if (v.type === 'cancel-job' && typeof v.run === 'string' && typeof v.jobId === 'string')
+      return { type: 'cancel-job', run: v.run, jobId: v.jobId, at: Number(v.at) || 0 };
+    if (v.type === 'cancel-run' && typeof v.run === 'string')
+      return { type: 'cancel-run', run: v.run, at: Number(v.at) || 0 };
     if (v.type === 'cancel' && typeof v.consumer === 'string')
       return {
         type: 'cancel',
@@ -516,4 +690,14 @@ export function parseRunEvent(message: string): RunEvent | null {
     // not ours
   }
   return null;
+}
+
+/** The producer instance named in a BullMQ job's stored data, or null when it is not a conveyor job. */
+function instanceOfData(raw: string): string | null {
+  try {
+    const v = JSON.parse(raw) as { producer?: unknown };
+    return typeof v.producer === 'string' ? v.producer : null;
+  } catch {
+    return null;
+  }
 }

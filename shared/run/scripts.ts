@@ -47,8 +47,12 @@ export const SHARD_KEY_NAMES = [
   'suspect',
   'fenced',
   'rejected',
+  'cancelled',
 ] as const;
 const SHARD_FIXED = SHARD_KEY_NAMES.length;
+
+/** How a cancelled job's failure reason begins in BullMQ (the reconcile counts such a job cancelled). */
+export const CANCELLED_REASON = 'conveyor: cancelled';
 
 const common = /* lua */ `
 local function now_ms()
@@ -131,8 +135,8 @@ end
 const shardPrelude =
   common +
   /* lua */ `
-local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED, CANCELLED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local FIXED = ${SHARD_FIXED}
 
 -- An id its producer's in-flight set held: count it once, whether its job already finished or not.
@@ -159,9 +163,9 @@ end
 -- Every producer has finished and no acknowledged job here is unfinished: the shard's totals are final.
 local function close(now, retention_ms)
   if redis.call('HEXISTS', SMETA, 'closedAt') == 0 then
-    local m = redis.call('HMGET', SMETA, 'produced', 'completed', 'failed', 'removed')
+    local m = redis.call('HMGET', SMETA, 'produced', 'completed', 'failed', 'removed', 'cancelled')
     local totals = cjson.encode({produced = tonumber(m[1]) or 0, completed = tonumber(m[2]) or 0,
-      failed = tonumber(m[3]) or 0, removed = tonumber(m[4]) or 0,
+      failed = tonumber(m[3]) or 0, removed = tonumber(m[4]) or 0, cancelled = tonumber(m[5]) or 0,
       unexpected = redis.call('SCARD', EARLY)})
     redis.call('HSET', SMETA, 'closedAt', now, 'closedTotals', totals, 'retentionMs', retention_ms)
     redis.call('DEL', SUSPECT)
@@ -208,6 +212,7 @@ export const registerProducerLua =
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NO_RUN') end
 if state == 'joined' then return redis.error_reply('JOINED') end
+if redis.call('HEXISTS', META, 'cancelledAt') == 1 then return redis.error_reply('CANCELLED') end
 local now = now_ms()
 local rec = load_producer(ARGV[2])
 if rec then
@@ -251,6 +256,7 @@ rec.heartbeatAt = now
 save_producer(ARGV[2], rec)
 redis.call('SREM', CREDITED, ARGV[2])
 redis.call('ZADD', LEASES, now + tonumber(ARGV[4]), ARGV[2])
+if redis.call('HEXISTS', META, 'cancelledAt') == 1 then return 'cancelled' end
 return 'running'
 `;
 
@@ -282,19 +288,22 @@ return rec.state
 
 /**
  * The run's half of the distributed queue.join(). Costs O(1) in the number of producers: counts,
- * plus the few leases that just ran out. Returns {reason, detail, retention ms, instances to settle...}:
- * 'producers-finished' once every expected producer registered and finished (done, or lost when its
- * lease ran out) and every dead instance is settled (for ever after: all three are final), else why
- * not. The instances listed must be settled on every shard (then `settledRun`), whatever the reason.
+ * plus the few leases that just ran out. Returns {reason, detail, retention ms, cancelled ('1' when
+ * someone cancelled the run), instances to settle...}: 'producers-finished' once every expected
+ * producer registered and finished (done, or lost when its lease ran out) and every dead instance is
+ * settled (for ever after: all three are final), else why not. A cancelled run no longer waits for
+ * producers that never registered (registering is refused after the cancel). The instances listed
+ * must be settled on every shard (then `settledRun`), whatever the reason.
  */
 export const checkRunLua =
   runPrelude +
   /* lua */ `
 local state = redis.call('HGET', META, 'state')
-if not state then return {'no-run', '0', '0'} end
-if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt'), '0'} end
+if not state then return {'no-run', '0', '0', '0'} end
+if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt'), '0', '0'} end
 local now = now_ms()
 observe(now)
+local cancelled = tostring(redis.call('HEXISTS', META, 'cancelledAt'))
 for _, pid in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 100)) do
   lose_producer(pid, now)
 end
@@ -304,14 +313,14 @@ local expected = tonumber(redis.call('HGET', META, 'expectedProducers'))
 local registered = redis.call('HLEN', PRODUCERS)
 local running = redis.call('ZCARD', LEASES)
 local unsettled = redis.call('SCARD', UNSETTLED)
-if registered < expected then
-  result = {'producers-missing', tostring(expected - registered), retention}
+if registered < expected and cancelled == '0' then
+  result = {'producers-missing', tostring(expected - registered), retention, cancelled}
 elseif running > 0 then
-  result = {'producers-running', tostring(running), retention}
+  result = {'producers-running', tostring(running), retention, cancelled}
 elseif unsettled > 0 then
-  result = {'producers-settling', tostring(unsettled), retention}
+  result = {'producers-settling', tostring(unsettled), retention, cancelled}
 else
-  return {'producers-finished', '0', retention}
+  return {'producers-finished', '0', retention, cancelled}
 end
 for _, id in ipairs(redis.call('SRANDMEMBER', UNSETTLED, 50)) do table.insert(result, id) end
 return result
@@ -337,14 +346,15 @@ if not state then return {'no-run', '0'} end
 if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt')} end
 local shards = tonumber(redis.call('HGET', META, 'shards') or '1')
 if #ARGV - 1 ~= shards then return redis.error_reply('SHARDS_MISMATCH ' .. shards) end
-local sum = {produced = 0, completed = 0, failed = 0, removed = 0, unexpected = 0}
+local sum = {produced = 0, completed = 0, failed = 0, removed = 0, cancelled = 0, unexpected = 0}
 for i = 2, #ARGV do
   local t = cjson.decode(ARGV[i])
   for k, _ in pairs(sum) do sum[k] = sum[k] + (tonumber(t[k]) or 0) end
 end
 local now = now_ms()
 local totals = cjson.encode({produced = sum.produced, completed = sum.completed, failed = sum.failed,
-  removed = sum.removed, lostProducers = tonumber(redis.call('HGET', META, 'lostProducers')) or 0})
+  removed = sum.removed, cancelled = sum.cancelled,
+  lostProducers = tonumber(redis.call('HGET', META, 'lostProducers')) or 0})
 redis.call('HSET', META, 'state', 'joined', 'joinedAt', now, 'unexpected', sum.unexpected,
   'totalsAtJoin', totals)
 redis.call('ZREM', PENDING, redis.call('HGET', META, 'runId'))
@@ -375,6 +385,55 @@ redis.call('SADD', CANCEL, ARGV[2])
 keep_ttl()
 redis.call('PUBLISH', ARGV[1], ARGV[3])
 return 1
+`;
+
+/**
+ * Marks the run cancelled: producers stop (their heartbeat says so), registering is refused, and
+ * every join check cancels the jobs not yet started. The caller then tells every process on the
+ * events channel. Returns {'cancelled', at} the first time, {'already', at} after, {'joined',
+ * joinedAt} for a run that has joined (a no-op).
+ */
+export const cancelRunLua =
+  runPrelude +
+  /* lua */ `
+local state = redis.call('HGET', META, 'state')
+if not state then return redis.error_reply('NO_RUN') end
+if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt')} end
+local at = redis.call('HGET', META, 'cancelledAt')
+if at then return {'already', at} end
+local now = now_ms()
+redis.call('HSET', META, 'cancelledAt', now)
+return {'cancelled', tostring(now)}
+`;
+
+/**
+ * Marks one job cancelled on its shard. KEYS[FIXED+1] the job's hash; ARGV[1] job id. Returns
+ * 'joined' (the run's totals are final: a no-op), 'unknown' (no such job here), 'finished' (already
+ * terminal: a no-op), or 'cancelling' (marked: the caller removes it if it has not started, else
+ * tells whoever holds it to abort it).
+ */
+export const cancelJobLua =
+  shardPrelude +
+  /* lua */ `
+local id, jk = ARGV[1], KEYS[FIXED + 1]
+if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then return 'joined' end
+if redis.call('EXISTS', jk) == 0 then
+  if redis.call('SISMEMBER', OPEN, id) == 0 then return 'unknown' end
+elseif redis.call('HEXISTS', jk, 'finishedOn') == 1 then
+  return 'finished'
+end
+redis.call('SADD', CANCELLED, id)
+keep_ttl()
+return 'cancelling'
+`;
+
+/** ARGV[1..] job ids about to be removed because their run was cancelled. */
+export const markCancelledLua =
+  shardPrelude +
+  /* lua */ `
+if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then return 0 end
+for i = 1, #ARGV do redis.call('SADD', CANCELLED, ARGV[i]) end
+return #ARGV
 `;
 
 /**
@@ -432,7 +491,7 @@ return tonumber(redis.call('HGET', SMETA, 'tallied:' .. ARGV[1]))
 `;
 
 /**
- * Triples (job id, 'completed'|'failed', instance) from ARGV[1]; for entry i, KEYS[FIXED + 2i - 1]
+ * Triples (job id, 'completed'|'failed'|'cancelled', instance) from ARGV[1]; for entry i, KEYS[FIXED + 2i - 1]
  * is the instance's in-flight set and KEYS[FIXED + 2i] the job's hash. Counts each job once: through
  * the open set, or (finished before its producer acknowledged it) through the early set, which the
  * in-flight set vouches for even when BullMQ already deleted the job. Returns {counted, duplicates,
@@ -471,6 +530,9 @@ for i = 1, #ARGV / 3 do
       -- the join check already counted it from BullMQ's record; this late report confirms it
     elseif mark == 'after-join' then
       redis.call('HSET', jk, 'cvAcct', outcome)
+    elseif outcome == 'cancelled' and redis.call('SISMEMBER', CANCELLED, id) == 1 then
+      -- a cancel reported by both its sides (a sweep removed the job a consumer had just refused):
+      -- decided once, counted once, and no redelivery to warn about
     else
       dup = dup + 1
     end
@@ -498,7 +560,7 @@ export const reopenLua =
 local id, jk, inflight = ARGV[1], KEYS[FIXED + 1], KEYS[FIXED + 2]
 if redis.call('SISMEMBER', OPEN, id) == 1 then return 'open' end
 local mark = redis.call('HGET', jk, 'cvAcct')
-if mark ~= 'completed' and mark ~= 'failed' then return 'uncounted' end
+if mark ~= 'completed' and mark ~= 'failed' and mark ~= 'cancelled' then return 'uncounted' end
 if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
   redis.call('HSET', jk, 'cvAcct', 'after-join')
   redis.call('HINCRBY', SMETA, 'afterJoin', 1)
@@ -568,7 +630,8 @@ return {'open', tostring(open), redis.call('HGET', SMETA, 'reconcileCursor') or 
  * KEYS[FIXED+1] BullMQ's failed set, KEYS[FIXED+1+i] the hash of ARGV[3+i]; ARGV[1] the SSCAN cursor
  * to resume from next time, ARGV[2] the run's retention ms, ARGV[3] the grace (ms), ARGV[4..] open ids
  * the caller scanned.
- * A finished job is counted from BullMQ's record, a vanished one as removed, each only after it
+ * A finished job is counted from BullMQ's record (cancelled when its failure is conveyor's cancel),
+ * a vanished one as removed (cancelled when someone cancelled it), each only after it
  * stayed that way for a grace measured on Redis's clock (a live consumer's report takes
  * milliseconds; removeOnComplete may trim a job while its report is on the way). Returns like
  * closeShard.
@@ -578,6 +641,7 @@ export const reconcileLua =
   /* lua */ `
 local now = now_ms()
 local grace = tonumber(ARGV[3])
+local CANCEL_MARK = '${CANCELLED_REASON}'
 for i = 4, #ARGV do
   local id, jk = ARGV[i], KEYS[FIXED + i - 2]
   if redis.call('SISMEMBER', OPEN, id) == 1 then
@@ -591,10 +655,16 @@ for i = 4, #ARGV do
         redis.call('SREM', OPEN, id)
         redis.call('HDEL', SUSPECT, id)
         if gone then
-          redis.call('HINCRBY', SMETA, 'removed', 1)
+          local outcome = 'removed'
+          if redis.call('SISMEMBER', CANCELLED, id) == 1 then outcome = 'cancelled' end
+          redis.call('HINCRBY', SMETA, outcome, 1)
         else
           local outcome = 'completed'
-          if redis.call('ZSCORE', KEYS[FIXED + 1], id) then outcome = 'failed' end
+          if redis.call('ZSCORE', KEYS[FIXED + 1], id) then
+            outcome = 'failed'
+            local reason = redis.call('HGET', jk, 'failedReason') or ''
+            if string.sub(reason, 1, #CANCEL_MARK) == CANCEL_MARK then outcome = 'cancelled' end
+          end
           redis.call('HSET', jk, 'cvAcct', outcome, 'cvReconciled', 1)
           redis.call('HINCRBY', SMETA, outcome, 1)
           redis.call('HINCRBY', SMETA, 'reconciled', 1)

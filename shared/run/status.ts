@@ -11,6 +11,8 @@ export type RunStatus = {
   join: {
     state: 'pending' | 'joined';
     joinedAt: string | null;
+    /** When someone cancelled the run (it joins once its active jobs are aborted), or null. */
+    cancelledAt: string | null;
     /** What the join still waits for, when pending. */
     waitingFor:
       | 'run-not-created'
@@ -26,6 +28,8 @@ export type RunStatus = {
       completed: number;
       failed: number;
       removed: number;
+      /** Absent in totals recorded before cancellation existed. */
+      cancelled?: number;
       lostProducers: number;
     } | null;
   };
@@ -37,6 +41,8 @@ export type RunStatus = {
     unfinished: number;
     /** Acknowledged jobs removed from the queue by hand before finishing. */
     removed: number;
+    /** Jobs cancelled (one by one, or with their run): never started, or aborted while running. */
+    cancelled: number;
     /** Finished jobs that no producer acknowledged (a producer died between add and acknowledge). */
     unexpected: number;
     /** Finish reports ignored because the job was already counted (redelivery after a crash). */
@@ -72,6 +78,7 @@ export type ShardStatus = {
   produced: number;
   completed: number;
   failed: number;
+  cancelled: number;
   unfinished: number;
   /** True once every producer finished and no job of the run is unfinished here. */
   closed: boolean;
@@ -82,6 +89,7 @@ const COUNTERS = [
   'completed',
   'failed',
   'removed',
+  'cancelled',
   'duplicateFinishes',
   'reconciled',
   'lostAcks',
@@ -171,7 +179,7 @@ export async function readRunStatus(
   let waitingFor: RunStatus['join']['waitingFor'] = null;
   if (!joined) {
     if (!created) waitingFor = 'run-not-created';
-    else if (producers.length < expected) waitingFor = 'producers-missing';
+    else if (producers.length < expected && meta.cancelledAt === undefined) waitingFor = 'producers-missing';
     else if (count('running') > 0) waitingFor = 'producers-running';
     else if (unsettled > 0) waitingFor = 'producers-settling';
     else if (total((r) => r.open) > 0) waitingFor = 'jobs-unfinished';
@@ -186,6 +194,7 @@ export async function readRunStatus(
     join: {
       state: joined ? 'joined' : 'pending',
       joinedAt: iso(meta.joinedAt),
+      cancelledAt: iso(meta.cancelledAt),
       waitingFor,
       totals: meta.totalsAtJoin ? (JSON.parse(meta.totalsAtJoin) as RunStatus['join']['totals']) : null,
     },
@@ -209,6 +218,7 @@ export async function readRunStatus(
       produced: num(smeta.produced),
       completed: num(smeta.completed),
       failed: num(smeta.failed),
+      cancelled: num(smeta.cancelled),
       unfinished: open,
       closed: smeta.closedAt !== undefined,
     })),
@@ -221,20 +231,24 @@ export function formatRunStatus(s: RunStatus): string {
   const p = s.producers;
   const join =
     s.join.state === 'joined'
-      ? `joined at ${s.join.joinedAt ?? '?'}`
-      : `pending (waiting for ${s.join.waitingFor ?? '?'})`;
+      ? `joined at ${s.join.joinedAt ?? '?'}${s.join.cancelledAt ? ` (cancelled at ${s.join.cancelledAt})` : ''}`
+      : `${s.join.cancelledAt ? `cancelling since ${s.join.cancelledAt}` : 'pending'} (waiting for ${s.join.waitingFor ?? '?'})`;
   const stoppedEarly = p.list.filter((x) => x.state === 'done' && x.stoppedEarly).length;
   const consumers =
     s.consumers
       .map((c) => {
         const others = Object.entries(c.runs ?? {}).filter(([run]) => run !== s.runId);
         const served = others.map(([run, n]) => `${run}: ${n} job${n === 1 ? '' : 's'}`).join(', ');
-        return `${c.id}=${c.state}${served ? ` (also served ${served})` : ''}`;
+        const runaway = c.runaway?.length
+          ? ` (${c.runaway.length} handler${c.runaway.length === 1 ? '' : 's'} still running after its job ended: ${c.runaway.join(', ')})`
+          : '';
+        return `${c.id}=${c.state}${served ? ` (also served ${served})` : ''}${runaway}`;
       })
       .join(', ') || 'none';
   return [
     `run ${s.runId} on queue ${s.queue}: ${join}`,
     `  jobs       produced ${j.produced}, completed ${j.completed}, failed ${j.failed}, unfinished ${j.unfinished}` +
+      (j.cancelled ? `, cancelled ${j.cancelled}` : '') +
       (j.removed ? `, removed ${j.removed}` : '') +
       (j.unexpected ? `, unexpected ${j.unexpected}` : '') +
       (j.lostAcks ? `, LOST ${j.lostAcks} acknowledged (Redis rolled back)` : '') +
@@ -248,7 +262,7 @@ export function formatRunStatus(s: RunStatus): string {
     ...(s.shards.length > 1
       ? s.shards.map(
           (h) =>
-            `  shard ${h.index}    ${h.name}: produced ${h.produced}, completed ${h.completed}, failed ${h.failed}, unfinished ${h.unfinished}${h.closed ? ', closed' : ''}`,
+            `  shard ${h.index}    ${h.name}: produced ${h.produced}, completed ${h.completed}, failed ${h.failed}, cancelled ${h.cancelled}, unfinished ${h.unfinished}${h.closed ? ', closed' : ''}`,
         )
       : []),
   ].join('\n');
@@ -261,7 +275,9 @@ export function formatRunList(runs: readonly RunStatus[], queue: string): string
   if (runs.length === 0) return `no runs on queue "${queue}"`;
   const rows = runs.map((s) => {
     const j = s.jobs;
-    const state = s.join.state === 'joined' ? 'joined' : `pending (${s.join.waitingFor ?? '?'})`;
+    const joined = s.join.cancelledAt ? 'joined (cancelled)' : 'joined';
+    const pending = s.join.cancelledAt ? 'cancelling' : 'pending';
+    const state = s.join.state === 'joined' ? joined : `${pending} (${s.join.waitingFor ?? '?'})`;
     const took =
       s.join.joinedAt && s.createdAt
         ? `${((Date.parse(s.join.joinedAt) - Date.parse(s.createdAt)) / 1000).toFixed(1)} s`

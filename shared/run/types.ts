@@ -47,7 +47,14 @@ export type ConsumerRecord = {
   state: ConsumerState;
   jobsDone: number;
   jobsFailed: number;
+  /** Jobs it recorded cancelled (absent until the first). */
+  jobsCancelled?: number;
   current: string[];
+  /**
+   * Jobs recorded cancelled or timed out whose handler ignored the abort and is still running here
+   * (it holds no slot, but it still uses the process).
+   */
+  runaway?: string[];
   startedAt: number;
   heartbeatAt: number;
   cancelledAt?: number;
@@ -59,4 +66,4 @@ export type ConsumerRecord = {
   runs?: Record<string, number>;
 };
 
-export type FinishOutcome = 'completed' | 'failed';
+export type FinishOutcome = 'completed' | 'failed' | 'cancelled';

@@ -121,9 +121,36 @@ describe('dashboard', () => {
     const status = (await request(app).get('/api/status?run=s').expect(200)).body as RunStatus;
     expect(status.jobs).toMatchObject({ produced: 7, completed: 2, unfinished: 5 });
     expect(status.shards).toEqual([
-      { index: 0, name: names[0], produced: 3, completed: 0, failed: 0, unfinished: 3, closed: false },
-      { index: 1, name: names[1], produced: 2, completed: 2, failed: 0, unfinished: 0, closed: true },
-      { index: 2, name: names[2], produced: 2, completed: 0, failed: 0, unfinished: 2, closed: false },
+      {
+        index: 0,
+        name: names[0],
+        produced: 3,
+        completed: 0,
+        failed: 0,
+        cancelled: 0,
+        unfinished: 3,
+        closed: false,
+      },
+      {
+        index: 1,
+        name: names[1],
+        produced: 2,
+        completed: 2,
+        failed: 0,
+        cancelled: 0,
+        unfinished: 0,
+        closed: true,
+      },
+      {
+        index: 2,
+        name: names[2],
+        produced: 2,
+        completed: 0,
+        failed: 0,
+        cancelled: 0,
+        unfinished: 2,
+        closed: false,
+      },
     ]);
     // BullMQ itself still holds all seven jobs (nothing consumed them): the queue's view, per shard.
     const depth = (await request(app).get('/api/queue').expect(200)).body as Record<string, unknown>;
@@ -342,7 +369,7 @@ describe('dashboard', () => {
       readOnly: true,
       actions: false,
     });
-    expect(await redis.scard(new RunStore(redis, queue, 'r').keys.cancel)).toBe(0);
+    expect(await new RunStore(redis, queue, 'r').cancelledAt()).toBeNull();
     await dash?.close();
 
     // The same writes go through when the board is not read-only.
@@ -377,14 +404,14 @@ describe('dashboard', () => {
       .put(`/queues/api/queues/${queue}/pause`)
       .set('origin', 'https://evil.example')
       .expect(403);
-    expect(await redis.scard(new RunStore(redis, queue, 'r').keys.cancel)).toBe(0);
+    expect(await new RunStore(redis, queue, 'r').cancelledAt()).toBeNull();
 
     await cancel()
       .set('x-conveyor-action', '1')
       .set('origin', 'http://dash.local:3000')
       .send({ run: 'r' })
       .expect(202);
-    expect(await redis.smembers(new RunStore(redis, queue, 'r').keys.cancel)).toEqual(['*']);
+    expect(await new RunStore(redis, queue, 'r').cancelledAt()).not.toBeNull();
     await request(app)
       .post('/api/actions/cancel-consumer')
       .set('x-conveyor-action', '1')
@@ -426,6 +453,39 @@ describe('dashboard', () => {
       return all.length === 2 && all.every((x) => x === 'cancelled') ? all : undefined;
     });
     expect(states).toEqual(['cancelled', 'cancelled']);
+  });
+
+  it("cancel one job: the live page lists the run's waiting jobs, a cancel removes one, and the action obeys the same rules", async () => {
+    const q = openQueue(queue, redis);
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(1);
+    await run.registerProducer('p1', { host: 'test', pid: 1 }, 10_000);
+    const producer = createProducer({
+      queues: [q],
+      run,
+      registry: new JobRegistry(builtinJobs),
+      producerId: 'p1',
+      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 10, keepFailed: 10 }),
+    });
+    const [a, b] = await producer.putMany([
+      { type: 'sleep', payload: { value: 1, ms: 0 } },
+      { type: 'sleep', payload: { value: 2, ms: 0 } },
+    ]);
+    await producer.flush();
+    const d = open();
+    const { url } = await d.listen();
+    const update = (await readEvents(`${url}/api/events?run=r`, (e) => e.event === 'update'))
+      .data as LiveUpdate;
+    expect(update.waitingJobs.sort()).toEqual([a, b].sort());
+    const post = (body: object) =>
+      request(d.dashboard.app).post('/api/actions/cancel-job').set('x-conveyor-action', '1').send(body);
+    await request(d.dashboard.app).post('/api/actions/cancel-job').send({ run: 'r', job: a }).expect(403);
+    expect((await post({ run: 'r', job: a }).expect(202)).body).toMatchObject({ outcome: 'removed' });
+    expect(await q.getJob(a!)).toBeUndefined();
+    await post({ run: 'r', job: 'r.nobody.9' }).expect(404);
+    await post({ run: 'r', job: 'bad id!' }).expect(400);
+    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs.cancelled).toBe(1);
+    await q.close();
   });
 
   it('npm run dashboard: bad config exits 2 naming the variable; SIGTERM closes streams and exits 0', async () => {

@@ -14,7 +14,9 @@ import { connect, dropQueue, testQueue } from '../helpers/redis.js';
  *   - the run joins at most once;
  *   - the run's `produced` always equals the distinct ids it acknowledged (each counted once);
  *   - once joined, every acknowledged job is terminal, nothing acknowledged is left waiting, and
- *     completed + failed + removed = produced, each within what the history allows;
+ *     completed + failed + cancelled + removed = produced, each within what the history allows;
+ *   - cancels (of a waiting job, of a running one, of the whole run, also racing puts, retries and
+ *     producer restarts) end each job once: a cancelled job is never counted completed or failed;
  *   - a run whose producers all ended and whose jobs all finished joins (checked at the end of each case).
  * JOIN_PROPERTY_RUNS sets the number of cases (CI runs 200); a failure prints fast-check's seed and
  * the shrunk list of steps.
@@ -28,7 +30,7 @@ const REPLAY = process.env.JOIN_PROPERTY_SEED
 const SLOTS = 2;
 const LEASE_MS = 60_000;
 
-type Outcome = 'completed' | 'failed';
+type Outcome = 'completed' | 'failed' | 'cancelled';
 
 type JobModel = {
   id: string;
@@ -49,6 +51,8 @@ type JobModel = {
   trimmedUnreported: boolean;
   /** Put back to work after the join: outside the run's totals. */
   afterJoin: boolean;
+  /** Someone asked to cancel it (by id) while it was not finished. */
+  cancelRequested: boolean;
 };
 
 type Instance = {
@@ -92,6 +96,10 @@ const step = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('restart' as const), slot }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('done' as const), slot }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('check' as const) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('cancelWaiting' as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('cancelActive' as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('cancelAny' as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('cancelRun' as const) }) },
 );
 type Step = typeof step extends fc.Arbitrary<infer S> ? S : never;
 
@@ -136,6 +144,7 @@ describe('join protocol properties (real Redis)', () => {
       let joinedNow = 0;
       let joined = false;
       let totalsAtJoin: unknown;
+      let runCancelled = false;
       const note = (a: JoinAttempt) => {
         if (a.joinedNow) joinedNow++;
       };
@@ -186,7 +195,7 @@ describe('join protocol properties (real Redis)', () => {
       };
       const finish = async (job: JobModel, outcome: Outcome, report: boolean) => {
         await redis.hset(jobKey(job.id), 'finishedOn', Date.now());
-        if (outcome === 'failed') await redis.zadd(failedKey, Date.now(), job.id);
+        if (outcome !== 'completed') await redis.zadd(failedKey, Date.now(), job.id);
         job.state = 'finished';
         job.outcome = outcome;
         job.reported = false;
@@ -198,20 +207,48 @@ describe('join protocol properties (real Redis)', () => {
         ]);
         note(r.join);
         if (job.reported) expect(r.counted, `duplicate report of ${job.id} counted`).toBe(0);
-        else if (!job.acked && job.instance.fenced && job.instance.marked.has(job.id)) {
+        else if (!job.acked && job.instance.marked.has(job.id) && !job.instance.fenced)
+          expect(r.counted, `early finish of ${job.id} not counted`).toBe(1);
+        noteReported(job);
+      };
+      /** What a report (a consumer's, or a cancel's own) did to the model. */
+      const noteReported = (job: JobModel) => {
+        if (job.reported) return;
+        if (!job.acked && job.instance.fenced && job.instance.marked.has(job.id)) {
           // added by a fenced instance: run outside the accounting
           job.rejected = true;
           job.instance.marked.delete(job.id);
         } else if (!job.acked && job.instance.marked.has(job.id)) {
           // finished before its acknowledgement: counted now, whether BullMQ still holds the job or not
-          expect(r.counted, `early finish of ${job.id} not counted`).toBe(1);
           job.trimmedUnreported = false;
         }
         job.reported = true;
       };
+      /** A job removed by a cancel (one by one, or swept out of the cancelled run by any join check). */
+      const noteCancelledRemoval = (job: JobModel) => {
+        job.exists = false;
+        job.state = 'finished';
+        job.outcome = 'cancelled';
+        job.reported = false;
+        noteReported(job);
+      };
+      /** A cancelled run's join checks remove its waiting jobs: learn which, as Redis says. */
+      const observeSweeps = async () => {
+        if (!runCancelled) return;
+        for (const job of jobs.filter((j) => j.exists && j.state === 'waiting' && !j.rejected)) {
+          const gone = (await redis.exists(jobKey(job.id))) === 0;
+          if (!gone) continue;
+          expect(
+            await redis.sismember(run.shardKeys[0]!.cancelled, job.id),
+            `${job.id} vanished without a cancel`,
+          ).toBe(1);
+          noteCancelledRemoval(job);
+        }
+      };
 
       const invariants = async (label: string) => {
         await observeSettles();
+        await observeSweeps();
         expect(joinedNow, `${label}: joined more than once`).toBeLessThanOrEqual(1);
         const s = await readRunStatus(redis, queue, runId, LEASE_MS);
         const acked = jobs.filter((j) => j.acked);
@@ -232,15 +269,22 @@ describe('join protocol properties (real Redis)', () => {
           `${label}: acknowledged jobs left waiting at the join`,
         ).toEqual([]);
         const t = s!.join.totals!;
-        expect(t.completed + t.failed + t.removed, `${label}: totals add up`).toBe(t.produced);
+        expect(t.completed + t.failed + t.removed + t.cancelled!, `${label}: totals add up`).toBe(t.produced);
         const count = (f: (j: JobModel) => boolean) => inRun.filter(f).length;
         const finished = (o: Outcome) => (j: JobModel) => j.state === 'finished' && j.outcome === o;
         const unsure = (j: JobModel) => j.state === 'finished' && !j.reported && j.trimmedUnreported;
-        for (const o of ['completed', 'failed'] as const) {
-          const sure = count((j) => finished(o)(j) && !unsure(j));
+        // A cancel of a job that vanished unreported (trimmed, or removed by hand) counts it cancelled.
+        const vanishedCancelled = (j: JobModel) =>
+          j.cancelRequested && (unsure(j) || (j.removedByHand && j.state === 'waiting'));
+        for (const o of ['completed', 'failed', 'cancelled'] as const) {
+          const sure = count(
+            (j) => finished(o)(j) && !unsure(j) && !(o !== 'cancelled' && vanishedCancelled(j)),
+          );
           expect(t[o], `${label}: ${o}`).toBeGreaterThanOrEqual(sure);
           expect(t[o], `${label}: ${o}`).toBeLessThanOrEqual(
-            sure + count((j) => finished(o)(j) && unsure(j)),
+            sure +
+              count((j) => finished(o)(j) && unsure(j)) +
+              (o === 'cancelled' ? count((j) => vanishedCancelled(j) && !finished(o)(j)) : 0),
           );
         }
       };
@@ -337,7 +381,7 @@ describe('join protocol properties (real Redis)', () => {
             );
             if (!job) return;
             // BullMQ's retry clears finishedOn; the consumer that takes the job asks the run first.
-            await redis.hdel(jobKey(job.id), 'finishedOn');
+            await redis.hdel(jobKey(job.id), 'finishedOn', 'processedOn', 'failedReason');
             await redis.zrem(failedKey, job.id);
             const r = await run.reopen(0, job.id, job.instance.id);
             if (r === 'after-join') {
@@ -362,7 +406,7 @@ describe('join protocol properties (real Redis)', () => {
           case 'restart': {
             const inst = current[st.slot]!;
             const again = run.registerProducer(`p${st.slot}`, { host: 'h', pid: 2 }, LEASE_MS);
-            if (inst.state !== 'running') {
+            if (inst.state !== 'running' || runCancelled) {
               await expect(again).rejects.toBeInstanceOf(RunError);
               return;
             }
@@ -386,6 +430,55 @@ describe('join protocol properties (real Redis)', () => {
           case 'check':
             note(await run.tryJoin());
             return;
+          case 'cancelWaiting':
+          case 'cancelAny': {
+            // cancelWaiting: a job no consumer holds; cancelAny: any job of the run, in any state.
+            const pool =
+              st.t === 'cancelWaiting' ? jobs.filter((j) => j.exists && j.state === 'waiting') : jobs;
+            const job = pick(pool, st.pick);
+            if (!job) return;
+            const r = await run.cancelJob(job.id);
+            if (r.joinedNow) joinedNow++;
+            const wasWaiting = job.exists && job.state === 'waiting';
+            if (joined) expect(r.outcome, 'cancel after the join').toMatch(/^(joined|unknown)$/);
+            else if (wasWaiting) {
+              expect(r.outcome, `cancel of waiting ${job.id}`).toBe('removed');
+              job.cancelRequested = true;
+              noteCancelledRemoval(job);
+            } else if (job.exists) expect(r.outcome, `cancel of finished ${job.id}`).toBe('finished');
+            else if (job.state === 'waiting' || (job.state === 'finished' && !job.reported))
+              job.cancelRequested = r.outcome === 'signalled';
+            return;
+          }
+          case 'cancelActive': {
+            // A consumer holds the job (its lock); the cancel reaches it, and it ends the job cancelled.
+            const job = pick(
+              jobs.filter((j) => j.exists && j.state === 'waiting'),
+              st.pick,
+            );
+            if (!job) return;
+            await redis.hset(jobKey(job.id), 'processedOn', Date.now());
+            await redis.set(`${jobKey(job.id)}:lock`, 'token');
+            const r = await run.cancelJob(job.id);
+            expect(r.joinedNow, 'a cancel that only signalled joined the run').toBe(false);
+            await redis.del(`${jobKey(job.id)}:lock`);
+            if (joined) {
+              expect(r.outcome).toBe('joined');
+              return;
+            }
+            expect(r.outcome, `cancel of active ${job.id}`).toBe('signalled');
+            job.cancelRequested = true;
+            await redis.hset(jobKey(job.id), 'failedReason', 'conveyor: cancelled (aborted while running)');
+            await finish(job, 'cancelled', true);
+            return;
+          }
+          case 'cancelRun': {
+            const r = await run.cancel();
+            if (r.joinedNow) joinedNow++;
+            expect(r.outcome).toBe(joined ? 'joined' : runCancelled ? 'already' : 'cancelled');
+            if (!joined) runCancelled = true;
+            return;
+          }
         }
       };
 
@@ -402,6 +495,7 @@ describe('join protocol properties (real Redis)', () => {
         else if (inst.state === 'running') await apply({ t: 'done', slot });
       }
       await observeSettles();
+      await observeSweeps();
       for (const job of jobs.filter((j) => j.acked && j.exists && j.state === 'waiting' && !j.afterJoin))
         await finish(job, 'completed', true);
       for (let attempt = 0; attempt < 50 && !joined; attempt++) {
@@ -442,5 +536,6 @@ function newJob(id: string, instance: Instance): JobModel {
     removedByHand: false,
     trimmedUnreported: false,
     afterJoin: false,
+    cancelRequested: false,
   };
 }

@@ -102,6 +102,7 @@ describe('join protocol regressions', () => {
       completed: 1,
       failed: 0,
       removed: 0,
+      cancelled: 0,
       lostProducers: 0,
     });
   });
@@ -342,6 +343,7 @@ describe('join protocol regressions', () => {
       completed: 1,
       failed: 0,
       removed: 0,
+      cancelled: 0,
       lostProducers: 0,
     });
   });

@@ -59,6 +59,7 @@ describe('RunStore: the join decision', () => {
       completed: 1,
       failed: 1,
       removed: 0,
+      cancelled: 0,
       lostProducers: 0,
     });
   });
@@ -78,6 +79,7 @@ describe('RunStore: the join decision', () => {
     expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
       produced: 1,
       removed: 1,
+      cancelled: 0,
       completed: 0,
     });
   });
@@ -95,6 +97,7 @@ describe('RunStore: the join decision', () => {
       produced: 1,
       completed: 1,
       removed: 0,
+      cancelled: 0,
       duplicateFinishes: 0,
     });
   });
@@ -231,6 +234,7 @@ describe('RunStore: the join decision', () => {
       completed: 1,
       failed: 1,
       removed: 0,
+      cancelled: 0,
       lostProducers: 1,
     });
   });
