@@ -9,6 +9,8 @@ export {
   type AnyJobDefinition,
 } from './shared/jobs/define.js';
 export { builtinJobs, loadJobRegistry, JobRegistry } from './shared/jobs/index.js';
+export { callbackPayload } from './shared/jobs/run-report-job.js';
+export type { CallbackPayload } from './shared/run/callbacks.js';
 export { openProducer, type ProducerOptions, type ProducerClient } from './lib/producer.js';
 export { PayloadError, type PutItem } from './producers/producer.js';
 export { startConsumer, type ConsumerOptions } from './lib/consumer.js';

@@ -5,8 +5,15 @@ import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import { queueShards } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import { readJobData, type JobData } from '../shared/queue.js';
-import { listPendingRuns, parseRunEvent, RunError, RunStore } from '../shared/run/run-store.js';
+import { openQueues, readJobData, type JobData } from '../shared/queue.js';
+import { deliverCallbacks } from '../shared/run/callbacks.js';
+import {
+  listCallbacksDue,
+  listPendingRuns,
+  parseRunEvent,
+  RunError,
+  RunStore,
+} from '../shared/run/run-store.js';
 import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
@@ -124,9 +131,16 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
       const valid = registry.validate(job.name, data.payload, { measureSize: false });
       if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
+      if (data.afterRun && data.callback) {
+        // A join callback: marked started on its shard before the handler runs, so no deliverer adds
+        // it again once it can leave the queue (see callbacks.ts). It is not part of its run's totals.
+        const store = recorder.store(data.afterRun);
+        await store.callbackMark(shard, data.callback, 'started');
+        await store.callbackState(data.callback, 'started');
+      }
       // Started before: an ordinary retry, a redelivery, or a job put back to work after the run
       // counted it (a retry from Bull Board or job.retry()), which the run must take back first.
-      if (job.id && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
+      if (job.id && !data.afterRun && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
         const reopened = await recorder.store(data.run).reopen(shard, job.id, data.producer);
         if (reopened === 'reopened')
           log.warn({ jobId: job.id }, 'job put back to work: re-opened in its run');
@@ -181,7 +195,16 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     observer.jobFinished?.({ id: job.id ?? '?', name: job.name, outcome, durationMs: durationOf(job) });
     const data = readJobData(job.data);
     if (data) (record.runs ??= {})[data.run] = (record.runs[data.run] ?? 0) + 1;
-    if (data && job.id) recorder.add(data.run, shard, job.id, outcome, data.producer);
+    if (data?.afterRun && data.callback) {
+      const name = data.callback;
+      void recorder
+        .store(data.afterRun)
+        .callbackState(name, outcome)
+        .then(() => callbackSettled.notify())
+        .catch((err: unknown) =>
+          log.warn({ err: String(err), callback: name }, 'callback state not recorded'),
+        );
+    } else if (data && job.id) recorder.add(data.run, shard, job.id, outcome, data.producer);
   };
   workers.forEach((worker, shard) => {
     worker.on('completed', (job) => finished(shard, job, 'completed'));
@@ -200,6 +223,49 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   });
   const closeWorkers = (force = false) => Promise.all(workers.map((w) => w.close(force)));
 
+  // Join callbacks: this process delivers any that are due (its run's, and the queue's outbox).
+  let queues: ReturnType<typeof openQueues> | undefined;
+  const deliver = async (runId: string) => {
+    queues ??= openQueues(config.queue, config.shards, redis);
+    const n = await deliverCallbacks(recorder.store(runId), queues);
+    if (n > 0) log.info({ run: runId, callbacks: n }, 'join callbacks delivered');
+  };
+  const deliverDue = async () => {
+    for (const runId of await listCallbacksDue(redis, config.queue, PENDING_RUNS_CHECKED)) {
+      const fits = await recorder
+        .store(runId)
+        .checkShards()
+        .then(
+          () => true,
+          () => false,
+        );
+      if (fits) await deliver(runId);
+    }
+  };
+  const callbackSettled = wakeable();
+  // After its run joined, the consumer works on until the run's callbacks have finished, so a run
+  // ends with its callback jobs instead of leaving them to some later worker.
+  let stopWaitingForCallbacks = false;
+  const awaitCallbacks = async () => {
+    if (!run) return;
+    let said = false;
+    for (;;) {
+      try {
+        await deliver(run.runId);
+        const states = Object.values(await run.callbackStates());
+        if (states.every((s) => s === 'completed' || s === 'failed' || s === 'skipped')) return;
+        if (!said) log.info('run joined: finishing its callbacks before leaving');
+        said = true;
+        await save(active.size > 0 ? 'busy' : 'idle');
+      } catch (err) {
+        log.warn({ err: String(err) }, 'waiting for callbacks failed');
+      }
+      if (stopWaitingForCallbacks) return;
+      await callbackSettled.wait(config.heartbeatMs);
+      if (stopWaitingForCallbacks) return;
+    }
+  };
+
   let ending: Promise<ConsumerExit> | undefined;
   let resolveExited!: (e: ConsumerExit) => void;
   const exited = new Promise<ConsumerExit>((r) => (resolveExited = r));
@@ -211,7 +277,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     reason: string,
     graceMs: number | null,
   ): Promise<ConsumerExit> => {
+    if (mode !== 'cancel') {
+      stopWaitingForCallbacks = true;
+      callbackSettled.notify();
+    }
     ending ??= (async () => {
+      if (mode === 'cancel' && reason === 'run joined') await awaitCallbacks();
       log.info(
         { reason },
         mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs',
@@ -237,6 +308,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       record.cancelReason = reason;
       await save(mode === 'cancel' ? 'cancelled' : 'stopped').catch(() => undefined);
       recorder.dispose();
+      if (queues) await Promise.all(queues.map((q) => q.close())).catch(() => undefined);
       if (subscriber) subscriber.disconnect();
       for (const [def, r] of resources) await def.disposeResources?.(r);
       const exit: ConsumerExit = {
@@ -300,6 +372,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           }
           const attempt = await run.tryJoin();
           if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
+          await deliverDue();
           if (attempt.reason !== 'no-run') sawRun = true;
           else if (sawRun) {
             log.error(
@@ -312,6 +385,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
           // served only by such workers still settles lost producers, reconciles, and joins.
           await checkPendingRuns(recorder, config.queue, log);
+          await deliverDue();
         }
       } catch (err) {
         log.warn({ err: String(err) }, 'heartbeat failed');
@@ -335,6 +409,24 @@ async function checkPendingRuns(recorder: FinishRecorder, queue: string, log: Lo
     const attempt = await store.tryJoin();
     if (attempt.joinedNow) log.info({ joinedRun: runId }, 'run joined');
   }
+}
+
+/** A wait that a notify ends early (or its timeout). */
+function wakeable(): { wait(ms: number): Promise<void>; notify(): void } {
+  let wake: (() => void) | undefined;
+  return {
+    wait: (ms) =>
+      new Promise<void>((resolve) => {
+        const t = setTimeout(done, ms);
+        function done() {
+          clearTimeout(t);
+          wake = undefined;
+          resolve();
+        }
+        wake = done;
+      }),
+    notify: () => wake?.(),
+  };
 }
 
 /** `total` slots over `parts` workers, as evenly as possible, at least one each. */

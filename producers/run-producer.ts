@@ -4,6 +4,7 @@ import { ConfigError, drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
 import { jobOptions, type JobData } from '../shared/queue.js';
+import { deliverCallbacks } from '../shared/run/callbacks.js';
 import { RunError, type RunStore } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
 import { createProducer, type PutItem } from './producer.js';
@@ -40,7 +41,12 @@ export async function runProducer(
 ): Promise<ProducerOutcome> {
   const { run, log } = deps;
   const planned = drawCount(config.jobs, deps.random);
-  await run.create(config.expectedProducers, config.leaseMs, config.retentionMs);
+  for (const cb of config.callbacks)
+    if (!deps.registry.get(cb.type))
+      throw new ConfigError([
+        `${cb.name === 'on-join' ? 'ON_JOIN_TYPE' : 'ON_SUCCESS_TYPE'}: unknown job type "${cb.type}" (known: ${deps.registry.names().join(', ')})`,
+      ]);
+  await run.create(config.expectedProducers, config.leaseMs, config.retentionMs, config.callbacks);
   const { incarnation, instance } = await run.registerProducer(
     config.producerId,
     { host: deps.host, pid: deps.pid },
@@ -120,6 +126,7 @@ export async function runProducer(
     const stoppedEarly = sent < planned;
     log.info({ produced: producer.produced, planned, stoppedEarly }, 'producer done');
     if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
+    if (join.joined) await deliverCallbacks(run, deps.queues);
     return { produced: producer.produced, planned, stoppedEarly, lost };
   } catch (err) {
     if (err instanceof RunError && err.code === 'fenced') {

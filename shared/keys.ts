@@ -156,3 +156,8 @@ export function pendingRunsKey(queue: string): string {
 export function runExpiriesKey(queue: string): string {
   return `${queuePrefix(queue)}:${queue}:conveyor:run-expiries`;
 }
+
+/** Sorted set of joined runs whose callbacks are not all delivered yet (the outbox), by join time. */
+export function callbacksDueKey(queue: string): string {
+  return `${queuePrefix(queue)}:${queue}:conveyor:callbacks-due`;
+}

@@ -3,7 +3,15 @@ import type { RedisClient } from './redis.js';
 import { queueShards, type Shard } from './keys.js';
 
 /** What conveyor stores as a BullMQ job's data: the user's payload plus the run it belongs to. */
-export type JobData = { run: string; producer: string; payload: unknown };
+export type JobData = {
+  run: string;
+  producer: string;
+  payload: unknown;
+  /** Set on a run's join callback: the run it follows (not counted in that run's totals). */
+  afterRun?: string;
+  /** The callback's name (`on-join`, `on-success`) on a join callback. */
+  callback?: string;
+};
 
 export type RetryPolicy = { attempts: number; backoffMs: number; keepCompleted: number; keepFailed: number };
 
@@ -57,5 +65,10 @@ export function readJobData(data: unknown): JobData | null {
   if (typeof data !== 'object' || data === null) return null;
   const d = data as Record<string, unknown>;
   if (typeof d.run !== 'string' || typeof d.producer !== 'string') return null;
-  return { run: d.run, producer: d.producer, payload: d.payload };
+  const read: JobData = { run: d.run, producer: d.producer, payload: d.payload };
+  if (typeof d.afterRun === 'string' && typeof d.callback === 'string') {
+    read.afterRun = d.afterRun;
+    read.callback = d.callback;
+  }
+  return read;
 }

@@ -1,5 +1,6 @@
 import type { RedisClient } from '../redis.js';
 import {
+  callbacksDueKey,
   pendingRunsKey,
   queueShards,
   runExpiriesKey,
@@ -13,7 +14,10 @@ import {
 import { luaScript } from './lua-script.js';
 import {
   ackAddedLua,
+  callbackMarkLua,
+  callbackStateLua,
   checkRunLua,
+  claimCallbacksLua,
   closeShardLua,
   createRunLua,
   heartbeatProducerLua,
@@ -29,7 +33,14 @@ import {
   settleInstanceLua,
   tallyProducerLua,
 } from './scripts.js';
-import type { ConsumerRecord, FinishOutcome, JoinAttempt, JoinReason, ProducerState } from './types.js';
+import type {
+  CallbackSpec,
+  ConsumerRecord,
+  FinishOutcome,
+  JoinAttempt,
+  JoinReason,
+  ProducerState,
+} from './types.js';
 
 const runScripts = {
   createRun: luaScript(createRunLua),
@@ -41,6 +52,8 @@ const runScripts = {
   joinRun: luaScript(joinRunLua),
   saveConsumer: luaScript(saveConsumerLua),
   requestCancel: luaScript(requestCancelLua),
+  claimCallbacks: luaScript(claimCallbacksLua),
+  callbackState: luaScript(callbackStateLua),
 };
 
 const shardScripts = {
@@ -51,6 +64,7 @@ const shardScripts = {
   settleInstance: luaScript(settleInstanceLua),
   closeShard: luaScript(closeShardLua),
   reconcile: luaScript(reconcileLua),
+  callbackMark: luaScript(callbackMarkLua),
 };
 
 /** Open jobs one reconcile pass inspects (a bounded amount of work per join check). */
@@ -88,7 +102,9 @@ export class RunError extends Error {
 }
 
 export type RunEvent =
-  { type: 'joined'; joinedAt: number } | { type: 'cancel'; consumer: string; reason: string };
+  | { type: 'joined'; joinedAt: number }
+  | { type: 'cancel'; consumer: string; reason: string }
+  | { type: 'callback'; name: string; state: string };
 
 type ShardReply = [counted: number, duplicates: number, state: 'open' | 'closed', detail: string];
 type CloseReply = [state: 'open' | 'closed', detail: string, cursor?: string];
@@ -140,6 +156,7 @@ export class RunStore {
       k.consumers,
       k.beats,
       k.cancel,
+      callbacksDueKey(queue),
     ];
   }
 
@@ -233,6 +250,7 @@ export class RunStore {
     expectedProducers: number,
     leaseMs = 10_000,
     retentionMs = DEFAULT_RETENTION_MS,
+    callbacks: readonly CallbackSpec[] = [],
   ): Promise<boolean> {
     return (
       (await this.runCall(
@@ -242,8 +260,50 @@ export class RunStore {
         leaseMs,
         this.shards.length,
         retentionMs,
+        callbacks.length > 0 ? JSON.stringify(callbacks) : '',
       )) === 1
     );
+  }
+
+  /**
+   * Claims the delivery of this run's due callbacks for `leaseMs` (see callbacks.ts): null when
+   * nothing is due or another live claim holds them.
+   */
+  async claimCallbacks(
+    token: string,
+    leaseMs: number,
+  ): Promise<{ callbacks: CallbackSpec[]; totals: string; pending: string[] } | null> {
+    const reply = (await this.runCall('claimCallbacks', token, leaseMs)) as string[];
+    if (reply[0] !== 'claimed') return null;
+    const [, callbacks, totals, ...pending] = reply;
+    return { callbacks: JSON.parse(callbacks!) as CallbackSpec[], totals: totals ?? '{}', pending };
+  }
+
+  /** Records a callback's progress (never backwards); returns the state now recorded. */
+  async callbackState(name: string, state: 'delivered' | 'started' | FinishOutcome): Promise<string | null> {
+    return (await this.runCall('callbackState', name, state)) as string | null;
+  }
+
+  /** Each callback's state: pending, delivered, started, completed, failed or skipped. */
+  async callbackStates(): Promise<Record<string, string>> {
+    const meta = await this.redis.hgetall(this.keys.meta);
+    const states: Record<string, string> = {};
+    for (const [k, v] of Object.entries(meta)) if (k.startsWith('cb:')) states[k.slice(3)] = v;
+    return states;
+  }
+
+  /** Reads ('check') or sets the callback job's mark on the shard that holds it. */
+  async callbackMark(
+    shard: number,
+    name: string,
+    mark: 'check' | 'added' | 'started',
+  ): Promise<string | null> {
+    return (await this.shardCall(shard, 'callbackMark', [], name, mark)) as string | null;
+  }
+
+  /** The connection this store uses (for reads beside the scripts). */
+  get client(): RedisClient {
+    return this.redis;
   }
 
   async exists(): Promise<boolean> {
@@ -490,6 +550,11 @@ export class RunStore {
   }
 }
 
+/** Joined runs of a queue whose callbacks are not all delivered yet (the outbox), oldest first. */
+export async function listCallbacksDue(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
+  return redis.zrange(callbacksDueKey(queue), '0', String(limit - 1));
+}
+
 /** Runs of a queue that have not joined yet, oldest first (what a worker without RUN_ID checks). */
 export async function listPendingRuns(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
   return redis.zrange(pendingRunsKey(queue), '0', String(limit - 1));
@@ -512,6 +577,8 @@ export function parseRunEvent(message: string): RunEvent | null {
         consumer: v.consumer,
         reason: typeof v.reason === 'string' ? v.reason : 'cancel',
       };
+    if (v.type === 'callback' && typeof v.name === 'string' && typeof v.state === 'string')
+      return { type: 'callback', name: v.name, state: v.state };
   } catch {
     // not ours
   }

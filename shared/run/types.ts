@@ -60,3 +60,19 @@ export type ConsumerRecord = {
 };
 
 export type FinishOutcome = 'completed' | 'failed';
+
+/**
+ * A job the run enqueues once, when it joins: `always` after every join, `success` only when no job
+ * failed or was removed. Its BullMQ job id is `<run>.<name>`.
+ */
+export type CallbackSpec = {
+  name: string;
+  type: string;
+  when: 'always' | 'success';
+  payload?: unknown;
+  attempts: number;
+  backoffMs: number;
+  /** BullMQ's trimming of finished jobs, as for the run's own jobs. */
+  keepCompleted: number;
+  keepFailed: number;
+};
