@@ -28,6 +28,8 @@ export type ProducerOptions = ConnectionOptions & {
    */
   onJoin?: { type: string; payload?: unknown };
   onSuccess?: { type: string; payload?: unknown };
+  /** The run whose join callback starts this one (shown as its predecessor in status). */
+  afterRun?: string;
 };
 
 export type ProducerClient = Omit<Producer, 'done'> & {
@@ -77,7 +79,13 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
   };
   let registered;
   try {
-    await run.create(config.expectedProducers, config.leaseMs, config.retentionMs, config.callbacks);
+    await run.create(
+      config.expectedProducers,
+      config.leaseMs,
+      config.retentionMs,
+      config.callbacks,
+      opts.afterRun ?? '',
+    );
     registered = await run.registerProducer(
       config.producerId,
       { host: hostname(), pid: process.pid },

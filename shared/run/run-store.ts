@@ -251,6 +251,7 @@ export class RunStore {
     leaseMs = 10_000,
     retentionMs = DEFAULT_RETENTION_MS,
     callbacks: readonly CallbackSpec[] = [],
+    afterRun = '',
   ): Promise<boolean> {
     return (
       (await this.runCall(
@@ -261,6 +262,7 @@ export class RunStore {
         this.shards.length,
         retentionMs,
         callbacks.length > 0 ? JSON.stringify(callbacks) : '',
+        afterRun,
       )) === 1
     );
   }

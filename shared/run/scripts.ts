@@ -177,7 +177,8 @@ end
 /**
  * ARGV[2] runId, ARGV[3] expected producers, ARGV[4] lease ms, ARGV[5] shard count, ARGV[6]
  * retention ms after the join (0 = keep), ARGV[7] the run's join callbacks (JSON list, '' for none;
- * see callbacks.ts). Returns 1 when created, 0 when it already existed.
+ * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none). Returns 1 when
+ * created, 0 when it already existed.
  */
 export const createRunLua =
   runPrelude +
@@ -197,6 +198,7 @@ prune_index(now)
 redis.call('HSET', META, 'runId', ARGV[2], 'expectedProducers', ARGV[3], 'createdAt', now,
   'state', 'pending', 'leaseMs', ARGV[4], 'lastSeenAt', now, 'shards', ARGV[5], 'retentionMs', ARGV[6])
 if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', META, 'callbacks', ARGV[7]) end
+if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', META, 'afterRun', ARGV[8]) end
 redis.call('ZADD', RUN_INDEX, 'NX', now, ARGV[2])
 redis.call('ZADD', PENDING, 'NX', now, ARGV[2])
 return 1
