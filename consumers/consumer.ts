@@ -14,7 +14,7 @@ import {
   RunError,
   RunStore,
 } from '../shared/run/run-store.js';
-import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
+import type { ConsumerRecord, ConsumerState, ResultBounds } from '../shared/run/types.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
 
@@ -104,6 +104,22 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     return resources.get(def);
   };
 
+  // A run created with collectResults keeps each job's return value (bounded); read once per run.
+  const resultBounds = new Map<string, Promise<ResultBounds | null>>();
+  const keepResult = async (runId: string, shard: number, jobId: string, result: unknown) => {
+    let bounds = resultBounds.get(runId);
+    if (!bounds) resultBounds.set(runId, (bounds = recorder.store(runId).resultBounds()));
+    const b = await bounds;
+    if (!b) return;
+    try {
+      await recorder.store(runId).storeResult(shard, jobId, JSON.stringify(result ?? null), b);
+    } catch (err) {
+      // past the run's bounds: a retry would return as much again
+      if (err instanceof RunError) throw new UnrecoverableError(err.message);
+      throw err;
+    }
+  };
+
   const observer = deps.observer ?? {};
   const save = async (state?: ConsumerState) => {
     if (state && state !== record.state) {
@@ -155,7 +171,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
       let jobLog: Logger | undefined;
       try {
-        return await def.handler(valid.payload, {
+        const result = await def.handler(valid.payload, {
           jobId,
           attempt: job.attemptsMade + 1,
           signal: abortJobs.signal,
@@ -165,6 +181,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           },
           resources: resourcesFor(def),
         });
+        if (!data.afterRun && job.id) await keepResult(data.run, shard, job.id, result);
+        return result;
       } finally {
         active.delete(jobId);
       }

@@ -30,6 +30,12 @@ export type ProducerOptions = ConnectionOptions & {
   onSuccess?: { type: string; payload?: unknown };
   /** The run whose join callback starts this one (shown as its predecessor in status). */
   afterRun?: string;
+  /**
+   * Keep each job's return value (JSON), for `openRun(...).results()` in put order once the run has
+   * joined. Bounded: `maxJobBytes` per job (default 64 KiB), `maxRunBytes` per run and shard (default
+   * 64 MiB); a value past a bound fails its job with an error saying so.
+   */
+  collectResults?: boolean | { maxJobBytes?: number; maxRunBytes?: number };
 };
 
 export type ProducerClient = Omit<Producer, 'done'> & {
@@ -55,6 +61,10 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
       ON_JOIN_TYPE: opts.onJoin?.type,
       ON_JOIN_PAYLOAD: opts.onJoin?.payload === undefined ? undefined : JSON.stringify(opts.onJoin.payload),
       ON_SUCCESS_TYPE: opts.onSuccess?.type,
+      COLLECT_RESULTS: opts.collectResults ? true : undefined,
+      RESULT_MAX_BYTES: typeof opts.collectResults === 'object' ? opts.collectResults.maxJobBytes : undefined,
+      RUN_RESULTS_MAX_BYTES:
+        typeof opts.collectResults === 'object' ? opts.collectResults.maxRunBytes : undefined,
       ON_SUCCESS_PAYLOAD:
         opts.onSuccess?.payload === undefined ? undefined : JSON.stringify(opts.onSuccess.payload),
     }),
@@ -85,6 +95,7 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
       config.retentionMs,
       config.callbacks,
       opts.afterRun ?? '',
+      config.collectResults,
     );
     registered = await run.registerProducer(
       config.producerId,

@@ -5,6 +5,8 @@ import { parseRunEvent, RunStore } from '../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
 import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
 
+export type RunResults = { producer: string; results: { jobId: string; value: unknown }[] }[];
+
 export type RunHandle = {
   readonly runId: string;
   readonly queue: string;
@@ -17,6 +19,12 @@ export type RunHandle = {
    * on `timeoutMs` or when `signal` aborts. A run that does not exist yet is waited for.
    */
   join(opts?: { timeoutMs?: number; signal?: AbortSignal; pollMs?: number }): Promise<RunStatus>;
+  /**
+   * The jobs' return values of a run created with collectResults, per producer in put order (jobs
+   * put with an idempotency key come under `keyed`). Only once the run has joined: before that they
+   * are incomplete, and this rejects saying so.
+   */
+  results(): Promise<RunResults>;
   /** Asks every consumer of the run (or one, by id) to stop taking work and exit after its jobs. */
   cancel(reason?: string, consumerId?: string): Promise<void>;
   /** Closes the connections this handle opened (not a `redis` you passed in). */
@@ -81,6 +89,16 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
     queue: config.queue,
     status,
     join,
+    results: async () => {
+      if (!(await store.exists())) throw new Error(`run "${opts.runId}" does not exist`);
+      if (!(await store.resultBounds()))
+        throw new Error(`run "${opts.runId}" was not created with collectResults: it kept no results`);
+      if (!(await store.isJoined()))
+        throw new Error(
+          `run "${opts.runId}" has not joined yet: its results are complete only after the join`,
+        );
+      return store.readResults();
+    },
     cancel: (reason = 'cancelled', consumerId = '*') => store.requestCancel(consumerId, reason),
     close: async () => {
       for (const w of waiters) w.disconnect();

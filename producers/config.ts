@@ -1,4 +1,5 @@
 import {
+  bool,
   defaultProcessId,
   ConfigError,
   commonShape,
@@ -44,6 +45,10 @@ const shape = {
   ON_JOIN_PAYLOAD: text(''),
   ON_SUCCESS_TYPE: optionalName(),
   ON_SUCCESS_PAYLOAD: text(''),
+  // Keep each job's return value for `status --results` / openRun().results(), bounded in bytes of JSON.
+  COLLECT_RESULTS: bool(false),
+  RESULT_MAX_BYTES: int(64 * 1024, 1, 16 * 1024 * 1024),
+  RUN_RESULTS_MAX_BYTES: int(64 * 1024 * 1024, 1, 1024 * 1024 * 1024),
 };
 
 export type ProducerConfig = ReturnType<typeof loadProducerConfig>;
@@ -105,6 +110,9 @@ export function loadProducerConfig(env: Env) {
     });
   return {
     callbacks,
+    collectResults: e.COLLECT_RESULTS
+      ? { maxJobBytes: e.RESULT_MAX_BYTES, maxRunBytes: e.RUN_RESULTS_MAX_BYTES }
+      : null,
     ...toCommonConfig(e),
     metrics: toMetricsConfig(e),
     runId: e.RUN_ID,

@@ -46,7 +46,14 @@ export async function runProducer(
       throw new ConfigError([
         `${cb.name === 'on-join' ? 'ON_JOIN_TYPE' : 'ON_SUCCESS_TYPE'}: unknown job type "${cb.type}" (known: ${deps.registry.names().join(', ')})`,
       ]);
-  await run.create(config.expectedProducers, config.leaseMs, config.retentionMs, config.callbacks);
+  await run.create(
+    config.expectedProducers,
+    config.leaseMs,
+    config.retentionMs,
+    config.callbacks,
+    '',
+    config.collectResults,
+  );
   const { incarnation, instance } = await run.registerProducer(
     config.producerId,
     { host: deps.host, pid: deps.pid },

@@ -100,6 +100,8 @@ export type ShardRunKeys = {
   fenced: string;
   /** Set: ids a fenced instance added anyway (withdrawn, or reported if a consumer ran them). */
   rejected: string;
+  /** Hash: job id → its return value (JSON), for a run created with collectResults. */
+  results: string;
   /** BullMQ's failed set of this shard. */
   failed: string;
   /** Prefix of a producer's in-flight set (ids sent to Redis, not yet acknowledged). */
@@ -136,6 +138,7 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
     suspect: `${base}:suspect`,
     fenced: `${base}:fenced`,
     rejected: `${base}:rejected`,
+    results: `${base}:results`,
     failed: `${shardJobPrefix(shard)}failed`,
     inflightPrefix: `${base}:inflight:`,
     jobPrefix: shardJobPrefix(shard),

@@ -31,10 +31,12 @@ import {
   saveConsumerLua,
   settledRunLua,
   settleInstanceLua,
+  storeResultLua,
   tallyProducerLua,
 } from './scripts.js';
 import type {
   CallbackSpec,
+  ResultBounds,
   ConsumerRecord,
   FinishOutcome,
   JoinAttempt,
@@ -65,6 +67,7 @@ const shardScripts = {
   closeShard: luaScript(closeShardLua),
   reconcile: luaScript(reconcileLua),
   callbackMark: luaScript(callbackMarkLua),
+  storeResult: luaScript(storeResultLua),
 };
 
 /** Open jobs one reconcile pass inspects (a bounded amount of work per join check). */
@@ -93,7 +96,9 @@ export class RunError extends Error {
       | 'shards-mismatch'
       | 'no-run'
       | 'no-producer'
-      | 'fenced',
+      | 'fenced'
+      | 'result-too-large'
+      | 'results-full',
     message: string,
   ) {
     super(message);
@@ -190,6 +195,7 @@ export class RunStore {
       k.suspect,
       k.fenced,
       k.rejected,
+      k.results,
       ...extraKeys,
     ];
     return shardScripts[script](this.redis, keys, args).catch((err: unknown) => {
@@ -231,6 +237,16 @@ export class RunStore {
         return new RunError('no-run', `The ${run} does not exist.`);
       case 'NO_PRODUCER':
         return new RunError('no-producer', `This producer is not registered in the ${run}.`);
+      case 'RESULT_TOO_LARGE':
+        return new RunError(
+          'result-too-large',
+          `A job's return value of ${detail} bytes is more than the ${err.message.split(' ').at(-1)} bytes the ${run} keeps per job (collectResults maxJobBytes); return less, or store it elsewhere and return a reference.`,
+        );
+      case 'RESULTS_FULL':
+        return new RunError(
+          'results-full',
+          `The ${run} keeps at most ${err.message.split(' ').at(-1)} bytes of results per shard (collectResults maxRunBytes); this job's value would make it ${detail}.`,
+        );
       case 'FENCED':
         return new RunError(
           'fenced',
@@ -252,6 +268,7 @@ export class RunStore {
     retentionMs = DEFAULT_RETENTION_MS,
     callbacks: readonly CallbackSpec[] = [],
     afterRun = '',
+    collectResults: ResultBounds | null = null,
   ): Promise<boolean> {
     return (
       (await this.runCall(
@@ -263,6 +280,7 @@ export class RunStore {
         retentionMs,
         callbacks.length > 0 ? JSON.stringify(callbacks) : '',
         afterRun,
+        collectResults ? JSON.stringify(collectResults) : '',
       )) === 1
     );
   }
@@ -292,6 +310,50 @@ export class RunStore {
     const states: Record<string, string> = {};
     for (const [k, v] of Object.entries(meta)) if (k.startsWith('cb:')) states[k.slice(3)] = v;
     return states;
+  }
+
+  /** The bounds of the run's collected results, or null when it collects none. */
+  async resultBounds(): Promise<ResultBounds | null> {
+    const raw = await this.redis.hget(this.keys.meta, 'collectResults');
+    return raw ? (JSON.parse(raw) as ResultBounds) : null;
+  }
+
+  /** Keeps a completed job's return value; a RunError when it is past the run's bounds. */
+  async storeResult(shard: number, jobId: string, json: string, bounds: ResultBounds): Promise<void> {
+    await this.shardCall(shard, 'storeResult', [], jobId, json, bounds.maxJobBytes, bounds.maxRunBytes);
+  }
+
+  /**
+   * Every kept return value, per producer instance in put order (its job ids' sequence numbers);
+   * jobs put with an idempotency key come under `keyed`, in key order.
+   */
+  async readResults(): Promise<{ producer: string; results: { jobId: string; value: unknown }[] }[]> {
+    const byProducer = new Map<string, { jobId: string; order: number | string; value: unknown }[]>();
+    const prefix = `${this.runId}.`;
+    for (const k of this.shardKeys) {
+      for (const [jobId, json] of Object.entries(await this.redis.hgetall(k.results))) {
+        const rest = jobId.startsWith(prefix) ? jobId.slice(prefix.length) : jobId;
+        const keyed = rest.startsWith('k.');
+        const cut = rest.lastIndexOf('.');
+        const producer = keyed ? 'keyed' : rest.slice(0, cut);
+        const order = keyed ? rest.slice(2) : Number(rest.slice(cut + 1));
+        const list = byProducer.get(producer) ?? [];
+        list.push({ jobId, order, value: JSON.parse(json) as unknown });
+        byProducer.set(producer, list);
+      }
+    }
+    return [...byProducer.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([producer, list]) => ({
+        producer,
+        results: list
+          .sort((a, b) =>
+            typeof a.order === 'number' && typeof b.order === 'number'
+              ? a.order - b.order
+              : String(a.order).localeCompare(String(b.order)),
+          )
+          .map(({ jobId, value }) => ({ jobId, value })),
+      }));
   }
 
   /** Reads ('check') or sets the callback job's mark on the shard that holds it. */

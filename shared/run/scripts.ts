@@ -48,6 +48,7 @@ export const SHARD_KEY_NAMES = [
   'suspect',
   'fenced',
   'rejected',
+  'results',
 ] as const;
 const SHARD_FIXED = SHARD_KEY_NAMES.length;
 
@@ -136,6 +137,7 @@ const shardPrelude =
   /* lua */ `
 local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local RESULTS = KEYS[9]
 local FIXED = ${SHARD_FIXED}
 
 -- An id its producer's in-flight set held: count it once, whether its job already finished or not.
@@ -177,8 +179,9 @@ end
 /**
  * ARGV[2] runId, ARGV[3] expected producers, ARGV[4] lease ms, ARGV[5] shard count, ARGV[6]
  * retention ms after the join (0 = keep), ARGV[7] the run's join callbacks (JSON list, '' for none;
- * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none). Returns 1 when
- * created, 0 when it already existed.
+ * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none), ARGV[9] the
+ * bounds of its collected results (JSON {maxJobBytes, maxRunBytes}; '' when it collects none).
+ * Returns 1 when created, 0 when it already existed.
  */
 export const createRunLua =
   runPrelude +
@@ -199,6 +202,7 @@ redis.call('HSET', META, 'runId', ARGV[2], 'expectedProducers', ARGV[3], 'create
   'state', 'pending', 'leaseMs', ARGV[4], 'lastSeenAt', now, 'shards', ARGV[5], 'retentionMs', ARGV[6])
 if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', META, 'callbacks', ARGV[7]) end
 if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', META, 'afterRun', ARGV[8]) end
+if ARGV[9] and ARGV[9] ~= '' then redis.call('HSET', META, 'collectResults', ARGV[9]) end
 redis.call('ZADD', RUN_INDEX, 'NX', now, ARGV[2])
 redis.call('ZADD', PENDING, 'NX', now, ARGV[2])
 return 1
@@ -718,4 +722,25 @@ if ARGV[2] ~= 'check' then
   keep_ttl()
 end
 return redis.call('HGET', SMETA, field) or false
+`;
+
+/**
+ * Keeps a completed job's return value for the run's results (a run created with collectResults).
+ * ARGV[1] job id, ARGV[2] the value (JSON), ARGV[3] the most bytes one job's value may take, ARGV[4]
+ * the most all of the run's values on this shard may take. A value past either bound is refused
+ * (RESULT_TOO_LARGE / RESULTS_FULL with the sizes), and nothing is stored. A retried job's value
+ * replaces its earlier one. Returns the shard's result bytes.
+ */
+export const storeResultLua =
+  shardPrelude +
+  /* lua */ `
+local size = string.len(ARGV[2])
+if size > tonumber(ARGV[3]) then return redis.error_reply('RESULT_TOO_LARGE ' .. size .. ' ' .. ARGV[3]) end
+local old = redis.call('HSTRLEN', RESULTS, ARGV[1])
+local total = (tonumber(redis.call('HGET', SMETA, 'resultBytes')) or 0) - old + size
+if total > tonumber(ARGV[4]) then return redis.error_reply('RESULTS_FULL ' .. total .. ' ' .. ARGV[4]) end
+redis.call('HSET', RESULTS, ARGV[1], ARGV[2])
+redis.call('HSET', SMETA, 'resultBytes', total)
+keep_ttl()
+return total
 `;

@@ -76,3 +76,6 @@ export type CallbackSpec = {
   keepCompleted: number;
   keepFailed: number;
 };
+
+/** How much of its jobs' return values a run created with collectResults keeps (bytes of JSON). */
+export type ResultBounds = { maxJobBytes: number; maxRunBytes: number };
