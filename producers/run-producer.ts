@@ -41,11 +41,6 @@ export async function runProducer(
 ): Promise<ProducerOutcome> {
   const { run, log } = deps;
   const planned = drawCount(config.jobs, deps.random);
-  for (const cb of config.callbacks)
-    if (!deps.registry.get(cb.type))
-      throw new ConfigError([
-        `${cb.name === 'on-join' ? 'ON_JOIN_TYPE' : 'ON_SUCCESS_TYPE'}: unknown job type "${cb.type}" (known: ${deps.registry.names().join(', ')})`,
-      ]);
   await run.create(
     config.expectedProducers,
     config.leaseMs,
@@ -167,6 +162,11 @@ export function checkProducible(config: ProducerConfig, registry: JobRegistry): 
     config.jobType === 'sleep' ? 'JOB_MS' : config.jobType === 'fetch' ? 'FETCH_URLS' : 'JOB_PAYLOAD';
   const v = registry.validate(config.jobType, makePayloadFactory(config)(0));
   if (!v.ok) throw new ConfigError([`${variable}: not a valid "${config.jobType}" payload: ${v.reason}`]);
+  for (const cb of config.callbacks)
+    if (!registry.get(cb.type))
+      throw new ConfigError([
+        `${cb.name === 'on-join' ? 'ON_JOIN_TYPE' : 'ON_SUCCESS_TYPE'}: unknown job type "${cb.type}" (known: ${registry.names().join(', ')})`,
+      ]);
 }
 
 function makePayloadFactory(config: ProducerConfig): (i: number) => unknown {
