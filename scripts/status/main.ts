@@ -67,9 +67,13 @@ if (args && started) {
       } else if (values.results) {
         const store = new RunStore(redis, config.queue, status.runId, status.shards.length);
         if (!(await store.resultBounds()))
-          throw new Error(`run "${status.runId}" was not created with COLLECT_RESULTS=true: it kept no results`);
+          throw new Error(
+            `run "${status.runId}" was not created with COLLECT_RESULTS=true: it kept no results`,
+          );
         if (status.join.state !== 'joined')
-          throw new Error(`run "${status.runId}" has not joined yet: its results are complete only after the join`);
+          throw new Error(
+            `run "${status.runId}" has not joined yet: its results are complete only after the join`,
+          );
         const results = await store.readResults();
         process.stdout.write(
           values.json
