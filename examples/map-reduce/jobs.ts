@@ -3,7 +3,7 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { callbackPayload, defineJob, openProducer, RunError } from '../../index.js';
+import { callbackPayload, defineJob, openProducer, RunError } from 'conveyor';
 import { countWords, mergeCounts, topWords, type Counts } from './words.js';
 
 /** Map: counts one chunk's words into `<outDir>/<job id>.json` (a retry rewrites the same file). */

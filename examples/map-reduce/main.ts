@@ -7,7 +7,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openProducer, openRun, startConsumer } from '../../index.js';
+import { openProducer, openRun, startConsumer } from 'conveyor';
 import { countChunk, jobs } from './jobs.js';
 import { countWords, makeCorpus, topWords } from './words.js';
 
