@@ -166,11 +166,18 @@ export class RunStore {
   }
 
   private runCall(script: keyof typeof runScripts, ...args: (string | number)[]): Promise<unknown> {
-    return runScripts[script](this.redis, this.runScriptKeys, [this.keys.events, ...args]).catch(
-      (err: unknown) => {
-        throw this.translate(err);
-      },
-    );
+    return this.runCallWith([], script, ...args);
+  }
+
+  private runCallWith(
+    extraKeys: readonly string[],
+    script: keyof typeof runScripts,
+    ...args: (string | number)[]
+  ): Promise<unknown> {
+    const keys = extraKeys.length > 0 ? [...this.runScriptKeys, ...extraKeys] : this.runScriptKeys;
+    return runScripts[script](this.redis, keys, [this.keys.events, ...args]).catch((err: unknown) => {
+      throw this.translate(err);
+    });
   }
 
   private keysOf(shard: number): ShardRunKeys {
@@ -271,7 +278,9 @@ export class RunStore {
     collectResults: ResultBounds | null = null,
   ): Promise<boolean> {
     return (
-      (await this.runCall(
+      (await this.runCallWith(
+        // the predecessor, when it is a run of this queue (its keys share this slot), records its next
+        afterRun ? [runKeys(this.queue, afterRun).meta] : [],
         'createRun',
         this.runId,
         expectedProducers,

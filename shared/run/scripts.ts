@@ -179,7 +179,8 @@ end
 /**
  * ARGV[2] runId, ARGV[3] expected producers, ARGV[4] lease ms, ARGV[5] shard count, ARGV[6]
  * retention ms after the join (0 = keep), ARGV[7] the run's join callbacks (JSON list, '' for none;
- * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none), ARGV[9] the
+ * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none; KEYS[13] its meta,
+ * which records this run as its next), ARGV[9] the
  * bounds of its collected results (JSON {maxJobBytes, maxRunBytes}; '' when it collects none).
  * Returns 1 when created, 0 when it already existed.
  */
@@ -201,7 +202,12 @@ prune_index(now)
 redis.call('HSET', META, 'runId', ARGV[2], 'expectedProducers', ARGV[3], 'createdAt', now,
   'state', 'pending', 'leaseMs', ARGV[4], 'lastSeenAt', now, 'shards', ARGV[5], 'retentionMs', ARGV[6])
 if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', META, 'callbacks', ARGV[7]) end
-if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', META, 'afterRun', ARGV[8]) end
+if ARGV[8] and ARGV[8] ~= '' then
+  redis.call('HSET', META, 'afterRun', ARGV[8])
+  -- KEYS[12 + 1]: the predecessor's meta when it is on the same queue; it names this run as its next
+  local PREV = KEYS[13]
+  if PREV and redis.call('EXISTS', PREV) == 1 then redis.call('HSET', PREV, 'nextRun', ARGV[2]) end
+end
 if ARGV[9] and ARGV[9] ~= '' then redis.call('HSET', META, 'collectResults', ARGV[9]) end
 redis.call('ZADD', RUN_INDEX, 'NX', now, ARGV[2])
 redis.call('ZADD', PENDING, 'NX', now, ARGV[2])

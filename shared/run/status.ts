@@ -70,6 +70,8 @@ export type RunStatus = {
   state: 'pending' | 'joined' | 'done';
   /** The run whose callback started this one (`afterRun` when it was created), if any. */
   afterRun: string | null;
+  /** The run created with this one as its `afterRun` (on the same queue), if any. */
+  nextRun: string | null;
   /** The join callbacks the run was created with, and where each is. */
   callbacks: {
     name: string;
@@ -207,6 +209,7 @@ export async function readRunStatus(
     queue,
     state: !joined ? 'pending' : settled ? 'done' : 'joined',
     afterRun: meta.afterRun ?? null,
+    nextRun: meta.nextRun ?? null,
     callbacks,
     createdAt: iso(meta.createdAt) ?? '',
     observedAt: now,
@@ -273,6 +276,7 @@ export function formatRunStatus(s: RunStatus): string {
       `, ${p.lost} lost`,
     `  consumers  ${consumers}`,
     ...(s.afterRun ? [`  after run  ${s.afterRun}`] : []),
+    ...(s.nextRun ? [`  next run   ${s.nextRun}`] : []),
     ...(s.callbacks.length > 0
       ? [`  callbacks  ${s.callbacks.map((c) => `${c.name} (${c.type}) ${c.state}`).join(', ')}`]
       : []),

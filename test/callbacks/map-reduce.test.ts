@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { countWords, topWords } from '../../examples/map-reduce/words.js';
+import { readRunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnTracked } from '../helpers/processes.js';
 import { connect, redisUrl, testQueue } from '../helpers/redis.js';
 import { releaseTestQueue } from '../helpers/teardown.js';
@@ -45,5 +46,13 @@ describe('examples/map-reduce', () => {
     const top = JSON.parse(readFileSync(join(dir, 'top20.json'), 'utf8')) as unknown;
     expect(top).toEqual(topWords(countWords(readFileSync(join(dir, 'corpus.txt'), 'utf8')), 20));
     expect((top as unknown[]).length).toBe(20);
+    // The chain, both ways: status (and the dashboard) link each stage to the other.
+    const stage1 = /^stage 1 (wordcount-\d+) joined/m.exec(p.stdout())![1]!;
+    const [first, second] = await Promise.all(
+      [stage1, `${stage1}-reduce`].map((id) => readRunStatus(redis, queue, id, 5_000)),
+    );
+    expect([first?.state, first?.afterRun, first?.nextRun]).toEqual(['done', null, `${stage1}-reduce`]);
+    expect(first?.callbacks.map((c) => [c.type, c.state])).toEqual([['start-reduce', 'completed']]);
+    expect([second?.state, second?.afterRun, second?.nextRun]).toEqual(['done', stage1, null]);
   });
 });
