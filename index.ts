@@ -9,11 +9,13 @@ export {
   type AnyJobDefinition,
 } from './shared/jobs/define.js';
 export { builtinJobs, loadJobRegistry, JobRegistry } from './shared/jobs/index.js';
+export { callbackPayload } from './shared/jobs/run-report-job.js';
+export type { CallbackPayload } from './shared/run/callbacks.js';
 export { openProducer, type ProducerOptions, type ProducerClient } from './lib/producer.js';
 export { PayloadError, type PutItem } from './producers/producer.js';
 export { startConsumer, type ConsumerOptions } from './lib/consumer.js';
 export type { ConsumerHandle, ConsumerExit } from './consumers/consumer.js';
-export { openRun, type RunHandle } from './lib/run.js';
+export { openRun, type RunHandle, type RunResults } from './lib/run.js';
 export type { CancelJobResult, CancelRunResult } from './shared/run/run-store.js';
 export type { RunStatus, ShardStatus } from './shared/run/status.js';
 export { RunError } from './shared/run/run-store.js';

@@ -6,9 +6,16 @@ import type { JobRegistry } from '../shared/jobs/registry.js';
 import { builtinJobs } from '../shared/jobs/index.js';
 import { queueShards, runEventsPattern } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import { readJobData, type JobData } from '../shared/queue.js';
-import { listPendingRuns, parseRunEvent, RunError, RunStore } from '../shared/run/run-store.js';
-import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
+import { openQueues, readJobData, type JobData } from '../shared/queue.js';
+import { deliverCallbacks } from '../shared/run/callbacks.js';
+import {
+  listCallbacksDue,
+  listPendingRuns,
+  parseRunEvent,
+  RunError,
+  RunStore,
+} from '../shared/run/run-store.js';
+import type { ConsumerRecord, ConsumerState, ResultBounds } from '../shared/run/types.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
 import { runSandboxed } from './sandbox.js';
@@ -116,6 +123,22 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     return resources.get(def);
   };
 
+  // A run created with collectResults keeps each job's return value (bounded); read once per run.
+  const resultBounds = new Map<string, Promise<ResultBounds | null>>();
+  const keepResult = async (runId: string, shard: number, jobId: string, result: unknown) => {
+    let bounds = resultBounds.get(runId);
+    if (!bounds) resultBounds.set(runId, (bounds = recorder.store(runId).resultBounds()));
+    const b = await bounds;
+    if (!b) return;
+    try {
+      await recorder.store(runId).storeResult(shard, jobId, JSON.stringify(result ?? null), b);
+    } catch (err) {
+      // past the run's bounds: a retry would return as much again
+      if (err instanceof RunError) throw new UnrecoverableError(err.message);
+      throw err;
+    }
+  };
+
   const observer = deps.observer ?? {};
   const save = async (state?: ConsumerState) => {
     if (state && state !== record.state) {
@@ -148,9 +171,16 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         throw new UnrecoverableError(
           `job type "${def.name}" asks for isolation "${def.isolation}" but was not loaded from JOB_MODULES`,
         );
+      if (data.afterRun && data.callback) {
+        // A join callback: marked started on its shard before the handler runs, so no deliverer adds
+        // it again once it can leave the queue (see callbacks.ts). It is not part of its run's totals.
+        const store = recorder.store(data.afterRun);
+        await store.callbackMark(shard, data.callback, 'started');
+        await store.callbackState(data.callback, 'started');
+      }
       // Started before: an ordinary retry, a redelivery, or a job put back to work after the run
       // counted it (a retry from Bull Board or job.retry()), which the run must take back first.
-      if (job.id && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
+      if (job.id && !data.afterRun && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
         const reopened = await recorder.store(data.run).reopen(shard, job.id, data.producer);
         if (reopened === 'reopened')
           log.warn({ jobId: job.id }, 'job put back to work: re-opened in its run');
@@ -172,7 +202,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       // A sandbox is terminated CANCEL_GRACE_MS after its abort; the wait here is a little longer.
       const graceMs = source ? config.cancelGraceMs + SANDBOX_EXIT_MS : config.cancelGraceMs;
       try {
-        return await control.run(
+        const result = await control.run(
           { id: jobId, run: data.run, timeoutMs, graceMs, stopSignal: abortJobs.signal },
           (signal) =>
             def.isolation && source
@@ -211,6 +241,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
             void save().catch(() => undefined);
           },
         );
+        if (!data.afterRun && job.id) await keepResult(data.run, shard, job.id, result);
+        return result;
       } finally {
         active.delete(jobId);
       }
@@ -249,7 +281,16 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     });
     const data = readJobData(job.data);
     if (data) (record.runs ??= {})[data.run] = (record.runs[data.run] ?? 0) + 1;
-    if (data && job.id) recorder.add(data.run, shard, job.id, outcome, data.producer);
+    if (data?.afterRun && data.callback) {
+      const name = data.callback;
+      void recorder
+        .store(data.afterRun)
+        .callbackState(name, outcome)
+        .then(() => callbackSettled.notify())
+        .catch((err: unknown) =>
+          log.warn({ err: String(err), callback: name }, 'callback state not recorded'),
+        );
+    } else if (data && job.id) recorder.add(data.run, shard, job.id, outcome, data.producer);
   };
   workers.forEach((worker, shard) => {
     worker.on('completed', (job) => finished(shard, job, 'completed'));
@@ -274,6 +315,49 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   });
   const closeWorkers = (force = false) => Promise.all(workers.map((w) => w.close(force)));
 
+  // Join callbacks: this process delivers any that are due (its run's, and the queue's outbox).
+  let queues: ReturnType<typeof openQueues> | undefined;
+  const deliver = async (runId: string) => {
+    queues ??= openQueues(config.queue, config.shards, redis);
+    const n = await deliverCallbacks(recorder.store(runId), queues);
+    if (n > 0) log.info({ run: runId, callbacks: n }, 'join callbacks delivered');
+  };
+  const deliverDue = async () => {
+    for (const runId of await listCallbacksDue(redis, config.queue, PENDING_RUNS_CHECKED)) {
+      const fits = await recorder
+        .store(runId)
+        .checkShards()
+        .then(
+          () => true,
+          () => false,
+        );
+      if (fits) await deliver(runId);
+    }
+  };
+  const callbackSettled = wakeable();
+  // After its run joined, the consumer works on until the run's callbacks have finished, so a run
+  // ends with its callback jobs instead of leaving them to some later worker.
+  let stopWaitingForCallbacks = false;
+  const awaitCallbacks = async () => {
+    if (!run) return;
+    let said = false;
+    for (;;) {
+      try {
+        await deliver(run.runId);
+        const states = Object.values(await run.callbackStates());
+        if (states.every((s) => s === 'completed' || s === 'failed' || s === 'skipped')) return;
+        if (!said) log.info('run joined: finishing its callbacks before leaving');
+        said = true;
+        await save(active.size > 0 ? 'busy' : 'idle');
+      } catch (err) {
+        log.warn({ err: String(err) }, 'waiting for callbacks failed');
+      }
+      if (stopWaitingForCallbacks) return;
+      await callbackSettled.wait(config.heartbeatMs);
+      if (stopWaitingForCallbacks) return;
+    }
+  };
+
   let ending: Promise<ConsumerExit> | undefined;
   let resolveExited!: (e: ConsumerExit) => void;
   const exited = new Promise<ConsumerExit>((r) => (resolveExited = r));
@@ -285,7 +369,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     reason: string,
     graceMs: number | null,
   ): Promise<ConsumerExit> => {
+    if (mode !== 'cancel') {
+      stopWaitingForCallbacks = true;
+      callbackSettled.notify();
+    }
     ending ??= (async () => {
+      if (mode === 'cancel' && reason === 'run joined') await awaitCallbacks();
       log.info(
         { reason },
         mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs',
@@ -311,7 +400,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       record.cancelReason = reason;
       await save(mode === 'cancel' ? 'cancelled' : 'stopped').catch(() => undefined);
       recorder.dispose();
-      subscriber.disconnect();
+      if (queues) await Promise.all(queues.map((q) => q.close())).catch(() => undefined);
+      if (subscriber) subscriber.disconnect();
       for (const [def, r] of resources) await def.disposeResources?.(r);
       const exit: ConsumerExit = {
         state: mode === 'cancel' ? 'cancelled' : mode === 'stop' ? 'stopped' : 'aborted',
@@ -411,6 +501,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           }
           const attempt = await run.tryJoin();
           if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
+          await deliverDue();
           if (attempt.reason !== 'no-run') sawRun = true;
           else if (sawRun) {
             log.error(
@@ -423,6 +514,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
           // served only by such workers still settles lost producers, reconciles, and joins.
           await checkPendingRuns(recorder, config.queue, log, catchUpCancels);
+          await deliverDue();
         }
       } catch (err) {
         log.warn({ err: String(err) }, 'heartbeat failed');
@@ -452,6 +544,24 @@ async function checkPendingRuns(
     const attempt = await store.tryJoin();
     if (attempt.joinedNow) log.info({ joinedRun: runId }, 'run joined');
   }
+}
+
+/** A wait that a notify ends early (or its timeout). */
+function wakeable(): { wait(ms: number): Promise<void>; notify(): void } {
+  let wake: (() => void) | undefined;
+  return {
+    wait: (ms) =>
+      new Promise<void>((resolve) => {
+        const t = setTimeout(done, ms);
+        function done() {
+          clearTimeout(t);
+          wake = undefined;
+          resolve();
+        }
+        wake = done;
+      }),
+    notify: () => wake?.(),
+  };
 }
 
 /** `total` slots over `parts` workers, as evenly as possible, at least one each. */

@@ -6,6 +6,7 @@ import { loadProducerConfig } from '../producers/config.js';
 import { createProducer, type Producer } from '../producers/producer.js';
 import { jobOptions, openQueues } from '../shared/queue.js';
 import { closeRedis, createRedis } from '../shared/redis.js';
+import { deliverCallbacks } from '../shared/run/callbacks.js';
 import { RunStore } from '../shared/run/run-store.js';
 import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
 
@@ -20,6 +21,21 @@ export type ProducerOptions = ConnectionOptions & {
   /** Tries per job (default 3) and the first retry's delay (default 1000 ms, doubling). */
   attempts?: number;
   backoffMs?: number;
+  /**
+   * A job enqueued exactly once when the run joins (`onSuccess`: only when no job failed or was
+   * removed). Its payload is `callbackPayload(...)`: the run id, final totals, failed job ids and
+   * `payload`. Set by whichever producer creates the run; a callback may open the next run.
+   */
+  onJoin?: { type: string; payload?: unknown };
+  onSuccess?: { type: string; payload?: unknown };
+  /** The run whose join callback starts this one (shown as its predecessor in status). */
+  afterRun?: string;
+  /**
+   * Keep each job's return value (JSON), for `openRun(...).results()` in put order once the run has
+   * joined. Bounded: `maxJobBytes` per job (default 64 KiB), `maxRunBytes` per run and shard (default
+   * 64 MiB); a value past a bound fails its job with an error saying so.
+   */
+  collectResults?: boolean | { maxJobBytes?: number; maxRunBytes?: number };
 };
 
 export type ProducerClient = Omit<Producer, 'done'> & {
@@ -42,10 +58,24 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
       PRODUCER_ID: opts.producerId,
       ATTEMPTS: opts.attempts,
       BACKOFF_MS: opts.backoffMs,
+      ON_JOIN_TYPE: opts.onJoin?.type,
+      ON_JOIN_PAYLOAD: opts.onJoin?.payload === undefined ? undefined : JSON.stringify(opts.onJoin.payload),
+      ON_SUCCESS_TYPE: opts.onSuccess?.type,
+      COLLECT_RESULTS: opts.collectResults ? true : undefined,
+      RESULT_MAX_BYTES: typeof opts.collectResults === 'object' ? opts.collectResults.maxJobBytes : undefined,
+      RUN_RESULTS_MAX_BYTES:
+        typeof opts.collectResults === 'object' ? opts.collectResults.maxRunBytes : undefined,
+      ON_SUCCESS_PAYLOAD:
+        opts.onSuccess?.payload === undefined ? undefined : JSON.stringify(opts.onSuccess.payload),
     }),
   );
   const log = loggerFor(opts, 'producer').child({ runId: config.runId, producerId: config.producerId });
   const registry = new JobRegistry([...builtinJobs, ...(opts.jobs ?? [])]);
+  for (const cb of config.callbacks)
+    if (!registry.get(cb.type))
+      throw new TypeError(
+        `${cb.name === 'on-join' ? 'onJoin' : 'onSuccess'}.type: unknown job type "${cb.type}" (known: ${registry.names().join(', ')})`,
+      );
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
   const queues = openQueues(config.queue, config.shards, redis);
   const run = new RunStore(redis, config.queue, config.runId, config.shards);
@@ -59,7 +89,14 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
   };
   let registered;
   try {
-    await run.create(config.expectedProducers, config.leaseMs, config.retentionMs);
+    await run.create(
+      config.expectedProducers,
+      config.leaseMs,
+      config.retentionMs,
+      config.callbacks,
+      opts.afterRun ?? '',
+      config.collectResults,
+    );
     registered = await run.registerProducer(
       config.producerId,
       { host: hostname(), pid: process.pid },
@@ -100,7 +137,9 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
     },
     done: async () => {
       try {
-        return await producer.done();
+        const outcome = await producer.done();
+        if (outcome.join.joined) await deliverCallbacks(run, queues);
+        return outcome;
       } finally {
         await close();
       }

@@ -10,6 +10,8 @@ import {
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
 import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
 
+export type RunResults = { producer: string; results: { jobId: string; value: unknown }[] }[];
+
 export type RunHandle = {
   readonly runId: string;
   readonly queue: string;
@@ -30,6 +32,12 @@ export type RunHandle = {
   cancel(): Promise<CancelRunResult>;
   /** Cancels one job of the run: waiting, it never runs; running, the consumer holding it aborts it. */
   cancelJob(jobId: string): Promise<CancelJobResult>;
+  /**
+   * The jobs' return values of a run created with collectResults, per producer in put order (jobs
+   * put with an idempotency key come under `keyed`). Only once the run has joined: before that they
+   * are incomplete, and this rejects saying so.
+   */
+  results(): Promise<RunResults>;
   /** Asks every consumer of the run (or one, by id) to stop taking work and exit after its jobs. */
   cancelConsumers(reason?: string, consumerId?: string): Promise<void>;
   /** Closes the connections this handle opened (not a `redis` you passed in). */
@@ -97,6 +105,16 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
     cancel: () => store.cancel(),
     cancelJob: (jobId) => store.cancelJob(jobId),
     cancelConsumers: (reason = 'cancelled', consumerId = '*') => store.requestCancel(consumerId, reason),
+    results: async () => {
+      if (!(await store.exists())) throw new Error(`run "${opts.runId}" does not exist`);
+      if (!(await store.resultBounds()))
+        throw new Error(`run "${opts.runId}" was not created with collectResults: it kept no results`);
+      if (!(await store.isJoined()))
+        throw new Error(
+          `run "${opts.runId}" has not joined yet: its results are complete only after the join`,
+        );
+      return store.readResults();
+    },
     close: async () => {
       for (const w of waiters) w.disconnect();
       if (!opts.redis) await closeRedis(redis);

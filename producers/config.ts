@@ -1,4 +1,5 @@
 import {
+  bool,
   defaultProcessId,
   ConfigError,
   commonShape,
@@ -14,6 +15,7 @@ import {
 } from '../shared/config.js';
 import { hostname } from 'node:os';
 import { metricsShape, toMetricsConfig } from '../shared/metrics/config.js';
+import type { CallbackSpec } from '../shared/run/types.js';
 
 const shape = {
   ...commonShape,
@@ -38,6 +40,15 @@ const shape = {
   KEEP_FAILED: int(10_000, 0, 10_000_000),
   // How long a joined run's keys stay in Redis (0 = for ever).
   RUN_RETENTION_S: int(7 * 24 * 3600, 0, 10 * 365 * 24 * 3600),
+  // Join callbacks: a job enqueued once when the run joins (ON_SUCCESS_*: only when nothing failed).
+  ON_JOIN_TYPE: optionalName(),
+  ON_JOIN_PAYLOAD: text(''),
+  ON_SUCCESS_TYPE: optionalName(),
+  ON_SUCCESS_PAYLOAD: text(''),
+  // Keep each job's return value for `status --results` / openRun().results(), bounded in bytes of JSON.
+  COLLECT_RESULTS: bool(false),
+  RESULT_MAX_BYTES: int(64 * 1024, 1, 16 * 1024 * 1024),
+  RUN_RESULTS_MAX_BYTES: int(64 * 1024 * 1024, 1, 1024 * 1024 * 1024),
 };
 
 export type ProducerConfig = ReturnType<typeof loadProducerConfig>;
@@ -61,8 +72,47 @@ export function loadProducerConfig(env: Env) {
       problems.push(`JOB_PAYLOAD: must be JSON (got ${JSON.stringify(e.JOB_PAYLOAD)})`);
     }
   }
+  const callbackPayloadOf = (variable: string, raw: string, type: string | undefined): unknown => {
+    if (!raw) return null;
+    if (!type) problems.push(`${variable}: set only with ${variable.replace('PAYLOAD', 'TYPE')}`);
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch {
+      problems.push(`${variable}: must be JSON (got ${JSON.stringify(raw)})`);
+      return null;
+    }
+  };
+  const onJoinPayload = callbackPayloadOf('ON_JOIN_PAYLOAD', e.ON_JOIN_PAYLOAD, e.ON_JOIN_TYPE);
+  const onSuccessPayload = callbackPayloadOf('ON_SUCCESS_PAYLOAD', e.ON_SUCCESS_PAYLOAD, e.ON_SUCCESS_TYPE);
   if (problems.length) throw new ConfigError(problems);
+  const callbacks: CallbackSpec[] = [];
+  const policy = {
+    attempts: e.ATTEMPTS,
+    backoffMs: e.BACKOFF_MS,
+    keepCompleted: e.KEEP_COMPLETED,
+    keepFailed: e.KEEP_FAILED,
+  };
+  if (e.ON_JOIN_TYPE)
+    callbacks.push({
+      name: 'on-join',
+      type: e.ON_JOIN_TYPE,
+      when: 'always',
+      payload: onJoinPayload,
+      ...policy,
+    });
+  if (e.ON_SUCCESS_TYPE)
+    callbacks.push({
+      name: 'on-success',
+      type: e.ON_SUCCESS_TYPE,
+      when: 'success',
+      payload: onSuccessPayload,
+      ...policy,
+    });
   return {
+    callbacks,
+    collectResults: e.COLLECT_RESULTS
+      ? { maxJobBytes: e.RESULT_MAX_BYTES, maxRunBytes: e.RUN_RESULTS_MAX_BYTES }
+      : null,
     ...toCommonConfig(e),
     metrics: toMetricsConfig(e),
     runId: e.RUN_ID,

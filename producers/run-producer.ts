@@ -4,6 +4,7 @@ import { ConfigError, drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
 import { jobOptions, type JobData } from '../shared/queue.js';
+import { deliverCallbacks } from '../shared/run/callbacks.js';
 import { RunError, type RunStore } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
 import { createProducer, type PutItem } from './producer.js';
@@ -48,7 +49,14 @@ export async function runProducer(
 ): Promise<ProducerOutcome> {
   const { run, log } = deps;
   const planned = drawCount(config.jobs, deps.random);
-  await run.create(config.expectedProducers, config.leaseMs, config.retentionMs);
+  await run.create(
+    config.expectedProducers,
+    config.leaseMs,
+    config.retentionMs,
+    config.callbacks,
+    '',
+    config.collectResults,
+  );
   const registered = await run
     .registerProducer(config.producerId, { host: deps.host, pid: deps.pid }, config.leaseMs)
     .catch((err: unknown) => {
@@ -146,6 +154,7 @@ export async function runProducer(
       isCancelled() ? 'producer done: the run was cancelled' : 'producer done',
     );
     if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
+    if (join.joined) await deliverCallbacks(run, deps.queues);
     return { produced: producer.produced, planned, stoppedEarly, lost, cancelled: isCancelled() };
   } catch (err) {
     if (err instanceof RunError && err.code === 'fenced') {
@@ -179,6 +188,11 @@ export function checkProducible(config: ProducerConfig, registry: JobRegistry): 
     config.jobType === 'sleep' ? 'JOB_MS' : config.jobType === 'fetch' ? 'FETCH_URLS' : 'JOB_PAYLOAD';
   const v = registry.validate(config.jobType, makePayloadFactory(config)(0));
   if (!v.ok) throw new ConfigError([`${variable}: not a valid "${config.jobType}" payload: ${v.reason}`]);
+  for (const cb of config.callbacks)
+    if (!registry.get(cb.type))
+      throw new ConfigError([
+        `${cb.name === 'on-join' ? 'ON_JOIN_TYPE' : 'ON_SUCCESS_TYPE'}: unknown job type "${cb.type}" (known: ${registry.names().join(', ')})`,
+      ]);
 }
 
 function makePayloadFactory(config: ProducerConfig): (i: number) => unknown {

@@ -76,9 +76,13 @@ export const commands = {
   status: {
     name: 'status',
     summary: "Prints a run's join state, counts, producers and consumers (the latest run by default).",
-    synopsis: '[--run ID | --list] [--json]',
+    synopsis: '[--run ID | --list] [--results] [--json]',
     options: {
       run: { type: 'string', help: 'the run to show (default RUN_ID, else the latest)' },
+      results: {
+        type: 'boolean',
+        help: "a joined run's job results (COLLECT_RESULTS), per producer in put order",
+      },
       list: { type: 'boolean', help: "the queue's recent runs, newest first, with state, counts and times" },
       json: { type: 'boolean', help: 'machine-readable output' },
     },

@@ -102,6 +102,8 @@ export type ShardRunKeys = {
   rejected: string;
   /** Set: job ids someone cancelled (one by one, or swept out of a cancelled run). */
   cancelled: string;
+  /** Hash: job id → its return value (JSON), for a run created with collectResults. */
+  results: string;
   /** BullMQ's failed set of this shard. */
   failed: string;
   /** Prefix of a producer's in-flight set (ids sent to Redis, not yet acknowledged). */
@@ -139,6 +141,7 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
     fenced: `${base}:fenced`,
     rejected: `${base}:rejected`,
     cancelled: `${base}:cancelled`,
+    results: `${base}:results`,
     failed: `${shardJobPrefix(shard)}failed`,
     inflightPrefix: `${base}:inflight:`,
     jobPrefix: shardJobPrefix(shard),
@@ -163,4 +166,9 @@ export function runExpiriesKey(queue: string): string {
 /** Pattern matching every run's events channel on a queue (what a worker without RUN_ID listens to). */
 export function runEventsPattern(queue: string): string {
   return `${runBase(queuePrefix(queue), queue, '*')}:events`;
+}
+
+/** Sorted set of joined runs whose callbacks are not all delivered yet (the outbox), by join time. */
+export function callbacksDueKey(queue: string): string {
+  return `${queuePrefix(queue)}:${queue}:conveyor:callbacks-due`;
 }

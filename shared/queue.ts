@@ -9,6 +9,10 @@ export type JobData = {
   payload: unknown;
   /** How long one attempt may run (ms) before it is aborted and fails as timed out. */
   timeoutMs?: number;
+  /** Set on a run's join callback: the run it follows (not counted in that run's totals). */
+  afterRun?: string;
+  /** The callback's name (`on-join`, `on-success`) on a join callback. */
+  callback?: string;
 };
 
 export type RetryPolicy = { attempts: number; backoffMs: number; keepCompleted: number; keepFailed: number };
@@ -63,9 +67,12 @@ export function readJobData(data: unknown): JobData | null {
   if (typeof data !== 'object' || data === null) return null;
   const d = data as Record<string, unknown>;
   if (typeof d.run !== 'string' || typeof d.producer !== 'string') return null;
-  const timeoutMs =
-    typeof d.timeoutMs === 'number' && Number.isInteger(d.timeoutMs) && d.timeoutMs > 0
-      ? d.timeoutMs
-      : undefined;
-  return { run: d.run, producer: d.producer, payload: d.payload, ...(timeoutMs ? { timeoutMs } : {}) };
+  const read: JobData = { run: d.run, producer: d.producer, payload: d.payload };
+  if (typeof d.timeoutMs === 'number' && Number.isInteger(d.timeoutMs) && d.timeoutMs > 0)
+    read.timeoutMs = d.timeoutMs;
+  if (typeof d.afterRun === 'string' && typeof d.callback === 'string') {
+    read.afterRun = d.afterRun;
+    read.callback = d.callback;
+  }
+  return read;
 }

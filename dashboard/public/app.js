@@ -170,9 +170,12 @@ function renderRun(u) {
   }
   const j = s.jobs;
   const p = s.producers;
+  renderChain(s);
   if (s.join.state === 'joined') {
     join.dataset.state = 'joined';
     join.textContent = `joined at ${time(Date.parse(s.join.joinedAt))} (all ${p.expected} producers done, ${j.unfinished} unfinished)`;
+    const open = (s.callbacks || []).filter((c) => !['completed', 'failed', 'skipped'].includes(c.state));
+    if (open.length) join.textContent += `; callbacks: ${open.map((c) => `${c.name} ${c.state}`).join(', ')}`;
   } else {
     join.dataset.state = 'pending';
     const why = {
@@ -203,6 +206,16 @@ function renderRun(u) {
   $('producers-summary').textContent =
     `${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`;
   $('run-actions').hidden = !info.actions || s.join.state === 'joined';
+}
+
+/** Chained runs: the run whose join callback started this one, and the one this run's started. */
+function renderChain(s) {
+  const link = (label, run) =>
+    el('a', { href: `?run=${encodeURIComponent(run)}`, className: 'chain-link' }, `${label} ${run}`);
+  const parts = [];
+  if (s.afterRun) parts.push(link('← after', s.afterRun));
+  if (s.nextRun) parts.push(link('next →', s.nextRun));
+  $('run-chain').replaceChildren(...parts.flatMap((a, i) => (i ? [' · ', a] : [a])));
 }
 
 function renderDrained(u) {

@@ -1,14 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { QueueEvents, type Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { duplicateClient, type RedisClient } from '../../shared/redis.js';
 import type { ConsumerConfig } from '../../consumers/config.js';
 import { startConsumer } from '../../consumers/consumer.js';
 import { createProducer } from '../../producers/producer.js';
 import type { JobRegistry } from '../../shared/jobs/registry.js';
-import { queuePrefix } from '../../shared/keys.js';
 import type { Logger } from '../../shared/logger.js';
 import { jobOptions, type JobData, type RetryPolicy } from '../../shared/queue.js';
-import { RunStore } from '../../shared/run/run-store.js';
+import { parseRunEvent, RunStore } from '../../shared/run/run-store.js';
 
 export type GatherDeps = {
   redis: RedisClient;
@@ -34,14 +33,18 @@ export async function gather(
   const { redis, queue, log } = deps;
   const runId = `gather-${Date.now()}-${randomBytes(3).toString('hex')}`;
   const run = new RunStore(redis, queue.name, runId);
-  await run.create(1, deps.consumerConfig.leaseMs);
-  await run.registerProducer('gather', { host: deps.host, pid: deps.pid }, deps.consumerConfig.leaseMs);
-  const eventsConnection = duplicateClient(redis, 'conveyor:gather-events');
-  const events = new QueueEvents(queue.name, {
-    connection: eventsConnection,
-    prefix: queuePrefix(queue.name),
+  // The run keeps each job's return value, so results come back in put order once it joins.
+  await run.create(1, deps.consumerConfig.leaseMs, undefined, [], '', {
+    maxJobBytes: 64 * 1024,
+    maxRunBytes: 64 * 1024 * 1024,
   });
-  await events.waitUntilReady();
+  await run.registerProducer('gather', { host: deps.host, pid: deps.pid }, deps.consumerConfig.leaseMs);
+  const subscriber = duplicateClient(redis, 'conveyor:gather-events');
+  let wake: () => void = () => undefined;
+  subscriber.on('message', (_channel: string, message: string) => {
+    if (parseRunEvent(message)?.type === 'joined') wake();
+  });
+  await subscriber.subscribe(run.keys.events);
   try {
     const workers = await queue.getWorkersCount().catch(() => 0);
     const own =
@@ -52,7 +55,7 @@ export async function gather(
               runId,
               consumerId: `gather-${deps.pid}`,
               concurrency: Math.max(1, n),
-              // gather reads results back from the one queue it enqueued on
+              // gather enqueues on the one queue it names
               shards: 1,
             },
             { redis, registry: deps.registry, log, host: deps.host, pid: deps.pid },
@@ -70,17 +73,24 @@ export async function gather(
       Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: jobMs } })),
     );
     await producer.done();
-    const results = await Promise.all(
-      ids.map(async (id) => {
-        const job = await queue.getJob(id);
-        if (!job) throw new Error(`job ${id} vanished before it finished`);
-        return job.waitUntilFinished(events) as Promise<unknown>;
-      }),
+    // The join: the joined event, with a look every second in case a message was missed.
+    while (!(await run.isJoined()))
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 1_000);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    const byId = new Map(
+      (await run.readResults()).flatMap((p) => p.results.map((r) => [r.jobId, r.value] as const)),
     );
+    const missing = ids.filter((id) => !byId.has(id));
+    if (missing.length > 0)
+      throw new Error(`${missing.length} of ${n} jobs failed or were removed (first: ${missing[0]})`);
     if (own) await own.exited;
-    return results;
+    return ids.map((id) => byId.get(id));
   } finally {
-    await events.close();
-    eventsConnection.disconnect();
+    subscriber.disconnect();
   }
 }

@@ -3,6 +3,7 @@ import { commands } from '../../shared/commands.js';
 import { commonShape, nameSchema, optionalName, parseEnv, toCommonConfig } from '../../shared/config.js';
 import { startProcess } from '../../shared/process.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
+import { RunStore } from '../../shared/run/run-store.js';
 import { formatRunList, formatRunStatus, listRuns, readRunStatus } from '../../shared/run/status.js';
 
 /** A one-shot command: a Redis that does not answer is an error to report, not an outage to wait out. */
@@ -21,13 +22,14 @@ const started =
   );
 if (args && started) {
   const { config, log } = started;
-  const values = args.values as { json?: boolean; run?: string; list?: boolean };
+  const values = args.values as { json?: boolean; run?: string; list?: boolean; results?: boolean };
   const redis = createRedis(config, log, 'conveyor:status');
   let lastError = '';
   redis.on('error', (err: Error) => (lastError = err.message));
   let timer: NodeJS.Timeout | undefined;
   try {
     if (values.run !== undefined && values.list) throw new Error('give --run or --list, not both');
+    if (values.results && values.list) throw new Error('give --results or --list, not both');
     await Promise.race([
       waitUntilReady(redis, log),
       new Promise<never>((_, reject) => {
@@ -62,6 +64,27 @@ if (args && started) {
       if (!status) {
         process.stderr.write(`status: no run ${runId ? `"${runId}" ` : ''}on queue "${config.queue}"\n`);
         process.exitCode = 1;
+      } else if (values.results) {
+        const store = new RunStore(redis, config.queue, status.runId, status.shards.length);
+        if (!(await store.resultBounds()))
+          throw new Error(
+            `run "${status.runId}" was not created with COLLECT_RESULTS=true: it kept no results`,
+          );
+        if (status.join.state !== 'joined')
+          throw new Error(
+            `run "${status.runId}" has not joined yet: its results are complete only after the join`,
+          );
+        const results = await store.readResults();
+        process.stdout.write(
+          values.json
+            ? `${JSON.stringify(results)}\n`
+            : results
+                .map(
+                  (r) =>
+                    `${r.producer}:\n${r.results.map((x) => `  ${x.jobId}  ${JSON.stringify(x.value)}`).join('\n')}`,
+                )
+                .join('\n') + '\n',
+        );
       } else {
         process.stdout.write(values.json ? `${JSON.stringify(status)}\n` : `${formatRunStatus(status)}\n`);
       }

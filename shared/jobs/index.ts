@@ -6,12 +6,13 @@ import { pathToFileURL } from 'node:url';
 import type { AnyJobDefinition } from './define.js';
 import { fetchJob } from './fetch-job.js';
 import { JobRegistry } from './registry.js';
+import { runReportJob } from './run-report-job.js';
 import { sleepJob } from './sleep-job.js';
 
 export { defineJob, type JobDefinition, type JobContext, type AnyJobDefinition } from './define.js';
 export { JobRegistry } from './registry.js';
 
-export const builtinJobs: readonly AnyJobDefinition[] = [sleepJob, fetchJob];
+export const builtinJobs: readonly AnyJobDefinition[] = [sleepJob, fetchJob, runReportJob];
 
 export function isDefinition(v: unknown): v is AnyJobDefinition {
   if (typeof v !== 'object' || v === null) return false;

@@ -1,5 +1,6 @@
 import type { RedisClient } from '../redis.js';
 import {
+  callbacksDueKey,
   pendingRunsKey,
   queueShards,
   runExpiriesKey,
@@ -16,7 +17,10 @@ import {
   ackAddedLua,
   cancelJobLua,
   cancelRunLua,
+  callbackMarkLua,
+  callbackStateLua,
   checkRunLua,
+  claimCallbacksLua,
   closeShardLua,
   createRunLua,
   heartbeatProducerLua,
@@ -31,9 +35,18 @@ import {
   saveConsumerLua,
   settledRunLua,
   settleInstanceLua,
+  storeResultLua,
   tallyProducerLua,
 } from './scripts.js';
-import type { ConsumerRecord, FinishOutcome, JoinAttempt, JoinReason, ProducerState } from './types.js';
+import type {
+  CallbackSpec,
+  ResultBounds,
+  ConsumerRecord,
+  FinishOutcome,
+  JoinAttempt,
+  JoinReason,
+  ProducerState,
+} from './types.js';
 
 const runScripts = {
   createRun: luaScript(createRunLua),
@@ -46,6 +59,8 @@ const runScripts = {
   saveConsumer: luaScript(saveConsumerLua),
   requestCancel: luaScript(requestCancelLua),
   cancelRun: luaScript(cancelRunLua),
+  claimCallbacks: luaScript(claimCallbacksLua),
+  callbackState: luaScript(callbackStateLua),
 };
 
 const shardScripts = {
@@ -58,6 +73,8 @@ const shardScripts = {
   reconcile: luaScript(reconcileLua),
   cancelJob: luaScript(cancelJobLua),
   markCancelled: luaScript(markCancelledLua),
+  callbackMark: luaScript(callbackMarkLua),
+  storeResult: luaScript(storeResultLua),
 };
 
 /** Open jobs one reconcile pass inspects (a bounded amount of work per join check). */
@@ -87,7 +104,9 @@ export class RunError extends Error {
       | 'no-run'
       | 'no-producer'
       | 'fenced'
-      | 'cancelled',
+      | 'cancelled'
+      | 'result-too-large'
+      | 'results-full',
     message: string,
   ) {
     super(message);
@@ -101,7 +120,8 @@ export type RunEvent =
   /** One job cancelled: whoever holds it aborts it; nobody starts it. */
   | { type: 'cancel-job'; run: string; jobId: string; at: number }
   /** The run cancelled: producers stop, every job of the run not yet started is cancelled, active ones aborted. */
-  | { type: 'cancel-run'; run: string; at: number };
+  | { type: 'cancel-run'; run: string; at: number }
+  | { type: 'callback'; name: string; state: string };
 
 /** What cancelling one job did. */
 export type CancelJobResult = {
@@ -177,15 +197,23 @@ export class RunStore {
       k.consumers,
       k.beats,
       k.cancel,
+      callbacksDueKey(queue),
     ];
   }
 
   private runCall(script: keyof typeof runScripts, ...args: (string | number)[]): Promise<unknown> {
-    return runScripts[script](this.redis, this.runScriptKeys, [this.keys.events, ...args]).catch(
-      (err: unknown) => {
-        throw this.translate(err);
-      },
-    );
+    return this.runCallWith([], script, ...args);
+  }
+
+  private runCallWith(
+    extraKeys: readonly string[],
+    script: keyof typeof runScripts,
+    ...args: (string | number)[]
+  ): Promise<unknown> {
+    const keys = extraKeys.length > 0 ? [...this.runScriptKeys, ...extraKeys] : this.runScriptKeys;
+    return runScripts[script](this.redis, keys, [this.keys.events, ...args]).catch((err: unknown) => {
+      throw this.translate(err);
+    });
   }
 
   private keysOf(shard: number): ShardRunKeys {
@@ -211,6 +239,7 @@ export class RunStore {
       k.fenced,
       k.rejected,
       k.cancelled,
+      k.results,
       ...extraKeys,
     ];
     return shardScripts[script](this.redis, keys, args).catch((err: unknown) => {
@@ -254,6 +283,16 @@ export class RunStore {
         return new RunError('cancelled', `The ${run} was cancelled; it takes no more producers.`);
       case 'NO_PRODUCER':
         return new RunError('no-producer', `This producer is not registered in the ${run}.`);
+      case 'RESULT_TOO_LARGE':
+        return new RunError(
+          'result-too-large',
+          `A job's return value of ${detail} bytes is more than the ${err.message.split(' ').at(-1)} bytes the ${run} keeps per job (collectResults maxJobBytes); return less, or store it elsewhere and return a reference.`,
+        );
+      case 'RESULTS_FULL':
+        return new RunError(
+          'results-full',
+          `The ${run} keeps at most ${err.message.split(' ').at(-1)} bytes of results per shard (collectResults maxRunBytes); this job's value would make it ${detail}.`,
+        );
       case 'FENCED':
         return new RunError(
           'fenced',
@@ -273,17 +312,110 @@ export class RunStore {
     expectedProducers: number,
     leaseMs = 10_000,
     retentionMs = DEFAULT_RETENTION_MS,
+    callbacks: readonly CallbackSpec[] = [],
+    afterRun = '',
+    collectResults: ResultBounds | null = null,
   ): Promise<boolean> {
     return (
-      (await this.runCall(
+      (await this.runCallWith(
+        // the predecessor, when it is a run of this queue (its keys share this slot), records its next
+        afterRun ? [runKeys(this.queue, afterRun).meta] : [],
         'createRun',
         this.runId,
         expectedProducers,
         leaseMs,
         this.shards.length,
         retentionMs,
+        callbacks.length > 0 ? JSON.stringify(callbacks) : '',
+        afterRun,
+        collectResults ? JSON.stringify(collectResults) : '',
       )) === 1
     );
+  }
+
+  /**
+   * Claims the delivery of this run's due callbacks for `leaseMs` (see callbacks.ts): null when
+   * nothing is due or another live claim holds them.
+   */
+  async claimCallbacks(
+    token: string,
+    leaseMs: number,
+  ): Promise<{ callbacks: CallbackSpec[]; totals: string; pending: string[] } | null> {
+    const reply = (await this.runCall('claimCallbacks', token, leaseMs)) as string[];
+    if (reply[0] !== 'claimed') return null;
+    const [, callbacks, totals, ...pending] = reply;
+    return { callbacks: JSON.parse(callbacks!) as CallbackSpec[], totals: totals ?? '{}', pending };
+  }
+
+  /** Records a callback's progress (never backwards); returns the state now recorded. */
+  async callbackState(name: string, state: 'delivered' | 'started' | FinishOutcome): Promise<string | null> {
+    return (await this.runCall('callbackState', name, state)) as string | null;
+  }
+
+  /** Each callback's state: pending, delivered, started, completed, failed or skipped. */
+  async callbackStates(): Promise<Record<string, string>> {
+    const meta = await this.redis.hgetall(this.keys.meta);
+    const states: Record<string, string> = {};
+    for (const [k, v] of Object.entries(meta)) if (k.startsWith('cb:')) states[k.slice(3)] = v;
+    return states;
+  }
+
+  /** The bounds of the run's collected results, or null when it collects none. */
+  async resultBounds(): Promise<ResultBounds | null> {
+    const raw = await this.redis.hget(this.keys.meta, 'collectResults');
+    return raw ? (JSON.parse(raw) as ResultBounds) : null;
+  }
+
+  /** Keeps a completed job's return value; a RunError when it is past the run's bounds. */
+  async storeResult(shard: number, jobId: string, json: string, bounds: ResultBounds): Promise<void> {
+    await this.shardCall(shard, 'storeResult', [], jobId, json, bounds.maxJobBytes, bounds.maxRunBytes);
+  }
+
+  /**
+   * Every kept return value, per producer instance in put order (its job ids' sequence numbers);
+   * jobs put with an idempotency key come under `keyed`, in key order.
+   */
+  async readResults(): Promise<{ producer: string; results: { jobId: string; value: unknown }[] }[]> {
+    const byProducer = new Map<string, { jobId: string; order: number | string; value: unknown }[]>();
+    const prefix = `${this.runId}.`;
+    for (const k of this.shardKeys) {
+      for (const [jobId, json] of Object.entries(await this.redis.hgetall(k.results))) {
+        const rest = jobId.startsWith(prefix) ? jobId.slice(prefix.length) : jobId;
+        const keyed = rest.startsWith('k.');
+        const cut = rest.lastIndexOf('.');
+        const producer = keyed ? 'keyed' : rest.slice(0, cut);
+        const order = keyed ? rest.slice(2) : Number(rest.slice(cut + 1));
+        const list = byProducer.get(producer) ?? [];
+        list.push({ jobId, order, value: JSON.parse(json) as unknown });
+        byProducer.set(producer, list);
+      }
+    }
+    return [...byProducer.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([producer, list]) => ({
+        producer,
+        results: list
+          .sort((a, b) =>
+            typeof a.order === 'number' && typeof b.order === 'number'
+              ? a.order - b.order
+              : String(a.order).localeCompare(String(b.order)),
+          )
+          .map(({ jobId, value }) => ({ jobId, value })),
+      }));
+  }
+
+  /** Reads ('check') or sets the callback job's mark on the shard that holds it. */
+  async callbackMark(
+    shard: number,
+    name: string,
+    mark: 'check' | 'added' | 'started',
+  ): Promise<string | null> {
+    return (await this.shardCall(shard, 'callbackMark', [], name, mark)) as string | null;
+  }
+
+  /** The connection this store uses (for reads beside the scripts). */
+  get client(): RedisClient {
+    return this.redis;
   }
 
   async exists(): Promise<boolean> {
@@ -660,6 +792,11 @@ export class RunStore {
   }
 }
 
+/** Joined runs of a queue whose callbacks are not all delivered yet (the outbox), oldest first. */
+export async function listCallbacksDue(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
+  return redis.zrange(callbacksDueKey(queue), '0', String(limit - 1));
+}
+
 /** Runs of a queue that have not joined yet, oldest first (what a worker without RUN_ID checks). */
 export async function listPendingRuns(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
   return redis.zrange(pendingRunsKey(queue), '0', String(limit - 1));
@@ -686,6 +823,8 @@ export function parseRunEvent(message: string): RunEvent | null {
         consumer: v.consumer,
         reason: typeof v.reason === 'string' ? v.reason : 'cancel',
       };
+    if (v.type === 'callback' && typeof v.name === 'string' && typeof v.state === 'string')
+      return { type: 'callback', name: v.name, state: v.state };
   } catch {
     // not ours
   }

@@ -35,6 +35,7 @@ export const RUN_KEY_NAMES = [
   'consumers',
   'beats',
   'cancel',
+  'callbacksDue',
 ] as const;
 
 /** A shard's fixed keys, in the order shard scripts receive them (per-call keys follow). */
@@ -48,6 +49,7 @@ export const SHARD_KEY_NAMES = [
   'fenced',
   'rejected',
   'cancelled',
+  'results',
 ] as const;
 const SHARD_FIXED = SHARD_KEY_NAMES.length;
 
@@ -66,6 +68,8 @@ const runPrelude =
   /* lua */ `
 local META, PRODUCERS, LEASES, RUN_INDEX, CREDITED, UNSETTLED, PENDING, EXPIRIES, CONSUMERS, BEATS, CANCEL =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local CALLBACKS_DUE = KEYS[12]
+local QUEUE_WIDE = {[4] = true, [7] = true, [8] = true, [12] = true}
 
 local function load_producer(id)
   local raw = redis.call('HGET', PRODUCERS, id)
@@ -126,7 +130,7 @@ local function keep_ttl()
   local ms = tonumber(redis.call('HGET', META, 'retentionMs') or '0')
   if ms > 0 and redis.call('HGET', META, 'state') == 'joined' then
     for i = 1, #KEYS do
-      if i ~= 4 and i ~= 7 and i ~= 8 then redis.call('PEXPIRE', KEYS[i], ms) end
+      if not QUEUE_WIDE[i] then redis.call('PEXPIRE', KEYS[i], ms) end
     end
   end
 end
@@ -135,8 +139,8 @@ end
 const shardPrelude =
   common +
   /* lua */ `
-local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED, CANCELLED =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED, CANCELLED, RESULTS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local FIXED = ${SHARD_FIXED}
 
 -- An id its producer's in-flight set held: count it once, whether its job already finished or not.
@@ -177,7 +181,11 @@ end
 
 /**
  * ARGV[2] runId, ARGV[3] expected producers, ARGV[4] lease ms, ARGV[5] shard count, ARGV[6]
- * retention ms after the join (0 = keep). Returns 1 when created, 0 when it already existed.
+ * retention ms after the join (0 = keep), ARGV[7] the run's join callbacks (JSON list, '' for none;
+ * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none; KEYS[13] its meta,
+ * which records this run as its next), ARGV[9] the
+ * bounds of its collected results (JSON {maxJobBytes, maxRunBytes}; '' when it collects none).
+ * Returns 1 when created, 0 when it already existed.
  */
 export const createRunLua =
   runPrelude +
@@ -196,6 +204,14 @@ local now = now_ms()
 prune_index(now)
 redis.call('HSET', META, 'runId', ARGV[2], 'expectedProducers', ARGV[3], 'createdAt', now,
   'state', 'pending', 'leaseMs', ARGV[4], 'lastSeenAt', now, 'shards', ARGV[5], 'retentionMs', ARGV[6])
+if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', META, 'callbacks', ARGV[7]) end
+if ARGV[8] and ARGV[8] ~= '' then
+  redis.call('HSET', META, 'afterRun', ARGV[8])
+  -- KEYS[12 + 1]: the predecessor's meta when it is on the same queue; it names this run as its next
+  local PREV = KEYS[13]
+  if PREV and redis.call('EXISTS', PREV) == 1 then redis.call('HSET', PREV, 'nextRun', ARGV[2]) end
+end
+if ARGV[9] and ARGV[9] ~= '' then redis.call('HSET', META, 'collectResults', ARGV[9]) end
 redis.call('ZADD', RUN_INDEX, 'NX', now, ARGV[2])
 redis.call('ZADD', PENDING, 'NX', now, ARGV[2])
 return 1
@@ -358,12 +374,96 @@ local totals = cjson.encode({produced = sum.produced, completed = sum.completed,
 redis.call('HSET', META, 'state', 'joined', 'joinedAt', now, 'unexpected', sum.unexpected,
   'totalsAtJoin', totals)
 redis.call('ZREM', PENDING, redis.call('HGET', META, 'runId'))
+-- The outbox: the run's callbacks become due in the same step that joins it, so a crash right
+-- after cannot lose them; any process delivers them later (deliverCallbacks in callbacks.ts).
+local callbacks = redis.call('HGET', META, 'callbacks')
+if callbacks then
+  local due = 0
+  for _, cb in ipairs(cjson.decode(callbacks)) do
+    if cb.when == 'success' and (sum.failed > 0 or sum.removed > 0 or sum.cancelled > 0) then
+      redis.call('HSET', META, 'cb:' .. cb.name, 'skipped')
+    else
+      redis.call('HSET', META, 'cb:' .. cb.name, 'pending')
+      due = due + 1
+    end
+  end
+  if due > 0 then redis.call('ZADD', CALLBACKS_DUE, now, redis.call('HGET', META, 'runId')) end
+end
 local retention = tonumber(redis.call('HGET', META, 'retentionMs') or '0')
 if retention > 0 then redis.call('ZADD', EXPIRIES, now + retention, redis.call('HGET', META, 'runId')) end
 prune_index(now)
 keep_ttl()
 redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'joined', joinedAt = now}))
 return {'joined-now', tostring(now)}
+`;
+
+/**
+ * Claims the delivery of a joined run's due callbacks. ARGV[2] the claimer's token, ARGV[3] the
+ * claim's lease (ms). Returns {'none'} when nothing is due (the run leaves the outbox), {'busy'} while
+ * another live claim holds it, else {'claimed', callbacks JSON, totals JSON, name...} with the names
+ * still pending.
+ */
+export const claimCallbacksLua =
+  runPrelude +
+  /* lua */ `
+local runId = redis.call('HGET', META, 'runId')
+if redis.call('HGET', META, 'state') ~= 'joined' then return {'none'} end
+local callbacks = redis.call('HGET', META, 'callbacks')
+local pending = {}
+if callbacks then
+  for _, cb in ipairs(cjson.decode(callbacks)) do
+    if redis.call('HGET', META, 'cb:' .. cb.name) == 'pending' then table.insert(pending, cb.name) end
+  end
+end
+if #pending == 0 then
+  redis.call('ZREM', CALLBACKS_DUE, runId)
+  redis.call('HDEL', META, 'cbClaim')
+  keep_ttl()
+  return {'none'}
+end
+local now = now_ms()
+local claim = redis.call('HGET', META, 'cbClaim')
+if claim then
+  local token, expiry = string.match(claim, '^(.*)@(%d+)$')
+  if token ~= ARGV[2] and tonumber(expiry) > now then return {'busy'} end
+end
+redis.call('HSET', META, 'cbClaim', ARGV[2] .. '@' .. (now + tonumber(ARGV[3])))
+keep_ttl()
+local reply = {'claimed', callbacks, redis.call('HGET', META, 'totalsAtJoin')}
+for _, name in ipairs(pending) do table.insert(reply, name) end
+return reply
+`;
+
+/**
+ * ARGV[2] callback name, ARGV[3] its new state: 'delivered' (from 'pending', once its job is in the
+ * queue), 'started' (its job is running), or its job's final 'completed' or 'failed'. A state never
+ * moves back. With nothing left pending, the run leaves the outbox. Returns the state now recorded.
+ */
+export const callbackStateLua =
+  runPrelude +
+  /* lua */ `
+local field = 'cb:' .. ARGV[2]
+local order = {pending = 1, delivered = 2, started = 3, completed = 4, failed = 4}
+local current = redis.call('HGET', META, field)
+if not current or current == 'skipped' then return current or false end
+if (order[ARGV[3]] or 0) > (order[current] or 0) then
+  redis.call('HSET', META, field, ARGV[3])
+  current = ARGV[3]
+end
+local callbacks = redis.call('HGET', META, 'callbacks')
+local left = 0
+if callbacks then
+  for _, cb in ipairs(cjson.decode(callbacks)) do
+    if redis.call('HGET', META, 'cb:' .. cb.name) == 'pending' then left = left + 1 end
+  end
+end
+if left == 0 then
+  redis.call('ZREM', CALLBACKS_DUE, redis.call('HGET', META, 'runId'))
+  redis.call('HDEL', META, 'cbClaim')
+end
+keep_ttl()
+redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'callback', name = ARGV[2], state = current}))
+return current
 `;
 
 /** ARGV[2] consumer id, ARGV[3] its record (JSON). The heartbeat time is Redis's. Returns it. */
@@ -679,4 +779,43 @@ redis.call('HSET', SMETA, 'reconcileCursor', ARGV[1])
 local open = redis.call('SCARD', OPEN)
 if open == 0 and redis.call('HGET', SMETA, 'producersFinished') == '1' then return close(now, ARGV[2]) end
 return {'open', tostring(open), ''}
+`;
+
+/**
+ * The callback job's mark on the shard that holds it (its own slot): ARGV[1] callback name, ARGV[2]
+ * 'check' to read it, or 'added' (its deliverer saw the add succeed) / 'started' (a consumer took it,
+ * before its handler runs) to set it. A job can only leave the queue (trimmed, removed) after it
+ * started, so a deliverer that finds no mark knows an add cannot duplicate one. Returns the mark or
+ * false.
+ */
+export const callbackMarkLua =
+  shardPrelude +
+  /* lua */ `
+local field = 'cbMark:' .. ARGV[1]
+if ARGV[2] ~= 'check' then
+  redis.call('HSET', SMETA, field, ARGV[2])
+  keep_ttl()
+end
+return redis.call('HGET', SMETA, field) or false
+`;
+
+/**
+ * Keeps a completed job's return value for the run's results (a run created with collectResults).
+ * ARGV[1] job id, ARGV[2] the value (JSON), ARGV[3] the most bytes one job's value may take, ARGV[4]
+ * the most all of the run's values on this shard may take. A value past either bound is refused
+ * (RESULT_TOO_LARGE / RESULTS_FULL with the sizes), and nothing is stored. A retried job's value
+ * replaces its earlier one. Returns the shard's result bytes.
+ */
+export const storeResultLua =
+  shardPrelude +
+  /* lua */ `
+local size = string.len(ARGV[2])
+if size > tonumber(ARGV[3]) then return redis.error_reply('RESULT_TOO_LARGE ' .. size .. ' ' .. ARGV[3]) end
+local old = redis.call('HSTRLEN', RESULTS, ARGV[1])
+local total = (tonumber(redis.call('HGET', SMETA, 'resultBytes')) or 0) - old + size
+if total > tonumber(ARGV[4]) then return redis.error_reply('RESULTS_FULL ' .. total .. ' ' .. ARGV[4]) end
+redis.call('HSET', RESULTS, ARGV[1], ARGV[2])
+redis.call('HSET', SMETA, 'resultBytes', total)
+keep_ttl()
+return total
 `;

@@ -1,6 +1,6 @@
 import type { RedisClient } from '../redis.js';
 import { queueShards, runIndexKey, runKeys, shardRunKeys } from '../keys.js';
-import type { ConsumerRecord, ConsumerState, ProducerRecord, ProducerState } from './types.js';
+import type { CallbackSpec, ConsumerRecord, ConsumerState, ProducerRecord, ProducerState } from './types.js';
 
 export type RunStatus = {
   runId: string;
@@ -69,6 +69,24 @@ export type RunStatus = {
   consumers: (Omit<ConsumerRecord, 'state'> & { state: ConsumerState | 'lost' })[];
   /** The run on each shard of the queue (one entry when the queue is not sharded). */
   shards: ShardStatus[];
+  /**
+   * pending, then joined; done once every join callback finished (at once when it has none or they
+   * were skipped).
+   */
+  state: 'pending' | 'joined' | 'done';
+  /** The run whose callback started this one (`afterRun` when it was created), if any. */
+  afterRun: string | null;
+  /** The run created with this one as its `afterRun` (on the same queue), if any. */
+  nextRun: string | null;
+  /** The join callbacks the run was created with, and where each is. */
+  callbacks: {
+    name: string;
+    type: string;
+    when: 'always' | 'success';
+    /** waiting (for the join), pending (due, not yet enqueued), delivered, started, completed, failed, skipped. */
+    state: string;
+    jobId: string;
+  }[];
 };
 
 export type ShardStatus = {
@@ -186,9 +204,21 @@ export async function readRunStatus(
     // Everything is finished: the next join check (any process's heartbeat) joins the run.
     else waitingFor = 'join-check';
   }
+  const callbacks = (meta.callbacks ? (JSON.parse(meta.callbacks) as CallbackSpec[]) : []).map((c) => ({
+    name: c.name,
+    type: c.type,
+    when: c.when,
+    state: meta[`cb:${c.name}`] ?? 'waiting',
+    jobId: `${runId}.${c.name}`,
+  }));
+  const settled = callbacks.every((c) => ['completed', 'failed', 'skipped'].includes(c.state));
   return {
     runId,
     queue,
+    state: !joined ? 'pending' : settled ? 'done' : 'joined',
+    afterRun: meta.afterRun ?? null,
+    nextRun: meta.nextRun ?? null,
+    callbacks,
     createdAt: iso(meta.createdAt) ?? '',
     observedAt: now,
     join: {
@@ -231,7 +261,7 @@ export function formatRunStatus(s: RunStatus): string {
   const p = s.producers;
   const join =
     s.join.state === 'joined'
-      ? `joined at ${s.join.joinedAt ?? '?'}${s.join.cancelledAt ? ` (cancelled at ${s.join.cancelledAt})` : ''}`
+      ? `${s.state === 'done' ? 'done' : 'joined'} (joined at ${s.join.joinedAt ?? '?'})${s.join.cancelledAt ? ` (cancelled at ${s.join.cancelledAt})` : ''}`
       : `${s.join.cancelledAt ? `cancelling since ${s.join.cancelledAt}` : 'pending'} (waiting for ${s.join.waitingFor ?? '?'})`;
   const stoppedEarly = p.list.filter((x) => x.state === 'done' && x.stoppedEarly).length;
   const consumers =
@@ -259,6 +289,11 @@ export function formatRunStatus(s: RunStatus): string {
       (stoppedEarly ? ` (${stoppedEarly} stopped early by a signal)` : '') +
       `, ${p.lost} lost`,
     `  consumers  ${consumers}`,
+    ...(s.afterRun ? [`  after run  ${s.afterRun}`] : []),
+    ...(s.nextRun ? [`  next run   ${s.nextRun}`] : []),
+    ...(s.callbacks.length > 0
+      ? [`  callbacks  ${s.callbacks.map((c) => `${c.name} (${c.type}) ${c.state}`).join(', ')}`]
+      : []),
     ...(s.shards.length > 1
       ? s.shards.map(
           (h) =>

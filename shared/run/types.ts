@@ -67,3 +67,22 @@ export type ConsumerRecord = {
 };
 
 export type FinishOutcome = 'completed' | 'failed' | 'cancelled';
+
+/**
+ * A job the run enqueues once, when it joins: `always` after every join, `success` only when no job
+ * failed or was removed. Its BullMQ job id is `<run>.<name>`.
+ */
+export type CallbackSpec = {
+  name: string;
+  type: string;
+  when: 'always' | 'success';
+  payload?: unknown;
+  attempts: number;
+  backoffMs: number;
+  /** BullMQ's trimming of finished jobs, as for the run's own jobs. */
+  keepCompleted: number;
+  keepFailed: number;
+};
+
+/** How much of its jobs' return values a run created with collectResults keeps (bytes of JSON). */
+export type ResultBounds = { maxJobBytes: number; maxRunBytes: number };

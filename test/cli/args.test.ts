@@ -19,7 +19,7 @@ describe('command-line flags', () => {
       if (parsed.kind !== 'usage-error') continue;
       expect(parsed.message.split('\n')).toHaveLength(1);
       expect(parsed.message).toMatch(
-        /^conveyor status: .+ Usage: conveyor status \[--run ID \| --list\] \[--json\]/,
+        /^conveyor status: .+ Usage: conveyor status \[--run ID \| --list\] \[--results\] \[--json\]/,
       );
     }
     expect(parseCommandArgs(commands.gather, ['7'])).toMatchObject({ kind: 'run', positionals: ['7'] });

@@ -51,7 +51,10 @@ describe('JobRegistry.validate', () => {
     const extra = registry.validate('sleep', { value: 1, ms: 1, extra: true });
     expect(extra.ok).toBe(false);
     const unknown = registry.validate('nope', {});
-    expect(unknown).toEqual({ ok: false, reason: 'unknown job type "nope" (known: sleep, fetch)' });
+    expect(unknown).toEqual({
+      ok: false,
+      reason: 'unknown job type "nope" (known: sleep, fetch, run-report)',
+    });
   });
 
   it('only lets fetch jobs reach http(s) URLs', () => {

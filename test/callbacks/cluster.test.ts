@@ -1,0 +1,120 @@
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { z } from 'zod';
+import { startConsumer } from '../../lib/consumer.js';
+import { defineJob } from '../../shared/jobs/define.js';
+import { callbackPayload } from '../../shared/jobs/run-report-job.js';
+import { queueShards } from '../../shared/keys.js';
+import { createLogger } from '../../shared/logger.js';
+import { closeRedis, createRedis, type RedisClient } from '../../shared/redis.js';
+import { startRedisCluster, type RedisClusterHandle } from '../../shared/redis-server.js';
+import { callbackJobId, callbackShard } from '../../shared/run/callbacks.js';
+import { RunStore } from '../../shared/run/run-store.js';
+import { exitOf, killLeftovers, spawnTracked } from '../helpers/processes.js';
+import { pollUntil, testQueue } from '../helpers/redis.js';
+
+/**
+ * Join callbacks on a real Redis Cluster with SHARDS=3: a run's state lives in the queue's slot, its
+ * callback job in the slot of the shard its id hashes to, mostly on another master. The joining
+ * processes are SIGKILLed around the join as in exactly-once.test.ts (no failover here).
+ */
+const RUNS = Number(process.env.CALLBACK_CLUSTER_RUNS ?? '40');
+
+const ledgerJob = defineJob({
+  name: 'ledger',
+  schema: callbackPayload(z.unknown()),
+  handler: (p) => Promise.resolve(p.totals.produced),
+});
+
+describe('join callbacks on a Redis Cluster, SHARDS=3', () => {
+  let cluster: RedisClusterHandle;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    const binary = inject('redisServerBinary');
+    if (!binary) throw new Error('this test starts a Redis Cluster: install redis-server');
+    cluster = await startRedisCluster({ binary, masters: 3 });
+    redis = createRedis(
+      { redisUrl: cluster.url, redisTlsCaFile: undefined },
+      createLogger({ level: 'silent', service: 'test' }),
+      'test',
+    );
+  }, 60_000);
+  afterAll(async () => {
+    if (redis) await closeRedis(redis);
+    await cluster?.stop();
+  });
+  afterEach(async () => {
+    expect(await killLeftovers()).toEqual([]);
+  });
+
+  it(`${RUNS} runs, joining processes SIGKILLed around the join: one callback job each, in its own slot`, async () => {
+    const queue = testQueue();
+    const shards = 3;
+    const consumer = await startConsumer({
+      redisUrl: cluster.url,
+      queue,
+      shards,
+      jobs: [ledgerJob],
+      concurrency: 3,
+      env: { HEARTBEAT_MS: '200', FLUSH_MS: '20' },
+    });
+    let incarnations = 0;
+    try {
+      for (let seed = 1; ; seed++) {
+        incarnations++;
+        const p = spawnTracked(
+          `crasher#${seed}`,
+          process.execPath,
+          ['--import', 'tsx', 'test/fixtures/callback-crasher.ts'],
+          {
+            REDIS_URL: cluster.url,
+            QUEUE: queue,
+            SHARDS: '3',
+            RUNS: String(RUNS),
+            SEED: String(seed),
+            KILL_P: '0.03',
+          },
+        );
+        const { code } = await exitOf(p, 120_000);
+        if (code === 0 && p.stdout().includes('ok')) break;
+        if (incarnations > 200) throw new Error(`no progress:\n${p.output()}`);
+      }
+      const stores = Array.from({ length: RUNS }, (_, i) => new RunStore(redis, queue, `r${i}`, shards));
+      await pollUntil(
+        'every callback finished',
+        async () => {
+          const states = await Promise.all(stores.map((s) => s.callbackStates()));
+          return states.every((s) => s['on-join'] === 'completed' && s['on-success'] === 'completed')
+            ? true
+            : undefined;
+        },
+        60_000,
+        200,
+      );
+      const added = new Map<string, number>();
+      for (const shard of queueShards(queue, shards))
+        for (const [, fields] of await redis.xrange(`${shard.prefix}:${shard.name}:events`, '-', '+')) {
+          const f = Object.fromEntries(fields.flatMap((v, i, a) => (i % 2 ? [] : [[v, a[i + 1]]])));
+          if (f.event === 'added')
+            added.set(`${shard.index}:${f.jobId}`, (added.get(`${shard.index}:${f.jobId}`) ?? 0) + 1);
+        }
+      const expected = stores.flatMap((s) =>
+        ['on-join', 'on-success'].map(
+          (name) => `${callbackShard(s.runId, name, shards)}:${callbackJobId(s.runId, name)}`,
+        ),
+      );
+      const missing = expected.filter((k) => !added.has(k));
+      const doubled = [...added].filter(([, n]) => n > 1).map(([k]) => k);
+      const inOtherSlot = expected.filter((k) => !k.startsWith('0:')).length;
+      console.log(
+        `cluster callback ledger: ${RUNS} runs, ${added.size} callback jobs for ${expected.length} due ` +
+          `(${inOtherSlot} on a shard other than 0), missing ${missing.length}, doubled ${doubled.length}; ` +
+          `${incarnations - 1} joining processes SIGKILLed`,
+      );
+      expect(missing).toEqual([]);
+      expect(doubled).toEqual([]);
+      expect(added.size).toBe(expected.length);
+    } finally {
+      await consumer.stop('test over');
+    }
+  }, 300_000);
+});
