@@ -88,6 +88,8 @@ export async function audit(opts: {
   injected?: ReadonlySet<string>;
   /** Producers used idempotency keys, so their records' counts do not map to `<run>.<producer>.<seq>` ids. */
   keyed?: boolean;
+  /** The run's join callbacks (`<run>.on-join`...): jobs of the run's own making, outside its totals. */
+  callbacks?: ReadonlySet<string>;
   /** Joins the harness itself made (in-process producers reporting done), which log no line. */
   harnessJoins?: number;
 }): Promise<AuditFigures> {
@@ -122,7 +124,7 @@ export async function audit(opts: {
 
   const lost = [...acked].filter((id) => !finished.has(id));
   const unexpected = [...finished].filter(
-    (id) => !acked.has(id) && !injected.has(id) && id.startsWith(`${runId}.`),
+    (id) => !acked.has(id) && !injected.has(id) && !opts.callbacks?.has(id) && id.startsWith(`${runId}.`),
   );
   let duplicateStarts = 0;
   let reexecuted = 0;

@@ -197,7 +197,12 @@ export class Session {
   }
 
   audit(
-    opts: { extraAcknowledged?: Iterable<string>; injected?: ReadonlySet<string>; keyed?: boolean } = {},
+    opts: {
+      extraAcknowledged?: Iterable<string>;
+      injected?: ReadonlySet<string>;
+      keyed?: boolean;
+      callbacks?: ReadonlySet<string>;
+    } = {},
   ): Promise<AuditFigures> {
     return audit({
       redis: this.client,

@@ -128,7 +128,7 @@ async function replicaOf(s: Session, port: number): Promise<number> {
 }
 
 /** The port of the master serving a slot, from the cluster's own slot table. */
-async function masterServing(s: Session, slot: number): Promise<number> {
+export async function masterServing(s: Session, slot: number): Promise<number> {
   const table = await (s.client as Cluster).cluster('SLOTS');
   const master = table.find(([low, high]) => slot >= low && slot <= high)?.[2];
   if (!master) throw new Error(`no master serves slot ${slot}`);

@@ -1,3 +1,4 @@
+import { joinCallback } from './callbacks.js';
 import { cancelRun } from './cancel.js';
 import type { Row, ScenarioContext } from '../session.js';
 import { aclUser, tlsAndAuth } from './security.js';
@@ -45,4 +46,6 @@ export const scenarios: readonly Scenario[] = [
   { id: 'cancel-consumer-kill', run: cancelRun('consumer-kill') },
   { id: 'cancel-redis-restart', run: cancelRun('redis-restart') },
   { id: 'cancel-cluster', run: cancelRun('cluster') },
+  { id: 'callback-kills', run: joinCallback('kills-and-restart') },
+  { id: 'callback-cluster-failover', run: joinCallback('cluster-failover') },
 ];
