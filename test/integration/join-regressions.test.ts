@@ -22,6 +22,8 @@ const keepAll = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, kee
 const host = { host: 'test', pid: 1 };
 const sleepJob = (value: number) => ({ type: 'sleep', payload: { value, ms: 0 } });
 const quiet = createLogger({ level: 'silent', service: 'test' });
+/** A run's totals at the join when its one job completed. */
+const ONE_COMPLETED = { produced: 1, completed: 1, failed: 0, removed: 0, cancelled: 0, lostProducers: 0 };
 
 /** An in-process consumer on `queue` (heartbeat 100 ms) with `env` on top. */
 async function consumeIn(queue: string, env: Record<string, string>, jobs = registry) {
@@ -47,6 +49,14 @@ describe('join protocol regressions', () => {
     const run = new RunStore(redis, queue, 'r');
     await run.create(expected, leaseMs);
     return { q, run };
+  };
+
+  /** `open`, with producer p1 registered and its in-process producer. */
+  const openWithProducer = async () => {
+    const { q, run } = await open();
+    await run.registerProducer('p1', host, 10_000);
+    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    return { q, run, producer };
   };
 
   const status = () => readRunStatus(redis, queue, 'r', 10_000);
@@ -86,9 +96,7 @@ describe('join protocol regressions', () => {
   });
 
   it('bug 2: a finish reported before its ack counts once even after BullMQ deleted the job', async () => {
-    const { q, run } = await open();
-    await run.registerProducer('p1', host, 10_000);
-    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    const { q, run, producer } = await openWithProducer();
     // The put is stored but its acknowledgement waits (batched); the job runs, BullMQ deletes it at
     // completion (KEEP_COMPLETED=0), and only then does the consumer's report arrive.
     const id = await producer.put('sleep', { value: 1, ms: 0 });
@@ -97,20 +105,11 @@ describe('join protocol regressions', () => {
     expect(report).toMatchObject({ counted: 1, duplicates: 0 });
     const { join } = await producer.done();
     expect(join.joinedNow).toBe(true);
-    expect((await status())?.join.totals).toEqual({
-      produced: 1,
-      completed: 1,
-      failed: 0,
-      removed: 0,
-      cancelled: 0,
-      lostProducers: 0,
-    });
+    expect((await status())?.join.totals).toEqual(ONE_COMPLETED);
   });
 
   it('bug 2: more than 1000 open jobs whose records vanished are reconciled in bounded passes and the run joins', async () => {
-    const { q, run } = await open();
-    await run.registerProducer('p1', host, 10_000);
-    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    const { q, run, producer } = await openWithProducer();
     const ids = await producer.putMany(Array.from({ length: 1_200 }, (_, i) => sleepJob(i)));
     await producer.done();
     await q.obliterate({ force: true }); // every job removed by hand, none reported
@@ -224,9 +223,7 @@ describe('join protocol regressions', () => {
   });
 
   it('bug 4: a job retried after the run joined is reported as work after the join', async () => {
-    const { q, run } = await open();
-    await run.registerProducer('p1', host, 10_000);
-    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    const { q, run, producer } = await openWithProducer();
     const id = await producer.put('sleep', { value: 1, ms: 0 });
     await producer.done();
     const consumer = await consumeIn(queue, { CONSUMER_ID: 'c1' });
@@ -338,20 +335,11 @@ describe('join protocol regressions', () => {
     expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(0);
     const { join } = await run.producerDone('p1', [1]);
     expect(join.joinedNow).toBe(true);
-    expect((await status())?.join.totals).toEqual({
-      produced: 1,
-      completed: 1,
-      failed: 0,
-      removed: 0,
-      cancelled: 0,
-      lostProducers: 0,
-    });
+    expect((await status())?.join.totals).toEqual(ONE_COMPLETED);
   });
 
   it('an ordinary final failure is counted once, with no false re-open', async () => {
-    const { q, run } = await open();
-    await run.registerProducer('p1', host, 10_000);
-    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    const { run, producer } = await openWithProducer();
     await producer.put('sleep', { value: 1, ms: 0 });
     await producer.done();
     const worker = new Worker(queue, () => Promise.reject(new Error('fails')), {
