@@ -105,9 +105,12 @@ describe.concurrent('failures under docker compose', () => {
       'conveyor-t-consumer-stop',
       quickRun({ producers: 1, consumers: 2, jobs: 6 }, { JOB_MS: '3000', PRODUCE_INTERVAL_MS: '100' }),
     );
-    await pollUntil('a consumer to be in the middle of a job', async () =>
-      (await s.status('run-1')).consumers.some((c) => c.current.length) ? true : undefined,
-    );
+    // Both consumers have started (a container still starting when stopped never writes its record)
+    // and one holds a job.
+    await pollUntil('both consumers up, one in the middle of a job', async () => {
+      const consumers = (await s.status('run-1')).consumers;
+      return consumers.length === 2 && consumers.some((c) => c.current.length) ? true : undefined;
+    });
     const stopped = await s.compose(['stop', 'consumer'], { withPassword: true });
     expect(stopped.code).toBe(0);
     const consumers = await expectExitedZero(s, ['consumer']);
