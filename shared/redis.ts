@@ -224,3 +224,42 @@ export async function closeRedis(redis: RedisClient): Promise<void> {
     redis.disconnect();
   }
 }
+
+/**
+ * For a one-shot command: like waitUntilReady, but a Redis that does not answer within `timeoutMs`
+ * is an error to report (naming the URL, the last connection error and `advice`), not an outage to
+ * wait out.
+ */
+export async function readyWithin(
+  redis: RedisClient,
+  log: Logger,
+  redisUrl: string,
+  timeoutMs: number,
+  advice: string,
+): Promise<void> {
+  let lastError = '';
+  const onError = (err: Error) => (lastError = err.message);
+  redis.on('error', onError);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      waitUntilReady(redis, log),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `no answer from Redis at ${redactUrl(redisUrl)} within ${timeoutMs / 1000} s` +
+                  (lastError ? ` (${lastError})` : '') +
+                  `: ${advice}`,
+              ),
+            ),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    redis.off('error', onError);
+  }
+}

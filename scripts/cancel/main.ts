@@ -2,7 +2,7 @@ import { commandArgsOrExit } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
 import { commonShape, optionalName, parseEnv, toCommonConfig } from '../../shared/config.js';
 import { startProcess } from '../../shared/process.js';
-import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
+import { closeRedis, createRedis, readyWithin } from '../../shared/redis.js';
 import { CancelUsageError, runCancel } from './cancel.js';
 
 /** A one-shot command: a Redis that does not answer is an error to report, not an outage to wait out. */
@@ -23,23 +23,8 @@ if (args && started) {
   const { config, log } = started;
   const values = args.values as { run?: string; job?: string; json?: boolean };
   const redis = createRedis(config, log, 'conveyor:cancel');
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      waitUntilReady(redis, log),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `no answer from Redis at ${redactUrl(config.redisUrl)} within ${CONNECT_TIMEOUT_MS / 1000} s: set REDIS_URL to where it is`,
-              ),
-            ),
-          CONNECT_TIMEOUT_MS,
-        );
-      }),
-    ]);
-    clearTimeout(timer);
+    await readyWithin(redis, log, config.redisUrl, CONNECT_TIMEOUT_MS, 'set REDIS_URL to where it is');
     const { code } = await runCancel(
       {
         queue: config.queue,
@@ -51,7 +36,6 @@ if (args && started) {
     );
     process.exitCode = code;
   } catch (err) {
-    clearTimeout(timer);
     process.stderr.write(`cancel: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = err instanceof CancelUsageError ? 2 : 1;
   } finally {

@@ -2,7 +2,7 @@ import { commandArgsOrExit } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
 import { commonShape, nameSchema, optionalName, parseEnv, toCommonConfig } from '../../shared/config.js';
 import { startProcess } from '../../shared/process.js';
-import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
+import { closeRedis, createRedis, readyWithin } from '../../shared/redis.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { formatRunList, formatRunStatus, listRuns, readRunStatus } from '../../shared/run/status.js';
 
@@ -24,29 +24,16 @@ if (args && started) {
   const { config, log } = started;
   const values = args.values as { json?: boolean; run?: string; list?: boolean; results?: boolean };
   const redis = createRedis(config, log, 'conveyor:status');
-  let lastError = '';
-  redis.on('error', (err: Error) => (lastError = err.message));
-  let timer: NodeJS.Timeout | undefined;
   try {
     if (values.run !== undefined && values.list) throw new Error('give --run or --list, not both');
     if (values.results && values.list) throw new Error('give --results or --list, not both');
-    await Promise.race([
-      waitUntilReady(redis, log),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `no answer from Redis at ${redactUrl(config.redisUrl)} within ${CONNECT_TIMEOUT_MS / 1000} s` +
-                  (lastError ? ` (${lastError})` : '') +
-                  ": is it running? Set REDIS_URL to where it is. (The demo's private Redis stops when the demo ends.)",
-              ),
-            ),
-          CONNECT_TIMEOUT_MS,
-        );
-      }),
-    ]);
-    clearTimeout(timer);
+    await readyWithin(
+      redis,
+      log,
+      config.redisUrl,
+      CONNECT_TIMEOUT_MS,
+      "is it running? Set REDIS_URL to where it is. (The demo's private Redis stops when the demo ends.)",
+    );
     if (values.list) {
       const ids = await listRuns(redis, config.queue, 20);
       const runs = (
@@ -93,7 +80,6 @@ if (args && started) {
     process.stderr.write(`status: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 1;
   } finally {
-    clearTimeout(timer);
     if (redis.status === 'ready') await closeRedis(redis);
     else redis.disconnect();
   }
