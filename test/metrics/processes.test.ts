@@ -198,6 +198,19 @@ describe('metrics of real producer and consumer processes', () => {
       return r.length === 1 ? Number(r[0]!.value[1]) : undefined;
     };
     const q = `queue="${queue}"`;
+    // Prometheus's latest samples equal `want`, polled since scrapes land on their own schedule.
+    const seesAll = (what: string, want: Record<string, number>) =>
+      pollUntil(
+        what,
+        async () => {
+          const got = Object.fromEntries(
+            await Promise.all(Object.keys(want).map(async (k) => [k, await scalar(k)] as const)),
+          );
+          return Object.entries(want).every(([k, v]) => got[k] === v) ? got : undefined;
+        },
+        30_000,
+        250,
+      );
     const want = {
       [`sum(conveyor_jobs_produced_total{${q}})`]: 10,
       [`sum(conveyor_jobs_completed_total{${q}})`]: 10,
@@ -207,18 +220,7 @@ describe('metrics of real producer and consumer processes', () => {
       [`conveyor_run_joined{${q},run="${run}"}`]: 0,
       'count(up == 1)': 4,
     };
-    const seen = await pollUntil(
-      'Prometheus to scrape the final counts',
-      async () => {
-        const got = Object.fromEntries(
-          await Promise.all(Object.keys(want).map(async (k) => [k, await scalar(k)] as const)),
-        );
-        return Object.entries(want).every(([k, v]) => got[k] === v) ? got : undefined;
-      },
-      30_000,
-      250,
-    );
-    expect(seen).toEqual(want);
+    expect(await seesAll('Prometheus to scrape the final counts', want)).toEqual(want);
 
     // Every query of the Grafana dashboard runs against this Prometheus, and the per-run ones find data.
     const dashboard = JSON.parse(
@@ -241,13 +243,12 @@ describe('metrics of real producer and consumer processes', () => {
     const producerB = spawnRole('producer', { ...env, PRODUCER_ID: 'pb', JOBS: '0' }, { label: 'pb' });
     expect((await exitOf(producerB)).code).toBe(0);
     expect((await Promise.all(consumers.map((c) => exitOf(c)))).map((e) => e.code)).toEqual([0, 0]);
-    await pollUntil(
-      'Prometheus to see the join',
-      async () => ((await scalar(`conveyor_run_joined{${q},run="${run}"}`)) === 1 ? true : undefined),
-      30_000,
-      250,
-    );
-    expect(await scalar(`conveyor_run_jobs{${q},run="${run}",state="completed"}`)).toBe(10);
-    expect(await scalar(`conveyor_consumer_cancellations_total{${q},run="${run}"}`)).toBe(2);
+    // A scrape can see the join before the consumers record their cancellation: wait for both.
+    const final = {
+      [`conveyor_run_joined{${q},run="${run}"}`]: 1,
+      [`conveyor_run_jobs{${q},run="${run}",state="completed"}`]: 10,
+      [`conveyor_consumer_cancellations_total{${q},run="${run}"}`]: 2,
+    };
+    expect(await seesAll('Prometheus to see the join and both cancellations', final)).toEqual(final);
   });
 });
