@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Contender, RunSpec } from './contenders.js';
-import { killAll, rssMb, sampleRss, sleep, within, type BenchChild } from './proc.js';
-import { commandStats, memory, resetRedis, type CommandStat } from './redis-info.js';
+import { cpuMs, killAll, rssMb, sampleProcs, sleep, within, type BenchChild } from './proc.js';
+import { commandStats, cpuSeconds, memory, resetRedis, type CommandStat } from './redis-info.js';
 
 export type RunRecord = {
   contender: string;
@@ -21,6 +21,10 @@ export type RunRecord = {
   rssPeakMb: number[];
   /** Busiest Redis commands during the run (INFO commandstats). */
   commands?: CommandStat[];
+  /** Redis commands per job, all of them (scripts count as one call; what they run inside is not seen). */
+  commandsPerJob?: number;
+  /** CPU time per job (µs) of Redis, the producer process and all consumer processes, first add → exit. */
+  cpuUsPerJob?: { redis: number; producer: number; consumers: number };
   /** With concurrent put callers: first put → last put resolved, and each put's latency (ms). */
   putJobsPerSec?: number;
   putLatencies?: number[];
@@ -53,16 +57,31 @@ export async function runOnce(
     await sleep(300);
     base.rssIdleMb = consumers.map((p) => round(rssMb(p.pid) ?? 0));
     await redis.config('RESETSTAT');
-    const sampler = sampleRss(consumers.map((p) => p.pid));
+    const idleCpuMs = consumers.map((p) => cpuMs(p.pid) ?? 0);
+    const redisCpuBefore = await cpuSeconds(redis);
+    const sampler = sampleProcs(consumers.map((p) => p.pid));
     const producer = c.startProducer(spec);
+    const producerSampler = sampleProcs([producer.pid]);
     await within(
       `${c.name} run of ${spec.jobs} jobs`,
       runTimeoutMs(spec),
       c.finish(spec, consumers, producer),
     );
     const exitedAt = Math.max(...(await Promise.all(consumers.map((p) => p.exit))).map((e) => e.at));
-    base.rssPeakMb = sampler.stop().map(round);
-    base.commands = (await commandStats(redis)).slice(0, 12);
+    const consumerSamples = sampler.stop();
+    const producerCpuMs = producerSampler.stop().cpuMs[0]!;
+    const redisCpuMs = ((await cpuSeconds(redis)) - redisCpuBefore) * 1_000;
+    base.rssPeakMb = consumerSamples.rssMb.map(round);
+    const stats = await commandStats(redis);
+    base.commands = stats.slice(0, 12);
+    // The two INFO calls above are the harness's own, and negligible against thousands of jobs.
+    base.commandsPerJob = round(stats.reduce((n, st) => n + st.calls, 0) / spec.jobs);
+    const perJob = (ms: number) => round((ms * 1_000) / spec.jobs);
+    base.cpuUsPerJob = {
+      redis: perJob(redisCpuMs),
+      producer: perJob(producerCpuMs),
+      consumers: perJob(consumerSamples.cpuMs.reduce((a, v, i) => a + v - idleCpuMs[i]!, 0)),
+    };
     const t = await c.times(spec, consumers, producer, redis);
     if (t.completed !== spec.jobs)
       throw new Error(`${c.name}: ${t.completed} of ${spec.jobs} jobs completed`);

@@ -108,13 +108,37 @@ export function rssMb(pid: number): number | null {
   }
 }
 
-/** Samples RSS of `pids` every `everyMs`; `stop()` returns each pid's peak. */
-export function sampleRss(pids: number[], everyMs = 100): { stop: () => number[] } {
+/**
+ * CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat; null when it is gone.
+ * Fields 14 and 15 count clock ticks (100 per second on Linux).
+ */
+export function cpuMs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Samples RSS and CPU time of `pids` every `everyMs`; `stop()` returns each pid's peak RSS and the
+ * last CPU time seen. A process that exits between samples loses at most one interval of CPU time.
+ */
+export function sampleProcs(
+  pids: number[],
+  everyMs = 50,
+): { stop: () => { rssMb: number[]; cpuMs: number[] } } {
   const peaks = pids.map(() => 0);
+  const cpu = pids.map(() => 0);
   const tick = () =>
     pids.forEach((pid, i) => {
       const v = rssMb(pid);
       if (v !== null && v > peaks[i]!) peaks[i] = v;
+      const c = cpuMs(pid);
+      if (c !== null) cpu[i] = c;
     });
   tick();
   const timer = setInterval(tick, everyMs);
@@ -122,7 +146,7 @@ export function sampleRss(pids: number[], everyMs = 100): { stop: () => number[]
     stop: () => {
       clearInterval(timer);
       tick();
-      return peaks;
+      return { rssMb: peaks, cpuMs: cpu };
     },
   };
 }

@@ -19,6 +19,19 @@ const jobsPerSec = (runs: RunRecord[]) => spread(runs.filter((r) => r.ok).map((r
 
 export type Summary = ReturnType<typeof summarize>;
 
+/** Where a configuration's time goes, per job: medians over the repeats that recorded it. */
+function costOf(runs: RunRecord[]) {
+  const ok = runs.filter((r) => r.ok && r.cpuUsPerJob);
+  if (ok.length === 0) return null;
+  const med = (f: (r: RunRecord) => number) => spread(ok.map(f))?.median ?? null;
+  return {
+    redisUs: med((r) => r.cpuUsPerJob!.redis),
+    producerUs: med((r) => r.cpuUsPerJob!.producer),
+    consumersUs: med((r) => r.cpuUsPerJob!.consumers),
+    commands: med((r) => r.commandsPerJob ?? NaN),
+  };
+}
+
 export function summarize(r: Results, contenders: string[], opts: { bigJobs: number | null }) {
   const throughput = [...new Set(r.throughput.map((t) => `${t.mode}|${t.concurrency}`))].flatMap((key) => {
     const [mode, conc] = key.split('|') as ['bulk' | 'single', string];
@@ -35,6 +48,7 @@ export function summarize(r: Results, contenders: string[], opts: { bigJobs: num
         jobsPerSec: s,
         failures: mine.filter((t) => !t.ok).map((t) => t.error ?? '?'),
         ratioToBullmq: ratio(s?.median, bull),
+        cost: costOf(mine),
       };
     });
   });
@@ -264,6 +278,33 @@ export function formatSummary(s: Summary): string {
           fmtSpread(t.jobsPerSec),
           t.ratioToBullmq,
         ]),
+      ),
+    );
+  }
+  if (s.throughput.some((t) => t.cost)) {
+    parts.push(
+      '\n### Where the time goes: CPU µs per job (median over repeats) and Redis commands per job\n',
+      'The producer figure includes its start-up; a script call counts as one command.\n',
+      table(
+        ['add', 'concurrency', 'contender', 'Redis µs', 'producer µs', 'consumer µs', 'total µs', 'commands'],
+        s.throughput
+          .filter((t) => t.cost)
+          .map((t) => {
+            const c = t.cost!;
+            const total = [c.redisUs, c.producerUs, c.consumersUs].every((v) => v !== null)
+              ? Math.round(c.redisUs! + c.producerUs! + c.consumersUs!)
+              : null;
+            return [
+              t.mode === 'bulk' ? 'addBulk ×1000' : 'one at a time',
+              t.concurrency,
+              t.contender,
+              c.redisUs,
+              c.producerUs,
+              c.consumersUs,
+              total,
+              c.commands,
+            ];
+          }),
       ),
     );
   }

@@ -114,8 +114,6 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
 
   const active = new Set<string>();
   const control = new JobControl();
-  // One signal for every handler: they are only ever aborted together, when a stop's grace runs out.
-  const abortJobs = new AbortController();
   const resources = new Map<AnyJobDefinition, unknown>();
   const resourcesFor = (def: AnyJobDefinition): unknown => {
     if (!def.createResources) return undefined;
@@ -203,7 +201,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const graceMs = source ? config.cancelGraceMs + SANDBOX_EXIT_MS : config.cancelGraceMs;
       try {
         const result = await control.run(
-          { id: jobId, run: data.run, timeoutMs, graceMs, stopSignal: abortJobs.signal },
+          { id: jobId, run: data.run, timeoutMs, graceMs },
           (signal) =>
             def.isolation && source
               ? runSandboxed(
@@ -217,14 +215,17 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
                     attempt: job.attemptsMade + 1,
                     logLevel: log.level,
                   },
-                  signal,
+                  signal(),
                   config.cancelGraceMs,
                   log,
                 )
               : def.handler(valid.payload, {
                   jobId,
                   attempt: job.attemptsMade + 1,
-                  signal,
+                  // Made on first use, like the logger: most handlers never read it.
+                  get signal() {
+                    return signal();
+                  },
                   // Made on first use: most handlers never log, and a child logger per job is not free.
                   get log() {
                     return (jobLog ??= log.child({ jobId }));
@@ -390,7 +391,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           { held: [...active] },
           'grace period over: aborting held jobs so they are retried elsewhere',
         );
-        abortJobs.abort(new Error('consumer stopping'));
+        control.stopAll(new Error('consumer stopping'));
         const released = await settlesWithin(closing, 2_000);
         if (!released) await closeWorkers(true);
       }

@@ -27,7 +27,18 @@ export function isTimeoutReason(message: string | undefined): boolean {
   return /^timed out after \d+ ms$/.test(message ?? '');
 }
 
-type Running = { run: string; controller: AbortController };
+/**
+ * A job running here. `aborted` is why its handler's signal aborted (a cancel, a timeout or a stop);
+ * `ended` is set only by a cancel or a timeout, which decide the attempt's outcome (a stop lets the
+ * handler decide it). The controller is made only when the handler asks for its signal: most never do.
+ */
+type Running = {
+  run: string;
+  controller?: AbortController;
+  aborted?: Error;
+  ended?: Error;
+  onEnd?: () => void;
+};
 
 /** Cancelled ids remembered; beyond this the oldest are forgotten (the sweep and remove cover them). */
 const MAX_REMEMBERED = 100_000;
@@ -41,6 +52,7 @@ export class JobControl {
   private readonly cancelledIds = new Set<string>();
   private readonly cancelledRuns = new Set<string>();
   private readonly running = new Map<string, Running>();
+  private stopReason: Error | undefined;
   /** Jobs recorded cancelled or timed out whose handler ignored the signal and is still running. */
   readonly runaway = new Set<string>();
 
@@ -57,9 +69,7 @@ export class JobControl {
     if (this.cancelledIds.size > MAX_REMEMBERED)
       this.cancelledIds.delete(this.cancelledIds.values().next().value!);
     const r = this.running.get(jobId);
-    if (!r || r.controller.signal.aborted) return false;
-    r.controller.abort(new JobCancelledError('aborted while running'));
-    return true;
+    return r ? end(r, new JobCancelledError('aborted while running')) : false;
   }
 
   /** A run cancelled: aborts every job of it running here. Returns how many. */
@@ -69,9 +79,7 @@ export class JobControl {
       this.cancelledRuns.delete(this.cancelledRuns.values().next().value!);
     let n = 0;
     for (const r of this.running.values()) {
-      if (r.run !== run || r.controller.signal.aborted) continue;
-      r.controller.abort(new JobCancelledError('its run was cancelled'));
-      n++;
+      if (r.run === run && end(r, new JobCancelledError('its run was cancelled'))) n++;
     }
     return n;
   }
@@ -81,53 +89,56 @@ export class JobControl {
   }
 
   /**
-   * Runs `work` with a signal aborted on cancel, on timeout (`timeoutMs` > 0) or when `stopSignal`
-   * aborts. Once aborted for a cancel or a timeout, the attempt ends with that error as soon as the
-   * handler settles, or after `graceMs` if it ignores the signal (it is then listed in `runaway`
-   * until it returns, and `onRunaway` is told).
+   * The consumer is stopping: every running handler's signal aborts with `reason`, and so does any
+   * started later. Each attempt still ends with what its handler returns or throws.
+   */
+  stopAll(reason: Error): void {
+    this.stopReason ??= reason;
+    for (const r of this.running.values()) abort(r, reason);
+  }
+
+  /**
+   * Runs `work` with a signal aborted on cancel, on timeout (`timeoutMs` > 0) or on `stopAll`. Once
+   * aborted for a cancel or a timeout, the attempt ends with that error as soon as the handler
+   * settles, or after `graceMs` if it ignores the signal (it is then listed in `runaway` until it
+   * returns, and `onRunaway` is told).
    */
   async run<T>(
-    job: { id: string; run: string; timeoutMs: number; graceMs: number; stopSignal: AbortSignal },
-    work: (signal: AbortSignal) => Promise<T>,
+    job: { id: string; run: string; timeoutMs: number; graceMs: number },
+    work: (signal: () => AbortSignal) => Promise<T>,
     onRunaway: (jobId: string, still: boolean) => void,
   ): Promise<T> {
-    const controller = new AbortController();
-    this.running.set(job.id, { run: job.run, controller });
+    // Aborted from here rather than through AbortSignal.any with a long-lived stop signal, which
+    // left a weakly held dependant per job and cost garbage collection on every job.
+    const r: Running = { run: job.run };
+    this.running.set(job.id, r);
+    if (this.stopReason) abort(r, this.stopReason);
     const timer =
       job.timeoutMs > 0
-        ? setTimeout(() => controller.abort(new JobTimeoutError(job.timeoutMs)), job.timeoutMs)
+        ? setTimeout(() => end(r, new JobTimeoutError(job.timeoutMs)), job.timeoutMs)
         : undefined;
     let grace: NodeJS.Timeout | undefined;
-    const handler = Promise.resolve().then(() => work(AbortSignal.any([controller.signal, job.stopSignal])));
+    const handler = Promise.resolve().then(() => work(() => signalOf(r)));
     try {
       return await new Promise<T>((resolve, reject) => {
         handler.then(
-          (v) => (controller.signal.aborted ? reject(controller.signal.reason as Error) : resolve(v)),
-          (err: unknown) =>
-            reject(
-              controller.signal.aborted
-                ? (controller.signal.reason as Error)
-                : err instanceof Error
-                  ? err
-                  : new Error(String(err)),
-            ),
+          (v) => (r.ended ? reject(r.ended) : resolve(v)),
+          (err: unknown) => reject(r.ended ?? (err instanceof Error ? err : new Error(String(err)))),
         );
-        controller.signal.addEventListener(
-          'abort',
-          () => {
-            grace = setTimeout(() => {
-              this.runaway.add(job.id);
-              onRunaway(job.id, true);
-              const done = () => {
-                this.runaway.delete(job.id);
-                onRunaway(job.id, false);
-              };
-              handler.then(done, done);
-              reject(controller.signal.reason as Error);
-            }, job.graceMs);
-          },
-          { once: true },
-        );
+        r.onEnd = () => {
+          grace = setTimeout(() => {
+            this.runaway.add(job.id);
+            onRunaway(job.id, true);
+            const done = () => {
+              this.runaway.delete(job.id);
+              onRunaway(job.id, false);
+            };
+            handler.then(done, done);
+            reject(r.ended!);
+          }, job.graceMs);
+        };
+        // Cancelled or timed out before this point: the grace starts now.
+        if (r.ended) r.onEnd();
       });
     } finally {
       clearTimeout(timer);
@@ -135,4 +146,28 @@ export class JobControl {
       this.running.delete(job.id);
     }
   }
+}
+
+/** The job's abort signal, made on first use (already aborted if the job was). */
+function signalOf(r: Running): AbortSignal {
+  if (!r.controller) {
+    r.controller = new AbortController();
+    if (r.aborted) r.controller.abort(r.aborted);
+  }
+  return r.controller.signal;
+}
+
+function abort(r: Running, reason: Error): void {
+  if (r.aborted) return;
+  r.aborted = reason;
+  r.controller?.abort(reason);
+}
+
+/** Ends a running job for a cancel or a timeout (the first one wins). Returns true if it did. */
+function end(r: Running, reason: Error): boolean {
+  if (r.ended) return false;
+  r.ended = reason;
+  abort(r, reason);
+  r.onEnd?.();
+  return true;
 }
