@@ -11,15 +11,18 @@ import { commandStats, cpuSeconds, resetRedis } from './redis-info.js';
 
 const USAGE = `Usage: npm run bench:join -- [options]
 
-What the run protocol costs Redis as a run grows: Redis time per join check with 10 to 10,000
-registered producers, and Redis CPU while 2 to 200 consumers heartbeat (each heartbeat saves the
-consumer's record and runs a join check) over a run's tail of open jobs. Starts its own redis-server.
+What the run protocol costs Redis: per job, the Redis time of its in-flight mark, its
+acknowledgement and its finish report (batched as producers and consumers batch them); as a run
+grows, Redis time per join check with 10 to 10,000 registered producers, and Redis CPU while 2 to
+200 consumers heartbeat (each heartbeat saves the consumer's record and runs a join check) over a
+run's tail of open jobs. Starts its own redis-server.
 
   --producers LIST  registered producers per setup (default 10,1000,10000)
   --consumers LIST  heartbeating consumers per setup (default 2,20,200)
   --checks N        join checks timed per setup (default 300)
   --seconds N       heartbeat window per setup (default 10)
   --tail N          open (unfinished) jobs in the run's tail (default 1000)
+  --jobs N          jobs per per-job cost repeat (default 20000; 5 repeats, median shown)
   --out FILE        JSON output (default bench/results/join-cost-<time>.json)
   -h, --help`;
 
@@ -59,6 +62,55 @@ async function prepareRun(redis: Redis, runId: string, producers: number, tail: 
   return run;
 }
 
+/** Redis µs spent in evalsha and sadd (the protocol's per-job writes) since the last RESETSTAT. */
+async function writeUsec(redis: Redis): Promise<number> {
+  const stats = await commandStats(redis);
+  return stats.filter((s) => s.command === 'evalsha' || s.command === 'sadd').reduce((n, s) => n + s.usec, 0);
+}
+
+const PER_JOB_BATCH = 500;
+
+/**
+ * The protocol's own Redis time per job, in the batches the roles use: the in-flight mark (a plain
+ * SADD), the acknowledgement and the finish report. BullMQ's add and completion are not included.
+ */
+async function perJobCost(
+  redis: Redis,
+  jobs: number,
+): Promise<{ markUs: number; ackUs: number; finishUs: number; commands: number }> {
+  await resetRedis(redis);
+  const run = new RunStore(redis, 'bench', 'per-job');
+  await run.create(1, 600_000, 0);
+  await run.registerProducer('p0', { host: 'bench', pid: 1 }, 600_000);
+  const k = run.shardKeys[0]!;
+  const ids = Array.from({ length: jobs }, (_, i) => `per-job.p0.${i}`);
+  const pipe = redis.pipeline();
+  for (const id of ids) pipe.hset(k.jobPrefix + id, 'name', 'noop', 'data', '{}', 'timestamp', Date.now());
+  await pipe.exec();
+  const batches = Array.from({ length: Math.ceil(jobs / PER_JOB_BATCH) }, (_, i) =>
+    ids.slice(i * PER_JOB_BATCH, (i + 1) * PER_JOB_BATCH),
+  );
+  await redis.config('RESETSTAT');
+  for (const b of batches) await run.markInflight(0, 'p0', b);
+  const marked = await writeUsec(redis);
+  for (const b of batches) await run.ackAdded(0, 'p0', b);
+  const acked = await writeUsec(redis);
+  for (const b of batches)
+    await run.recordFinished(
+      0,
+      b.map((id) => ({ id, outcome: 'completed' as const, instance: 'p0' })),
+    );
+  const finished = await writeUsec(redis);
+  // Every command, those run inside the scripts included (the INFO calls above are a handful).
+  const calls = (await commandStats(redis)).reduce((n, st) => n + st.calls, 0);
+  return {
+    markUs: marked / jobs,
+    ackUs: (acked - marked) / jobs,
+    finishUs: (finished - acked) / jobs,
+    commands: calls / jobs,
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -67,6 +119,7 @@ async function main(): Promise<void> {
       checks: { type: 'string', default: '300' },
       seconds: { type: 'string', default: '10' },
       tail: { type: 'string', default: '1000' },
+      jobs: { type: 'string', default: '20000' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -83,6 +136,7 @@ async function main(): Promise<void> {
   const checks = Number(values.checks);
   const tail = Number(values.tail);
   const result: {
+    perJob: { markUs: number; ackUs: number; finishUs: number; totalUs: number; commands: number };
     checkCost: { producers: number; usecPerCheck: number; commandsPerCheck: number }[];
     heartbeats: {
       consumers: number;
@@ -90,8 +144,25 @@ async function main(): Promise<void> {
       redisCpuPercent: number;
       heartbeatsPerSecond: number;
     }[];
-  } = { checkCost: [], heartbeats: [] };
+  } = {
+    perJob: { markUs: 0, ackUs: 0, finishUs: 0, totalUs: 0, commands: 0 },
+    checkCost: [],
+    heartbeats: [],
+  };
   try {
+    const repeats: Awaited<ReturnType<typeof perJobCost>>[] = [];
+    for (let i = 0; i < 5; i++) repeats.push(await perJobCost(redis, Number(values.jobs)));
+    const median = (f: (r: (typeof repeats)[number]) => number) =>
+      Math.round(repeats.map(f).sort((a, b) => a - b)[2]! * 100) / 100;
+    const markUs = median((r) => r.markUs);
+    const ackUs = median((r) => r.ackUs);
+    const finishUs = median((r) => r.finishUs);
+    const totalUs = median((r) => r.markUs + r.ackUs + r.finishUs);
+    const commands = median((r) => r.commands);
+    result.perJob = { markUs, ackUs, finishUs, totalUs, commands };
+    console.log(
+      `per job, batches of ${PER_JOB_BATCH} (median of 5): in-flight mark ${markUs} µs, acknowledgement ${ackUs} µs, finish report ${finishUs} µs of Redis; ${totalUs} µs in all, ${commands} Redis commands per job`,
+    );
     for (const producers of list(values.producers)) {
       await resetRedis(redis);
       const run = await prepareRun(redis, `check-${producers}`, producers, tail);

@@ -144,8 +144,11 @@ local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED, CANCELL
 local FIXED = ${SHARD_FIXED}
 
 -- An id its producer's in-flight set held: count it once, whether its job already finished or not.
+-- Early finishes are rare and nothing in one call adds any, so an empty early set is looked at once.
+local early_empty
 local function acknowledge(id)
-  if redis.call('SREM', EARLY, id) == 1 then return 1 end
+  if early_empty == nil then early_empty = redis.call('EXISTS', EARLY) == 0 end
+  if not early_empty and redis.call('SREM', EARLY, id) == 1 then return 1 end
   return redis.call('SADD', OPEN, id)
 end
 
@@ -601,13 +604,18 @@ export const recordFinishedLua =
   shardPrelude +
   /* lua */ `
 local counted, dup = 0, 0
+-- Outcome counts are added once per call, not once per job.
+local tally = {}
+local function count(outcome)
+  tally[outcome] = (tally[outcome] or 0) + 1
+  counted = counted + 1
+end
 for i = 1, #ARGV / 3 do
   local id, outcome, instance = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
   local inflight, jk = KEYS[FIXED + 2 * i - 1], KEYS[FIXED + 2 * i]
   if redis.call('SREM', OPEN, id) == 1 then
     if redis.call('EXISTS', jk) == 1 then redis.call('HSET', jk, 'cvAcct', outcome) end
-    redis.call('HINCRBY', SMETA, outcome, 1)
-    counted = counted + 1
+    count(outcome)
   elseif redis.call('SISMEMBER', inflight, id) == 1 and redis.call('SISMEMBER', FENCED, instance) == 1 then
     -- added by a fenced instance after it was settled: its acknowledgement will be refused
     redis.call('SREM', inflight, id)
@@ -615,8 +623,7 @@ for i = 1, #ARGV / 3 do
   elseif redis.call('SISMEMBER', inflight, id) == 1 then
     if redis.call('SADD', EARLY, id) == 1 then
       if redis.call('EXISTS', jk) == 1 then redis.call('HSET', jk, 'cvAcct', outcome) end
-      redis.call('HINCRBY', SMETA, outcome, 1)
-      counted = counted + 1
+      count(outcome)
     else
       dup = dup + 1
     end
@@ -638,6 +645,7 @@ for i = 1, #ARGV / 3 do
     end
   end
 end
+for outcome, n in pairs(tally) do redis.call('HINCRBY', SMETA, outcome, n) end
 if dup > 0 then redis.call('HINCRBY', SMETA, 'duplicateFinishes', dup) end
 keep_ttl()
 local open = redis.call('SCARD', OPEN)
