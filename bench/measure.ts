@@ -23,6 +23,8 @@ export type RunRecord = {
   commands?: CommandStat[];
   /** Redis commands per job, all of them (scripts count as one call; what they run inside is not seen). */
   commandsPerJob?: number;
+  /** Redis used_memory once the run is over (MB): what a finished run leaves behind. */
+  redisUsedAfterMb?: number;
   /** CPU time per job (µs) of Redis, the producer process and all consumer processes, first add → exit. */
   cpuUsPerJob?: { redis: number; producer: number; consumers: number };
   /** With concurrent put callers: first put → last put resolved, and each put's latency (ms). */
@@ -72,6 +74,7 @@ export async function runOnce(
     const producerCpuMs = producerSampler.stop().cpuMs[0]!;
     const redisCpuMs = ((await cpuSeconds(redis)) - redisCpuBefore) * 1_000;
     base.rssPeakMb = consumerSamples.rssMb.map(round);
+    base.redisUsedAfterMb = round((await memory(redis)).usedMemory / 1_048_576);
     const stats = await commandStats(redis);
     base.commands = stats.slice(0, 12);
     // The two INFO calls above are the harness's own, and negligible against thousands of jobs.

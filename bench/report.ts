@@ -116,12 +116,17 @@ export function summarize(r: Results, contenders: string[], opts: { bigJobs: num
     return [...new Set(runs.map((s) => s.contender))].map((name) => {
       const mine = runs.filter((s) => s.contender === name);
       const s = jobsPerSec(mine);
+      const ok = mine.filter((x) => x.ok);
       return {
         contender: name,
         jobs,
         consumers,
         concurrency: mine[0]?.concurrency ?? 0,
         jobsPerSec: s,
+        redisAfterMb: spread(
+          ok.flatMap((x) => (x.redisUsedAfterMb === undefined ? [] : [x.redisUsedAfterMb])),
+        )?.median,
+        rssPeakMb: spread(ok.map((x) => Math.max(...x.rssPeakMb)))?.max,
         ratioToBullmq: ratio(s?.median, bull),
         failures: mine.filter((x) => !x.ok).map((x) => x.error ?? '?'),
       };
@@ -238,6 +243,18 @@ export function summarize(r: Results, contenders: string[], opts: { bigJobs: num
         rel === null ? 'n/a' : `${big?.jobsPerSec?.median} vs ${small?.jobsPerSec?.median} jobs/s (${rel}×)`,
       pass: rel === null ? null : rel >= 0.85,
     });
+    // Flat: a run 10× larger leaves Redis and the consumer no more than 10% bigger.
+    for (const [what, unit, of] of [
+      ['Redis used_memory after completion', 'MB', (x: typeof big) => x?.redisAfterMb],
+      ['consumer RSS peak', 'MB', (x: typeof big) => x?.rssPeakMb],
+    ] as const) {
+      const r = ratio(of(big), of(small));
+      targets.push({
+        target: `conveyor ${what} at ${opts.bigJobs} jobs ≤ 1.1× the ${small?.jobs ?? '?'}-job run`,
+        measured: r === null ? 'n/a' : `${of(big)} vs ${of(small)} ${unit} (${r}×)`,
+        pass: r === null ? null : r <= 1.1,
+      });
+    }
   }
   return { throughput, callers, latency, rss, memory, joins, scale, targets };
 }
@@ -393,7 +410,16 @@ export function formatSummary(s: Summary): string {
     parts.push(
       '\n### Scale (addBulk, concurrency per process shown)\n',
       table(
-        ['jobs', 'consumer processes', 'concurrency', 'contender', 'jobs/s', '× BullMQ'],
+        [
+          'jobs',
+          'consumer processes',
+          'concurrency',
+          'contender',
+          'jobs/s',
+          '× BullMQ',
+          'Redis MB after',
+          'consumer RSS peak MB',
+        ],
         s.scale.map((x) => [
           x.jobs,
           x.consumers,
@@ -401,6 +427,8 @@ export function formatSummary(s: Summary): string {
           x.contender,
           fmtSpread(x.jobsPerSec),
           x.ratioToBullmq,
+          x.redisAfterMb,
+          x.rssPeakMb,
         ]),
       ),
     );
