@@ -17,16 +17,24 @@ const host = { host: 'test', pid: 1 };
 describe('RunStore: the join decision', () => {
   const ctx = useTestQueue();
 
+  /** Run `runId` expecting `expected` producers, with 'p1' registered (lease `leaseMs`). */
+  const runWithP1 = async (runId = 'r', expected = 1, leaseMs = 10_000) => {
+    const run = new RunStore(ctx.redis, ctx.queue, runId);
+    await run.create(expected);
+    await run.registerProducer('p1', host, leaseMs);
+    return run;
+  };
   /** Run 'r' expecting one producer, with 'p1' registered (lease `leaseMs`), and that producer. */
   const openRun = async (leaseMs = 10_000) => {
     const q = openQueue(ctx.queue, ctx.redis);
     ctx.cleanups.push(() => q.close());
-    const run = new RunStore(ctx.redis, ctx.queue, 'r');
-    await run.create(1);
-    await run.registerProducer('p1', host, leaseMs);
+    const run = await runWithP1('r', 1, leaseMs);
     const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: opts });
     return { q, run, producer };
   };
+
+  /** The status of run 'r', producers' leases judged by `leaseMs`. */
+  const readStatus = (leaseMs = 10_000) => readRunStatus(ctx.redis, ctx.queue, 'r', leaseMs);
 
   const sleepJob = (value: number) => ({ type: 'sleep', payload: { value, ms: 0 } });
 
@@ -42,7 +50,7 @@ describe('RunStore: the join decision', () => {
     expect(last.join).toMatchObject({ joinedNow: true, joined: true });
     const again = await run.tryJoin();
     expect(again).toMatchObject({ reason: 'joined', joinedNow: false, detail: last.join.detail });
-    const status = await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000);
+    const status = await readStatus();
     expect(status?.jobs).toMatchObject({ produced: 2, completed: 1, failed: 1, unfinished: 0 });
     expect(status?.join.state).toBe('joined');
     expect(status?.join.totals).toEqual({
@@ -67,7 +75,7 @@ describe('RunStore: the join decision', () => {
       return j.joined ? j : undefined;
     });
     expect(joined.joinedNow).toBe(true);
-    expect((await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000))?.jobs).toMatchObject({
+    expect((await readStatus())?.jobs).toMatchObject({
       produced: 1,
       removed: 1,
       cancelled: 0,
@@ -84,7 +92,7 @@ describe('RunStore: the join decision', () => {
     expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
     const report = await run.recordFinished(0, [{ id: id!, outcome: 'completed', instance: 'p1' }]);
     expect(report).toMatchObject({ counted: 1, duplicates: 0, join: { joinedNow: true } });
-    expect((await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000))?.jobs).toMatchObject({
+    expect((await readStatus())?.jobs).toMatchObject({
       produced: 1,
       completed: 1,
       removed: 0,
@@ -95,9 +103,7 @@ describe('RunStore: the join decision', () => {
 
   it('of many concurrent join attempts, exactly one reports joining', async () => {
     // Two producers and no jobs: the second producer's done races five independent join checks.
-    const race = new RunStore(ctx.redis, ctx.queue, 'race');
-    await race.create(2);
-    await race.registerProducer('p1', host, 10_000);
+    const race = await runWithP1('race', 2);
     await race.registerProducer('p2', host, 10_000);
     await race.producerDone('p1');
     const others = Array.from({ length: 5 }, () => connect());
@@ -114,9 +120,7 @@ describe('RunStore: the join decision', () => {
   });
 
   it('is held back by a producer that has not registered yet', async () => {
-    const run = new RunStore(ctx.redis, ctx.queue, 'r');
-    await run.create(2);
-    await run.registerProducer('p1', host, 10_000);
+    const run = await runWithP1('r', 2);
     const { join } = await run.producerDone('p1');
     expect(join).toMatchObject({ reason: 'producers-missing', detail: 1, joined: false });
   });
@@ -153,7 +157,7 @@ describe('RunStore: the join decision', () => {
     expect(again).toMatchObject({ counted: 0, duplicates: 1 });
     const { join } = await run.producerDone('p1');
     expect(join.joinedNow).toBe(true);
-    const status = await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000);
+    const status = await readStatus();
     expect(status?.jobs).toMatchObject({
       produced: 1,
       completed: 1,
@@ -173,7 +177,7 @@ describe('RunStore: the join decision', () => {
       return j.reason === 'jobs-unfinished' ? j : undefined;
     });
     expect(lost.detail).toBe(1);
-    const status = await readRunStatus(ctx.redis, ctx.queue, 'r', 300);
+    const status = await readStatus(300);
     expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
     expect(status?.jobs.produced).toBe(1);
     expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
@@ -202,7 +206,7 @@ describe('RunStore: the join decision', () => {
       return j.reason === 'jobs-unfinished' ? j : undefined;
     });
     expect(lost.detail).toBe(2);
-    let status = await readRunStatus(ctx.redis, ctx.queue, 'r', 300);
+    let status = await readStatus(300);
     expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
     expect(status?.producers.list[0]?.produced).toBe(2);
     expect(status?.shards.map((sh) => [sh.produced, sh.unfinished, sh.closed])).toEqual([
@@ -219,7 +223,7 @@ describe('RunStore: the join decision', () => {
     });
     const last = await run.recordFinished(2, [{ id: 'r.p1.2', outcome: 'failed', instance: 'p1' }]);
     expect(last.join.joinedNow).toBe(true);
-    status = await readRunStatus(ctx.redis, ctx.queue, 'r', 300);
+    status = await readStatus(300);
     expect(status?.join.totals).toEqual({
       produced: 2,
       completed: 1,
@@ -255,7 +259,7 @@ describe('RunStore: the join decision', () => {
       return j.joined ? j : undefined;
     });
     expect(joined.joinedNow).toBe(true);
-    const status = await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000);
+    const status = await readStatus();
     expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, reconciled: 1 });
     // The consumer's late report is recognised, not counted again or called a duplicate.
     const late = await run.recordFinished(0, [{ id: id!, outcome: 'completed', instance: 'p1' }]);
@@ -271,7 +275,7 @@ describe('RunStore: the join decision', () => {
     expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
     await producer.flush();
     expect(await q.count()).toBe(0);
-    expect((await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000))?.jobs).toMatchObject({
+    expect((await readStatus())?.jobs).toMatchObject({
       produced: 1,
       completed: 1,
       unfinished: 0,
@@ -279,12 +283,10 @@ describe('RunStore: the join decision', () => {
   });
 
   it('reports acknowledgements a producer saw that Redis lost, instead of hiding them', async () => {
-    const run = new RunStore(ctx.redis, ctx.queue, 'r');
-    await run.create(1);
-    await run.registerProducer('p1', host, 10_000);
+    const run = await runWithP1();
     // The producer saw 5 acknowledged adds; the run (as after a rolled-back restart) holds none.
     await run.producerDone('p1', [5]);
-    const status = await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000);
+    const status = await readStatus();
     expect(status?.jobs.lostAcks).toBe(5);
     expect(status?.producers.list[0]?.lostAcks).toBe(5);
   });
@@ -314,6 +316,6 @@ describe('RunStore: the join decision', () => {
     for (let i = 0; i < 3; i++) await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-42' });
     await producer.flush();
     expect(await q.count()).toBe(1);
-    expect((await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000))?.jobs.produced).toBe(1);
+    expect((await readStatus())?.jobs.produced).toBe(1);
   });
 });
