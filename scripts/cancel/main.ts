@@ -1,30 +1,16 @@
 import { commandArgsOrExit } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
-import { commonShape, optionalName, parseEnv, toCommonConfig } from '../../shared/config.js';
-import { startProcess } from '../../shared/process.js';
-import { closeRedis, createRedis, readyWithin } from '../../shared/redis.js';
+import { startOneShotCommand } from '../../shared/one-shot-command.js';
+import { closeRedis } from '../../shared/redis.js';
 import { CancelUsageError, runCancel } from './cancel.js';
 
-/** A one-shot command: a Redis that does not answer is an error to report, not an outage to wait out. */
-const CONNECT_TIMEOUT_MS = 5_000;
-
 const args = commandArgsOrExit(commands.cancel, process);
-const started =
-  args &&
-  startProcess(
-    'cancel',
-    (env) => {
-      const e = parseEnv({ ...commonShape, RUN_ID: optionalName() }, env);
-      return { ...toCommonConfig(e), runId: e.RUN_ID };
-    },
-    process,
-  );
+const started = args && startOneShotCommand('cancel', process);
 if (args && started) {
-  const { config, log } = started;
+  const { config, redis, connected } = started;
   const values = args.values as { run?: string; job?: string; json?: boolean };
-  const redis = createRedis(config, log, 'conveyor:cancel');
   try {
-    await readyWithin(redis, log, config.redisUrl, CONNECT_TIMEOUT_MS, 'set REDIS_URL to where it is');
+    await connected('set REDIS_URL to where it is');
     const { code } = await runCancel(
       {
         queue: config.queue,

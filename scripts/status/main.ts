@@ -1,37 +1,20 @@
 import { commandArgsOrExit } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
-import { commonShape, nameSchema, optionalName, parseEnv, toCommonConfig } from '../../shared/config.js';
-import { startProcess } from '../../shared/process.js';
-import { closeRedis, createRedis, readyWithin } from '../../shared/redis.js';
+import { nameSchema } from '../../shared/config.js';
+import { startOneShotCommand } from '../../shared/one-shot-command.js';
+import { closeRedis } from '../../shared/redis.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { formatRunList, formatRunStatus, listRuns, readRunStatus } from '../../shared/run/status.js';
 
-/** A one-shot command: a Redis that does not answer is an error to report, not an outage to wait out. */
-const CONNECT_TIMEOUT_MS = 5_000;
-
 const args = commandArgsOrExit(commands.status, process);
-const started =
-  args &&
-  startProcess(
-    'status',
-    (env) => {
-      const e = parseEnv({ ...commonShape, RUN_ID: optionalName() }, env);
-      return { ...toCommonConfig(e), runId: e.RUN_ID };
-    },
-    process,
-  );
+const started = args && startOneShotCommand('status', process);
 if (args && started) {
-  const { config, log } = started;
+  const { config, redis, connected } = started;
   const values = args.values as { json?: boolean; run?: string; list?: boolean; results?: boolean };
-  const redis = createRedis(config, log, 'conveyor:status');
   try {
     if (values.run !== undefined && values.list) throw new Error('give --run or --list, not both');
     if (values.results && values.list) throw new Error('give --results or --list, not both');
-    await readyWithin(
-      redis,
-      log,
-      config.redisUrl,
-      CONNECT_TIMEOUT_MS,
+    await connected(
       "is it running? Set REDIS_URL to where it is. (The demo's private Redis stops when the demo ends.)",
     );
     if (values.list) {

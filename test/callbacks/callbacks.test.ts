@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { UnrecoverableError } from 'bullmq';
 import { startConsumer } from '../../lib/consumer.js';
@@ -9,8 +8,8 @@ import { defineJob } from '../../shared/jobs/define.js';
 import { callbackPayload } from '../../shared/jobs/run-report-job.js';
 import type { CallbackPayload } from '../../shared/run/callbacks.js';
 import { formatRunStatus, readRunStatus } from '../../shared/run/status.js';
-import { connect, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 const FAST_ENV = { HEARTBEAT_MS: '100', FLUSH_MS: '10' };
 
@@ -36,18 +35,12 @@ function jobTypes(seen: CallbackPayload[]) {
 }
 
 describe('join callbacks', () => {
-  let redis: Redis;
-  let queue: string;
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue));
+  const ctx = useTestQueue();
 
   async function runWith(fails: boolean[], runId: string) {
     const seen: CallbackPayload[] = [];
     const jobs = jobTypes(seen);
-    const common = { redisUrl: redisUrl(), queue, jobs, env: FAST_ENV };
+    const common = { redisUrl: redisUrl(), queue: ctx.queue, jobs, env: FAST_ENV };
     const consumer = await startConsumer({ ...common, runId, concurrency: 2 });
     const producer = await openProducer({
       ...common,
@@ -60,7 +53,7 @@ describe('join callbacks', () => {
     await producer.done();
     const exit = await consumer.exited;
     // The consumer left only once its run's callbacks had finished: the run is done.
-    const status = await readRunStatus(redis, queue, runId, 5_000);
+    const status = await readRunStatus(ctx.redis, ctx.queue, runId, 5_000);
     return { seen, exit, status: status!, ids };
   }
 
@@ -95,7 +88,7 @@ describe('join callbacks', () => {
       ['on-success', { all: 'good' }],
     ]);
     // The callback is an ordinary BullMQ job, linked to its run.
-    const job = await redis.hgetall(`{${queue}}:${queue}:run-ok.on-success`);
+    const job = await ctx.redis.hgetall(`{${ctx.queue}}:${ctx.queue}:run-ok.on-success`);
     expect(JSON.parse(job.data!)).toMatchObject({
       run: 'run-ok',
       afterRun: 'run-ok',
@@ -105,9 +98,9 @@ describe('join callbacks', () => {
 
   it('an unknown callback type is refused before the run is created', async () => {
     await expect(
-      openProducer({ redisUrl: redisUrl(), queue, runId: 'r', onJoin: { type: 'nope' } }),
+      openProducer({ redisUrl: redisUrl(), queue: ctx.queue, runId: 'r', onJoin: { type: 'nope' } }),
     ).rejects.toThrow(/onJoin.type: unknown job type "nope"/);
-    const run = openRun({ redisUrl: redisUrl(), queue, runId: 'r' });
+    const run = openRun({ redisUrl: redisUrl(), queue: ctx.queue, runId: 'r' });
     expect(await run.status()).toBeNull();
     await run.close();
   });

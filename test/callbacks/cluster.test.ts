@@ -1,16 +1,14 @@
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { startConsumer } from '../../lib/consumer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { callbackPayload } from '../../shared/jobs/run-report-job.js';
 import { queueShards } from '../../shared/keys.js';
-import { createLogger } from '../../shared/logger.js';
-import { closeRedis, createRedis, type RedisClient } from '../../shared/redis.js';
-import { startRedisCluster, type RedisClusterHandle } from '../../shared/redis-server.js';
 import { callbackJobId, callbackShard } from '../../shared/run/callbacks.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, killLeftovers, spawnTracked } from '../helpers/processes.js';
 import { pollUntil, testQueue } from '../helpers/redis.js';
+import { useRedisCluster } from '../helpers/redis-cluster.js';
 
 /**
  * Join callbacks on a real Redis Cluster with SHARDS=3: a run's state lives in the queue's slot, its
@@ -26,22 +24,7 @@ const ledgerJob = defineJob({
 });
 
 describe('join callbacks on a Redis Cluster, SHARDS=3', () => {
-  let cluster: RedisClusterHandle;
-  let redis: RedisClient;
-  beforeAll(async () => {
-    const binary = inject('redisServerBinary');
-    if (!binary) throw new Error('this test starts a Redis Cluster: install redis-server');
-    cluster = await startRedisCluster({ binary, masters: 3 });
-    redis = createRedis(
-      { redisUrl: cluster.url, redisTlsCaFile: undefined },
-      createLogger({ level: 'silent', service: 'test' }),
-      'test',
-    );
-  }, 60_000);
-  afterAll(async () => {
-    if (redis) await closeRedis(redis);
-    await cluster?.stop();
-  });
+  const cluster = useRedisCluster();
   afterEach(async () => {
     expect(await killLeftovers()).toEqual([]);
   });
@@ -78,7 +61,10 @@ describe('join callbacks on a Redis Cluster, SHARDS=3', () => {
         if (code === 0 && p.stdout().includes('ok')) break;
         if (incarnations > 200) throw new Error(`no progress:\n${p.output()}`);
       }
-      const stores = Array.from({ length: RUNS }, (_, i) => new RunStore(redis, queue, `r${i}`, shards));
+      const stores = Array.from(
+        { length: RUNS },
+        (_, i) => new RunStore(cluster.redis, queue, `r${i}`, shards),
+      );
       await pollUntil(
         'every callback finished',
         async () => {
@@ -92,7 +78,11 @@ describe('join callbacks on a Redis Cluster, SHARDS=3', () => {
       );
       const added = new Map<string, number>();
       for (const shard of queueShards(queue, shards))
-        for (const [, fields] of await redis.xrange(`${shard.prefix}:${shard.name}:events`, '-', '+')) {
+        for (const [, fields] of await cluster.redis.xrange(
+          `${shard.prefix}:${shard.name}:events`,
+          '-',
+          '+',
+        )) {
           const f = Object.fromEntries(fields.flatMap((v, i, a) => (i % 2 ? [] : [[v, a[i + 1]]])));
           if (f.event === 'added')
             added.set(`${shard.index}:${f.jobId}`, (added.get(`${shard.index}:${f.jobId}`) ?? 0) + 1);

@@ -1,28 +1,18 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { countWords, topWords } from '../../examples/map-reduce/words.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnTracked } from '../helpers/processes.js';
-import { connect, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { redisUrl } from '../helpers/redis.js';
+import { useTempDir } from '../helpers/temp-dir.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 /** examples/map-reduce end to end: stage 1's join callback starts stage 2, whose top 20 is checked. */
 describe('examples/map-reduce', () => {
-  let redis: Redis;
-  let queue: string;
-  let dir: string;
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-    dir = mkdtempSync(join(tmpdir(), 'conveyor-mr-'));
-  });
-  afterEach(async () => {
-    await releaseTestQueue(redis, queue);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  // Before useTestQueue: the folder is removed only after the queue's release.
+  const dir = useTempDir('conveyor-mr-');
+  const ctx = useTestQueue();
 
   it('3 producers and 2 consumers count a corpus; the chained reduce run writes the same top 20 as one process', async () => {
     const p = spawnTracked(
@@ -31,8 +21,8 @@ describe('examples/map-reduce', () => {
       ['--import', 'tsx', 'examples/map-reduce/main.ts'],
       {
         REDIS_URL: redisUrl(),
-        QUEUE: queue,
-        WORK_DIR: dir,
+        QUEUE: ctx.queue,
+        WORK_DIR: dir.path,
         LINES: '2000',
         CHUNK_LINES: '100',
       },
@@ -43,13 +33,13 @@ describe('examples/map-reduce', () => {
     expect(p.stdout()).toMatch(/^stage 2 (wordcount-\d+)-reduce \(after \1\) joined: 1 reduce job$/m);
     expect(p.stdout()).toContain('matches a single-process count: yes');
     // Independently of the example's own check: its file against a count made here.
-    const top = JSON.parse(readFileSync(join(dir, 'top20.json'), 'utf8')) as unknown;
-    expect(top).toEqual(topWords(countWords(readFileSync(join(dir, 'corpus.txt'), 'utf8')), 20));
+    const top = JSON.parse(readFileSync(join(dir.path, 'top20.json'), 'utf8')) as unknown;
+    expect(top).toEqual(topWords(countWords(readFileSync(join(dir.path, 'corpus.txt'), 'utf8')), 20));
     expect((top as unknown[]).length).toBe(20);
     // The chain, both ways: status (and the dashboard) link each stage to the other.
     const stage1 = /^stage 1 (wordcount-\d+) joined/m.exec(p.stdout())![1]!;
     const [first, second] = await Promise.all(
-      [stage1, `${stage1}-reduce`].map((id) => readRunStatus(redis, queue, id, 5_000)),
+      [stage1, `${stage1}-reduce`].map((id) => readRunStatus(ctx.redis, ctx.queue, id, 5_000)),
     );
     expect([first?.state, first?.afterRun, first?.nextRun]).toEqual(['done', null, `${stage1}-reduce`]);
     expect(first?.callbacks.map((c) => [c.type, c.state])).toEqual([['start-reduce', 'completed']]);

@@ -1,12 +1,11 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { startConsumer } from '../../lib/consumer.js';
 import { openProducer } from '../../lib/producer.js';
 import { openRun } from '../../lib/run.js';
 import { defineJob } from '../../shared/jobs/define.js';
-import { connect, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 /** Returns its value after a delay that makes jobs finish out of put order. */
 const echo = defineJob({
@@ -19,17 +18,11 @@ const echo = defineJob({
 });
 
 describe('results in put order (collectResults)', () => {
-  let redis: Redis;
-  let queue: string;
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue));
+  const ctx = useTestQueue();
 
   const common = () => ({
     redisUrl: redisUrl(),
-    queue,
+    queue: ctx.queue,
     jobs: [echo],
     env: { HEARTBEAT_MS: '100', FLUSH_MS: '10' },
   });
@@ -81,7 +74,7 @@ describe('results in put order (collectResults)', () => {
     const run = openRun({ ...common(), runId });
     const status = await run.join({ timeoutMs: 30_000 });
     expect(status.jobs).toMatchObject({ completed: 2, failed: 2 });
-    const reason = async (id: string) => redis.hget(`{${queue}}:${queue}:${id}`, 'failedReason');
+    const reason = async (id: string) => ctx.redis.hget(`{${ctx.queue}}:${ctx.queue}:${id}`, 'failedReason');
     expect(await reason(ids[0]!)).toMatch(
       /return value of 32 bytes is more than the 20 bytes .* maxJobBytes/,
     );

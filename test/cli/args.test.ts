@@ -1,12 +1,11 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseCommandArgs } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
 import { projectRoot } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, spawnTracked } from '../helpers/processes.js';
-import { connect, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 const script = (path: string, args: string[], env: Record<string, string> = {}) =>
   spawnTracked(path, process.execPath, ['--import', 'tsx', `${projectRoot}/${path}`, ...args], env);
@@ -43,18 +42,12 @@ describe('command-line flags', () => {
 });
 
 describe('status --list', () => {
-  let redis: Redis;
-  let queue: string;
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue));
+  const ctx = useTestQueue();
 
   it('shows each run with its state, counts and times', async () => {
-    await new RunStore(redis, queue, 'older').create(2);
-    await new RunStore(redis, queue, 'newer').create(1);
-    const p = script('scripts/status/main.ts', ['--list'], { REDIS_URL: redisUrl(), QUEUE: queue });
+    await new RunStore(ctx.redis, ctx.queue, 'older').create(2);
+    await new RunStore(ctx.redis, ctx.queue, 'newer').create(1);
+    const p = script('scripts/status/main.ts', ['--list'], { REDIS_URL: redisUrl(), QUEUE: ctx.queue });
     expect((await exitOf(p)).code, p.output()).toBe(0);
     const lines = p.stdout().trim().split('\n');
     expect(lines[0]).toMatch(

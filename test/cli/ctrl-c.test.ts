@@ -1,11 +1,10 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readRunStatus } from '../../shared/run/status.js';
 import { makeSignalCounter } from '../../shared/shutdown.js';
 import { FAST } from '../helpers/demo.js';
 import { exitOf, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
-import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { pollUntil, redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 /** What a terminal does on Ctrl-C: SIGINT to every process of the foreground job's process group. */
 const ctrlC = (p: Spawned) => process.kill(-p.child.pid!, 'SIGINT');
@@ -20,13 +19,7 @@ async function npmEnded(p: Spawned): Promise<void> {
 }
 
 describe('one Ctrl-C is graceful', () => {
-  let redis: Redis;
-  let queue: string;
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue));
+  const ctx = useTestQueue();
 
   it('npm start (the demo, its private Redis and its children): every process stops gracefully and exits 0', async () => {
     const env = {
@@ -58,7 +51,7 @@ describe('one Ctrl-C is graceful', () => {
     const base = {
       ...FAST,
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       RUN_ID: 'ctrl-c',
       SHUTDOWN_GRACE_MS: '20000',
     };
@@ -71,7 +64,7 @@ describe('one Ctrl-C is graceful', () => {
     );
     const producer = spawnRole('producer', { ...base, JOBS: '1', JOB_MS: '2000', PRODUCE_INTERVAL_MS: '0' });
     await pollUntil('the consumer to hold the job', async () => {
-      const s = await readRunStatus(redis, queue, 'ctrl-c', 3_000);
+      const s = await readRunStatus(ctx.redis, ctx.queue, 'ctrl-c', 3_000);
       return s?.consumers.find((c) => c.id === 'c1' && c.current.length > 0);
     });
     ctrlC(consumer);
@@ -81,7 +74,7 @@ describe('one Ctrl-C is graceful', () => {
     );
     expect(consumer.output()).not.toContain('second signal');
     expect((await exitOf(producer, 30_000)).code, producer.output()).toBe(0);
-    const s = await readRunStatus(redis, queue, 'ctrl-c', 3_000);
+    const s = await readRunStatus(ctx.redis, ctx.queue, 'ctrl-c', 3_000);
     expect(s?.jobs).toMatchObject({ produced: 1, completed: 1, failed: 0 });
   }, 60_000);
 });

@@ -4,16 +4,15 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bullKeyPrefix } from '../../shared/keys.js';
 import { freePort } from '../../shared/redis-server.js';
 import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { FAST } from '../helpers/demo.js';
 import { exitOf, spawnRole, spawnTracked } from '../helpers/processes.js';
-import { connect, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 /** A plain JavaScript job type, written outside the repository as a user would. */
 const SHOUT_JS = `import { defineJob, z } from 'conveyor';
@@ -44,11 +43,10 @@ const run = (cmd: string, args: string[], cwd: string) =>
  * installed) through `npx conveyor producer` / `npx conveyor consumer`, joined.
  */
 describe('the packed package, installed into an empty folder', () => {
+  const ctx = useTestQueue();
   let dir: string;
   let app: string;
   let files: string[];
-  let redis: Redis;
-  let queue: string;
   let http: Server;
   let imageUrl: string;
 
@@ -89,11 +87,6 @@ describe('the packed package, installed into an empty folder', () => {
     await new Promise((resolve) => http?.close(resolve));
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue));
 
   it('holds compiled JavaScript with declarations, the conveyor command, the dashboard page, and no tests', () => {
     expect(files).toEqual(
@@ -193,7 +186,7 @@ describe('the packed package, installed into an empty folder', () => {
       'npx tsx app.ts',
       'npx',
       ['tsx', 'app.ts', imageUrl],
-      { REDIS_URL: redisUrl(), QUEUE: queue },
+      { REDIS_URL: redisUrl(), QUEUE: ctx.queue },
       { cwd: app },
     );
     expect((await exitOf(p, 60_000)).code, p.output()).toBe(0);
@@ -202,14 +195,14 @@ describe('the packed package, installed into an empty folder', () => {
 
   it("the image's way: a job module placed inside the project folder runs with the compiled roles", async () => {
     // What `-v "$PWD/jobs:/app/jobs"` or `COPY jobs /app/jobs` does: 'conveyor' resolves to the package itself.
-    const jobs = join(projectRoot, 'test', 'artifacts', `mounted-${queue}`);
+    const jobs = join(projectRoot, 'test', 'artifacts', `mounted-${ctx.queue}`);
     mkdirSync(jobs, { recursive: true });
     writeFileSync(join(jobs, 'shout.js'), SHOUT_JS);
     try {
       const env = {
         ...FAST,
         REDIS_URL: redisUrl(),
-        QUEUE: queue,
+        QUEUE: ctx.queue,
         RUN_ID: 'mounted',
         JOB_MODULES: join(jobs, 'shout.js'),
       };
@@ -221,7 +214,7 @@ describe('the packed package, installed into an empty folder', () => {
       );
       expect((await exitOf(producer)).code, producer.output()).toBe(0);
       expect((await exitOf(consumer)).code, consumer.output()).toBe(0);
-      const status = await readRunStatus(redis, queue, 'mounted', 3_000);
+      const status = await readRunStatus(ctx.redis, ctx.queue, 'mounted', 3_000);
       expect(status?.jobs).toMatchObject({ produced: 2, completed: 2, failed: 0 });
     } finally {
       rmSync(jobs, { recursive: true, force: true });
@@ -232,7 +225,7 @@ describe('the packed package, installed into an empty folder', () => {
     const env = {
       ...FAST,
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       RUN_ID: 'mine',
       JOB_MODULES: './jobs/shout.js,./jobs/resize.ts',
     };
@@ -281,11 +274,13 @@ describe('the packed package, installed into an empty folder', () => {
     expect((await exitOf(joiner, 60_000)).code, joiner.output()).toBe(0);
     expect(joiner.stdout()).toMatch(/joined \{"produced":5,"completed":5,"failed":0/);
     expect((await exitOf(consumer, 30_000)).code, consumer.output()).toBe(0);
-    const status = await readRunStatus(redis, queue, 'mine', 3_000);
+    const status = await readRunStatus(ctx.redis, ctx.queue, 'mine', 3_000);
     expect(status?.join.state).toBe('joined');
-    const prefix = bullKeyPrefix(queue);
-    expect(JSON.parse((await redis.hget(`${prefix}mine.p-shout.0`, 'returnvalue')) ?? 'null')).toBe('HELLO');
-    expect(JSON.parse((await redis.hget(`${prefix}mine.p-resize.0`, 'returnvalue')) ?? 'null')).toEqual({
+    const prefix = bullKeyPrefix(ctx.queue);
+    expect(JSON.parse((await ctx.redis.hget(`${prefix}mine.p-shout.0`, 'returnvalue')) ?? 'null')).toBe(
+      'HELLO',
+    );
+    expect(JSON.parse((await ctx.redis.hget(`${prefix}mine.p-resize.0`, 'returnvalue')) ?? 'null')).toEqual({
       url: imageUrl,
       width: 100,
       bytes: 1234,

@@ -1,15 +1,14 @@
 import type { Cluster } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { queueShards } from '../../shared/keys.js';
-import { createLogger } from '../../shared/logger.js';
-import { closeRedis, createRedis, type RedisClient } from '../../shared/redis.js';
-import { startRedisCluster, type RedisClusterHandle } from '../../shared/redis-server.js';
+import type { RedisClient } from '../../shared/redis.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { runCoreScenario } from '../helpers/core-run.js';
 import { FAST, runDemo } from '../helpers/demo.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { testQueue } from '../helpers/redis.js';
+import { useRedisCluster } from '../helpers/redis-cluster.js';
 
 /** The master serving a slot, as `host:port`, from the cluster's own slot table. */
 async function masterOf(redis: RedisClient, slot: number): Promise<string> {
@@ -20,33 +19,14 @@ async function masterOf(redis: RedisClient, slot: number): Promise<string> {
 }
 
 describe('on a real Redis Cluster (3 masters)', () => {
-  let cluster: RedisClusterHandle;
-  let redis: RedisClient;
-
-  beforeAll(async () => {
-    const binary = inject('redisServerBinary');
-    if (!binary)
-      throw new Error(
-        'these tests start a Redis Cluster: install redis-server (apt-get install redis-server)',
-      );
-    cluster = await startRedisCluster({ binary, masters: 3 });
-    redis = createRedis(
-      { redisUrl: cluster.url, redisTlsCaFile: undefined },
-      createLogger({ level: 'silent', service: 'test' }),
-      'test',
-    );
-  }, 60_000);
-  afterAll(async () => {
-    if (redis) await closeRedis(redis);
-    await cluster?.stop();
-  });
+  const cluster = useRedisCluster();
   afterEach(async () => {
     expect(await killLeftovers()).toEqual([]);
   });
 
   it('the core end-to-end run passes unchanged on the cluster, unsharded', async () => {
     await runCoreScenario({
-      redis,
+      redis: cluster.redis,
       env: { ...FAST, REDIS_URL: cluster.url, QUEUE: testQueue(), RUN_ID: 'c1' },
       timeoutMs: 45_000,
     });
@@ -57,14 +37,14 @@ describe('on a real Redis Cluster (3 masters)', () => {
 
     it('places each shard on a different master', async () => {
       const masters = await Promise.all(
-        queueShards('conveyor', shards).map((sh) => masterOf(redis, sh.slot)),
+        queueShards('conveyor', shards).map((sh) => masterOf(cluster.redis, sh.slot)),
       );
       expect(new Set(masters).size).toBe(shards);
     });
 
     it('the core end-to-end run passes unchanged: staggered producers, one join, exact totals', async () => {
       const s = await runCoreScenario({
-        redis,
+        redis: cluster.redis,
         env: { ...FAST, REDIS_URL: cluster.url, QUEUE: testQueue(), SHARDS: String(shards), RUN_ID: 's1' },
         timeoutMs: 45_000,
       });
@@ -74,7 +54,7 @@ describe('on a real Redis Cluster (3 masters)', () => {
 
     it('keeps jobs with the same shard key on one shard in put order, and an idempotency key once', async () => {
       const queue = testQueue();
-      const { queues, producer, close } = await openShardedRun(redis, queue, 'k1', shards);
+      const { queues, producer, close } = await openShardedRun(cluster.redis, queue, 'k1', shards);
       try {
         const put: Record<string, string[]> = { 'acct-1': [], 'acct-2': [] };
         for (let i = 0; i < 12; i++) {
@@ -103,7 +83,7 @@ describe('on a real Redis Cluster (3 masters)', () => {
 
     it('refuses a process whose SHARDS differs from the run’s, saying what to set', async () => {
       const queue = testQueue();
-      await new RunStore(redis, queue, 'm1', shards).create(1);
+      await new RunStore(cluster.redis, queue, 'm1', shards).create(1);
       const env = { ...FAST, REDIS_URL: cluster.url, QUEUE: queue, RUN_ID: 'm1', SHARDS: '1' };
       const consumer = spawnRole('consumer', { ...env, CONSUMER_ID: 'c1' });
       const producer = spawnRole('producer', { ...env, PRODUCER_ID: 'p1', PRODUCERS: '1', JOBS: '1' });
@@ -118,7 +98,7 @@ describe('on a real Redis Cluster (3 masters)', () => {
       const env = { ...FAST, REDIS_URL: cluster.url, QUEUE: queue, RUN_ID: 'm2', SHARDS: '1' };
       const consumer = spawnRole('consumer', { ...env, CONSUMER_ID: 'early' });
       await consumer.waitFor('consumer ready');
-      await new RunStore(redis, queue, 'm2', shards).create(1);
+      await new RunStore(cluster.redis, queue, 'm2', shards).create(1);
       expect((await exitOf(consumer)).code).toBe(1);
       expect(consumer.output()).toContain('created with 3 shards; set SHARDS=3');
     });

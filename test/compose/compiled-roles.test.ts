@@ -1,18 +1,16 @@
 import { spawnSync } from 'node:child_process';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../shared/redis-server.js';
 import { projectRoot, roleCommand } from '../../shared/roles.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
-import { connect, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 /** What the image runs: `npm run build`, then plain node on dist/ (no tsx). */
 describe('compiled producer and consumer', () => {
-  let redis: Redis;
-  let queue: string;
+  const ctx = useTestQueue();
 
   beforeAll(() => {
     const build = spawnSync('npm', ['run', 'build'], {
@@ -22,11 +20,6 @@ describe('compiled producer and consumer', () => {
     });
     if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
   }, 160_000);
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue));
 
   it('run a job run end to end from dist/, and the consumer serves its final metrics until told to stop', async () => {
     for (const role of ['producer', 'consumer'] as const) {
@@ -36,7 +29,7 @@ describe('compiled producer and consumer', () => {
     const metricsPort = await freePort();
     const env = {
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       RUN_ID: 'built',
       HEARTBEAT_MS: '200',
       LEASE_MS: '3000',
@@ -54,11 +47,13 @@ describe('compiled producer and consumer', () => {
     expect((await exitOf(producer)).code).toBe(0);
     // Joined and cancelled, the consumer keeps /metrics up for its linger period.
     await consumer.waitFor('serving final metrics before exiting');
-    const status = await readRunStatus(redis, queue, 'built', 3_000);
+    const status = await readRunStatus(ctx.redis, ctx.queue, 'built', 3_000);
     expect(status?.join.state).toBe('joined');
     expect(status?.jobs).toMatchObject({ produced: 6, completed: 6, failed: 0, unfinished: 0 });
     const metrics = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
-    expect(value(metrics, 'conveyor_jobs_completed_total', { queue, service: 'consumer' })).toBe(6);
+    expect(value(metrics, 'conveyor_jobs_completed_total', { queue: ctx.queue, service: 'consumer' })).toBe(
+      6,
+    );
 
     consumer.child.kill('SIGTERM');
     expect((await exitOf(consumer)).code).toBe(0);

@@ -1,8 +1,6 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createProducer } from '../../producers/producer.js';
 import { loadJobRegistry } from '../../shared/jobs/index.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
@@ -11,31 +9,24 @@ import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
 import { FAST } from '../helpers/demo.js';
-import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { pollUntil, redisUrl } from '../helpers/redis.js';
+import { useTempDir } from '../helpers/temp-dir.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 const JOB_MODULES = './test/fixtures/cancel-jobs.ts';
 
 describe('cancel across processes (real producer, consumer and cancel processes)', () => {
-  let redis: Redis;
-  let queue: string;
+  // Before useTestQueue: the folder is removed only after the queue's release.
+  const dir = useTempDir('cancel-test-');
+  const ctx = useTestQueue();
   let base: Record<string, string>;
-  let dir: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
 
   beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-    base = { ...FAST, REDIS_URL: redisUrl(), QUEUE: queue, RUN_ID: 'r', JOB_MODULES };
-    dir = mkdtempSync(join(tmpdir(), 'cancel-test-'));
-  });
-  afterEach(async () => {
-    await releaseTestQueue(redis, queue, cleanups);
-    rmSync(dir, { recursive: true, force: true });
+    base = { ...FAST, REDIS_URL: redisUrl(), QUEUE: ctx.queue, RUN_ID: 'r', JOB_MODULES };
   });
 
   const status = async (): Promise<RunStatus> => {
-    const s = await readRunStatus(redis, queue, 'r', 3_000);
+    const s = await readRunStatus(ctx.redis, ctx.queue, 'r', 3_000);
     if (!s) throw new Error('run not found');
     return s;
   };
@@ -48,9 +39,9 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     );
   /** A producer in this process (its puts are what the test cancels); the run expects only it. */
   const producerHere = async () => {
-    const q = openQueue(queue, redis);
-    cleanups.push(() => q.close());
-    const run = new RunStore(redis, queue, 'r');
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(1, 10_000);
     await run.registerProducer('p1', { host: 'test', pid: 1 }, 10_000);
     const registry = await loadJobRegistry([JOB_MODULES], projectRoot);
@@ -112,8 +103,8 @@ describe('cancel across processes (real producer, consumer and cancel processes)
       { label: 'c1' },
     );
     await consumer.waitFor('consumer ready');
-    const procFile = join(dir, 'process.log');
-    const threadFile = join(dir, 'thread.log');
+    const procFile = join(dir.path, 'process.log');
+    const threadFile = join(dir.path, 'thread.log');
     const [inProcess, inThread] = await producer.putMany([
       { type: 'stubborn-process', payload: { ms: 60_000, file: procFile } },
       { type: 'stubborn-thread', payload: { ms: 60_000, file: threadFile } },

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { bullKeyPrefix } from '../../shared/keys.js';
 import { openQueue } from '../../shared/queue.js';
@@ -9,7 +8,7 @@ import { exitOf, killLeftovers, spawnRole, spawnTracked } from '../helpers/proce
 import { runCoreScenario } from '../helpers/core-run.js';
 import { FAST, runDemo } from '../helpers/demo.js';
 import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 function redisServerBinary(): string {
   const binary = inject('redisServerBinary');
@@ -19,28 +18,25 @@ function redisServerBinary(): string {
 }
 
 describe('end to end: real producer and consumer processes', () => {
-  let redis: Redis;
-  let queue: string;
+  const ctx = useTestQueue();
   let base: Record<string, string>;
 
   beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-    base = { ...FAST, REDIS_URL: redisUrl(), QUEUE: queue, RUN_ID: 'run1' };
+    base = { ...FAST, REDIS_URL: redisUrl(), QUEUE: ctx.queue, RUN_ID: 'run1' };
   });
-  afterEach(() => releaseTestQueue(redis, queue));
 
   const status = async (): Promise<RunStatus> => {
-    const s = await readRunStatus(redis, queue, 'run1', 3_000);
+    const s = await readRunStatus(ctx.redis, ctx.queue, 'run1', 3_000);
     if (!s) throw new Error('run not found');
     return s;
   };
-  const completedIds = async () => (await redis.zrange(`${bullKeyPrefix(queue)}completed`, '0', '-1')).sort();
+  const completedIds = async () =>
+    (await ctx.redis.zrange(`${bullKeyPrefix(ctx.queue)}completed`, '0', '-1')).sort();
   const idsOf = (producers: string[], n: number) =>
     producers.flatMap((p) => Array.from({ length: n }, (_, i) => `run1.${p}.${i}`)).sort();
 
   it('3 producers started at staggered times + 2 consumers: joined exactly once, totals exact, all exit 0', async () => {
-    await runCoreScenario({ redis, env: base });
+    await runCoreScenario({ redis: ctx.redis, env: base });
   });
 
   it('a consumer SIGKILLed mid-job: another recovers its job and the run joins with exact totals', async () => {
@@ -100,9 +96,9 @@ describe('end to end: real producer and consumer processes', () => {
     const s = await status();
     expect(s.join.state).toBe('joined');
     expect(s.jobs).toMatchObject({ produced: 2, completed: 0, failed: 2, unfinished: 0 });
-    const failed = await redis.zrange(`${bullKeyPrefix(queue)}failed`, '0', '-1');
+    const failed = await ctx.redis.zrange(`${bullKeyPrefix(ctx.queue)}failed`, '0', '-1');
     expect(failed.sort()).toEqual(idsOf([s.producers.list[0]!.id], 2));
-    const q = openQueue(queue, redis);
+    const q = openQueue(ctx.queue, ctx.redis);
     try {
       for (const id of failed) {
         const job = await q.getJob(id);
@@ -159,7 +155,7 @@ describe('end to end: real producer and consumer processes', () => {
       const p = spawnRole(role, { ...base, ...bad });
       expect((await exitOf(p)).code).toBe(2);
       expect(p.output()).toContain(message);
-      expect(await redis.keys(`*${queue}*`)).toEqual([]);
+      expect(await ctx.redis.keys(`*${ctx.queue}*`)).toEqual([]);
     },
   );
 

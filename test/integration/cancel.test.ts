@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { loadConsumerConfig } from '../../consumers/config.js';
 import { startConsumer, type ConsumerHandle, type ConsumerObserver } from '../../consumers/consumer.js';
@@ -14,8 +13,8 @@ import { openRun } from '../../lib/run.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
-import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { connect, pollUntil, redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 const quiet = createLogger({ level: 'silent', service: 'test' });
 const host = { host: 'test', pid: 1 };
@@ -52,27 +51,22 @@ const stubborn = defineJob({
 const registry = new JobRegistry([...builtinJobs, watchful, stubborn]);
 
 describe('cancel a job or a run, and time jobs out (real Redis, in-process consumers)', () => {
-  let redis: Redis;
-  let queue: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
+  const ctx = useTestQueue();
 
   beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
     seen.clear();
   });
-  afterEach(() => releaseTestQueue(redis, queue, cleanups));
 
   const status = async () => {
-    const s = await readRunStatus(redis, queue, 'r', 10_000);
+    const s = await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000);
     if (!s) throw new Error('no run');
     return s;
   };
 
   const setUp = async (opts: { attempts?: number; backoffMs?: number } = {}) => {
-    const q = openQueue(queue, redis);
-    cleanups.push(() => q.close());
-    const run = new RunStore(redis, queue, 'r');
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(1, 10_000);
     await run.registerProducer('p1', host, 10_000);
     const producer = createProducer({
@@ -97,7 +91,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     const c = await startConsumer(
       loadConsumerConfig({
         REDIS_URL: redisUrl(),
-        QUEUE: queue,
+        QUEUE: ctx.queue,
         RUN_ID: 'r',
         HEARTBEAT_MS: '200',
         CONCURRENCY: '2',
@@ -105,7 +99,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
       }),
       { redis: connect(), registry, log: quiet, host: 'test', pid: 2, ...(observer ? { observer } : {}) },
     );
-    cleanups.push(() => c.stop('test over'));
+    ctx.cleanups.push(() => c.stop('test over'));
     return c;
   };
 
@@ -133,7 +127,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
   it('an active job is aborted by the consumer holding it, recorded cancelled, and not retried', async () => {
     const { run, producer } = await setUp({ attempts: 3 });
     const metrics = new Registry();
-    const c = await consumer({}, createConsumerMetrics(metrics, queue));
+    const c = await consumer({}, createConsumerMetrics(metrics, ctx.queue));
     const id = await producer.put('watchful', { ms: 60_000 });
     await pollUntil('the job to start', () => Promise.resolve(seen.has(id) ? true : undefined));
     const requested = Date.now();
@@ -147,7 +141,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     const s = await status();
     expect(s.join.totals).toMatchObject({ produced: 1, completed: 0, failed: 0, cancelled: 1 });
     // Not retried: one attempt, in BullMQ's failed set as cancelled.
-    const job = await openQueue(queue, redis).getJob(id);
+    const job = await openQueue(ctx.queue, ctx.redis).getJob(id);
     expect(job?.attemptsMade).toBe(1);
     expect(job?.failedReason).toMatch(/^conveyor: cancelled/);
     expect(await counter(metrics, 'conveyor_jobs_cancelled_total')).toBe(1);
@@ -176,14 +170,14 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
   it('a timeout aborts the attempt, which is retried per ATTEMPTS; the last lands in the failed set as timed out', async () => {
     const { producer } = await setUp({ attempts: 2, backoffMs: 10 });
     const metrics = new Registry();
-    const c = await consumer({}, createConsumerMetrics(metrics, queue));
+    const c = await consumer({}, createConsumerMetrics(metrics, ctx.queue));
     const id = await producer.put('watchful', { ms: 60_000 }, { timeoutMs: 200 });
     await producer.done();
     const exit = await c.exited;
     expect(exit).toMatchObject({ state: 'cancelled', jobsFailed: 1 });
     const s = await status();
     expect(s.join.totals).toMatchObject({ produced: 1, failed: 1, cancelled: 0 });
-    const job = await openQueue(queue, redis).getJob(id);
+    const job = await openQueue(ctx.queue, ctx.redis).getJob(id);
     expect(job?.attemptsMade).toBe(2);
     expect(job?.failedReason).toBe('timed out after 200 ms');
     // Timeouts apart from other failures: the job counts once, as timed out; its first attempt was retried.
@@ -198,7 +192,7 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     const id = await producer.put('sleep', { value: 1, ms: 60_000 });
     await producer.done();
     await c.exited;
-    expect((await openQueue(queue, redis).getJob(id))?.failedReason).toBe('timed out after 150 ms');
+    expect((await openQueue(ctx.queue, ctx.redis).getJob(id))?.failedReason).toBe('timed out after 150 ms');
   });
 
   it('cancelling a run: unstarted jobs cancelled, active ones aborted, jobs acknowledged after the cancel caught, joined once with exact totals', async () => {
@@ -228,8 +222,8 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
 
   it('the library: openRun(...).cancelJob(id) and .cancel() are the same calls', async () => {
     const { producer } = await setUp();
-    const handle = openRun({ runId: 'r', queue, redis });
-    cleanups.push(() => handle.close());
+    const handle = openRun({ runId: 'r', queue: ctx.queue, redis: ctx.redis });
+    ctx.cleanups.push(() => handle.close());
     const id = await producer.put('watchful', { ms: 0 });
     await producer.flush();
     expect(await handle.cancelJob(id)).toMatchObject({ outcome: 'removed', shard: 0 });
@@ -241,9 +235,9 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
   });
 
   it('a run cancelled before a producer registered joins without waiting for it; the late producer is refused', async () => {
-    const q = openQueue(queue, redis);
-    cleanups.push(() => q.close());
-    const run = new RunStore(redis, queue, 'r');
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(2, 10_000);
     await run.registerProducer('p1', host, 10_000);
     await run.cancel();

@@ -1,42 +1,36 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runKeys } from '../../shared/keys.js';
 import { resolveRunId } from '../../shared/run/current-run.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnRole } from '../helpers/processes.js';
-import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { connect, pollUntil, redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
-  let redis: Redis;
-  let queue: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
-
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue, cleanups));
+  const ctx = useTestQueue();
 
   it('gives processes that start at the same time one run, created once', async () => {
     const clients = Array.from({ length: 12 }, () => connect());
-    cleanups.push(() => Promise.resolve(clients.forEach((c) => c.disconnect())));
-    const resolved = await Promise.all(clients.map((c) => resolveRunId(c, queue, 'auto')));
+    ctx.cleanups.push(() => Promise.resolve(clients.forEach((c) => c.disconnect())));
+    const resolved = await Promise.all(clients.map((c) => resolveRunId(c, ctx.queue, 'auto')));
     expect(new Set(resolved.map((r) => r.runId))).toEqual(new Set(['run-1']));
     expect(resolved.filter((r) => r.source === 'new')).toHaveLength(1);
     // Nothing joined yet: still the same run for a late starter.
-    expect(await resolveRunId(redis, queue, 'auto')).toEqual({ runId: 'run-1', source: 'open' });
+    expect(await resolveRunId(ctx.redis, ctx.queue, 'auto')).toEqual({ runId: 'run-1', source: 'open' });
   });
 
   it('keeps an explicit RUN_ID as it is', async () => {
-    expect(await resolveRunId(redis, queue, 'nightly-7')).toEqual({ runId: 'nightly-7', source: 'explicit' });
-    expect(await redis.exists(`{${queue}}:${queue}:conveyor:current-run`)).toBe(0);
+    expect(await resolveRunId(ctx.redis, ctx.queue, 'nightly-7')).toEqual({
+      runId: 'nightly-7',
+      source: 'explicit',
+    });
+    expect(await ctx.redis.exists(`{${ctx.queue}}:${ctx.queue}:conveyor:current-run`)).toBe(0);
   });
 
   it('starts the next run once the last joined: a second start with nothing changed runs again', async () => {
     const env = {
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       RUN_ID: 'auto',
       PRODUCERS: '1',
       JOBS: '3',
@@ -48,7 +42,7 @@ describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
       const producer = spawnRole('producer', env, { label: `producer ${expected}` });
       expect((await exitOf(producer, 30_000)).code).toBe(0);
       expect((await exitOf(consumer, 30_000)).code).toBe(0);
-      const status = await readRunStatus(redis, queue, expected, 10_000);
+      const status = await readRunStatus(ctx.redis, ctx.queue, expected, 10_000);
       expect(status?.join.state).toBe('joined');
       expect(status?.jobs).toMatchObject({ produced: 3, completed: 3, failed: 0, unfinished: 0 });
       expect(producer.output()).toContain(`RUN_ID=auto: run ${expected}`);
@@ -59,7 +53,7 @@ describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
   it('never reuses a run whose keys expired after its join (retention): the next start gets a new one', async () => {
     const env = {
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       RUN_ID: 'auto',
       PRODUCERS: '1',
       JOBS: '2',
@@ -75,8 +69,8 @@ describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
     expect((await exitOf(producer, 30_000)).code).toBe(0);
     expect((await exitOf(consumer, 30_000)).code).toBe(0);
     await pollUntil('run-1 to expire after its retention', async () =>
-      (await redis.exists(runKeys(queue, 'run-1').meta)) === 0 ? true : undefined,
+      (await ctx.redis.exists(runKeys(ctx.queue, 'run-1').meta)) === 0 ? true : undefined,
     );
-    expect(await resolveRunId(redis, queue, 'auto')).toEqual({ runId: 'run-2', source: 'new' });
+    expect(await resolveRunId(ctx.redis, ctx.queue, 'auto')).toEqual({ runId: 'run-2', source: 'new' });
   });
 });

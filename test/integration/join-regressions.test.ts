@@ -1,6 +1,5 @@
 import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { loadConsumerConfig } from '../../consumers/config.js';
 import { startConsumer } from '../../consumers/consumer.js';
@@ -14,8 +13,8 @@ import { createLogger } from '../../shared/logger.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
 import { formatRunStatus, readRunStatus } from '../../shared/run/status.js';
-import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { connect, pollUntil, redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 const registry = new JobRegistry(builtinJobs);
 const keepAll = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
@@ -33,20 +32,12 @@ async function consumeIn(queue: string, env: Record<string, string>, jobs = regi
 
 /** One regression test per protocol bug found against the run protocol before producer instances. */
 describe('join protocol regressions', () => {
-  let redis: Redis;
-  let queue: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
-
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue, cleanups));
+  const ctx = useTestQueue();
 
   const open = async (leaseMs = 10_000, expected = 1) => {
-    const q = openQueue(queue, redis);
-    cleanups.push(() => q.close());
-    const run = new RunStore(redis, queue, 'r');
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(expected, leaseMs);
     return { q, run };
   };
@@ -59,7 +50,7 @@ describe('join protocol regressions', () => {
     return { q, run, producer };
   };
 
-  const status = () => readRunStatus(redis, queue, 'r', 10_000);
+  const status = () => readRunStatus(ctx.redis, ctx.queue, 'r', 10_000);
 
   it('bug 1: a dead producer is declared lost although the only checker calls slower than half the lease', async () => {
     const { run } = await open(1_000);
@@ -86,8 +77,8 @@ describe('join protocol regressions', () => {
     const { run } = await open(600);
     await run.registerProducer('p1', host, 600);
     // p1 dies without a word. A plain worker (no RUN_ID) is the only process attached.
-    const consumer = await consumeIn(queue, { LEASE_MS: '600', CONSUMER_ID: 'plain' });
-    cleanups.push(() => consumer.stop('test over'));
+    const consumer = await consumeIn(ctx.queue, { LEASE_MS: '600', CONSUMER_ID: 'plain' });
+    ctx.cleanups.push(() => consumer.stop('test over'));
     const joined = await pollUntil('the run to join', async () =>
       (await run.isJoined()) ? true : undefined,
     );
@@ -198,8 +189,8 @@ describe('join protocol regressions', () => {
     });
     const id = await producer.put('flaky', {});
     await producer.done();
-    const consumer = await consumeIn(queue, { RUN_ID: 'r', CONSUMER_ID: 'c1' }, jobs);
-    cleanups.push(() => {
+    const consumer = await consumeIn(ctx.queue, { RUN_ID: 'r', CONSUMER_ID: 'c1' }, jobs);
+    ctx.cleanups.push(() => {
       release();
       return consumer.stop('test over');
     });
@@ -226,8 +217,8 @@ describe('join protocol regressions', () => {
     const { q, run, producer } = await openWithProducer();
     const id = await producer.put('sleep', { value: 1, ms: 0 });
     await producer.done();
-    const consumer = await consumeIn(queue, { CONSUMER_ID: 'c1' });
-    cleanups.push(() => consumer.stop('test over'));
+    const consumer = await consumeIn(ctx.queue, { CONSUMER_ID: 'c1' });
+    ctx.cleanups.push(() => consumer.stop('test over'));
     await pollUntil('the join', async () => ((await run.isJoined()) ? true : undefined));
     const job = await q.getJob(id);
     await job!.retry('completed');
@@ -259,15 +250,15 @@ describe('join protocol regressions', () => {
     // The run gives up on the producer just before its done() arrives (a slow final flush).
     class LateRun extends RunStore {
       override async producerDone(...args: Parameters<RunStore['producerDone']>) {
-        await redis.zadd(this.keys.leases, 0, 'p1');
+        await ctx.redis.zadd(this.keys.leases, 0, 'p1');
         await this.tryJoin();
         return super.producerDone(...args);
       }
     }
-    const late = new LateRun(redis, queue, 'r');
+    const late = new LateRun(ctx.redis, ctx.queue, 'r');
     const config = loadProducerConfig({
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       RUN_ID: 'r',
       PRODUCER_ID: 'p1',
       JOBS: '1',
@@ -285,8 +276,8 @@ describe('join protocol regressions', () => {
   });
 
   it('consumers waiting for a run no producer has created yet show in its status', async () => {
-    const consumer = await consumeIn(queue, { RUN_ID: 'r', CONSUMER_ID: 'early-bird' });
-    cleanups.push(() => consumer.stop('test over'));
+    const consumer = await consumeIn(ctx.queue, { RUN_ID: 'r', CONSUMER_ID: 'early-bird' });
+    ctx.cleanups.push(() => consumer.stop('test over'));
     const s = await pollUntil('the waiting consumer in status', async () => (await status()) ?? undefined);
     expect(s.join).toMatchObject({ state: 'pending', waitingFor: 'run-not-created' });
     expect(s.consumers.map((c) => [c.id, c.state])).toEqual([['early-bird', 'idle']]);
@@ -294,10 +285,10 @@ describe('join protocol regressions', () => {
 
   it('a producer a signal stopped before its planned jobs is done, and status says it stopped early', async () => {
     const { q } = await open();
-    const run = new RunStore(redis, queue, 'r');
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
     const config = loadProducerConfig({
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       RUN_ID: 'r',
       PRODUCER_ID: 'p1',
       JOBS: '50',
@@ -342,11 +333,11 @@ describe('join protocol regressions', () => {
     const { run, producer } = await openWithProducer();
     await producer.put('sleep', { value: 1, ms: 0 });
     await producer.done();
-    const worker = new Worker(queue, () => Promise.reject(new Error('fails')), {
-      connection: redis.duplicate(),
-      prefix: queuePrefix(queue),
+    const worker = new Worker(ctx.queue, () => Promise.reject(new Error('fails')), {
+      connection: ctx.redis.duplicate(),
+      prefix: queuePrefix(ctx.queue),
     });
-    cleanups.push(async () => {
+    ctx.cleanups.push(async () => {
       await worker.close();
       await worker.disconnect();
     });
@@ -360,21 +351,13 @@ describe('join protocol regressions', () => {
 });
 
 describe('bounded run state', () => {
-  let redis: Redis;
-  let queue: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
-
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue, cleanups));
+  const ctx = useTestQueue();
 
   const queueKeys = async () => {
     const found: string[] = [];
     let cursor = '0';
     do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `*${queue}*`, 'COUNT', 1000);
+      const [next, keys] = await ctx.redis.scan(cursor, 'MATCH', `*${ctx.queue}*`, 'COUNT', 1000);
       cursor = next;
       found.push(...keys);
     } while (cursor !== '0');
@@ -383,8 +366,8 @@ describe('bounded run state', () => {
 
   /** One run of 20 jobs with KEEP_COMPLETED=0, served by an in-process consumer, joined. */
   const runOnce = async (runId: string, retentionMs: number) => {
-    const q = openQueue(queue, redis);
-    const run = new RunStore(redis, queue, runId);
+    const q = openQueue(ctx.queue, ctx.redis);
+    const run = new RunStore(ctx.redis, ctx.queue, runId);
     await run.create(1, 10_000, retentionMs);
     const { instance } = await run.registerProducer('p1', host, 10_000);
     const producer = createProducer({
@@ -398,7 +381,11 @@ describe('bounded run state', () => {
     await producer.putMany(Array.from({ length: 20 }, (_, i) => sleepJob(i)));
     await producer.put('sleep', { value: 99, ms: 0 }, { key: 'once' });
     await producer.done();
-    const consumer = await consumeIn(queue, { RUN_ID: runId, CONSUMER_ID: `c-${runId}`, CONCURRENCY: '4' });
+    const consumer = await consumeIn(ctx.queue, {
+      RUN_ID: runId,
+      CONSUMER_ID: `c-${runId}`,
+      CONCURRENCY: '4',
+    });
     expect((await consumer.exited).state).toBe('cancelled');
     await q.close();
     return run;
@@ -406,37 +393,37 @@ describe('bounded run state', () => {
 
   /** Creates a run (which prunes expired runs from the index), then deletes that probe run again. */
   const pruneIndex = async (probe: string) => {
-    const run = new RunStore(redis, queue, probe);
+    const run = new RunStore(ctx.redis, ctx.queue, probe);
     await run.create(1, 10_000, 1_000);
-    await redis.del(...(await queueKeys()).filter((k) => k.includes(`:run:${probe}:`)));
-    await redis.zrem(runIndexKey(queue), probe);
-    await redis.zrem(pendingRunsKey(queue), probe);
+    await ctx.redis.del(...(await queueKeys()).filter((k) => k.includes(`:run:${probe}:`)));
+    await ctx.redis.zrem(runIndexKey(ctx.queue), probe);
+    await ctx.redis.zrem(pendingRunsKey(ctx.queue), probe);
   };
 
   it('RUN_RETENTION_S: every key a joined run wrote expires, and the keys return to what they were before it', async () => {
     const warm = await runOnce('warm', 1_000); // BullMQ's own queue keys now exist
     await pollUntil('the first run to expire', async () =>
-      (await redis.exists(warm.keys.meta)) ? undefined : true,
+      (await ctx.redis.exists(warm.keys.meta)) ? undefined : true,
     );
     await pruneIndex('probe1');
     const before = await queueKeys();
     const run = await runOnce('r', 1_000);
     expect((await queueKeys()).filter((k) => k.includes(':run:r:')).length).toBeGreaterThan(3);
-    const ttl = await redis.pttl(run.keys.meta);
+    const ttl = await ctx.redis.pttl(run.keys.meta);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(1_000);
     await pollUntil('the run to expire', async () =>
-      (await redis.exists(run.keys.meta)) ? undefined : true,
+      (await ctx.redis.exists(run.keys.meta)) ? undefined : true,
     );
     expect((await queueKeys()).filter((k) => k.includes(':run:r:'))).toEqual([]);
     // The run index forgets it when the next run is created (or joins).
-    expect(await redis.zrange(runIndexKey(queue), '0', '-1')).toEqual(['r']);
+    expect(await ctx.redis.zrange(runIndexKey(ctx.queue), '0', '-1')).toEqual(['r']);
     await pruneIndex('probe2');
     expect(await queueKeys()).toEqual(before);
   });
 
   it('RUN_RETENTION_S=0 keeps a joined run', async () => {
     const run = await runOnce('kept', 0);
-    expect(await redis.pttl(run.keys.meta)).toBe(-1);
+    expect(await ctx.redis.pttl(run.keys.meta)).toBe(-1);
   });
 });

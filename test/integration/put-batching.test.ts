@@ -1,31 +1,21 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
-import { connect, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 const registry = new JobRegistry(builtinJobs);
 const opts = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
 
 describe('concurrent puts share bulk adds', () => {
-  let redis: Redis;
-  let queue: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
-
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue, cleanups));
+  const ctx = useTestQueue();
 
   const open = async (lingerMs = 0) => {
-    const q = openQueue(queue, redis);
-    cleanups.push(() => q.close());
-    const run = new RunStore(redis, queue, 'r');
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(1);
     await run.registerProducer('p1', { host: 'test', pid: 1 }, 10_000);
     // Count what reaches BullMQ; the adds themselves are real.
@@ -64,7 +54,7 @@ describe('concurrent puts share bulk adds', () => {
     expect(calls.reduce((a, b) => a + b, 0)).toBe(100);
     expect(calls.length).toBeLessThanOrEqual(3);
     await producer.done();
-    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs.produced).toBe(100);
+    expect((await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000))?.jobs.produced).toBe(100);
     expect(await run.unfinished()).toBe(100);
   });
 

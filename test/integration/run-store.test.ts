@@ -1,41 +1,40 @@
 import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { queuePrefix } from '../../shared/keys.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
-import { connect, pollUntil, testQueue } from '../helpers/redis.js';
+import { connect, pollUntil } from '../helpers/redis.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 const registry = new JobRegistry(builtinJobs);
 const opts = jobOptions({ attempts: 3, backoffMs: 60_000, keepCompleted: 1000, keepFailed: 1000 });
 const host = { host: 'test', pid: 1 };
 
 describe('RunStore: the join decision', () => {
-  let redis: Redis;
-  let queue: string;
+  const ctx = useTestQueue();
 
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue, cleanups));
-
-  const cleanups: (() => Promise<unknown>)[] = [];
+  /** Run `runId` expecting `expected` producers, with 'p1' registered (lease `leaseMs`). */
+  const runWithP1 = async (runId = 'r', expected = 1, leaseMs = 10_000) => {
+    const run = new RunStore(ctx.redis, ctx.queue, runId);
+    await run.create(expected);
+    await run.registerProducer('p1', host, leaseMs);
+    return run;
+  };
   /** Run 'r' expecting one producer, with 'p1' registered (lease `leaseMs`), and that producer. */
   const openRun = async (leaseMs = 10_000) => {
-    const q = openQueue(queue, redis);
-    cleanups.push(() => q.close());
-    const run = new RunStore(redis, queue, 'r');
-    await run.create(1);
-    await run.registerProducer('p1', host, leaseMs);
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = await runWithP1('r', 1, leaseMs);
     const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: opts });
     return { q, run, producer };
   };
+
+  /** The status of run 'r', producers' leases judged by `leaseMs`. */
+  const readStatus = (leaseMs = 10_000) => readRunStatus(ctx.redis, ctx.queue, 'r', leaseMs);
 
   const sleepJob = (value: number) => ({ type: 'sleep', payload: { value, ms: 0 } });
 
@@ -51,7 +50,7 @@ describe('RunStore: the join decision', () => {
     expect(last.join).toMatchObject({ joinedNow: true, joined: true });
     const again = await run.tryJoin();
     expect(again).toMatchObject({ reason: 'joined', joinedNow: false, detail: last.join.detail });
-    const status = await readRunStatus(redis, queue, 'r', 10_000);
+    const status = await readStatus();
     expect(status?.jobs).toMatchObject({ produced: 2, completed: 1, failed: 1, unfinished: 0 });
     expect(status?.join.state).toBe('joined');
     expect(status?.join.totals).toEqual({
@@ -76,7 +75,7 @@ describe('RunStore: the join decision', () => {
       return j.joined ? j : undefined;
     });
     expect(joined.joinedNow).toBe(true);
-    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
+    expect((await readStatus())?.jobs).toMatchObject({
       produced: 1,
       removed: 1,
       cancelled: 0,
@@ -93,7 +92,7 @@ describe('RunStore: the join decision', () => {
     expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
     const report = await run.recordFinished(0, [{ id: id!, outcome: 'completed', instance: 'p1' }]);
     expect(report).toMatchObject({ counted: 1, duplicates: 0, join: { joinedNow: true } });
-    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
+    expect((await readStatus())?.jobs).toMatchObject({
       produced: 1,
       completed: 1,
       removed: 0,
@@ -104,16 +103,14 @@ describe('RunStore: the join decision', () => {
 
   it('of many concurrent join attempts, exactly one reports joining', async () => {
     // Two producers and no jobs: the second producer's done races five independent join checks.
-    const race = new RunStore(redis, queue, 'race');
-    await race.create(2);
-    await race.registerProducer('p1', host, 10_000);
+    const race = await runWithP1('race', 2);
     await race.registerProducer('p2', host, 10_000);
     await race.producerDone('p1');
     const others = Array.from({ length: 5 }, () => connect());
     try {
       const attempts = await Promise.all([
         race.producerDone('p2'),
-        ...others.map((c) => new RunStore(c, queue, 'race').tryJoin().then((join) => ({ join }))),
+        ...others.map((c) => new RunStore(c, ctx.queue, 'race').tryJoin().then((join) => ({ join }))),
       ]);
       expect(attempts.filter((a) => a.join.joinedNow)).toHaveLength(1);
       expect(attempts.every((a) => a.join.joined)).toBe(true);
@@ -123,9 +120,7 @@ describe('RunStore: the join decision', () => {
   });
 
   it('is held back by a producer that has not registered yet', async () => {
-    const run = new RunStore(redis, queue, 'r');
-    await run.create(2);
-    await run.registerProducer('p1', host, 10_000);
+    const run = await runWithP1('r', 2);
     const { join } = await run.producerDone('p1');
     expect(join).toMatchObject({ reason: 'producers-missing', detail: 1, joined: false });
   });
@@ -135,9 +130,9 @@ describe('RunStore: the join decision', () => {
     const [id] = await producer.putMany([sleepJob(1)]);
     await producer.done();
     // Its first attempt fails; with a long backoff BullMQ holds it in delayed: not terminal.
-    const worker = new Worker(queue, () => Promise.reject(new Error('first attempt fails')), {
-      connection: redis.duplicate(),
-      prefix: queuePrefix(queue),
+    const worker = new Worker(ctx.queue, () => Promise.reject(new Error('first attempt fails')), {
+      connection: ctx.redis.duplicate(),
+      prefix: queuePrefix(ctx.queue),
       autorun: true,
     });
     try {
@@ -162,7 +157,7 @@ describe('RunStore: the join decision', () => {
     expect(again).toMatchObject({ counted: 0, duplicates: 1 });
     const { join } = await run.producerDone('p1');
     expect(join.joinedNow).toBe(true);
-    const status = await readRunStatus(redis, queue, 'r', 10_000);
+    const status = await readStatus();
     expect(status?.jobs).toMatchObject({
       produced: 1,
       completed: 1,
@@ -182,7 +177,7 @@ describe('RunStore: the join decision', () => {
       return j.reason === 'jobs-unfinished' ? j : undefined;
     });
     expect(lost.detail).toBe(1);
-    const status = await readRunStatus(redis, queue, 'r', 300);
+    const status = await readStatus(300);
     expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
     expect(status?.jobs.produced).toBe(1);
     expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
@@ -191,8 +186,8 @@ describe('RunStore: the join decision', () => {
   });
 
   it('with 3 shards: a lost producer is settled on every shard, and the run joins only when every shard closed', async () => {
-    const { run, queues, close } = await openShardedRun(redis, queue, 'r', 3, { leaseMs: 300 });
-    cleanups.push(close);
+    const { run, queues, close } = await openShardedRun(ctx.redis, ctx.queue, 'r', 3, { leaseMs: 300 });
+    ctx.cleanups.push(close);
     // The producer died mid-add on two shards: on each, one id reached BullMQ and one did not.
     await run.markInflight(0, 'p1', ['r.p1.0', 'r.p1.3']);
     await run.markInflight(2, 'p1', ['r.p1.2', 'r.p1.5']);
@@ -211,7 +206,7 @@ describe('RunStore: the join decision', () => {
       return j.reason === 'jobs-unfinished' ? j : undefined;
     });
     expect(lost.detail).toBe(2);
-    let status = await readRunStatus(redis, queue, 'r', 300);
+    let status = await readStatus(300);
     expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
     expect(status?.producers.list[0]?.produced).toBe(2);
     expect(status?.shards.map((sh) => [sh.produced, sh.unfinished, sh.closed])).toEqual([
@@ -228,7 +223,7 @@ describe('RunStore: the join decision', () => {
     });
     const last = await run.recordFinished(2, [{ id: 'r.p1.2', outcome: 'failed', instance: 'p1' }]);
     expect(last.join.joinedNow).toBe(true);
-    status = await readRunStatus(redis, queue, 'r', 300);
+    status = await readStatus(300);
     expect(status?.join.totals).toEqual({
       produced: 2,
       completed: 1,
@@ -240,14 +235,14 @@ describe('RunStore: the join decision', () => {
   });
 
   it('does not declare producers lost for a stretch when no process could reach Redis', async () => {
-    const run = new RunStore(redis, queue, 'r');
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(1, 2_000);
     await run.registerProducer('p1', host, 2_000);
     // As after an outage: nothing touched the run for 10 s, so the lease looks 8 s overdue.
-    const [sec] = await redis.time();
+    const [sec] = await ctx.redis.time();
     const now = Number(sec) * 1000;
-    await redis.hset(run.keys.meta, 'lastSeenAt', now - 10_000);
-    await redis.zadd(run.keys.leases, now - 8_000, 'p1');
+    await ctx.redis.hset(run.keys.meta, 'lastSeenAt', now - 10_000);
+    await ctx.redis.zadd(run.keys.leases, now - 8_000, 'p1');
     expect((await run.tryJoin()).reason).toBe('producers-running');
     expect(await run.heartbeatProducer('p1', 2_000)).toBe('running');
   });
@@ -258,13 +253,13 @@ describe('RunStore: the join decision', () => {
     await producer.done();
     // Finish the job in BullMQ directly, as a consumer would, and never report it.
     const job = await q.getJob(id!);
-    await redis.hset(`${job!.queueQualifiedName}:${id!}`, 'finishedOn', Date.now() - 5_000);
+    await ctx.redis.hset(`${job!.queueQualifiedName}:${id!}`, 'finishedOn', Date.now() - 5_000);
     const joined = await pollUntil('the reconciled join', async () => {
       const j = await run.tryJoin();
       return j.joined ? j : undefined;
     });
     expect(joined.joinedNow).toBe(true);
-    const status = await readRunStatus(redis, queue, 'r', 10_000);
+    const status = await readStatus();
     expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, reconciled: 1 });
     // The consumer's late report is recognised, not counted again or called a duplicate.
     const late = await run.recordFinished(0, [{ id: id!, outcome: 'completed', instance: 'p1' }]);
@@ -280,7 +275,7 @@ describe('RunStore: the join decision', () => {
     expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
     await producer.flush();
     expect(await q.count()).toBe(0);
-    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs).toMatchObject({
+    expect((await readStatus())?.jobs).toMatchObject({
       produced: 1,
       completed: 1,
       unfinished: 0,
@@ -288,18 +283,16 @@ describe('RunStore: the join decision', () => {
   });
 
   it('reports acknowledgements a producer saw that Redis lost, instead of hiding them', async () => {
-    const run = new RunStore(redis, queue, 'r');
-    await run.create(1);
-    await run.registerProducer('p1', host, 10_000);
+    const run = await runWithP1();
     // The producer saw 5 acknowledged adds; the run (as after a rolled-back restart) holds none.
     await run.producerDone('p1', [5]);
-    const status = await readRunStatus(redis, queue, 'r', 10_000);
+    const status = await readStatus();
     expect(status?.jobs.lostAcks).toBe(5);
     expect(status?.producers.list[0]?.lostAcks).toBe(5);
   });
 
   it('refuses what a person must fix, with a message that says how', async () => {
-    const run = new RunStore(redis, queue, 'r');
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(1);
     await expect(run.create(2)).rejects.toThrow(/created expecting 1 producers; set PRODUCERS=1/);
     await run.registerProducer('p1', host, 10_000);
@@ -323,6 +316,6 @@ describe('RunStore: the join decision', () => {
     for (let i = 0; i < 3; i++) await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-42' });
     await producer.flush();
     expect(await q.count()).toBe(1);
-    expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs.produced).toBe(1);
+    expect((await readStatus())?.jobs.produced).toBe(1);
   });
 });

@@ -1,30 +1,21 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
-import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { pollUntil, redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 
 describe('the dashboard process’s /metrics', () => {
-  let redis: Redis;
-  let queue: string;
-
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(() => releaseTestQueue(redis, queue, cleanups));
+  const ctx = useTestQueue();
 
   it('serves queue and run metrics from Redis without the dashboard’s login', async () => {
-    await new RunStore(redis, queue, 'd1').create(2);
+    await new RunStore(ctx.redis, ctx.queue, 'd1').create(2);
     const port = await freePort();
     const dashboard = spawnRole('dashboard', {
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       DASHBOARD_PORT: String(port),
       DASHBOARD_HOST: '127.0.0.1',
       DASHBOARD_USER: 'admin',
@@ -36,9 +27,9 @@ describe('the dashboard process’s /metrics', () => {
       const metrics = await scrape(`${base}/metrics`);
       return value(metrics, 'conveyor_redis_up', { service: 'dashboard' }) === 1 ? metrics : undefined;
     });
-    expect(value(m, 'conveyor_run_producers_expected', { queue, run: 'd1' })).toBe(2);
-    expect(value(m, 'conveyor_run_joined', { queue, run: 'd1' })).toBe(0);
-    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(0);
+    expect(value(m, 'conveyor_run_producers_expected', { queue: ctx.queue, run: 'd1' })).toBe(2);
+    expect(value(m, 'conveyor_run_joined', { queue: ctx.queue, run: 'd1' })).toBe(0);
+    expect(value(m, 'conveyor_queue_jobs', { queue: ctx.queue, state: 'waiting' })).toBe(0);
     expect(value(m, 'process_resident_memory_bytes', { service: 'dashboard' })).toBeGreaterThan(0);
     // The rest of the dashboard still asks for credentials.
     const page = await fetch(`${base}/api/runs`);
@@ -50,14 +41,14 @@ describe('the dashboard process’s /metrics', () => {
   });
 
   it('SHARDS=3: the queue-wide depth is the sum of its shards, each shard has its own series', async () => {
-    const { producer, close } = await openShardedRun(redis, queue, 's', 3);
-    cleanups.push(close);
+    const { producer, close } = await openShardedRun(ctx.redis, ctx.queue, 's', 3);
+    ctx.cleanups.push(close);
     await producer.putMany([0, 1, 2, 3].map((value) => ({ type: 'sleep', payload: { value, ms: 0 } })));
     await producer.flush();
     const port = await freePort();
     const dashboard = spawnRole('dashboard', {
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       SHARDS: '3',
       DASHBOARD_PORT: String(port),
     });
@@ -66,13 +57,13 @@ describe('the dashboard process’s /metrics', () => {
       const metrics = await scrape(`http://127.0.0.1:${port}/metrics`);
       return value(metrics, 'conveyor_redis_up', { service: 'dashboard' }) === 1 ? metrics : undefined;
     });
-    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(4);
+    expect(value(m, 'conveyor_queue_jobs', { queue: ctx.queue, state: 'waiting' })).toBe(4);
     const waiting = ['0', '1', '2'].map((shard) =>
-      value(m, 'conveyor_queue_shard_jobs', { queue, shard, state: 'waiting' }),
+      value(m, 'conveyor_queue_shard_jobs', { queue: ctx.queue, shard, state: 'waiting' }),
     );
     expect(waiting).toEqual([2, 1, 1]);
     const produced = ['0', '1', '2'].map((shard) =>
-      value(m, 'conveyor_run_shard_jobs', { queue, run: 's', shard, state: 'produced' }),
+      value(m, 'conveyor_run_shard_jobs', { queue: ctx.queue, run: 's', shard, state: 'produced' }),
     );
     expect(produced).toEqual([2, 1, 1]);
     dashboard.child.kill('SIGTERM');

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startMetricsServer } from '../../shared/metrics/metrics-server.js';
 import { registerDefaultMetrics } from '../../shared/metrics/process-metrics.js';
 import { registerRunMetrics } from '../../shared/metrics/run-metrics.js';
@@ -12,26 +11,18 @@ import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { startPrometheus, type PrometheusHandle } from '../helpers/prometheus-server.js';
 import { histogram, scrape, typeOf, value, type PromMetrics } from '../helpers/prometheus-text.js';
 import { exitOf, spawnRole, type Spawned } from '../helpers/processes.js';
-import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { pollUntil, redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 const FAST = { HEARTBEAT_MS: '200', LEASE_MS: '3000' };
 /** Long enough never to end by itself in a test: the test ends it with SIGTERM once it has scraped. */
 const LINGER = { METRICS_LINGER_MS: '120000' };
 
 describe('metrics of real producer and consumer processes', () => {
-  let redis: Redis;
-  let queue: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
-
-  beforeEach(() => {
-    redis = connect();
-    queue = testQueue();
-  });
-  afterEach(() => releaseTestQueue(redis, queue, cleanups));
+  const ctx = useTestQueue();
 
   const status = async (run: string): Promise<RunStatus> => {
-    const s = await readRunStatus(redis, queue, run, 3_000);
+    const s = await readRunStatus(ctx.redis, ctx.queue, run, 3_000);
     if (!s) throw new Error(`run ${run} not found`);
     return s;
   };
@@ -73,7 +64,7 @@ describe('metrics of real producer and consumer processes', () => {
     const env = {
       ...FAST,
       REDIS_URL: redisUrl(),
-      QUEUE: queue,
+      QUEUE: ctx.queue,
       RUN_ID: run,
       PRODUCERS: '3',
       JOB_MODULES: './test/fixtures/jobs.ts',
@@ -123,25 +114,27 @@ describe('metrics of real producer and consumer processes', () => {
     expect(s.jobs).toMatchObject({ completed: 12, failed: 2 });
 
     const [a, b, ...cs] = await Promise.all([pa, pb, c1, c2].map((port) => scrape(metricsUrl(port))));
-    expect(value(a!, 'conveyor_jobs_produced_total', { queue, service: 'producer' })).toBe(12);
-    expect(value(b!, 'conveyor_jobs_produced_total', { queue })).toBe(2);
+    expect(value(a!, 'conveyor_jobs_produced_total', { queue: ctx.queue, service: 'producer' })).toBe(12);
+    expect(value(b!, 'conveyor_jobs_produced_total', { queue: ctx.queue })).toBe(2);
     for (const c of cs) {
       expect(typeOf(c, 'conveyor_jobs_completed_total')).toBe('counter');
       expect(value(c, 'process_resident_memory_bytes', { service: 'consumer' })).toBeGreaterThan(0);
     }
-    expect(sum(cs, (c) => value(c, 'conveyor_jobs_completed_total', { queue, service: 'consumer' }))).toBe(
-      s.jobs.completed,
-    );
-    expect(sum(cs, (c) => value(c, 'conveyor_jobs_failed_total', { queue }))).toBe(s.jobs.failed);
+    expect(
+      sum(cs, (c) => value(c, 'conveyor_jobs_completed_total', { queue: ctx.queue, service: 'consumer' })),
+    ).toBe(s.jobs.completed);
+    expect(sum(cs, (c) => value(c, 'conveyor_jobs_failed_total', { queue: ctx.queue }))).toBe(s.jobs.failed);
     // Each always-fail job failed once, was retried, then failed for good.
-    expect(sum(cs, (c) => value(c, 'conveyor_jobs_retried_total', { queue }))).toBe(2);
+    expect(sum(cs, (c) => value(c, 'conveyor_jobs_retried_total', { queue: ctx.queue }))).toBe(2);
     // One duration per finished job; one wait per attempt started (12 + 2 jobs × 2 attempts).
-    expect(sum(cs, (c) => histogram(c, 'conveyor_job_duration_seconds', { queue }).count)).toBe(14);
-    expect(sum(cs, (c) => histogram(c, 'conveyor_job_wait_seconds', { queue }).count)).toBe(16);
-    // The 5 ms sleep jobs land in the sub-second buckets.
-    expect(sum(cs, (c) => histogram(c, 'conveyor_job_duration_seconds', { queue }).buckets['1'] ?? 0)).toBe(
+    expect(sum(cs, (c) => histogram(c, 'conveyor_job_duration_seconds', { queue: ctx.queue }).count)).toBe(
       14,
     );
+    expect(sum(cs, (c) => histogram(c, 'conveyor_job_wait_seconds', { queue: ctx.queue }).count)).toBe(16);
+    // The 5 ms sleep jobs land in the sub-second buckets.
+    expect(
+      sum(cs, (c) => histogram(c, 'conveyor_job_duration_seconds', { queue: ctx.queue }).buckets['1'] ?? 0),
+    ).toBe(14);
 
     await Promise.all([endLinger(producerA), endLinger(producerB)]);
     const producerC = spawnRole('producer', { ...env, PRODUCER_ID: 'pc', JOBS: '0' }, { label: 'pc' });
@@ -156,19 +149,23 @@ describe('metrics of real producer and consumer processes', () => {
     // The dashboard's /metrics, served here from the same modules the dashboard mounts.
     const registry = new Registry();
     registerDefaultMetrics(registry, 'dashboard');
-    const runMetrics = registerRunMetrics(registry, { redis, queues: [queue], leaseMs: 3_000 });
+    const runMetrics = registerRunMetrics(registry, {
+      redis: ctx.redis,
+      queues: [ctx.queue],
+      leaseMs: 3_000,
+    });
     const server = await startMetricsServer({ registry, port: dash, host: '127.0.0.1' });
-    cleanups.push(
+    ctx.cleanups.push(
       () => runMetrics.close(),
       () => server.close(),
     );
     let prometheus: PrometheusHandle | undefined;
-    cleanups.push(async () => prometheus?.stop());
+    ctx.cleanups.push(async () => prometheus?.stop());
     const prometheusStarting = startPrometheus([pa, c1, c2, dash].map((p) => `127.0.0.1:${p}`)).then(
       (p) => (prometheus = p),
     );
 
-    const env = { ...FAST, REDIS_URL: redisUrl(), QUEUE: queue, RUN_ID: run, PRODUCERS: '2' };
+    const env = { ...FAST, REDIS_URL: redisUrl(), QUEUE: ctx.queue, RUN_ID: run, PRODUCERS: '2' };
     const consumers = [c1, c2].map((port, i) =>
       spawnRole(
         'consumer',
@@ -197,7 +194,7 @@ describe('metrics of real producer and consumer processes', () => {
       const r = await prom.query(promql);
       return r.length === 1 ? Number(r[0]!.value[1]) : undefined;
     };
-    const q = `queue="${queue}"`;
+    const q = `queue="${ctx.queue}"`;
     // Prometheus's latest samples equal `want`, polled since scrapes land on their own schedule.
     const seesAll = (what: string, want: Record<string, number>) =>
       pollUntil(
@@ -230,7 +227,7 @@ describe('metrics of real producer and consumer processes', () => {
     };
     for (const panel of dashboard.panels) {
       for (const { expr } of panel.targets) {
-        const promql = expr.replaceAll('$queue', queue).replaceAll('$run', run);
+        const promql = expr.replaceAll('$queue', ctx.queue).replaceAll('$run', run);
         const result = await prom.query(promql);
         if (/conveyor_(run|producers|consumers)/.test(expr) && !expr.includes('timestamp')) {
           expect(result.length, `${panel.title}: ${promql}`).toBeGreaterThan(0);

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { registerRunMetrics, type RunMetrics } from '../../shared/metrics/run-metrics.js';
@@ -12,20 +12,12 @@ import { RunStore } from '../../shared/run/run-store.js';
 import type { ConsumerRecord } from '../../shared/run/types.js';
 import { promtool } from '../helpers/prometheus-server.js';
 import { parseMetrics, series, typeOf, value } from '../helpers/prometheus-text.js';
-import { connect, testQueue } from '../helpers/redis.js';
-import { releaseTestQueue } from '../helpers/teardown.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 
 const LEASE_MS = 10_000;
-let redis: Redis;
-let queue: string;
-const cleanups: (() => Promise<unknown>)[] = [];
 
-beforeEach(() => {
-  redis = connect();
-  queue = testQueue();
-});
-afterEach(() => releaseTestQueue(redis, queue, cleanups));
+const ctx = useTestQueue();
 
 function consumer(id: string, state: ConsumerRecord['state'], heartbeatAt: number): ConsumerRecord {
   return {
@@ -46,18 +38,23 @@ function collector(
   registry: Registry,
   opts: Partial<Parameters<typeof registerRunMetrics>[1]> = {},
 ): RunMetrics {
-  const m = registerRunMetrics(registry, { redis, queues: [queue], leaseMs: LEASE_MS, ...opts });
-  cleanups.push(() => m.close());
+  const m = registerRunMetrics(registry, {
+    redis: ctx.redis,
+    queues: [ctx.queue],
+    leaseMs: LEASE_MS,
+    ...opts,
+  });
+  ctx.cleanups.push(() => m.close());
   return m;
 }
 
 describe('run metrics from Redis', () => {
   it('reports queue depth, the oldest job, and each run’s jobs, producers, consumers and join', async () => {
-    const run = new RunStore(redis, queue, 'r1');
+    const run = new RunStore(ctx.redis, ctx.queue, 'r1');
     await run.create(1);
     await run.registerProducer('p1', { host: 'h', pid: 1 }, LEASE_MS);
-    const bull = openQueue(queue, redis);
-    cleanups.push(() => bull.close());
+    const bull = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => bull.close());
     const producer = createProducer({
       queues: [bull],
       run,
@@ -70,24 +67,24 @@ describe('run metrics from Redis', () => {
     );
     await producer.flush();
     const oldest = await bull.getJob(ids[0]!);
-    const [time] = await redis.time();
+    const [time] = await ctx.redis.time();
     const now = Number(time) * 1000;
     await run.saveConsumer(consumer('c-cancelled', 'cancelled', now));
     await run.saveConsumer(consumer('c-idle', 'idle', now));
     await run.saveConsumer(consumer('c-silent', 'busy', now - 2 * LEASE_MS));
     // Heartbeats are stamped with Redis's clock: this one's last came two leases ago.
-    await redis.zadd(run.keys.beats, now - 2 * LEASE_MS, 'c-silent');
+    await ctx.redis.zadd(run.keys.beats, now - 2 * LEASE_MS, 'c-silent');
 
     const registry = new Registry();
     collector(registry, { now: () => oldest!.timestamp + 42_000 });
     let m = await parseMetrics(await registry.metrics());
     expect(value(m, 'conveyor_redis_up')).toBe(1);
-    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(3);
-    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'active' })).toBe(0);
-    expect(value(m, 'conveyor_queue_oldest_job_age_seconds', { queue })).toBe(42);
+    expect(value(m, 'conveyor_queue_jobs', { queue: ctx.queue, state: 'waiting' })).toBe(3);
+    expect(value(m, 'conveyor_queue_jobs', { queue: ctx.queue, state: 'active' })).toBe(0);
+    expect(value(m, 'conveyor_queue_oldest_job_age_seconds', { queue: ctx.queue })).toBe(42);
     // Per-shard series exist for an unsharded queue too: its one shard, 0.
-    expect(value(m, 'conveyor_queue_shard_jobs', { queue, shard: '0', state: 'waiting' })).toBe(3);
-    const r = { queue, run: 'r1' };
+    expect(value(m, 'conveyor_queue_shard_jobs', { queue: ctx.queue, shard: '0', state: 'waiting' })).toBe(3);
+    const r = { queue: ctx.queue, run: 'r1' };
     expect(value(m, 'conveyor_run_shard_jobs', { ...r, shard: '0', state: 'produced' })).toBe(3);
     expect(value(m, 'conveyor_run_jobs', { ...r, state: 'produced' })).toBe(3);
     expect(value(m, 'conveyor_run_jobs', { ...r, state: 'unfinished' })).toBe(3);
@@ -121,7 +118,7 @@ describe('run metrics from Redis', () => {
     expect(value(m, 'conveyor_run_jobs', { ...r, state: 'unfinished' })).toBe(0);
     expect(value(m, 'conveyor_producers', { ...r, state: 'done' })).toBe(1);
     expect(value(m, 'conveyor_run_joined', r)).toBe(1);
-    const joinedAt = Number(await redis.hget(run.keys.meta, 'joinedAt'));
+    const joinedAt = Number(await ctx.redis.hget(run.keys.meta, 'joinedAt'));
     expect(value(m, 'conveyor_run_joined_timestamp_seconds', r)).toBe(joinedAt / 1000);
   });
 
@@ -131,10 +128,10 @@ describe('run metrics from Redis', () => {
       queues: shards,
       producer,
       close,
-    } = await openShardedRun(redis, queue, 'r1', 3, {
+    } = await openShardedRun(ctx.redis, ctx.queue, 'r1', 3, {
       leaseMs: LEASE_MS,
     });
-    cleanups.push(close);
+    ctx.cleanups.push(close);
     // The oldest job goes to shard 2 (a shard key routes it there), the next six round-robin: 2/2/3.
     const toShard2 = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) => shardForKey(k, 3) === 2)!;
     await producer.put('sleep', { value: 0, ms: 0 }, { shardKey: toShard2 });
@@ -148,16 +145,16 @@ describe('run metrics from Redis', () => {
     expect(Math.min(...[...waiting[0]!, ...waiting[1]!].map((j) => j.timestamp))).toBeGreaterThan(oldest);
 
     const registry = new Registry();
-    collector(registry, { queues: [{ name: queue, shards: 3 }], now: () => oldest + 42_000 });
+    collector(registry, { queues: [{ name: ctx.queue, shards: 3 }], now: () => oldest + 42_000 });
     let m = await parseMetrics(await registry.metrics());
     const perShard = (name: string, labels: Record<string, string>) =>
       ['0', '1', '2'].map((shard) => value(m, name, { ...labels, shard }));
-    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'waiting' })).toBe(7);
-    expect(value(m, 'conveyor_queue_jobs', { queue, state: 'active' })).toBe(0);
-    expect(perShard('conveyor_queue_shard_jobs', { queue, state: 'waiting' })).toEqual([2, 2, 3]);
-    expect(perShard('conveyor_queue_shard_jobs', { queue, state: 'failed' })).toEqual([0, 0, 0]);
-    expect(value(m, 'conveyor_queue_oldest_job_age_seconds', { queue })).toBe(42);
-    const r = { queue, run: 'r1' };
+    expect(value(m, 'conveyor_queue_jobs', { queue: ctx.queue, state: 'waiting' })).toBe(7);
+    expect(value(m, 'conveyor_queue_jobs', { queue: ctx.queue, state: 'active' })).toBe(0);
+    expect(perShard('conveyor_queue_shard_jobs', { queue: ctx.queue, state: 'waiting' })).toEqual([2, 2, 3]);
+    expect(perShard('conveyor_queue_shard_jobs', { queue: ctx.queue, state: 'failed' })).toEqual([0, 0, 0]);
+    expect(value(m, 'conveyor_queue_oldest_job_age_seconds', { queue: ctx.queue })).toBe(42);
+    const r = { queue: ctx.queue, run: 'r1' };
     expect(value(m, 'conveyor_run_jobs', { ...r, state: 'produced' })).toBe(7);
     expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'produced' })).toEqual([2, 2, 3]);
     expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'unfinished' })).toEqual([2, 2, 3]);
@@ -183,11 +180,13 @@ describe('run metrics from Redis', () => {
   });
 
   it('lists only the latest runs, and passes promtool’s lint', async () => {
-    for (const id of ['a', 'b', 'c']) await new RunStore(redis, queue, id).create(1);
+    for (const id of ['a', 'b', 'c']) await new RunStore(ctx.redis, ctx.queue, id).create(1);
     const registry = new Registry();
     collector(registry, { runLimit: 2 });
     const text = await registry.metrics();
-    const runs = series(await parseMetrics(text), 'conveyor_run_joined', { queue }).map((s) => s.labels.run);
+    const runs = series(await parseMetrics(text), 'conveyor_run_joined', { queue: ctx.queue }).map(
+      (s) => s.labels.run,
+    );
     expect(runs.sort()).toEqual(['b', 'c']);
     const lint = promtool(['check', 'metrics'], text);
     expect(lint.output).toBe('');
@@ -201,11 +200,11 @@ describe('run metrics from Redis', () => {
       retryStrategy: () => 1_000,
     });
     dead.on('error', () => undefined);
-    cleanups.push(() => Promise.resolve(dead.disconnect()));
+    ctx.cleanups.push(() => Promise.resolve(dead.disconnect()));
     const registry = new Registry();
     const m = registerRunMetrics(registry, {
       redis: dead,
-      queues: [queue],
+      queues: [ctx.queue],
       leaseMs: LEASE_MS,
       timeoutMs: 300,
     });
