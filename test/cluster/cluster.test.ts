@@ -2,7 +2,13 @@ import type { Cluster } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { queueShards } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
-import { closeRedis, createRedis, type RedisClient } from '../../shared/redis.js';
+import {
+  closeRedis,
+  createRedis,
+  duplicateClient,
+  readyWithin,
+  type RedisClient,
+} from '../../shared/redis.js';
 import { startRedisCluster, type RedisClusterHandle } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { runCoreScenario } from '../helpers/core-run.js';
@@ -48,6 +54,32 @@ describe('on a real Redis Cluster (3 masters)', () => {
     await runCoreScenario({
       redis,
       env: { ...FAST, REDIS_URL: cluster.url, QUEUE: testQueue(), RUN_ID: 'c1' },
+      timeoutMs: 45_000,
+    });
+  });
+
+  // Under Compose a killed node's container name stops resolving. ioredis resolves every startup name
+  // on each connect() of a cluster client and fails the attempt when one does not resolve, so a
+  // worker whose blocking connection BullMQ reconnected after a failover retried that name for ever
+  // (getaddrinfo ENOTFOUND) and its shard never drained. A name that never resolves (RFC 2606
+  // `.invalid`) takes the same path from the first connect.
+  it('a startup node whose name does not resolve: clients connect through the others and a run joins', async () => {
+    const url = cluster.url.replace('//127.0.0.1:', '//gone-node.invalid:');
+    expect(url).toContain('gone-node.invalid:');
+    const log = createLogger({ level: 'silent', service: 'test' });
+    const client = createRedis({ redisUrl: url, redisTlsCaFile: undefined }, log, 'test-unresolvable');
+    // A duplicate connects on its own, as BullMQ's blocking connection of a worker does.
+    const copy = duplicateClient(client, 'test-unresolvable-copy');
+    try {
+      for (const c of [client, copy])
+        await readyWithin(c, log, url, 15_000, 'one unresolvable startup node blocked the others');
+      expect(await client.set(`${testQueue()}:probe`, 'ok')).toBe('OK');
+    } finally {
+      await Promise.all([closeRedis(copy), closeRedis(client)]);
+    }
+    await runCoreScenario({
+      redis,
+      env: { ...FAST, REDIS_URL: url, QUEUE: testQueue(), SHARDS: '3', RUN_ID: 'dns1' },
       timeoutMs: 45_000,
     });
   });
