@@ -1,4 +1,4 @@
-import type { Cluster } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { queueShards } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
@@ -15,7 +15,7 @@ import { runCoreScenario } from '../helpers/core-run.js';
 import { FAST, runDemo } from '../helpers/demo.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
-import { testQueue } from '../helpers/redis.js';
+import { pollUntil, testQueue } from '../helpers/redis.js';
 
 /** The master serving a slot, as `host:port`, from the cluster's own slot table. */
 async function masterOf(redis: RedisClient, slot: number): Promise<string> {
@@ -180,5 +180,52 @@ describe('the demo on a local Redis Cluster (the README scale-out command)', () 
     expect(out).toMatch(/run demo-\d+ joined at /);
     expect(out).toContain('jobs: produced 12, completed 12, failed 0');
     expect(out).toContain('All 4 processes exited 0.');
+  });
+});
+
+// BullMQ resets a worker's blocking connection by disconnecting it and awaiting connect(). With
+// ioredis's cluster ready check, a connect() made while CLUSTER INFO says fail (or the check lands on
+// the dead master) reconnects under a new connect() and never settles the first, so after a failover
+// under Compose a worker neither fetched again nor closed. Here a master dies with no replica to take
+// over, so the cluster stays failed for as long as the test needs.
+describe('a cluster client reconnecting while the cluster is failed', () => {
+  let cluster: RedisClusterHandle | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('connect() settles, ready from the slot map, instead of waiting on a ready check that fails', async () => {
+    const binary = inject('redisServerBinary');
+    if (!binary) throw new Error('this test starts a Redis Cluster: install redis-server');
+    cluster = await startRedisCluster({ binary, masters: 3 });
+    const log = createLogger({ level: 'silent', service: 'test' });
+    const client = createRedis({ redisUrl: cluster.url, redisTlsCaFile: undefined }, log, 'test-failed');
+    const witness = new Redis(cluster.nodes[0]!.port, '127.0.0.1', { lazyConnect: true });
+    try {
+      await readyWithin(client, log, cluster.url, 15_000, 'the cluster never became ready');
+      cluster.nodes[2]!.process.kill('SIGKILL');
+      await pollUntil(
+        'the other masters to mark the dead one failed',
+        async () => (/cluster_state:fail/.test(await witness.cluster('INFO')) ? true : undefined),
+        20_000,
+        100,
+      );
+      const ended = new Promise((resolve) => client.once('end', resolve));
+      client.disconnect();
+      await ended;
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        client.connect().then(
+          () => 'ready',
+          (err: Error) => `failed: ${err.message}`,
+        ),
+        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still pending'), 10_000))),
+      ]).finally(() => clearTimeout(timer));
+      expect(outcome).toBe('ready');
+      expect(client.status).toBe('ready');
+    } finally {
+      witness.disconnect();
+      client.disconnect();
+    }
   });
 });
