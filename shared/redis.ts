@@ -6,15 +6,36 @@ import type { Logger } from './logger.js';
 export type RedisConnectionConfig = { redisUrl: string; redisTlsCaFile: string | undefined };
 
 /**
+ * Hands a startup node's name to the node's own connection instead of resolving it up front. ioredis
+ * resolves every startup name on each `connect()` and gives up that attempt when any one fails, so
+ * while one named node is gone from DNS (a stopped Compose container, a deleted pod) no connect
+ * succeeds, however many other nodes answer; BullMQ reconnects a worker's blocking connection that
+ * way after a failover. Resolved per connection, an unknown name fails that node alone.
+ */
+const resolveOnConnect = (
+  hostname: string,
+  callback: (err: NodeJS.ErrnoException | null, address: string) => void,
+): void => callback(null, hostname);
+
+/**
  * How a cluster connection rides out a failover: a command whose master died is retried (every
  * 200 ms, up to about a minute) until the replica has taken over, instead of failing after ioredis's
- * default 16 tries (about 1.6 s, less than Redis Cluster's own node timeout).
+ * default 16 tries (about 1.6 s, less than Redis Cluster's own node timeout); a startup node whose
+ * name stopped resolving does not keep the client from reconnecting through the others; and a
+ * reconnect always settles. With the ready check, ioredis answers a connect() made while the cluster
+ * is failing over (CLUSTER INFO says fail, or names the dead master) by reconnecting under a new
+ * connect() and never settles the first: BullMQ awaits that promise when it resets a worker's
+ * blocking connection, and the worker then never fetches again nor closes. Without it the client is
+ * ready once it has the slot map, and a command the cluster refuses meanwhile (CLUSTERDOWN) is
+ * retried as above.
  */
 export const CLUSTER_FAILOVER_OPTIONS = {
   maxRedirections: 300,
   retryDelayOnFailover: 200,
   retryDelayOnClusterDown: 200,
   retryDelayOnTryAgain: 200,
+  dnsLookup: resolveOnConnect,
+  enableReadyCheck: false,
 } as const satisfies ClusterOptions;
 
 /** A connection to one Redis or to a Redis Cluster; both speak the same commands. */
@@ -124,7 +145,6 @@ export function createRedis(config: RedisConnectionConfig, log: Logger, name: st
       ...CLUSTER_FAILOVER_OPTIONS,
       redisOptions: { ...options, username: target.username, password: target.password },
       clusterRetryStrategy: retryStrategy,
-      enableReadyCheck: true,
       // Keep commands queued while the cluster fails over, like a single Redis's offline queue.
       enableOfflineQueue: true,
     };

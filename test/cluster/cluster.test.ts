@@ -1,13 +1,21 @@
-import type { Cluster } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { Redis, type Cluster } from 'ioredis';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { queueShards } from '../../shared/keys.js';
-import type { RedisClient } from '../../shared/redis.js';
+import { createLogger } from '../../shared/logger.js';
+import {
+  closeRedis,
+  createRedis,
+  duplicateClient,
+  readyWithin,
+  type RedisClient,
+} from '../../shared/redis.js';
+import { startRedisCluster, type RedisClusterHandle } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { runCoreScenario } from '../helpers/core-run.js';
 import { FAST, runDemo } from '../helpers/demo.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
-import { testQueue } from '../helpers/redis.js';
+import { pollUntil, testQueue } from '../helpers/redis.js';
 import { useRedisCluster } from '../helpers/redis-cluster.js';
 
 /** The master serving a slot, as `host:port`, from the cluster's own slot table. */
@@ -28,6 +36,32 @@ describe('on a real Redis Cluster (3 masters)', () => {
     await runCoreScenario({
       redis: cluster.redis,
       env: { ...FAST, REDIS_URL: cluster.url, QUEUE: testQueue(), RUN_ID: 'c1' },
+      timeoutMs: 45_000,
+    });
+  });
+
+  // Under Compose a killed node's container name stops resolving. ioredis resolves every startup name
+  // on each connect() of a cluster client and fails the attempt when one does not resolve, so a
+  // worker whose blocking connection BullMQ reconnected after a failover retried that name for ever
+  // (getaddrinfo ENOTFOUND) and its shard never drained. A name that never resolves (RFC 2606
+  // `.invalid`) takes the same path from the first connect.
+  it('a startup node whose name does not resolve: clients connect through the others and a run joins', async () => {
+    const url = cluster.url.replace('//127.0.0.1:', '//gone-node.invalid:');
+    expect(url).toContain('gone-node.invalid:');
+    const log = createLogger({ level: 'silent', service: 'test' });
+    const client = createRedis({ redisUrl: url, redisTlsCaFile: undefined }, log, 'test-unresolvable');
+    // A duplicate connects on its own, as BullMQ's blocking connection of a worker does.
+    const copy = duplicateClient(client, 'test-unresolvable-copy');
+    try {
+      for (const c of [client, copy])
+        await readyWithin(c, log, url, 15_000, 'one unresolvable startup node blocked the others');
+      expect(await client.set(`${testQueue()}:probe`, 'ok')).toBe('OK');
+    } finally {
+      await Promise.all([closeRedis(copy), closeRedis(client)]);
+    }
+    await runCoreScenario({
+      redis: cluster.redis,
+      env: { ...FAST, REDIS_URL: url, QUEUE: testQueue(), SHARDS: '3', RUN_ID: 'dns1' },
       timeoutMs: 45_000,
     });
   });
@@ -128,5 +162,52 @@ describe('the demo on a local Redis Cluster (the README scale-out command)', () 
     expect(out).toMatch(/run demo-\d+ joined at /);
     expect(out).toContain('jobs: produced 12, completed 12, failed 0');
     expect(out).toContain('All 4 processes exited 0.');
+  });
+});
+
+// BullMQ resets a worker's blocking connection by disconnecting it and awaiting connect(). With
+// ioredis's cluster ready check, a connect() made while CLUSTER INFO says fail (or the check lands on
+// the dead master) reconnects under a new connect() and never settles the first, so after a failover
+// under Compose a worker neither fetched again nor closed. Here a master dies with no replica to take
+// over, so the cluster stays failed for as long as the test needs.
+describe('a cluster client reconnecting while the cluster is failed', () => {
+  let cluster: RedisClusterHandle | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('connect() settles, ready from the slot map, instead of waiting on a ready check that fails', async () => {
+    const binary = inject('redisServerBinary');
+    if (!binary) throw new Error('this test starts a Redis Cluster: install redis-server');
+    cluster = await startRedisCluster({ binary, masters: 3 });
+    const log = createLogger({ level: 'silent', service: 'test' });
+    const client = createRedis({ redisUrl: cluster.url, redisTlsCaFile: undefined }, log, 'test-failed');
+    const witness = new Redis(cluster.nodes[0]!.port, '127.0.0.1', { lazyConnect: true });
+    try {
+      await readyWithin(client, log, cluster.url, 15_000, 'the cluster never became ready');
+      cluster.nodes[2]!.process.kill('SIGKILL');
+      await pollUntil(
+        'the other masters to mark the dead one failed',
+        async () => (/cluster_state:fail/.test(await witness.cluster('INFO')) ? true : undefined),
+        20_000,
+        100,
+      );
+      const ended = new Promise((resolve) => client.once('end', resolve));
+      client.disconnect();
+      await ended;
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        client.connect().then(
+          () => 'ready',
+          (err: Error) => `failed: ${err.message}`,
+        ),
+        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still pending'), 10_000))),
+      ]).finally(() => clearTimeout(timer));
+      expect(outcome).toBe('ready');
+      expect(client.status).toBe('ready');
+    } finally {
+      witness.disconnect();
+      client.disconnect();
+    }
   });
 });
