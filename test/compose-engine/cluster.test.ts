@@ -61,76 +61,72 @@ describe('docker compose --profile cluster: SHARDS=3 over a 6-node Redis Cluster
     expect(status.consumers.map((c) => c.state)).toEqual(['cancelled', 'cancelled']);
   });
 
-  // Known bug, kept out of CI until fixed: in about 2 of 5 runs a consumer's shard worker keeps
-  // reconnecting to the dead master's hostname (getaddrinfo ENOTFOUND) and the run never joins (the
-  // shape of bullmq#4138). The chaos suite's failover rows (IP addresses, local cluster) pass.
-  // COMPOSE_FAILOVER=1 npm run test:compose runs it.
-  it.runIf(process.env.COMPOSE_FAILOVER === '1')(
-    'a master container killed mid-run: its replica takes over and the run joins',
-    async () => {
-      onTestFailed(async () => console.log(await stack.logs()));
-      const before = await clusterNodes(stack, 'redis-node-2');
-      // The master serving slot 0 (redis-node-1 as created); redis-node-2, the witness, is never it.
-      const victim = before.find((n) => n.flags.includes('master') && /(^| )0-/.test(n.slots))!.host;
-      expect(victim).not.toBe('redis-node-2');
-      expect(NODES).toContain(victim);
-      // The next run (RUN_ID=auto): kill the master once producers are well into it.
-      await stack.up();
-      await pollUntil('run-2 to have 15 jobs produced', async () =>
-        (await stack.status('run-2')).jobs.produced >= 15 ? true : undefined,
-      );
-      await stack.mustCompose(['kill', '-s', 'SIGKILL', victim]);
-      const killedAt = Date.now();
-      // The node the victim was chosen from (never the victim) watches the failover.
-      const witness = 'redis-node-2';
-      const promoted = await pollUntil(
-        `a replica of ${victim} to take over`,
-        async () => {
-          const nodes = await clusterNodes(stack, witness);
-          const serving = nodes.filter(
-            (n) => n.flags.includes('master') && !n.flags.includes('fail') && n.slots,
-          );
-          const info = await stack.mustCompose(['exec', '-T', witness, 'redis-cli', 'cluster', 'info']);
-          return serving.length === 3 &&
-            !serving.some((n) => n.host === victim) &&
-            /cluster_state:ok/.test(info)
-            ? serving.map((n) => n.host)
-            : undefined;
-        },
-        60_000,
-        500,
-      );
-      const tookOverMs = Date.now() - killedAt;
-      await stack.waitJoined('run-2', 180_000);
-      // Reported, not required: a producer or consumer may have been restarted through the failover.
-      const containers = [...(await stack.waitExited('producer')), ...(await stack.waitExited('consumer'))];
-      const status = await stack.status('run-2');
-      const ledger = {
-        victim,
-        mastersAfter: promoted,
-        tookOverMs,
-        join: status.join,
-        jobs: status.jobs,
-        shards: status.shards,
-        producers: status.producers.list.map((p) => ({ id: p.id, state: p.state, produced: p.produced })),
-        consumers: status.consumers.map((c) => ({
-          id: c.id,
-          state: c.state,
-          done: c.jobsDone,
-          failed: c.jobsFailed,
-        })),
-        containers: containers.map((c) => ({ name: c.name, exitCode: c.exitCode, restarts: c.restartCount })),
-      };
-      mkdirSync(resolve(projectRoot, 'test/artifacts'), { recursive: true });
-      writeFileSync(
-        resolve(projectRoot, 'test/artifacts/compose-failover-ledger.json'),
-        JSON.stringify(ledger, null, 2),
-      );
-      console.log(`failover ledger: ${JSON.stringify(ledger)}`);
-      expect(status.join.state).toBe('joined');
-      expect(status.shards).toHaveLength(3);
-      // Every job a producer acknowledged is accounted for: finished, or reported lost by the ledger.
-      expect(status.jobs.unfinished).toBe(0);
-    },
-  );
+  // The killed container's name stops resolving on the compose network, and it is one of the
+  // startup nodes in REDIS_URL: a worker's blocking connection that BullMQ reconnects after the
+  // failover must still get through the other nodes (shared/redis.ts, CLUSTER_FAILOVER_OPTIONS).
+  it('a master container killed mid-run: its replica takes over and the run joins', async () => {
+    onTestFailed(async () => console.log(await stack.logs()));
+    const before = await clusterNodes(stack, 'redis-node-2');
+    // The master serving slot 0 (redis-node-1 as created); redis-node-2, the witness, is never it.
+    const victim = before.find((n) => n.flags.includes('master') && /(^| )0-/.test(n.slots))!.host;
+    expect(victim).not.toBe('redis-node-2');
+    expect(NODES).toContain(victim);
+    // The next run (RUN_ID=auto): kill the master once producers are well into it.
+    await stack.up();
+    await pollUntil('run-2 to have 15 jobs produced', async () =>
+      (await stack.status('run-2')).jobs.produced >= 15 ? true : undefined,
+    );
+    await stack.mustCompose(['kill', '-s', 'SIGKILL', victim]);
+    const killedAt = Date.now();
+    // The node the victim was chosen from (never the victim) watches the failover.
+    const witness = 'redis-node-2';
+    const promoted = await pollUntil(
+      `a replica of ${victim} to take over`,
+      async () => {
+        const nodes = await clusterNodes(stack, witness);
+        const serving = nodes.filter(
+          (n) => n.flags.includes('master') && !n.flags.includes('fail') && n.slots,
+        );
+        const info = await stack.mustCompose(['exec', '-T', witness, 'redis-cli', 'cluster', 'info']);
+        return serving.length === 3 &&
+          !serving.some((n) => n.host === victim) &&
+          /cluster_state:ok/.test(info)
+          ? serving.map((n) => n.host)
+          : undefined;
+      },
+      60_000,
+      500,
+    );
+    const tookOverMs = Date.now() - killedAt;
+    await stack.waitJoined('run-2', 180_000);
+    // Reported, not required: a producer or consumer may have been restarted through the failover.
+    const containers = [...(await stack.waitExited('producer')), ...(await stack.waitExited('consumer'))];
+    const status = await stack.status('run-2');
+    const ledger = {
+      victim,
+      mastersAfter: promoted,
+      tookOverMs,
+      join: status.join,
+      jobs: status.jobs,
+      shards: status.shards,
+      producers: status.producers.list.map((p) => ({ id: p.id, state: p.state, produced: p.produced })),
+      consumers: status.consumers.map((c) => ({
+        id: c.id,
+        state: c.state,
+        done: c.jobsDone,
+        failed: c.jobsFailed,
+      })),
+      containers: containers.map((c) => ({ name: c.name, exitCode: c.exitCode, restarts: c.restartCount })),
+    };
+    mkdirSync(resolve(projectRoot, 'test/artifacts'), { recursive: true });
+    writeFileSync(
+      resolve(projectRoot, 'test/artifacts/compose-failover-ledger.json'),
+      JSON.stringify(ledger, null, 2),
+    );
+    console.log(`failover ledger: ${JSON.stringify(ledger)}`);
+    expect(status.join.state).toBe('joined');
+    expect(status.shards).toHaveLength(3);
+    // Every job a producer acknowledged is accounted for: finished, or reported lost by the ledger.
+    expect(status.jobs.unfinished).toBe(0);
+  });
 });
