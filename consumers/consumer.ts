@@ -315,6 +315,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     worker.on('error', (err) => log.warn({ err: err.message, shard }, 'worker error'));
   });
   const closeWorkers = (force = false) => Promise.all(workers.map((w) => w.close(force)));
+  const whenNoJobHeld = async () => {
+    while (active.size > 0) await sleep(100);
+  };
 
   // Join callbacks: this process delivers any that are due (its run's, and the queue's outbox).
   let queues: ReturnType<typeof openQueues> | undefined;
@@ -384,8 +387,17 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const closing = closeWorkers();
       // A cancel waits for held jobs as long as they take (asyncio's cancel after join has none);
       // a signal gives them the grace period, then releases them for another consumer to retry.
-      const finished =
-        graceMs === null ? await closing.then(() => true) : await settlesWithin(closing, graceMs);
+      let finished = true;
+      if (graceMs === null) {
+        await Promise.race([closing, whenNoJobHeld()]);
+        // With no job held, a worker whose blocking connection is stuck reconnecting (a Redis
+        // Cluster failing over) must not keep the consumer from leaving: nothing of the run is lost.
+        if (!(await settlesWithin(closing, CLOSE_WHEN_IDLE_MS)))
+          log.warn(
+            { waitedMs: CLOSE_WHEN_IDLE_MS },
+            'a worker did not close with no job held (its connection is reconnecting): leaving without it',
+          );
+      } else finished = await settlesWithin(closing, graceMs);
       if (!finished) {
         log.warn(
           { held: [...active] },
@@ -564,6 +576,9 @@ function wakeable(): { wait(ms: number): Promise<void>; notify(): void } {
     notify: () => wake?.(),
   };
 }
+
+/** Once a cancelled consumer holds no job, how long its workers get to close before it leaves without them. */
+const CLOSE_WHEN_IDLE_MS = 10_000;
 
 /** `total` slots over `parts` workers, as evenly as possible, at least one each. */
 export function splitConcurrency(total: number, parts: number): number[] {

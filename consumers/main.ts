@@ -13,6 +13,9 @@ import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadConsumerConfig } from './config.js';
 import { startConsumer, type ConsumerHandle } from './consumer.js';
 
+/** How long an ended consumer may wait for its connections to close before it exits anyway. */
+const EXIT_AFTER_MS = 5_000;
+
 const started =
   commandArgsOrExit(commands.consumer, process) && startProcess('consumer', loadConsumerConfig, process);
 if (started) {
@@ -74,5 +77,11 @@ if (started) {
   } finally {
     await closeRedis(redis);
     await metrics.close();
+    // The consumer has ended and said so; a connection BullMQ could not close (one stuck
+    // reconnecting through a Redis Cluster failover) must not keep the process alive.
+    setTimeout(() => {
+      log.warn({ afterMs: EXIT_AFTER_MS }, 'a Redis connection did not close: exiting anyway');
+      process.exit();
+    }, EXIT_AFTER_MS).unref();
   }
 }
