@@ -314,7 +314,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     });
     worker.on('error', (err) => log.warn({ err: err.message, shard }, 'worker error'));
   });
-  const closeWorkers = (force = false) => Promise.all(workers.map((w) => w.close(force)));
+  const closeWorkers = () => Promise.all(workers.map((w) => w.close()));
   const whenNoJobHeld = async () => {
     while (active.size > 0) await sleep(100);
   };
@@ -387,26 +387,23 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const closing = closeWorkers();
       // A cancel waits for held jobs as long as they take (asyncio's cancel after join has none);
       // a signal gives them the grace period, then releases them for another consumer to retry.
-      let finished = true;
-      if (graceMs === null) {
-        await Promise.race([closing, whenNoJobHeld()]);
-        // With no job held, a worker whose blocking connection is stuck reconnecting (a Redis
-        // Cluster failing over) must not keep the consumer from leaving: nothing of the run is lost.
-        if (!(await settlesWithin(closing, CLOSE_WHEN_IDLE_MS)))
-          log.warn(
-            { waitedMs: CLOSE_WHEN_IDLE_MS },
-            'a worker did not close with no job held (its connection is reconnecting): leaving without it',
-          );
-      } else finished = await settlesWithin(closing, graceMs);
-      if (!finished) {
+      if (graceMs === null) await Promise.race([closing, whenNoJobHeld()]);
+      else if (!(await settlesWithin(closing, graceMs))) {
         log.warn(
           { held: [...active] },
           'grace period over: aborting held jobs so they are retried elsewhere',
         );
         control.stopAll(new Error('consumer stopping'));
-        const released = await settlesWithin(closing, 2_000);
-        if (!released) await closeWorkers(true);
+        await Promise.race([closing, whenNoJobHeld()]);
       }
+      // With no job held, a worker whose blocking connection is stuck reconnecting (a Redis Cluster
+      // failing over) must not keep the consumer from leaving: nothing of the run is lost. BullMQ
+      // memoises close(), so a forced close cannot unstick it.
+      if (!(await settlesWithin(closing, CLOSE_WHEN_IDLE_MS)))
+        log.warn(
+          { waitedMs: CLOSE_WHEN_IDLE_MS },
+          'a worker did not close with no job held (its connection is reconnecting): leaving without it',
+        );
       await recorder.flush();
       stopHeartbeat.abort();
       record.cancelledAt = Date.now();
