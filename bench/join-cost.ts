@@ -34,6 +34,22 @@ async function protocolUsec(redis: Redis): Promise<{ usec: number; calls: number
 }
 
 /** A run with `producers` registered and done, and `tail` acknowledged jobs still open (their jobs waiting in BullMQ). */
+/** Ids per protocol call, as the roles batch them. */
+const BATCH = 500;
+
+/**
+ * `count` waiting jobs of producer p0 as BullMQ keeps them (a hash per job, not finished); returns
+ * their ids in batches of BATCH.
+ */
+async function waitingJobs(redis: Redis, run: RunStore, count: number): Promise<string[][]> {
+  const ids = Array.from({ length: count }, (_, i) => `${run.runId}.p0.${i}`);
+  const k = run.shardKeys[0]!;
+  const pipe = redis.pipeline();
+  for (const id of ids) pipe.hset(k.jobPrefix + id, 'name', 'sleep', 'data', '{}', 'timestamp', Date.now());
+  await pipe.exec();
+  return Array.from({ length: Math.ceil(count / BATCH) }, (_, i) => ids.slice(i * BATCH, (i + 1) * BATCH));
+}
+
 async function prepareRun(redis: Redis, runId: string, producers: number, tail: number): Promise<RunStore> {
   const run = new RunStore(redis, 'bench', runId);
   await run.create(producers, 600_000, 0);
@@ -44,14 +60,9 @@ async function prepareRun(redis: Redis, runId: string, producers: number, tail: 
       ),
     );
   }
-  const ids = Array.from({ length: tail }, (_, i) => `${runId}.p0.${i}`);
-  const k = run.shardKeys[0]!;
-  // Waiting jobs as BullMQ keeps them: a hash per job, not finished.
-  const pipe = redis.pipeline();
-  for (const id of ids) pipe.hset(k.jobPrefix + id, 'name', 'sleep', 'data', '{}', 'timestamp', Date.now());
-  await pipe.exec();
-  for (let i = 0; i < ids.length; i += 500) await run.markInflight(0, 'p0', ids.slice(i, i + 500));
-  for (let i = 0; i < ids.length; i += 500) await run.ackAdded(0, 'p0', ids.slice(i, i + 500));
+  const batches = await waitingJobs(redis, run, tail);
+  for (const b of batches) await run.markInflight(0, 'p0', b);
+  for (const b of batches) await run.ackAdded(0, 'p0', b);
   for (let i = 0; i < producers; i += 500) {
     await Promise.all(
       Array.from({ length: Math.min(500, producers - i) }, (_, j) =>
@@ -68,8 +79,6 @@ async function writeUsec(redis: Redis): Promise<number> {
   return stats.filter((s) => s.command === 'evalsha' || s.command === 'sadd').reduce((n, s) => n + s.usec, 0);
 }
 
-const PER_JOB_BATCH = 500;
-
 /**
  * The protocol's own Redis time per job, in the batches the roles use: the in-flight mark (a plain
  * SADD), the acknowledgement and the finish report. BullMQ's add and completion are not included.
@@ -82,14 +91,7 @@ async function perJobCost(
   const run = new RunStore(redis, 'bench', 'per-job');
   await run.create(1, 600_000, 0);
   await run.registerProducer('p0', { host: 'bench', pid: 1 }, 600_000);
-  const k = run.shardKeys[0]!;
-  const ids = Array.from({ length: jobs }, (_, i) => `per-job.p0.${i}`);
-  const pipe = redis.pipeline();
-  for (const id of ids) pipe.hset(k.jobPrefix + id, 'name', 'noop', 'data', '{}', 'timestamp', Date.now());
-  await pipe.exec();
-  const batches = Array.from({ length: Math.ceil(jobs / PER_JOB_BATCH) }, (_, i) =>
-    ids.slice(i * PER_JOB_BATCH, (i + 1) * PER_JOB_BATCH),
-  );
+  const batches = await waitingJobs(redis, run, jobs);
   await redis.config('RESETSTAT');
   for (const b of batches) await run.markInflight(0, 'p0', b);
   const marked = await writeUsec(redis);
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
     const commands = median((r) => r.commands);
     result.perJob = { markUs, ackUs, finishUs, totalUs, commands };
     console.log(
-      `per job, batches of ${PER_JOB_BATCH} (median of 5): in-flight mark ${markUs} µs, acknowledgement ${ackUs} µs, finish report ${finishUs} µs of Redis; ${totalUs} µs in all, ${commands} Redis commands per job`,
+      `per job, batches of ${BATCH} (median of 5): in-flight mark ${markUs} µs, acknowledgement ${ackUs} µs, finish report ${finishUs} µs of Redis; ${totalUs} µs in all, ${commands} Redis commands per job`,
     );
     for (const producers of list(values.producers)) {
       await resetRedis(redis);

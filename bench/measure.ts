@@ -21,7 +21,7 @@ export type RunRecord = {
   rssPeakMb: number[];
   /** Busiest Redis commands during the run (INFO commandstats). */
   commands?: CommandStat[];
-  /** Redis commands per job, all of them (scripts count as one call; what they run inside is not seen). */
+  /** Redis commands per job, all of them: a script call counts once, and so does each command it runs. */
   commandsPerJob?: number;
   /** Redis used_memory once the run is over (MB): what a finished run leaves behind. */
   redisUsedAfterMb?: number;

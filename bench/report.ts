@@ -301,7 +301,7 @@ export function formatSummary(s: Summary): string {
   if (s.throughput.some((t) => t.cost)) {
     parts.push(
       '\n### Where the time goes: CPU µs per job (median over repeats) and Redis commands per job\n',
-      'The producer figure includes its start-up; a script call counts as one command.\n',
+      'The producer figure includes its start-up; commands count each script call and each command it runs.\n',
       table(
         ['add', 'concurrency', 'contender', 'Redis µs', 'producer µs', 'consumer µs', 'total µs', 'commands'],
         s.throughput
