@@ -96,4 +96,8 @@ export function onShutdownSignal(
   };
   proc.on('SIGTERM', handler);
   proc.on('SIGINT', handler);
+  // Ending with exit() once the loop runs dry, not by letting it: a natural exit tears the runtime
+  // down with the signal handlers already gone, so a supervisor's SIGTERM in those milliseconds would
+  // kill a process that had finished cleanly (exit code null instead of 0). Nothing is pending by now.
+  proc.once('beforeExit', () => proc.exit());
 }
