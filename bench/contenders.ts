@@ -20,7 +20,7 @@ export type RunSpec = {
   concurrency: number;
   consumers: number;
   keepCompleted: number;
-  /** When set, conveyor consumers run with `node --cpu-prof` writing here. */
+  /** When set, every producer and consumer runs with `node --cpu-prof` writing here, named by label. */
   cpuProfDir?: string;
   /** Concurrent put callers in the producer process, each putting one job at a time (default 1). */
   putCallers?: number;
@@ -99,6 +99,13 @@ async function bullmqLatencies(redis: Redis, queue: string): Promise<number[]> {
   });
 }
 
+/** `node --cpu-prof` flags for one process, its profile named after it (several runs share the folder). */
+function profArgs(spec: RunSpec, label: string): string[] {
+  if (!spec.cpuProfDir) return [];
+  const name = `${label}-${spec.concurrency}-${Date.now()}.cpuprofile`;
+  return ['--cpu-prof', '--cpu-prof-dir', spec.cpuProfDir, '--cpu-prof-name', name];
+}
+
 /** The bench-only contenders: they report progress on stdout and are stopped with SIGTERM when done. */
 function rawContender(name: ContenderName, file: string, bullmq: boolean): Contender {
   const lastLine = (c: BenchChild, ev: string) => c.lines.filter((l) => l.ev === ev).at(-1);
@@ -108,7 +115,7 @@ function rawContender(name: ContenderName, file: string, bullmq: boolean): Conte
       spawnChild(
         `${name}-consumer-${i}`,
         process.execPath,
-        [contenderScript(`${file}-consumer`)],
+        [...profArgs(spec, `${name}-consumer-${i}`), contenderScript(`${file}-consumer`)],
         contenderEnv(spec),
         projectRoot,
       ),
@@ -116,7 +123,7 @@ function rawContender(name: ContenderName, file: string, bullmq: boolean): Conte
       spawnChild(
         `${name}-producer`,
         process.execPath,
-        [contenderScript(`${file}-producer`)],
+        [...profArgs(spec, `${name}-producer`), contenderScript(`${file}-producer`)],
         contenderEnv(spec),
         projectRoot,
       ),
@@ -188,11 +195,10 @@ export async function waitForIdleConsumers(
 const conveyor: Contender = {
   name: 'conveyor',
   startConsumer: (spec, i) => {
-    const prof = spec.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', spec.cpuProfDir] : [];
     return spawnChild(
       `conveyor-consumer-${i}`,
       process.execPath,
-      [...prof, conveyorScript('consumers')],
+      [...profArgs(spec, `conveyor-consumer-${i}`), conveyorScript('consumers')],
       {
         REDIS_URL: spec.redisUrl,
         QUEUE: spec.queue,
@@ -211,14 +217,14 @@ const conveyor: Contender = {
       return spawnChild(
         'conveyor-callers-producer',
         process.execPath,
-        [contenderScript('conveyor-callers-producer')],
+        [...profArgs(spec, 'conveyor-callers-producer'), contenderScript('conveyor-callers-producer')],
         contenderEnv(spec),
         projectRoot,
       );
     return spawnChild(
       'conveyor-producer',
       process.execPath,
-      [conveyorScript('producers')],
+      [...profArgs(spec, 'conveyor-producer'), conveyorScript('producers')],
       {
         REDIS_URL: spec.redisUrl,
         QUEUE: spec.queue,

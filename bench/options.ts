@@ -47,7 +47,7 @@ export const USAGE = `Usage: npm run bench -- [options]
   --sections a,b        subset of throughput,callers,latency,memory,scale
   --out FILE            JSON output (default bench/results/<time>.json)
   --docs                also write docs/bench-chart.svg and docs/bench-reference.json
-  --cpu-prof            run conveyor consumers under node --cpu-prof (profiles next to the JSON)
+  --cpu-prof            run every producer and consumer under node --cpu-prof (profiles next to the JSON)
   --no-build            skip compiling to dist/ (use what is there)
   -h, --help`;
 
