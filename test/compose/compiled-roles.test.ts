@@ -1,9 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../shared/redis-server.js';
 import { projectRoot, roleCommand } from '../../shared/roles.js';
 import { readRunStatus } from '../../shared/run/status.js';
-import { exitOf, spawnRole } from '../helpers/processes.js';
+import { exitOf, metricsPortOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
 import { redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
@@ -26,7 +25,6 @@ describe('compiled producer and consumer', () => {
       const { args } = roleCommand(role, true);
       expect(args).toEqual([expect.stringMatching(new RegExp(`/dist/${role}s/main\\.js$`))]);
     }
-    const metricsPort = await freePort();
     const env = {
       REDIS_URL: redisUrl(),
       QUEUE: ctx.queue,
@@ -36,7 +34,7 @@ describe('compiled producer and consumer', () => {
     };
     const consumer = spawnRole(
       'consumer',
-      { ...env, CONCURRENCY: '2', METRICS_PORT: String(metricsPort), METRICS_LINGER_MS: '120000' },
+      { ...env, CONCURRENCY: '2', METRICS_LINGER_MS: '120000' },
       { compiled: true, label: 'consumer (dist)' },
     );
     const producer = spawnRole(
@@ -50,7 +48,7 @@ describe('compiled producer and consumer', () => {
     const status = await readRunStatus(ctx.redis, ctx.queue, 'built', 3_000);
     expect(status?.join.state).toBe('joined');
     expect(status?.jobs).toMatchObject({ produced: 6, completed: 6, failed: 0, unfinished: 0 });
-    const metrics = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
+    const metrics = await scrape(`http://127.0.0.1:${await metricsPortOf(consumer)}/metrics`);
     expect(value(metrics, 'conveyor_jobs_completed_total', { queue: ctx.queue, service: 'consumer' })).toBe(
       6,
     );

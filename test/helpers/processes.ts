@@ -141,3 +141,22 @@ export async function killLeftovers(): Promise<string[]> {
   await Promise.all(leaked.map((p) => p.exit));
   return leaked.map((p) => p.label);
 }
+
+/** The first match of `pattern`'s group 1 in the output, once printed. */
+async function printed(p: Spawned, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+  await p.waitFor(pattern, timeoutMs);
+  return pattern.exec(p.output())![1]!;
+}
+
+/**
+ * The port a process serves `/metrics` on, from its start-up log. Tests let each process bind its
+ * own (METRICS_PORT=0): a port picked for it beforehand can be taken by any socket in the meantime.
+ */
+export async function metricsPortOf(p: Spawned): Promise<number> {
+  return Number(await printed(p, /"metricsPort":(\d+)/));
+}
+
+/** The URL a dashboard process serves, from its start-up line (DASHBOARD_PORT=0 lets it bind its own). */
+export function dashboardUrlOf(p: Spawned): Promise<string> {
+  return printed(p, /^dashboard: (http:\/\/\S+)$/m);
+}

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../shared/redis-server.js';
 import { RunStore } from '../../shared/run/run-store.js';
-import { exitOf, spawnRole } from '../helpers/processes.js';
+import { dashboardUrlOf, exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
 import { pollUntil, redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
@@ -12,17 +11,15 @@ describe('the dashboard process’s /metrics', () => {
 
   it('serves queue and run metrics from Redis without the dashboard’s login', async () => {
     await new RunStore(ctx.redis, ctx.queue, 'd1').create(2);
-    const port = await freePort();
     const dashboard = spawnRole('dashboard', {
       REDIS_URL: redisUrl(),
       QUEUE: ctx.queue,
-      DASHBOARD_PORT: String(port),
+      DASHBOARD_PORT: '0',
       DASHBOARD_HOST: '127.0.0.1',
       DASHBOARD_USER: 'admin',
       DASHBOARD_PASSWORD: 'a-test-password',
     });
-    await dashboard.waitFor(`dashboard: http://127.0.0.1:${port}`);
-    const base = `http://127.0.0.1:${port}`;
+    const base = await dashboardUrlOf(dashboard);
     const m = await pollUntil('the dashboard to read Redis', async () => {
       const metrics = await scrape(`${base}/metrics`);
       return value(metrics, 'conveyor_redis_up', { service: 'dashboard' }) === 1 ? metrics : undefined;
@@ -45,16 +42,15 @@ describe('the dashboard process’s /metrics', () => {
     ctx.cleanups.push(close);
     await producer.putMany([0, 1, 2, 3].map((value) => ({ type: 'sleep', payload: { value, ms: 0 } })));
     await producer.flush();
-    const port = await freePort();
     const dashboard = spawnRole('dashboard', {
       REDIS_URL: redisUrl(),
       QUEUE: ctx.queue,
       SHARDS: '3',
-      DASHBOARD_PORT: String(port),
+      DASHBOARD_PORT: '0',
     });
-    await dashboard.waitFor(`dashboard: http://127.0.0.1:${port}`);
+    const base = await dashboardUrlOf(dashboard);
     const m = await pollUntil('the dashboard to read Redis', async () => {
-      const metrics = await scrape(`http://127.0.0.1:${port}/metrics`);
+      const metrics = await scrape(`${base}/metrics`);
       return value(metrics, 'conveyor_redis_up', { service: 'dashboard' }) === 1 ? metrics : undefined;
     });
     expect(value(m, 'conveyor_queue_jobs', { queue: ctx.queue, state: 'waiting' })).toBe(4);

@@ -5,12 +5,11 @@ import { describe, expect, it } from 'vitest';
 import { startMetricsServer } from '../../shared/metrics/metrics-server.js';
 import { registerDefaultMetrics } from '../../shared/metrics/process-metrics.js';
 import { registerRunMetrics } from '../../shared/metrics/run-metrics.js';
-import { freePort } from '../../shared/redis-server.js';
 import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { startPrometheus, type PrometheusHandle } from '../helpers/prometheus-server.js';
 import { histogram, scrape, typeOf, value, type PromMetrics } from '../helpers/prometheus-text.js';
-import { exitOf, spawnRole, type Spawned } from '../helpers/processes.js';
+import { exitOf, metricsPortOf, spawnRole, type Spawned } from '../helpers/processes.js';
 import { pollUntil, redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
 
@@ -58,7 +57,6 @@ describe('metrics of real producer and consumer processes', () => {
 
   it('every /metrics counts the run: counters equal the run’s totals and the histograms saw every job', async () => {
     const run = 'm1';
-    const [pa, pb, c1, c2] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     // Three producers expected: the third starts only after the scrape, so the join (and with it the
     // consumers' exit) waits until every process has been read.
     const env = {
@@ -70,16 +68,8 @@ describe('metrics of real producer and consumer processes', () => {
       JOB_MODULES: './test/fixtures/jobs.ts',
     };
     const consumers = [
-      spawnRole(
-        'consumer',
-        { ...env, CONSUMER_ID: 'c1', CONCURRENCY: '2', METRICS_PORT: String(c1) },
-        { label: 'c1' },
-      ),
-      spawnRole(
-        'consumer',
-        { ...env, CONSUMER_ID: 'c2', CONCURRENCY: '2', METRICS_PORT: String(c2) },
-        { label: 'c2' },
-      ),
+      spawnRole('consumer', { ...env, CONSUMER_ID: 'c1', CONCURRENCY: '2' }, { label: 'c1' }),
+      spawnRole('consumer', { ...env, CONSUMER_ID: 'c2', CONCURRENCY: '2' }, { label: 'c2' }),
     ];
     const producerA = spawnRole(
       'producer',
@@ -91,7 +81,6 @@ describe('metrics of real producer and consumer processes', () => {
         BATCH_SIZE: '4',
         PRODUCE_INTERVAL_MS: '0',
         JOB_MS: '5',
-        METRICS_PORT: String(pa),
       },
       { label: 'pa' },
     );
@@ -106,14 +95,14 @@ describe('metrics of real producer and consumer processes', () => {
         JOB_TYPE: 'always-fail',
         ATTEMPTS: '2',
         BACKOFF_MS: '0',
-        METRICS_PORT: String(pb),
       },
       { label: 'pb' },
     );
     const s = await settled(run, 14, 2, [...consumers, producerA, producerB]);
     expect(s.jobs).toMatchObject({ completed: 12, failed: 2 });
 
-    const [a, b, ...cs] = await Promise.all([pa, pb, c1, c2].map((port) => scrape(metricsUrl(port))));
+    const ports = await Promise.all([producerA, producerB, ...consumers].map(metricsPortOf));
+    const [a, b, ...cs] = await Promise.all(ports.map((port) => scrape(metricsUrl(port))));
     expect(value(a!, 'conveyor_jobs_produced_total', { queue: ctx.queue, service: 'producer' })).toBe(12);
     expect(value(b!, 'conveyor_jobs_produced_total', { queue: ctx.queue })).toBe(2);
     for (const c of cs) {
@@ -145,7 +134,6 @@ describe('metrics of real producer and consumer processes', () => {
 
   it('a real Prometheus scraping the processes and the Redis-backed endpoint sees the run’s totals', async () => {
     const run = 'm2';
-    const [pa, c1, c2, dash] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     // The dashboard's /metrics, served here from the same modules the dashboard mounts.
     const registry = new Registry();
     registerDefaultMetrics(registry, 'dashboard');
@@ -154,24 +142,15 @@ describe('metrics of real producer and consumer processes', () => {
       queues: [ctx.queue],
       leaseMs: 3_000,
     });
-    const server = await startMetricsServer({ registry, port: dash, host: '127.0.0.1' });
+    const server = await startMetricsServer({ registry, port: 0, host: '127.0.0.1' });
     ctx.cleanups.push(
       () => runMetrics.close(),
       () => server.close(),
     );
-    let prometheus: PrometheusHandle | undefined;
-    ctx.cleanups.push(async () => prometheus?.stop());
-    const prometheusStarting = startPrometheus([pa, c1, c2, dash].map((p) => `127.0.0.1:${p}`)).then(
-      (p) => (prometheus = p),
-    );
 
     const env = { ...FAST, REDIS_URL: redisUrl(), QUEUE: ctx.queue, RUN_ID: run, PRODUCERS: '2' };
-    const consumers = [c1, c2].map((port, i) =>
-      spawnRole(
-        'consumer',
-        { ...env, CONSUMER_ID: `c${i + 1}`, CONCURRENCY: '2', METRICS_PORT: String(port) },
-        { label: `c${i + 1}` },
-      ),
+    const consumers = [1, 2].map((i) =>
+      spawnRole('consumer', { ...env, CONSUMER_ID: `c${i}`, CONCURRENCY: '2' }, { label: `c${i}` }),
     );
     const producerA = spawnRole(
       'producer',
@@ -183,9 +162,15 @@ describe('metrics of real producer and consumer processes', () => {
         BATCH_SIZE: '5',
         PRODUCE_INTERVAL_MS: '0',
         JOB_MS: '5',
-        METRICS_PORT: String(pa),
       },
       { label: 'pa' },
+    );
+    // Scrape targets are the ports the processes bound; Prometheus starts while they work.
+    const ports = await Promise.all([producerA, ...consumers].map(metricsPortOf));
+    let prometheus: PrometheusHandle | undefined;
+    ctx.cleanups.push(async () => prometheus?.stop());
+    const prometheusStarting = startPrometheus([...ports, server.port].map((p) => `127.0.0.1:${p}`)).then(
+      (p) => (prometheus = p),
     );
     await settled(run, 10, 1, [...consumers, producerA]);
     const prom = await prometheusStarting;
