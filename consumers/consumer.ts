@@ -19,6 +19,7 @@ import type { ConsumerRecord, ConsumerState, ResultBounds } from '../shared/run/
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
 import { runSandboxed } from './sandbox.js';
+import { HandlerContext } from './handler-context.js';
 import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from './job-control.js';
 
 /** The types JOB_TIMEOUT_MS applies to (a user's own type sets `timeoutMs` in its definition). */
@@ -123,11 +124,23 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
 
   // A run created with collectResults keeps each job's return value (bounded); read once per run.
   const resultBounds = new Map<string, Promise<ResultBounds | null>>();
-  const keepResult = async (runId: string, shard: number, jobId: string, result: unknown) => {
-    let bounds = resultBounds.get(runId);
-    if (!bounds) resultBounds.set(runId, (bounds = recorder.store(runId).resultBounds()));
-    const b = await bounds;
-    if (!b) return;
+  const knownBounds = new Map<string, ResultBounds | null>();
+  const keepResult = async (
+    runId: string,
+    shard: number,
+    jobId: string,
+    result: unknown,
+    known: ResultBounds | undefined,
+  ) => {
+    let b = known;
+    if (b === undefined) {
+      let bounds = resultBounds.get(runId);
+      if (!bounds) resultBounds.set(runId, (bounds = recorder.store(runId).resultBounds()));
+      const read = await bounds;
+      knownBounds.set(runId, read);
+      if (!read) return;
+      b = read;
+    }
     try {
       await recorder.store(runId).storeResult(shard, jobId, JSON.stringify(result ?? null), b);
     } catch (err) {
@@ -135,6 +148,15 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       if (err instanceof RunError) throw new UnrecoverableError(err.message);
       throw err;
     }
+  };
+  const onRunaway = (jobId: string, still: boolean) => {
+    if (still)
+      log.warn(
+        { jobId, graceMs: config.cancelGraceMs },
+        'handler ignored the abort: job recorded as ended, but its handler is still running',
+      );
+    else log.info({ jobId }, 'a handler that ignored its abort has returned');
+    void save().catch(() => undefined);
   };
 
   const observer = deps.observer ?? {};
@@ -194,11 +216,11 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       if (refused) throw new JobCancelledError(refused);
       active.add(jobId);
       observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
-      let jobLog: Logger | undefined;
       const timeoutMs = data.timeoutMs ?? def.timeoutMs ?? (builtinTypes.has(def) ? config.jobTimeoutMs : 0);
       const source = def.isolation ? registry.sourceOf(def.name) : undefined;
       // A sandbox is terminated CANCEL_GRACE_MS after its abort; the wait here is a little longer.
       const graceMs = source ? config.cancelGraceMs + SANDBOX_EXIT_MS : config.cancelGraceMs;
+      const attempt = job.attemptsMade + 1;
       try {
         const result = await control.run(
           { id: jobId, run: data.run, timeoutMs, graceMs },
@@ -212,37 +234,24 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
                     name: def.name,
                     payload: valid.payload,
                     jobId,
-                    attempt: job.attemptsMade + 1,
+                    attempt,
                     logLevel: log.level,
                   },
                   signal(),
                   config.cancelGraceMs,
                   log,
                 )
-              : def.handler(valid.payload, {
-                  jobId,
-                  attempt: job.attemptsMade + 1,
-                  // Made on first use, like the logger: most handlers never read it.
-                  get signal() {
-                    return signal();
-                  },
-                  // Made on first use: most handlers never log, and a child logger per job is not free.
-                  get log() {
-                    return (jobLog ??= log.child({ jobId }));
-                  },
-                  resources: resourcesFor(def),
-                }),
-          (id, still) => {
-            if (still)
-              log.warn(
-                { jobId: id, graceMs: config.cancelGraceMs },
-                'handler ignored the abort: job recorded as ended, but its handler is still running',
-              );
-            else log.info({ jobId: id }, 'a handler that ignored its abort has returned');
-            void save().catch(() => undefined);
-          },
+              : def.handler(
+                  valid.payload,
+                  new HandlerContext(jobId, attempt, resourcesFor(def), signal, log),
+                ),
+          onRunaway,
         );
-        if (!data.afterRun && job.id) await keepResult(data.run, shard, job.id, result);
+        if (!data.afterRun && job.id) {
+          // Most runs keep no results: once that is known, nothing more to do per job.
+          const bounds = knownBounds.get(data.run);
+          if (bounds !== null) await keepResult(data.run, shard, job.id, result, bounds);
+        }
         return result;
       } finally {
         active.delete(jobId);

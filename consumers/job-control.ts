@@ -31,13 +31,23 @@ export function isTimeoutReason(message: string | undefined): boolean {
  * A job running here. `aborted` is why its handler's signal aborted (a cancel, a timeout or a stop);
  * `ended` is set only by a cancel or a timeout, which decide the attempt's outcome (a stop lets the
  * handler decide it). The controller is made only when the handler asks for its signal: most never do.
+ * It holds what ending the attempt early needs and nothing else: the registry keeps it for as long
+ * as the job runs, and whatever it reaches lives that long too (and costs the garbage collector).
  */
 type Running = {
+  id: string;
   run: string;
+  graceMs: number;
+  onRunaway: (jobId: string, still: boolean) => void;
+  reject?: (err: Error) => void;
   controller?: AbortController;
   aborted?: Error;
   ended?: Error;
-  onEnd?: () => void;
+  timer?: NodeJS.Timeout;
+  grace?: NodeJS.Timeout;
+  settled?: boolean;
+  /** Recorded as ended, its handler still running past the grace. */
+  runaway?: boolean;
 };
 
 /** Cancelled ids remembered; beyond this the oldest are forgotten (the sweep and remove cover them). */
@@ -69,7 +79,7 @@ export class JobControl {
     if (this.cancelledIds.size > MAX_REMEMBERED)
       this.cancelledIds.delete(this.cancelledIds.values().next().value!);
     const r = this.running.get(jobId);
-    return r ? end(r, new JobCancelledError('aborted while running')) : false;
+    return r ? this.end(r, new JobCancelledError('aborted while running')) : false;
   }
 
   /** A run cancelled: aborts every job of it running here. Returns how many. */
@@ -79,7 +89,7 @@ export class JobControl {
       this.cancelledRuns.delete(this.cancelledRuns.values().next().value!);
     let n = 0;
     for (const r of this.running.values()) {
-      if (r.run === run && end(r, new JobCancelledError('its run was cancelled'))) n++;
+      if (r.run === run && this.end(r, new JobCancelledError('its run was cancelled'))) n++;
     }
     return n;
   }
@@ -103,50 +113,84 @@ export class JobControl {
    * settles, or after `graceMs` if it ignores the signal (it is then listed in `runaway` until it
    * returns, and `onRunaway` is told).
    */
-  async run<T>(
+  run<T>(
     job: { id: string; run: string; timeoutMs: number; graceMs: number },
     work: (signal: () => AbortSignal) => Promise<T>,
     onRunaway: (jobId: string, still: boolean) => void,
   ): Promise<T> {
-    // Aborted from here rather than through AbortSignal.any with a long-lived stop signal, which
+    // Every job passes through here: one record, one promise and the handler's own callbacks.
+    // Aborts come from here rather than through AbortSignal.any with a long-lived stop signal, which
     // left a weakly held dependant per job and cost garbage collection on every job.
-    const r: Running = { run: job.run };
+    const r: Running = { id: job.id, run: job.run, graceMs: job.graceMs, onRunaway };
     this.running.set(job.id, r);
     if (this.stopReason) abort(r, this.stopReason);
-    const timer =
-      job.timeoutMs > 0
-        ? setTimeout(() => end(r, new JobTimeoutError(job.timeoutMs)), job.timeoutMs)
-        : undefined;
-    let grace: NodeJS.Timeout | undefined;
-    const handler = Promise.resolve().then(() => work(() => signalOf(r)));
+    if (job.timeoutMs > 0)
+      r.timer = setTimeout(() => this.end(r, new JobTimeoutError(job.timeoutMs)), job.timeoutMs);
+    let handler: Promise<T>;
     try {
-      return await new Promise<T>((resolve, reject) => {
-        handler.then(
-          (v) => (r.ended ? reject(r.ended) : resolve(v)),
-          (err: unknown) => reject(r.ended ?? (err instanceof Error ? err : new Error(String(err)))),
-        );
-        r.onEnd = () => {
-          grace = setTimeout(() => {
-            this.runaway.add(job.id);
-            onRunaway(job.id, true);
-            const done = () => {
-              this.runaway.delete(job.id);
-              onRunaway(job.id, false);
-            };
-            handler.then(done, done);
-            reject(r.ended!);
-          }, job.graceMs);
-        };
-        // Cancelled or timed out before this point: the grace starts now.
-        if (r.ended) r.onEnd();
-      });
-    } finally {
-      clearTimeout(timer);
-      clearTimeout(grace);
-      this.running.delete(job.id);
+      handler = Promise.resolve(work(() => signalOf(r)));
+    } catch (err) {
+      handler = Promise.reject(toError(err));
     }
+    return new Promise<T>((resolve, reject) => {
+      r.reject = reject;
+      handler.then(
+        (v) => {
+          if (this.settle(r)) return;
+          if (r.ended) reject(r.ended);
+          else resolve(v);
+        },
+        (err: unknown) => {
+          if (!this.settle(r)) reject(r.ended ?? toError(err));
+        },
+      );
+      // Cancelled or timed out before this point: the grace starts now.
+      if (r.ended) this.startGrace(r);
+    });
+  }
+
+  /** Ends a running job for a cancel or a timeout (the first one wins). Returns true if it did. */
+  private end(r: Running, reason: Error): boolean {
+    if (r.ended || r.settled) return false;
+    r.ended = reason;
+    abort(r, reason);
+    if (r.reject) this.startGrace(r);
+    return true;
+  }
+
+  /** The handler has `graceMs` to wind down; after that the attempt ends without it. */
+  private startGrace(r: Running): void {
+    r.grace = setTimeout(() => {
+      if (r.settled) return;
+      r.runaway = true;
+      this.runaway.add(r.id);
+      r.onRunaway(r.id, true);
+      this.release(r);
+      r.reject!(r.ended!);
+    }, r.graceMs);
+  }
+
+  /** The handler settled. Returns true if the attempt had already ended without it (a runaway). */
+  private settle(r: Running): boolean {
+    if (r.runaway) {
+      this.runaway.delete(r.id);
+      r.onRunaway(r.id, false);
+      return true;
+    }
+    this.release(r);
+    return false;
+  }
+
+  private release(r: Running): void {
+    r.settled = true;
+    clearTimeout(r.timer);
+    clearTimeout(r.grace);
+    // A later attempt of the same job may run here by the time a runaway handler returns.
+    if (this.running.get(r.id) === r) this.running.delete(r.id);
   }
 }
+
+const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
 /** The job's abort signal, made on first use (already aborted if the job was). */
 function signalOf(r: Running): AbortSignal {
@@ -161,13 +205,4 @@ function abort(r: Running, reason: Error): void {
   if (r.aborted) return;
   r.aborted = reason;
   r.controller?.abort(reason);
-}
-
-/** Ends a running job for a cancel or a timeout (the first one wins). Returns true if it did. */
-function end(r: Running, reason: Error): boolean {
-  if (r.ended) return false;
-  r.ended = reason;
-  abort(r, reason);
-  r.onEnd?.();
-  return true;
 }

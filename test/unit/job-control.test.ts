@@ -106,6 +106,28 @@ describe('JobControl: one job’s abort, cancel, timeout and stop', () => {
     expect(told).toEqual([true]);
   });
 
+  it('a runaway handler that returns while the job’s next attempt runs here leaves that attempt controlled', async () => {
+    const control = new JobControl();
+    const told: boolean[] = [];
+    let finishRunaway: () => void = () => undefined;
+    const first = control.run(
+      job('a', { graceMs: 20 }),
+      () => new Promise<string>((resolve) => (finishRunaway = () => resolve('late'))),
+      (_id, still) => told.push(still),
+    );
+    control.cancelJob('a');
+    await expect(first).rejects.toBeInstanceOf(JobCancelledError);
+    const next = waitsForAbort('return');
+    const second = control.run(job('a'), next.work, noRunaway);
+    await next.started;
+    finishRunaway();
+    await expect.poll(() => told).toEqual([true, false]);
+    expect([...control.runaway]).toEqual([]);
+    // Still registered: a stop reaches it.
+    control.stopAll(new Error('consumer stopping'));
+    await expect(second).resolves.toBe('wound down');
+  });
+
   it('a stop then a cancel: the cancel decides the outcome', async () => {
     const control = new JobControl();
     const h = waitsForAbort('return');
