@@ -194,10 +194,12 @@ export function createProducer(deps: ProducerDeps): Producer {
     const queue = queues[shard]!;
     // addBulk wraps even one job in MULTI/EXEC; a single put is a plain add.
     const only = jobs.length === 1 ? jobs[0]! : null;
-    await Promise.all([
-      run.markInflight(shard, producerId, freshIds),
-      only ? queue.add(only.name, only.data, only.opts) : queue.addBulk(jobs),
-    ]);
+    await run.inOneWrite(() =>
+      Promise.all([
+        run.markInflight(shard, producerId, freshIds),
+        only ? queue.add(only.name, only.data, only.opts) : queue.addBulk(jobs),
+      ]),
+    );
     enqueued += freshIds.length;
     pendingAck[shard]!.push(...freshIds);
     pendingCount += freshIds.length;

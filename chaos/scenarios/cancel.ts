@@ -35,7 +35,9 @@ export function cancelRun(fault: 'consumer-kill' | 'redis-restart' | 'cluster') 
         PRODUCERS: producers,
         JOBS: perProducer,
         BATCH_SIZE: 5,
-        PRODUCE_INTERVAL_MS: 50,
+        // Production outlasts the set-up before the cancel (20 batches: 6 s) even on a loaded
+        // machine, so every producer is still putting when the cancel arrives.
+        PRODUCE_INTERVAL_MS: 300,
         CONCURRENCY: concurrency,
         JOB_PAYLOAD: JSON.stringify({ ms: jobMs }),
         CANCEL_GRACE_MS: 1_000,

@@ -1,4 +1,4 @@
-import type { RedisClient } from '../redis.js';
+import { inOneWrite, type RedisClient } from '../redis.js';
 import {
   callbacksDueKey,
   pendingRunsKey,
@@ -458,6 +458,11 @@ export class RunStore {
   ): Promise<ProducerState | 'missing' | 'superseded' | 'cancelled'> {
     return (await this.runCall('heartbeatProducer', id, incarnation, leaseMs)) as
       ProducerState | 'missing' | 'superseded' | 'cancelled';
+  }
+
+  /** Commands `send` issues on this store's connection leave in one write (see `inOneWrite`). */
+  inOneWrite<T>(send: () => Promise<T>): Promise<T> {
+    return inOneWrite(this.redis, send);
   }
 
   /** Records ids about to be sent to a shard, so a producer that dies mid-add can be settled later. */

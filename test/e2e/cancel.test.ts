@@ -150,7 +150,9 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     const env = {
       ...base,
       PRODUCERS: '3',
-      JOBS: '30',
+      // More than they can put before the cancel (100 s), however slow the machine: each one must be
+      // stopped by it.
+      JOBS: '1000',
       JOB_TYPE: 'watchful',
       JOB_PAYLOAD: JSON.stringify({ ms: 120_000 }),
       PRODUCE_INTERVAL_MS: '100',
