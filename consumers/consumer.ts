@@ -122,25 +122,25 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     return resources.get(def);
   };
 
-  // A run created with collectResults keeps each job's return value (bounded); read once per run.
-  const resultBounds = new Map<string, Promise<ResultBounds | null>>();
-  const knownBounds = new Map<string, ResultBounds | null>();
-  const keepResult = async (
-    runId: string,
-    shard: number,
-    jobId: string,
-    result: unknown,
-    known: ResultBounds | undefined,
-  ) => {
-    let b = known;
-    if (b === undefined) {
-      let bounds = resultBounds.get(runId);
-      if (!bounds) resultBounds.set(runId, (bounds = recorder.store(runId).resultBounds()));
-      const read = await bounds;
-      knownBounds.set(runId, read);
-      if (!read) return;
-      b = read;
-    }
+  // A run created with collectResults keeps each job's return value (bounded). Its bounds are read
+  // once per run; once they are known, a run that keeps no results costs nothing more per job.
+  const bounds = new Map<string, ResultBounds | null | Promise<ResultBounds | null>>();
+  const boundsOf = (runId: string): ResultBounds | null | Promise<ResultBounds | null> => {
+    const known = bounds.get(runId);
+    if (known !== undefined) return known;
+    const read = recorder.store(runId).resultBounds();
+    bounds.set(runId, read);
+    // A failed read is not remembered: the next job of the run reads again.
+    read.then(
+      (b) => bounds.set(runId, b),
+      () => bounds.delete(runId),
+    );
+    return read;
+  };
+  const keepResult = async (runId: string, shard: number, jobId: string, result: unknown) => {
+    const pending = boundsOf(runId);
+    const b = pending instanceof Promise ? await pending : pending;
+    if (!b) return;
     try {
       await recorder.store(runId).storeResult(shard, jobId, JSON.stringify(result ?? null), b);
     } catch (err) {
@@ -247,11 +247,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
                 ),
           onRunaway,
         );
-        if (!data.afterRun && job.id) {
-          // Most runs keep no results: once that is known, nothing more to do per job.
-          const bounds = knownBounds.get(data.run);
-          if (bounds !== null) await keepResult(data.run, shard, job.id, result, bounds);
-        }
+        // Most runs keep no results: once that is known, not even an await per job.
+        if (!data.afterRun && job.id && bounds.get(data.run) !== null)
+          await keepResult(data.run, shard, job.id, result);
         return result;
       } finally {
         active.delete(jobId);
