@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import { findRedisServer, NO_REDIS_SERVER_MESSAGE } from '../shared/redis-server.js';
 import { projectRoot } from '../shared/roles.js';
 import { conveyorBuildDir } from './contenders.js';
@@ -47,4 +48,15 @@ export function prepareBench<T extends { build: boolean }>(
   }
   if (opts.build) buildBenchApps();
   return { opts, binary };
+}
+
+/**
+ * Where a bench command writes its JSON: `out` when given, else bench/results/<prefix><time>.json.
+ * Its folder exists on return.
+ */
+export function resultsFile(out: string | null | undefined, prefix: string, at = new Date()): string {
+  const stamp = at.toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  const file = resolve(out ?? join(projectRoot, 'bench', 'results', `${prefix}${stamp}.json`));
+  mkdirSync(dirname(file), { recursive: true });
+  return file;
 }

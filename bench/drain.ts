@@ -3,13 +3,12 @@
  * runs during the measurement, so the figures are the consumer's own cost per job (and what it
  * makes Redis do), conveyor's against a bare BullMQ Worker's.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { bullKeyPrefix } from '../shared/keys.js';
 import { startRedisServer } from '../shared/redis-server.js';
-import { projectRoot } from '../shared/roles.js';
-import { prepareBench } from './build.js';
+import { prepareBench, resultsFile } from './build.js';
 import { contenders, type ContenderName, type RunSpec } from './contenders.js';
 import { count } from './options.js';
 import { cpuMs, killAll, sleep, within } from './proc.js';
@@ -70,8 +69,8 @@ type DrainRun = {
 
 /** Waiting plus active jobs of the queue (BullMQ's lists under the `{queue}` prefix both contenders use). */
 async function left(redis: Redis, queue: string): Promise<number> {
-  const k = `{${queue}}:${queue}`;
-  const [wait, active] = await Promise.all([redis.llen(`${k}:wait`), redis.llen(`${k}:active`)]);
+  const k = bullKeyPrefix(queue);
+  const [wait, active] = await Promise.all([redis.llen(`${k}wait`), redis.llen(`${k}active`)]);
   return wait + active;
 }
 
@@ -90,7 +89,7 @@ async function drainOnce(
     if ((await left(redis, spec.queue)) !== spec.jobs)
       throw new Error(`${name}: the backlog is not ${spec.jobs} jobs`);
     const consumer = c.startConsumer(spec, 1);
-    const completed = `{${spec.queue}}:${spec.queue}:completed`;
+    const completed = `${bullKeyPrefix(spec.queue)}completed`;
     // The clock starts at the first completion: the consumer's start-up is not part of draining.
     await within(
       `${name} consumer's first job`,
@@ -131,8 +130,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const prepared = prepareBench('bench:drain', argv, env, parseDrainArgs, USAGE);
   if (typeof prepared === 'number') return prepared;
   const { opts, binary } = prepared;
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const outFile = resolve(opts.out ?? join(projectRoot, 'bench', 'results', `drain-${stamp}.json`));
+  const outFile = resultsFile(opts.out, 'drain-');
   const server = await startRedisServer({ binary });
   const redis = new Redis(server.url, { maxRetriesPerRequest: null });
   const names: ContenderName[] = ['conveyor', 'bullmq'];
@@ -173,8 +171,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const pairedRatio = (f: (r: DrainRun) => number) =>
     spread(
       Array.from({ length: opts.repeats }, (_, r) => {
-        const [a, b] = names.map((n) => runs.find((x) => x.contender === n && x.repeat === r)!);
-        return f(a!) / f(b!);
+        const of = (n: ContenderName) => f(runs.find((x) => x.contender === n && x.repeat === r)!);
+        return of('conveyor') / of('bullmq');
       }),
     )?.median ?? null;
   const rows = figures.map(([label, f]) => {
@@ -190,7 +188,6 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     ...rows.map((r) => `| ${r.figure} | ${r.conveyor} | ${r.bullmq} | ${r.ratio} |`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, JSON.stringify({ opts, runs, summary: rows }, null, 2));
   process.stdout.write(`Results: ${outFile}\n`);
   return 0;

@@ -1,10 +1,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedisServer } from '../shared/redis-server.js';
 import { projectRoot } from '../shared/roles.js';
-import { prepareBench } from './build.js';
+import { prepareBench, resultsFile } from './build.js';
 import { barChartSvg } from './chart.js';
 import { contenders, type ContenderName, type RunSpec } from './contenders.js';
 import { runMemory, runOnce } from './measure.js';
@@ -23,9 +23,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   if (typeof prepared === 'number') return prepared;
   const { opts, binary } = prepared;
 
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const outFile = resolve(opts.out ?? join(projectRoot, 'bench', 'results', `${stamp}.json`));
-  mkdirSync(dirname(outFile), { recursive: true });
+  const outFile = resultsFile(opts.out, '');
   const cpuProfDir = opts.cpuProf ? outFile.replace(/\.json$/, '') + '-cpuprof' : undefined;
   if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
 

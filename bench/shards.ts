@@ -1,6 +1,6 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { createLogger } from '../shared/logger.js';
@@ -9,7 +9,7 @@ import { startRedisCluster, startRedisServer, type RedisServerHandle } from '../
 import { queueShards, shardJobPrefix } from '../shared/keys.js';
 import { projectRoot } from '../shared/roles.js';
 import { readRunStatus } from '../shared/run/status.js';
-import { prepareBench } from './build.js';
+import { prepareBench, resultsFile } from './build.js';
 import { barChartSvg } from './chart.js';
 import { conveyorScript, noopJobModule, waitForIdleConsumers } from './contenders.js';
 import { killAll, sleep, spawnChild, within, type BenchChild } from './proc.js';
@@ -146,9 +146,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     cpuModel: cpus()[0]?.model ?? '?',
     options: opts,
   };
-  const stamp = new Date(started).toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const outFile = resolve(opts.out ?? join(projectRoot, 'bench', 'results', `shards-${stamp}.json`));
-  mkdirSync(dirname(outFile), { recursive: true });
+  const outFile = resultsFile(opts.out, 'shards-', new Date(started));
   const json = `${JSON.stringify({ meta, summary, runs }, null, 2)}\n`;
   writeFileSync(outFile, json);
   const svg = barChartSvg(
