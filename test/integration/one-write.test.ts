@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { inOneWrite } from '../../shared/redis.js';
-import { connect, testQueue } from '../helpers/redis.js';
+import { queuePrefix } from '../../shared/keys.js';
+import { useTestQueue } from '../helpers/test-queue.js';
 
 /** Counts the writes the socket hands to the operating system, and how many chunks each carried. */
 function countWrites(socket: Socket): number[] {
@@ -24,11 +25,12 @@ function countWrites(socket: Socket): number[] {
 }
 
 describe('inOneWrite', () => {
-  const redis = connect();
+  const ctx = useTestQueue();
 
   it('sends the commands issued inside it, across awaits, in one socket write, and answers each', async () => {
+    const { redis } = ctx;
     await redis.ping();
-    const key = testQueue();
+    const key = queuePrefix(ctx.queue);
     const writes = countWrites(redis.stream);
     const replies = await inOneWrite(redis, async () => {
       const first = redis.set(`${key}:a`, '1');
@@ -39,7 +41,5 @@ describe('inOneWrite', () => {
     });
     expect(replies).toEqual(['OK', 1]);
     expect(writes).toEqual([2]);
-    await redis.del(`${key}:a`, `${key}:b`);
-    redis.disconnect();
   });
 });
