@@ -69,7 +69,6 @@ async function main(): Promise<void> {
     await run.registerProducer('bench', { host: 'bench', pid: process.pid }, 60_000);
     const registry = await loadJobRegistry([jobModules], projectRoot);
     const producer = createProducer({
-      queues: [q],
       run,
       registry,
       producerId: 'bench',

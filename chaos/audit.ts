@@ -23,7 +23,7 @@ export function readLedger(file: string): Map<string, LedgerEntry> {
 
 /**
  * The producers' side of the ledger, from their own logs: a producer logs `put` with `sent` only after
- * `putMany` returned, i.e. after Redis acknowledged both the add and the run's `ackAdded`. Ids are
+ * `putMany` returned, i.e. after Redis acknowledged the put (stored and counted in one script). Ids are
  * deterministic (`<run>.<producer>.<seq>`), so `sent = n` means ids 0..n-1 were acknowledged.
  * Independent of Redis: if Redis forgets an acknowledged job, this still remembers it.
  */

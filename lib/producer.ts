@@ -117,7 +117,6 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
     }
   })();
   const producer = createProducer({
-    queues,
     run,
     registry,
     producerId: config.producerId,

@@ -20,6 +20,9 @@ export class PutBatcher<T> {
   private readonly queued: Unit<T>[][];
   private readonly inFlight: number[];
   private readonly scheduled: boolean[];
+  /** Puts submitted and not yet settled, and who waits for that to reach zero. */
+  private pending = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     shards: number,
@@ -33,10 +36,22 @@ export class PutBatcher<T> {
 
   /** Resolves once Redis has stored every item (they go out together, in submission order). */
   submit(shard: number, items: readonly T[]): Promise<void> {
+    this.pending++;
     return new Promise<void>((resolve, reject) => {
       this.queued[shard]!.push({ items, resolve, reject });
       this.schedule(shard);
+    }).finally(() => {
+      if (--this.pending > 0) return;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      waiters.forEach((w) => w());
     });
+  }
+
+  /** Resolves once every put submitted so far has settled (stored or rejected). */
+  idle(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private schedule(shard: number): void {

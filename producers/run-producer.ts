@@ -113,7 +113,6 @@ export async function runProducer(
   })();
 
   const producer = createProducer({
-    queues: deps.queues,
     run,
     registry: deps.registry,
     producerId: config.producerId,

@@ -1,4 +1,4 @@
-import { Queue, type JobsOptions } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { RedisClient } from './redis.js';
 import { queueShards, type Shard } from './keys.js';
 
@@ -18,7 +18,15 @@ export type JobData = {
 export type RetryPolicy = { attempts: number; backoffMs: number; keepCompleted: number; keepFailed: number };
 
 /** BullMQ job options from the retry policy: exponential backoff, completed jobs trimmed, failed kept visible. */
-export function jobOptions(policy: RetryPolicy): JobsOptions {
+/** The BullMQ options every conveyor job carries: its retry policy and how many finished jobs BullMQ keeps. */
+export type ConveyorJobOptions = {
+  attempts: number;
+  backoff: { type: 'exponential'; delay: number };
+  removeOnComplete: { count: number };
+  removeOnFail: { count: number };
+};
+
+export function jobOptions(policy: RetryPolicy): ConveyorJobOptions {
   return {
     attempts: policy.attempts,
     backoff: { type: 'exponential', delay: policy.backoffMs },

@@ -283,20 +283,3 @@ export async function readyWithin(
     redis.off('error', onError);
   }
 }
-
-/**
- * Sends the commands `send` issues on this connection in one socket write, where the client has one
- * socket (a single Redis, ready). Each write to a local Redis is a system call that costs about as
- * much CPU as the command itself, so a put's in-flight mark and its add leaving together is cheaper
- * than two writes. The writes are released once the event loop has run what `send` started.
- */
-export function inOneWrite<T>(redis: RedisClient, send: () => Promise<T>): Promise<T> {
-  if (!(redis instanceof Redis) || redis.status !== 'ready') return send();
-  const stream = redis.stream;
-  stream.cork();
-  try {
-    return send();
-  } finally {
-    setImmediate(() => stream.uncork());
-  }
-}

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
-import { jobOptions, openQueues } from '../../shared/queue.js';
+import { jobOptions } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { produceWithCallers, readContenderEnv } from './common.js';
 import { noopJob } from './noop-job.js';
@@ -13,9 +13,7 @@ const redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
 const run = new RunStore(redis, env.queue, env.runId);
 await run.create(1);
 const { instance } = await run.registerProducer(env.producerId, { host: 'bench', pid: process.pid }, 10_000);
-const queues = openQueues(env.queue, 1, redis);
 const producer = createProducer({
-  queues,
   run,
   registry: new JobRegistry([...builtinJobs, noopJob]),
   producerId: env.producerId,
@@ -32,5 +30,4 @@ await produceWithCallers(env, async (i) => {
   await producer.put('noop', { value: i, ms: 0 });
 });
 await producer.done();
-await Promise.all(queues.map((q) => q.close()));
 await redis.quit();

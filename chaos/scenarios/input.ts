@@ -153,7 +153,6 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
     await run.create(2, Number(FAST.LEASE_MS));
     await run.registerProducer('bad', { host: 'chaos', pid: process.pid }, 60_000);
     const producer = createProducer({
-      queues: [queue],
       run,
       registry: registry(),
       producerId: 'bad',
@@ -281,7 +280,6 @@ export function idempotency(afterRemoval: boolean) {
       for (const pid of ['a', 'b', 'c']) {
         await run.registerProducer(pid, { host: 'chaos', pid: process.pid }, 60_000);
         const producer = createProducer({
-          queues: [queue],
           run,
           registry: registry(),
           producerId: pid,

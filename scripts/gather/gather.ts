@@ -63,7 +63,6 @@ export async function gather(
         : null;
     log.info({ runId, jobs: n, ownConsumer: own !== null }, 'gather: enqueuing');
     const producer = createProducer({
-      queues: [queue],
       run,
       registry: deps.registry,
       producerId: 'gather',

@@ -1,4 +1,4 @@
-import { inOneWrite, type RedisClient } from '../redis.js';
+import type { RedisClient } from '../redis.js';
 import {
   callbacksDueKey,
   pendingRunsKey,
@@ -15,6 +15,8 @@ import { openShardQueue } from '../queue.js';
 import { luaScript } from './lua-script.js';
 import {
   ackAddedLua,
+  putJobsLua,
+  PUT_QUEUE_KEY_NAMES,
   cancelJobLua,
   cancelRunLua,
   callbackMarkLua,
@@ -65,6 +67,7 @@ const runScripts = {
 
 const shardScripts = {
   ackAdded: luaScript(ackAddedLua),
+  putJobs: luaScript(putJobsLua),
   tallyProducer: luaScript(tallyProducerLua),
   recordFinished: luaScript(recordFinishedLua),
   reopen: luaScript(reopenLua),
@@ -151,6 +154,9 @@ type ShardReply = [counted: number, duplicates: number, state: 'open' | 'closed'
 type CloseReply = [state: 'open' | 'closed', detail: string, cursor?: string];
 
 /** What the run did with a job that was put back to work. */
+/** A job as `putJobs` stores it: `seq` is its place in its instance (absent for an idempotency key's job). */
+export type StoredJob = { id: string; seq?: number; name: string; data: string };
+
 export type ReopenOutcome = 'open' | 'reopened' | 'after-join' | 'uncounted';
 
 /**
@@ -460,11 +466,6 @@ export class RunStore {
       ProducerState | 'missing' | 'superseded' | 'cancelled';
   }
 
-  /** Commands `send` issues on this store's connection leave in one write (see `inOneWrite`). */
-  inOneWrite<T>(send: () => Promise<T>): Promise<T> {
-    return inOneWrite(this.redis, send);
-  }
-
   /** Records ids about to be sent to a shard, so a producer that dies mid-add can be settled later. */
   async markInflight(shard: number, instance: string, jobIds: readonly string[]): Promise<void> {
     const k = this.keysOf(shard);
@@ -488,12 +489,31 @@ export class RunStore {
     return Number(await this.shardCall(shard, 'ackAdded', [k.inflightPrefix + instance], instance, ...args));
   }
 
-  /** Of these keyed job ids on one shard, the ones this run already accepted (their key was used before). */
-  async acceptedKeyed(shard: number, jobIds: readonly string[]): Promise<Set<string>> {
+  /**
+   * Stores jobs in the shard's BullMQ queue and acknowledges them in the run, atomically (see
+   * putJobsLua). `options`: the jobs' BullMQ options, already in the JSON BullMQ stores (without
+   * jobId). Returns how many the run acknowledged now, plus those an earlier send of the same put had
+   * already stored (a retried send after a lost reply). Fails with RunError 'fenced', writing nothing,
+   * when this instance was declared lost or superseded.
+   */
+  async putJobs(
+    shard: number,
+    instance: string,
+    options: string,
+    jobs: readonly StoredJob[],
+  ): Promise<{ acknowledged: number; storedBefore: number }> {
     const k = this.keysOf(shard);
-    if (jobIds.length === 0) return new Set();
-    const seen = await this.redis.smismember(k.keyed, ...jobIds);
-    return new Set(jobIds.filter((_, i) => seen[i] === 1));
+    const keys: string[] = PUT_QUEUE_KEY_NAMES.map((name) => k.jobPrefix + name);
+    const args: (string | number)[] = [instance, Date.now(), options];
+    for (const job of jobs) {
+      keys.push(k.jobPrefix + job.id);
+      args.push(job.seq ?? 'k', job.id, job.name, job.data);
+    }
+    const [acknowledged, storedBefore] = (await this.shardCall(shard, 'putJobs', keys, ...args)) as [
+      number,
+      number,
+    ];
+    return { acknowledged, storedBefore };
   }
 
   /** Acknowledged jobs not yet finished, over every shard. */

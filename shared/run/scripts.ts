@@ -593,6 +593,81 @@ keep_ttl()
 return tonumber(redis.call('HGET', SMETA, 'tallied:' .. ARGV[1]))
 `;
 
+/** BullMQ's keys of a shard that an atomic put writes, in the order `putJobs` receives them after SHARD_KEYS. */
+export const PUT_QUEUE_KEY_NAMES = ['wait', 'meta', 'id', 'events', 'marker', 'active'] as const;
+
+/**
+ * A producer's put, atomic: stores the jobs in BullMQ's queue and acknowledges them in the run in one
+ * script, so no job is ever in flight (stored but not yet counted) and a fenced instance writes nothing.
+ * KEYS[FIXED+1..FIXED+6] the shard's BullMQ keys (PUT_QUEUE_KEY_NAMES), then one job hash per job.
+ * ARGV[1] instance, ARGV[2] timestamp (ms), ARGV[3] the jobs' BullMQ options as JSON (without jobId),
+ * then per job: its seq in the instance (or 'k' for one put with an idempotency key), id, name, data.
+ *
+ * A job is stored exactly as BullMQ's addStandardJob stores it (hash fields, the wait list, the
+ * worker marker, the 'added' and 'waiting' events), so BullMQ's workers, Bull Board and QueueEvents
+ * see an ordinary job. Each instance's seqs reach a shard in increasing order, so a seq at or below
+ * the shard's mark for the instance was stored by an earlier send of the same put (a reply lost to a
+ * reconnect): it is reported as stored again, never added twice, even after BullMQ trimmed it. A keyed
+ * id the run already accepted is skipped. Returns {acknowledged now, stored by an earlier send}.
+ */
+export const putJobsLua =
+  shardPrelude +
+  /* lua */ `
+local WAIT, BMETA, ID, EVENTS, MARKER, ACTIVE =
+  KEYS[FIXED + 1], KEYS[FIXED + 2], KEYS[FIXED + 3], KEYS[FIXED + 4], KEYS[FIXED + 5], KEYS[FIXED + 6]
+local instance, timestamp, opts = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('SISMEMBER', FENCED, instance) == 1 then return redis.error_reply('FENCED') end
+local mark_field = 'seq:' .. instance
+local mark = tonumber(redis.call('HGET', SMETA, mark_field) or '-1')
+local first_mark = mark
+local opts_head = string.sub(opts, 1, -2) .. (opts == '{}' and '' or ',') .. '"jobId":'
+local max_events = redis.call('HGET', BMETA, 'opts.maxLenEvents')
+if not max_events then
+  max_events = 10000
+  redis.call('HSET', BMETA, 'opts.maxLenEvents', max_events)
+end
+local added, again, n = {}, 0, 0
+local jobs = (#ARGV - 3) / 4
+for i = 1, jobs do
+  local at = 3 + (i - 1) * 4
+  local seq, id, name, data = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+  local jk = KEYS[FIXED + 6 + i]
+  local fresh
+  if seq == 'k' then
+    fresh = redis.call('SISMEMBER', KEYED, id) == 0
+  else
+    seq = tonumber(seq)
+    fresh = seq > mark
+    if fresh then mark = seq else again = again + 1 end
+  end
+  if fresh and redis.call('EXISTS', jk) == 0 then
+    redis.call('HSET', jk, 'name', name, 'data', data, 'opts', opts_head .. cjson.encode(id) .. '}',
+      'timestamp', timestamp, 'delay', 0, 'priority', 0)
+    redis.call('XADD', EVENTS, '*', 'event', 'added', 'jobId', id, 'name', name)
+    redis.call('XADD', EVENTS, 'MAXLEN', '~', max_events, '*', 'event', 'waiting', 'jobId', id)
+    if seq == 'k' then redis.call('SADD', KEYED, id) end
+    n = n + acknowledge(id)
+    added[#added + 1] = id
+  end
+end
+if mark ~= first_mark then redis.call('HSET', SMETA, mark_field, mark) end
+if #added > 0 then
+  redis.call('INCRBY', ID, #added)
+  -- LPUSH of many ids leaves them as one LPUSH each would: the first put is the first taken.
+  for from = 1, #added, 1000 do
+    redis.call('LPUSH', WAIT, unpack(added, from, math.min(from + 999, #added)))
+  end
+  -- Wake a worker unless the queue is paused or at its global concurrency (BullMQ's marker rule).
+  local q = redis.call('HMGET', BMETA, 'paused', 'concurrency')
+  if not q[1] and not (q[2] and redis.call('LLEN', ACTIVE) >= tonumber(q[2])) then
+    redis.call('ZADD', MARKER, 0, '0')
+  end
+end
+count_produced(instance, n)
+keep_ttl()
+return {n, again}
+`;
+
 /**
  * Triples (job id, 'completed'|'failed'|'cancelled', instance) from ARGV[1]; for entry i, KEYS[FIXED + 2i - 1]
  * is the instance's in-flight set and KEYS[FIXED + 2i] the job's hash. Counts each job once: through

@@ -50,7 +50,7 @@ describe('dashboard', () => {
     await run.create(1);
     await run.registerProducer('p1', { host: 'test-host', pid: 1 }, 10_000);
     const q = openQueue(queue, redis);
-    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: retry });
+    const producer = createProducer({ run, registry, producerId: 'p1', jobOptions: retry });
     await producer.putMany(
       Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms } })),
     );
@@ -461,7 +461,6 @@ describe('dashboard', () => {
     await run.create(1);
     await run.registerProducer('p1', { host: 'test', pid: 1 }, 10_000);
     const producer = createProducer({
-      queues: [q],
       run,
       registry: new JobRegistry(builtinJobs),
       producerId: 'p1',

@@ -46,7 +46,6 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     await run.registerProducer('p1', { host: 'test', pid: 1 }, 10_000);
     const registry = await loadJobRegistry([JOB_MODULES], projectRoot);
     const producer = createProducer({
-      queues: [q],
       run,
       registry,
       producerId: 'p1',

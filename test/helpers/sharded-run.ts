@@ -1,9 +1,7 @@
-import type { JobsOptions } from 'bullmq';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs } from '../../shared/jobs/index.js';
 import { JobRegistry } from '../../shared/jobs/registry.js';
-import { jobOptions } from '../../shared/queue.js';
-import { openQueues } from '../../shared/queue.js';
+import { jobOptions, openQueues, type ConveyorJobOptions } from '../../shared/queue.js';
 import type { RedisClient } from '../../shared/redis.js';
 import { RunStore } from '../../shared/run/run-store.js';
 
@@ -16,14 +14,13 @@ export async function openShardedRun(
   queue: string,
   runId: string,
   shards: number,
-  opts: { leaseMs?: number; jobOptions?: JobsOptions } = {},
+  opts: { leaseMs?: number; jobOptions?: ConveyorJobOptions } = {},
 ) {
   const run = new RunStore(redis, queue, runId, shards);
   await run.create(1);
   await run.registerProducer('p1', { host: 'test-host', pid: 1 }, opts.leaseMs ?? 10_000);
   const queues = openQueues(queue, shards, redis);
   const producer = createProducer({
-    queues,
     run,
     registry: new JobRegistry(builtinJobs),
     producerId: 'p1',

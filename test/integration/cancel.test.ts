@@ -70,7 +70,6 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     await run.create(1, 10_000);
     await run.registerProducer('p1', host, 10_000);
     const producer = createProducer({
-      queues: [q],
       run,
       registry,
       producerId: 'p1',

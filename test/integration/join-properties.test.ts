@@ -2,8 +2,8 @@ import { fc, test } from '@fast-check/vitest';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { openQueue, type JobData } from '../../shared/queue.js';
-import { RunError, RunStore } from '../../shared/run/run-store.js';
+import { jobOptions, openQueue, type JobData } from '../../shared/queue.js';
+import { RunError, RunStore, type StoredJob } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import type { JoinAttempt } from '../../shared/run/types.js';
 import { connect, dropQueue, testQueue } from '../helpers/redis.js';
@@ -67,13 +67,24 @@ type Instance = {
   /** In the in-flight set, not yet acknowledged. */
   marked: Set<string>;
   acks: number;
+  /** Its last atomic put, to send again (as ioredis does when a reply was lost to a reconnect). */
+  lastPut?: StoredJob[];
 };
 
+const PUT_OPTIONS = JSON.stringify(
+  jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 100, keepFailed: 100 }),
+);
 const slot = fc.nat(SLOTS - 1);
-// Weighted towards the steady state (put, acknowledge, finish, check), with failures mixed in.
+// Weighted towards the steady state (put, acknowledge, finish, check), with failures mixed in. Jobs
+// arrive two ways: the producer's atomic put, and an add acknowledged afterwards (add, then ack).
 const step = fc.oneof(
   {
-    weight: 5,
+    weight: 4,
+    arbitrary: fc.record({ t: fc.constant('put' as const), slot, n: fc.integer({ min: 1, max: 3 }) }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('resend' as const), slot }) },
+  {
+    weight: 3,
     arbitrary: fc.record({ t: fc.constant('add' as const), slot, n: fc.integer({ min: 1, max: 3 }) }),
   },
   { weight: 4, arbitrary: fc.record({ t: fc.constant('ack' as const), slot }) },
@@ -295,6 +306,44 @@ describe('join protocol properties (real Redis)', () => {
           return (inst.state === 'running' || inst.state === 'lost') && !inst.dying ? inst : undefined;
         };
         switch (st.t) {
+          case 'put': {
+            const inst = liveOf(st.slot);
+            if (!inst) return;
+            const batch = Array.from({ length: st.n }, (_, i) => {
+              const seq = inst.seq++;
+              const payload = { value: i, ms: 0 };
+              const data = JSON.stringify({ run: runId, producer: inst.id, payload });
+              return { id: `${runId}.${inst.id}.${seq}`, seq, name: 'sleep', data };
+            });
+            try {
+              const r = await run.putJobs(0, inst.id, PUT_OPTIONS, batch);
+              expect(inst.fenced, `put of fenced ${inst.id} accepted`).toBe(false);
+              expect(r).toEqual({ acknowledged: st.n, storedBefore: 0 });
+              inst.acks += st.n;
+              inst.lastPut = batch;
+              for (const { id } of batch) jobs.push({ ...newJob(id, inst), acked: true });
+            } catch (err) {
+              expect((err as RunError).code, String(err)).toBe('fenced');
+              expect(inst.fenced, `put of live ${inst.id} refused`).toBe(true);
+              for (const { id } of batch) expect(await redis.exists(jobKey(id)), `${id} stored`).toBe(0);
+            }
+            return;
+          }
+          case 'resend': {
+            const inst = current[st.slot]!;
+            if (!inst.lastPut) return;
+            const r = await run.putJobs(0, inst.id, PUT_OPTIONS, inst.lastPut).catch((err: unknown) => {
+              expect((err as RunError).code, String(err)).toBe('fenced');
+              expect(inst.fenced, `resend of live ${inst.id} refused`).toBe(true);
+              return undefined;
+            });
+            if (r)
+              expect(r, 'a put sent again added or counted').toEqual({
+                acknowledged: 0,
+                storedBefore: inst.lastPut.length,
+              });
+            return;
+          }
           case 'add': {
             const inst = liveOf(st.slot);
             if (!inst) return;

@@ -46,7 +46,7 @@ describe('join protocol regressions', () => {
   const openWithProducer = async () => {
     const { q, run } = await open();
     await run.registerProducer('p1', host, 10_000);
-    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    const producer = createProducer({ run, registry, producerId: 'p1', jobOptions: keepAll });
     return { q, run, producer };
   };
 
@@ -121,7 +121,6 @@ describe('join protocol regressions', () => {
     const { q, run } = await open();
     const first = await run.registerProducer('p1', host, 10_000);
     const before = createProducer({
-      queues: [q],
       run,
       registry,
       producerId: 'p1',
@@ -142,7 +141,6 @@ describe('join protocol regressions', () => {
     const second = await run.registerProducer('p1', host, 10_000);
     expect(second.incarnation).toBe(2);
     const after = createProducer({
-      queues: [q],
       run,
       registry,
       producerId: 'p1',
@@ -181,7 +179,6 @@ describe('join protocol regressions', () => {
     await run.registerProducer('p1', host, 10_000);
     await run.registerProducer('p2', host, 10_000);
     const producer = createProducer({
-      queues: [q],
       run,
       registry: jobs,
       producerId: 'p1',
@@ -229,16 +226,15 @@ describe('join protocol regressions', () => {
     expect(s.join.totals).toMatchObject({ produced: 1, completed: 1 });
   });
 
-  it('bug 5: a producer declared lost cannot add: its put rejects and the job is withdrawn', async () => {
+  it('bug 5: a producer declared lost cannot add: its puts reject and store nothing', async () => {
     const { q, run } = await open(300);
     await run.registerProducer('p1', host, 300);
-    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: keepAll });
+    const producer = createProducer({ run, registry, producerId: 'p1', jobOptions: keepAll });
     await pollUntil('p1 to be declared lost (and the empty run to join)', async () =>
       (await run.tryJoin()).joined ? true : undefined,
     );
     // The zombie's put must not leave a job behind the join.
-    await producer.put('sleep', { value: 1, ms: 0 });
-    await expect(producer.flush()).rejects.toBeInstanceOf(RunError);
+    await expect(producer.put('sleep', { value: 1, ms: 0 })).rejects.toBeInstanceOf(RunError);
     await expect(producer.put('sleep', { value: 2, ms: 0 })).rejects.toThrow(/declared lost/);
     expect(await q.count()).toBe(0);
     const { state } = await producer.done().catch(() => ({ state: 'refused' }));
@@ -371,7 +367,6 @@ describe('bounded run state', () => {
     await run.create(1, 10_000, retentionMs);
     const { instance } = await run.registerProducer('p1', host, 10_000);
     const producer = createProducer({
-      queues: [q],
       run,
       registry,
       producerId: 'p1',

@@ -9,7 +9,7 @@ import { useTestQueue } from '../helpers/test-queue.js';
 const registry = new JobRegistry(builtinJobs);
 const opts = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
 
-describe('concurrent puts share bulk adds', () => {
+describe('concurrent puts share batches', () => {
   const ctx = useTestQueue();
 
   const open = async (lingerMs = 0) => {
@@ -18,20 +18,14 @@ describe('concurrent puts share bulk adds', () => {
     const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(1);
     await run.registerProducer('p1', { host: 'test', pid: 1 }, 10_000);
-    // Count what reaches BullMQ; the adds themselves are real.
+    // Count the puts that reach Redis (jobs per script call); the calls themselves are real.
     const calls: number[] = [];
-    const addBulk = q.addBulk.bind(q);
-    q.addBulk = (jobs) => {
+    const putJobs = run.putJobs.bind(run);
+    run.putJobs = (shard, instance, options, jobs) => {
       calls.push(jobs.length);
-      return addBulk(jobs);
-    };
-    const add = q.add.bind(q);
-    q.add = (...args) => {
-      calls.push(1);
-      return add(...args);
+      return putJobs(shard, instance, options, jobs);
     };
     const producer = createProducer({
-      queues: [q],
       run,
       registry,
       producerId: 'p1',
@@ -41,7 +35,7 @@ describe('concurrent puts share bulk adds', () => {
     return { q, run, producer, calls };
   };
 
-  it('100 concurrent callers: each resolves only once its own job is stored, in a few bulk adds', async () => {
+  it('100 concurrent callers: each resolves only once its own job is stored, in a few batches', async () => {
     const { q, run, producer, calls } = await open();
     const stored = await Promise.all(
       Array.from({ length: 100 }, async (_, i) => {
@@ -75,10 +69,10 @@ describe('concurrent puts share bulk adds', () => {
   });
 
   it('a batch that fails rejects only the calls it carried', async () => {
-    const { q, producer } = await open(20);
-    const addBulk = q.addBulk.bind(q);
+    const { q, run, producer } = await open(20);
+    const putJobs = run.putJobs.bind(run);
     let n = 0;
-    q.addBulk = (jobs) => (++n === 1 ? Promise.reject(new Error('Redis said no')) : addBulk(jobs));
+    run.putJobs = (...args) => (++n === 1 ? Promise.reject(new Error('Redis said no')) : putJobs(...args));
     // Two callers linger into the first batch (which fails); two more go in the next one.
     const first = [producer.put('sleep', { value: 1, ms: 0 }), producer.put('sleep', { value: 2, ms: 0 })];
     const firstSettled = await Promise.allSettled(first);

@@ -29,7 +29,7 @@ describe('RunStore: the join decision', () => {
     const q = openQueue(ctx.queue, ctx.redis);
     ctx.cleanups.push(() => q.close());
     const run = await runWithP1('r', 1, leaseMs);
-    const producer = createProducer({ queues: [q], run, registry, producerId: 'p1', jobOptions: opts });
+    const producer = createProducer({ run, registry, producerId: 'p1', jobOptions: opts });
     return { q, run, producer };
   };
 

@@ -56,7 +56,6 @@ describe('run metrics from Redis', () => {
     const bull = openQueue(ctx.queue, ctx.redis);
     ctx.cleanups.push(() => bull.close());
     const producer = createProducer({
-      queues: [bull],
       run,
       registry: new JobRegistry(builtinJobs),
       producerId: 'p1',
