@@ -4,15 +4,17 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { findRedisServer, NO_REDIS_SERVER_MESSAGE, startRedisServer } from '../shared/redis-server.js';
 import { projectRoot } from '../shared/roles.js';
-import { RunStore } from '../shared/run/run-store.js';
+import { jobOptions } from '../shared/queue.js';
+import { RunStore, type StoredJob } from '../shared/run/run-store.js';
 import type { ConsumerRecord } from '../shared/run/types.js';
 import { sleep } from './proc.js';
 import { commandStats, cpuSeconds, resetRedis } from './redis-info.js';
 
 const USAGE = `Usage: npm run bench:join -- [options]
 
-What the run protocol costs Redis: per job, the Redis time of its in-flight mark, its
-acknowledgement and its finish report (batched as producers and consumers batch them); as a run
+What the run protocol costs Redis: per job, the Redis time of its put (stored as BullMQ stores a
+job, and acknowledged in the run, in one script) and of its finish report (batched as producers and
+consumers batch them); as a run
 grows, Redis time per join check with 10 to 10,000 registered producers, and Redis CPU while 2 to
 200 consumers heartbeat (each heartbeat saves the consumer's record and runs a join check) over a
 run's tail of open jobs. Starts its own redis-server.
@@ -37,18 +39,20 @@ async function protocolUsec(redis: Redis): Promise<{ usec: number; calls: number
 /** Ids per protocol call, as the roles batch them. */
 const BATCH = 500;
 
-/**
- * `count` waiting jobs of producer p0 as BullMQ keeps them (a hash per job, not finished); returns
- * their ids in batches of BATCH.
- */
-async function waitingJobs(redis: Redis, run: RunStore, count: number): Promise<string[][]> {
-  const ids = Array.from({ length: count }, (_, i) => `${run.runId}.p0.${i}`);
-  const k = run.shardKeys[0]!;
-  const pipe = redis.pipeline();
-  for (const id of ids) pipe.hset(k.jobPrefix + id, 'name', 'sleep', 'data', '{}', 'timestamp', Date.now());
-  await pipe.exec();
-  return Array.from({ length: Math.ceil(count / BATCH) }, (_, i) => ids.slice(i * BATCH, (i + 1) * BATCH));
+/** `count` no-op jobs of producer p0, in batches of BATCH, as a producer puts them. */
+function jobBatches(runId: string, count: number): StoredJob[][] {
+  const jobs = Array.from({ length: count }, (_, seq) => ({
+    id: `${runId}.p0.${seq}`,
+    seq,
+    name: 'noop',
+    data: JSON.stringify({ run: runId, producer: 'p0', payload: { value: seq, ms: 0 } }),
+  }));
+  return Array.from({ length: Math.ceil(count / BATCH) }, (_, i) => jobs.slice(i * BATCH, (i + 1) * BATCH));
 }
+
+const OPTIONS = JSON.stringify(
+  jobOptions({ attempts: 3, backoffMs: 1_000, keepCompleted: 1_000, keepFailed: 1_000 }),
+);
 
 async function prepareRun(redis: Redis, runId: string, producers: number, tail: number): Promise<RunStore> {
   const run = new RunStore(redis, 'bench', runId);
@@ -60,9 +64,7 @@ async function prepareRun(redis: Redis, runId: string, producers: number, tail: 
       ),
     );
   }
-  const batches = await waitingJobs(redis, run, tail);
-  for (const b of batches) await run.markInflight(0, 'p0', b);
-  for (const b of batches) await run.ackAdded(0, 'p0', b);
+  for (const b of jobBatches(runId, tail)) await run.putJobs(0, 'p0', OPTIONS, b);
   for (let i = 0; i < producers; i += 500) {
     await Promise.all(
       Array.from({ length: Math.min(500, producers - i) }, (_, j) =>
@@ -73,44 +75,37 @@ async function prepareRun(redis: Redis, runId: string, producers: number, tail: 
   return run;
 }
 
-/** Redis µs spent in evalsha and sadd (the protocol's per-job writes) since the last RESETSTAT. */
-async function writeUsec(redis: Redis): Promise<number> {
+/** Redis µs spent in script calls (the protocol's per-job writes) since the last RESETSTAT. */
+async function scriptUsec(redis: Redis): Promise<number> {
   const stats = await commandStats(redis);
-  return stats.filter((s) => s.command === 'evalsha' || s.command === 'sadd').reduce((n, s) => n + s.usec, 0);
+  return stats.filter((s) => s.command === 'evalsha').reduce((n, s) => n + s.usec, 0);
 }
 
 /**
- * The protocol's own Redis time per job, in the batches the roles use: the in-flight mark (a plain
- * SADD), the acknowledgement and the finish report. BullMQ's add and completion are not included.
+ * Redis time per job, in the batches the roles use: the put (which stores the job as BullMQ's own add
+ * does and acknowledges it in the run) and the finish report. BullMQ's completion is not included.
  */
 async function perJobCost(
   redis: Redis,
   jobs: number,
-): Promise<{ markUs: number; ackUs: number; finishUs: number; commands: number }> {
+): Promise<{ putUs: number; finishUs: number; commands: number }> {
   await resetRedis(redis);
   const run = new RunStore(redis, 'bench', 'per-job');
   await run.create(1, 600_000, 0);
   await run.registerProducer('p0', { host: 'bench', pid: 1 }, 600_000);
-  const batches = await waitingJobs(redis, run, jobs);
+  const batches = jobBatches(run.runId, jobs);
   await redis.config('RESETSTAT');
-  for (const b of batches) await run.markInflight(0, 'p0', b);
-  const marked = await writeUsec(redis);
-  for (const b of batches) await run.ackAdded(0, 'p0', b);
-  const acked = await writeUsec(redis);
+  for (const b of batches) await run.putJobs(0, 'p0', OPTIONS, b);
+  const put = await scriptUsec(redis);
   for (const b of batches)
     await run.recordFinished(
       0,
-      b.map((id) => ({ id, outcome: 'completed' as const, instance: 'p0' })),
+      b.map(({ id }) => ({ id, outcome: 'completed' as const, instance: 'p0' })),
     );
-  const finished = await writeUsec(redis);
+  const finished = await scriptUsec(redis);
   // Every command, those run inside the scripts included (the INFO calls above are a handful).
   const calls = (await commandStats(redis)).reduce((n, st) => n + st.calls, 0);
-  return {
-    markUs: marked / jobs,
-    ackUs: (acked - marked) / jobs,
-    finishUs: (finished - acked) / jobs,
-    commands: calls / jobs,
-  };
+  return { putUs: put / jobs, finishUs: (finished - put) / jobs, commands: calls / jobs };
 }
 
 async function main(): Promise<void> {
@@ -138,7 +133,7 @@ async function main(): Promise<void> {
   const checks = Number(values.checks);
   const tail = Number(values.tail);
   const result: {
-    perJob: { markUs: number; ackUs: number; finishUs: number; totalUs: number; commands: number };
+    perJob: { putUs: number; finishUs: number; totalUs: number; commands: number };
     checkCost: { producers: number; usecPerCheck: number; commandsPerCheck: number }[];
     heartbeats: {
       consumers: number;
@@ -147,7 +142,7 @@ async function main(): Promise<void> {
       heartbeatsPerSecond: number;
     }[];
   } = {
-    perJob: { markUs: 0, ackUs: 0, finishUs: 0, totalUs: 0, commands: 0 },
+    perJob: { putUs: 0, finishUs: 0, totalUs: 0, commands: 0 },
     checkCost: [],
     heartbeats: [],
   };
@@ -156,14 +151,13 @@ async function main(): Promise<void> {
     for (let i = 0; i < 5; i++) repeats.push(await perJobCost(redis, Number(values.jobs)));
     const median = (f: (r: (typeof repeats)[number]) => number) =>
       Math.round(repeats.map(f).sort((a, b) => a - b)[2]! * 100) / 100;
-    const markUs = median((r) => r.markUs);
-    const ackUs = median((r) => r.ackUs);
+    const putUs = median((r) => r.putUs);
     const finishUs = median((r) => r.finishUs);
-    const totalUs = median((r) => r.markUs + r.ackUs + r.finishUs);
+    const totalUs = median((r) => r.putUs + r.finishUs);
     const commands = median((r) => r.commands);
-    result.perJob = { markUs, ackUs, finishUs, totalUs, commands };
+    result.perJob = { putUs, finishUs, totalUs, commands };
     console.log(
-      `per job, batches of ${BATCH} (median of 5): in-flight mark ${markUs} µs, acknowledgement ${ackUs} µs, finish report ${finishUs} µs of Redis; ${totalUs} µs in all, ${commands} Redis commands per job`,
+      `per job, batches of ${BATCH} (median of 5): put (stored and acknowledged) ${putUs} µs, finish report ${finishUs} µs of Redis; ${totalUs} µs in all, ${commands} Redis commands per job`,
     );
     for (const producers of list(values.producers)) {
       await resetRedis(redis);
