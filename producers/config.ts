@@ -22,7 +22,11 @@ const shape = {
   ...metricsShape,
   RUN_ID: name('default'),
   PRODUCERS: int(1, 1, 100_000),
-  PRODUCER_ID: optionalName(),
+  // Job ids are <run>.<producer>.<seq> and <run>.k.<key>: a producer named "k" would share the keys' ids.
+  PRODUCER_ID: optionalName().refine(
+    (id) => id !== 'k',
+    '"k" is reserved: job ids <run>.k.<key> belong to idempotency keys',
+  ),
   JOBS: countSpec({ min: 0, max: 5 }),
   PRODUCE_INTERVAL_MS: int(2_000, 0, 3_600_000),
   BATCH_SIZE: int(1, 1, 10_000),

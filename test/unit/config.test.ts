@@ -41,6 +41,13 @@ describe('producer config', () => {
     expect(problems.find((p) => p.startsWith('QUEUE:'))).toBeDefined();
   });
 
+  it('refuses PRODUCER_ID "k": its job ids would be the ids of idempotency keys', () => {
+    expect(problemsOf(() => loadProducerConfig({ PRODUCER_ID: 'k' }))).toEqual([
+      expect.stringMatching(/^PRODUCER_ID: .*idempotency/),
+    ]);
+    expect(loadProducerConfig({ PRODUCER_ID: 'k2' }).producerId).toBe('k2');
+  });
+
   it('refuses a backwards range rather than guessing', () => {
     expect(problemsOf(() => loadProducerConfig({ JOBS: '5-2' }))[0]).toMatch(
       /^JOBS: range must go from low to high/,
