@@ -167,6 +167,32 @@ describe('RunStore: the join decision', () => {
     });
   });
 
+  it('a finish report of several producers’ jobs checks each job against its own producer’s in-flight set', async () => {
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = await runWithP1('r', 3);
+    await run.registerProducer('p2', host, 10_000);
+    await run.registerProducer('p3', host, 10_000);
+    // p1's job acknowledged; p2's and p3's added but not yet acknowledged (in flight).
+    const data = (producer: string) => ({ run: 'r', producer, payload: { value: 0, ms: 0 } });
+    await run.putJobs(0, 'p1', JSON.stringify(opts), [
+      { id: 'r.p1.0', seq: 0, name: 'sleep', data: JSON.stringify(data('p1')) },
+    ]);
+    for (const p of ['p2', 'p3']) {
+      await run.markInflight(0, p, [`r.${p}.0`]);
+      await q.add('sleep', data(p), { jobId: `r.${p}.0` });
+    }
+    const r = await run.recordFinished(0, [
+      { id: 'r.p2.0', outcome: 'completed', instance: 'p2' },
+      { id: 'r.p1.0', outcome: 'completed', instance: 'p1' },
+      { id: 'r.p3.0', outcome: 'failed', instance: 'p3' },
+    ]);
+    expect(r).toMatchObject({ counted: 3, duplicates: 0 });
+    expect(await run.ackAdded(0, 'p2', ['r.p2.0'])).toBe(1);
+    expect(await run.ackAdded(0, 'p3', ['r.p3.0'])).toBe(1);
+    expect((await readStatus())?.jobs).toMatchObject({ produced: 3, completed: 2, failed: 1, unfinished: 0 });
+  });
+
   it('marks a producer whose lease ran out as lost and counts its acknowledged-by-Redis jobs', async () => {
     const { q, run } = await openRun(300);
     // The producer died between the add and its acknowledgement: one id reached BullMQ, one did not.
