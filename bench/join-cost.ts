@@ -14,10 +14,9 @@ const USAGE = `Usage: npm run bench:join -- [options]
 
 What the run protocol costs Redis: per job, the Redis time of its put (stored as BullMQ stores a
 job, and acknowledged in the run, in one script) and of its finish report (batched as producers and
-consumers batch them); as a run
-grows, Redis time per join check with 10 to 10,000 registered producers, and Redis CPU while 2 to
-200 consumers heartbeat (each heartbeat saves the consumer's record and runs a join check) over a
-run's tail of open jobs. Starts its own redis-server.
+consumers batch them); as a run grows, Redis time per join check with 10 to 10,000 registered
+producers, and Redis CPU while 2 to 200 consumers heartbeat (each heartbeat saves the consumer's
+record and runs a join check) over a run's tail of open jobs. Starts its own redis-server.
 
   --producers LIST  registered producers per setup (default 10,1000,10000)
   --consumers LIST  heartbeating consumers per setup (default 2,20,200)

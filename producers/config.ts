@@ -30,7 +30,7 @@ const shape = {
   JOBS: countSpec({ min: 0, max: 5 }),
   PRODUCE_INTERVAL_MS: int(2_000, 0, 3_600_000),
   BATCH_SIZE: int(1, 1, 10_000),
-  // How long a lone put waits for concurrent ones to share its bulk add (0: the current tick only).
+  // How long a lone put waits for concurrent ones to share its script call (0: the current tick only).
   PUT_LINGER_MS: int(0, 0, 1_000),
   MAX_DEPTH: int(0, 0, 10_000_000),
   JOB_TYPE: name('sleep'),

@@ -61,9 +61,13 @@ export type ProducerDeps = {
   instance?: string;
   /** Every job's BullMQ options (retry policy and trimming), stored with it. */
   jobOptions: ConveyorJobOptions;
-  /** How concurrent puts are coalesced into bulk adds (PUT_LINGER_MS sets `lingerMs`). */
+  /** How concurrent puts are coalesced into one script call (PUT_LINGER_MS sets `lingerMs`). */
   batching?: Partial<BatcherOptions>;
 };
+
+const DEFAULT_BATCHING: BatcherOptions = { maxBatch: 1_000, maxInFlight: 2, lingerMs: 0 };
+
+type Routed = { item: PutItem; shard: number; id: string; seq?: number };
 
 /**
  * The producer side of a run. Job ids are deterministic (`<run>.<instance>.<seq>`), so a put that is
@@ -71,10 +75,6 @@ export type ProducerDeps = {
  * never reuses an earlier one's ids. Each put stores its jobs and has the run acknowledge them in one
  * script call (RunStore.putJobs), so nothing is ever stored but unacknowledged.
  */
-const DEFAULT_BATCHING: BatcherOptions = { maxBatch: 1_000, maxInFlight: 2, lingerMs: 0 };
-
-type Routed = { item: PutItem; shard: number; id: string; seq?: number };
-
 export function createProducer(deps: ProducerDeps): Producer {
   const { run, registry } = deps;
   const producerId = deps.instance ?? deps.producerId;
@@ -82,8 +82,8 @@ export function createProducer(deps: ProducerDeps): Producer {
   const options = JSON.stringify(deps.jobOptions);
   let seq = 0;
   let roundRobin = 0;
-  let enqueued = 0;
   const producedOn = run.shardKeys.map(() => 0);
+  const produced = () => producedOn.reduce((a, b) => a + b, 0);
   const shardOf = (item: PutItem): number => {
     if (shardCount === 1) return 0;
     const routeBy = item.shardKey ?? item.key;
@@ -104,7 +104,6 @@ export function createProducer(deps: ProducerDeps): Producer {
       }),
     }));
     const { acknowledged, storedBefore } = await run.putJobs(shard, producerId, options, jobs);
-    enqueued += acknowledged + storedBefore;
     producedOn[shard]! += acknowledged + storedBefore;
   };
   // Every put goes through the batcher, so an instance's seqs reach each shard in increasing order.
@@ -152,11 +151,12 @@ export function createProducer(deps: ProducerDeps): Producer {
       await batcher.idle();
       return run.producerDone(deps.producerId, producedOn, incarnationOf(producerId, deps.producerId), opts);
     },
+    // A put is stored and acknowledged in one step: what was enqueued is what the run counts.
     get enqueued() {
-      return enqueued;
+      return produced();
     },
     get produced() {
-      return producedOn.reduce((a, b) => a + b, 0);
+      return produced();
     },
   };
 }

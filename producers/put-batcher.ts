@@ -1,8 +1,8 @@
 /**
- * Coalesces concurrent puts into bulk adds. A server that enqueues one job per request has many puts
- * in flight at once; sending each as its own add costs a round trip and a script call apiece. Here
+ * Coalesces concurrent puts into batches. A server that enqueues one job per request has many puts
+ * in flight at once; sending each on its own costs a round trip and a script call apiece. Here
  * every put made while a batch is on its way (or within `lingerMs`) rides in the next batch: one
- * MULTI/EXEC round trip for up to `maxBatch` jobs. Each caller is resolved only when the batch that
+ * round trip for up to `maxBatch` jobs. Each caller is resolved only when the batch that
  * carried its jobs is stored, and a failed batch rejects only the calls it carried.
  */
 export type BatcherOptions = {

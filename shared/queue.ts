@@ -17,7 +17,6 @@ export type JobData = {
 
 export type RetryPolicy = { attempts: number; backoffMs: number; keepCompleted: number; keepFailed: number };
 
-/** BullMQ job options from the retry policy: exponential backoff, completed jobs trimmed, failed kept visible. */
 /** The BullMQ options every conveyor job carries: its retry policy and how many finished jobs BullMQ keeps. */
 export type ConveyorJobOptions = {
   attempts: number;
@@ -26,6 +25,7 @@ export type ConveyorJobOptions = {
   removeOnFail: { count: number };
 };
 
+/** BullMQ job options from the retry policy: exponential backoff, completed jobs trimmed, failed kept visible. */
 export function jobOptions(policy: RetryPolicy): ConveyorJobOptions {
   return {
     attempts: policy.attempts,

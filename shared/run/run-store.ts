@@ -15,8 +15,6 @@ import { openShardQueue } from '../queue.js';
 import { luaScript } from './lua-script.js';
 import {
   ackAddedLua,
-  putJobsLua,
-  PUT_QUEUE_KEY_NAMES,
   cancelJobLua,
   cancelRunLua,
   callbackMarkLua,
@@ -29,6 +27,8 @@ import {
   joinRunLua,
   markCancelledLua,
   producerDoneLua,
+  putJobsLua,
+  PUT_QUEUE_KEY_NAMES,
   reconcileLua,
   recordFinishedLua,
   registerProducerLua,
@@ -153,10 +153,10 @@ export type CancelRunResult = {
 type ShardReply = [counted: number, duplicates: number, state: 'open' | 'closed', detail: string];
 type CloseReply = [state: 'open' | 'closed', detail: string, cursor?: string];
 
-/** What the run did with a job that was put back to work. */
 /** A job as `putJobs` stores it: `seq` is its place in its instance (absent for an idempotency key's job). */
 export type StoredJob = { id: string; seq?: number; name: string; data: string };
 
+/** What the run did with a job that was put back to work. */
 export type ReopenOutcome = 'open' | 'reopened' | 'after-join' | 'uncounted';
 
 /**
