@@ -6,6 +6,7 @@ import { findRedisServer, NO_REDIS_SERVER_MESSAGE, startRedisServer } from '../s
 import { projectRoot } from '../shared/roles.js';
 import { jobOptions } from '../shared/queue.js';
 import { RunStore, type StoredJob } from '../shared/run/run-store.js';
+import { putJobId } from '../shared/keys.js';
 import type { ConsumerRecord } from '../shared/run/types.js';
 import { sleep } from './proc.js';
 import { commandStats, cpuSeconds, resetRedis } from './redis-info.js';
@@ -39,9 +40,9 @@ async function protocolUsec(redis: Redis): Promise<{ usec: number; calls: number
 const BATCH = 500;
 
 /** `count` no-op jobs of producer p0, in batches of BATCH, as a producer puts them. */
-function jobBatches(runId: string, count: number): StoredJob[][] {
+function jobBatches(runId: string, idPrefix: string, count: number): StoredJob[][] {
   const jobs = Array.from({ length: count }, (_, seq) => ({
-    id: `${runId}.p0.${seq}`,
+    id: putJobId(idPrefix, 'p0', seq),
     seq,
     name: 'noop',
     data: JSON.stringify({ run: runId, producer: 'p0', payload: { value: seq, ms: 0 } }),
@@ -63,7 +64,7 @@ async function prepareRun(redis: Redis, runId: string, producers: number, tail: 
       ),
     );
   }
-  for (const b of jobBatches(runId, tail)) await run.putJobs(0, 'p0', OPTIONS, b);
+  for (const b of jobBatches(runId, await run.idPrefix(), tail)) await run.putJobs(0, 'p0', OPTIONS, b);
   for (let i = 0; i < producers; i += 500) {
     await Promise.all(
       Array.from({ length: Math.min(500, producers - i) }, (_, j) =>
@@ -92,14 +93,14 @@ async function perJobCost(
   const run = new RunStore(redis, 'bench', 'per-job');
   await run.create(1, 600_000, 0);
   await run.registerProducer('p0', { host: 'bench', pid: 1 }, 600_000);
-  const batches = jobBatches(run.runId, jobs);
+  const batches = jobBatches(run.runId, await run.idPrefix(), jobs);
   await redis.config('RESETSTAT');
   for (const b of batches) await run.putJobs(0, 'p0', OPTIONS, b);
   const put = await scriptUsec(redis);
   for (const b of batches)
     await run.recordFinished(
       0,
-      b.map(({ id }) => ({ id, outcome: 'completed' as const, instance: 'p0' })),
+      b.map(({ id }) => ({ id, outcome: 'completed' as const })),
     );
   const finished = await scriptUsec(redis);
   // Every command, those run inside the scripts included (the INFO calls above are a handful).

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { queueShards, shardJobPrefix, shardRunKeys } from '../shared/keys.js';
+import { putJobId, queueShards, shardJobPrefix, shardRunKeys } from '../shared/keys.js';
 import type { RedisClient } from '../shared/redis.js';
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
 import type { ChaosProcess } from './processes.js';
@@ -27,7 +27,7 @@ export function readLedger(file: string): Map<string, LedgerEntry> {
  * deterministic (`<run>.<producer>.<seq>`), so `sent = n` means ids 0..n-1 were acknowledged.
  * Independent of Redis: if Redis forgets an acknowledged job, this still remembers it.
  */
-export function producerAcknowledged(runId: string, producers: readonly ChaosProcess[]): Set<string> {
+export function producerAcknowledged(idPrefix: string, producers: readonly ChaosProcess[]): Set<string> {
   const ids = new Set<string>();
   for (const p of producers) {
     let producerId: string | undefined;
@@ -42,7 +42,7 @@ export function producerAcknowledged(runId: string, producers: readonly ChaosPro
         // a line cut by a SIGKILL
       }
     }
-    for (let i = 0; producerId && i < sent; i++) ids.add(`${runId}.${producerId}.${i}`);
+    for (let i = 0; producerId && i < sent; i++) ids.add(putJobId(idPrefix, producerId, i));
   }
   return ids;
 }
@@ -88,17 +88,18 @@ export async function audit(opts: {
   injected?: ReadonlySet<string>;
   /** Producers used idempotency keys, so their records' counts do not map to `<run>.<producer>.<seq>` ids. */
   keyed?: boolean;
-  /** The run's join callbacks (`<run>.on-join`...): jobs of the run's own making, outside its totals. */
+  /** The run's join callbacks (`<run>+<n>@on-join`...): jobs of the run's own making, outside its totals. */
   callbacks?: ReadonlySet<string>;
   /** Joins the harness itself made (in-process producers reporting done), which log no line. */
   harnessJoins?: number;
 }): Promise<AuditFigures> {
   const { redis, queue, runId } = opts;
   const status = await readRunStatus(redis, queue, runId, opts.leaseMs);
-  const fromProducers = producerAcknowledged(runId, opts.producers);
+  const prefix = status?.idPrefix ?? `${runId}+`;
+  const fromProducers = producerAcknowledged(prefix, opts.producers);
   const acked = new Set([...fromProducers, ...(opts.extraAcknowledged ?? [])]);
   for (const p of opts.keyed ? [] : (status?.producers.list ?? [])) {
-    for (let i = 0; i < p.produced; i++) acked.add(`${runId}.${p.id}.${i}`);
+    for (let i = 0; i < p.produced; i++) acked.add(putJobId(prefix, p.id, i));
   }
   const sets = await Promise.all(
     queueShards(queue, opts.shards).map(async (shard) => {
@@ -124,7 +125,7 @@ export async function audit(opts: {
 
   const lost = [...acked].filter((id) => !finished.has(id));
   const unexpected = [...finished].filter(
-    (id) => !acked.has(id) && !injected.has(id) && !opts.callbacks?.has(id) && id.startsWith(`${runId}.`),
+    (id) => !acked.has(id) && !injected.has(id) && !opts.callbacks?.has(id) && id.startsWith(prefix),
   );
   let duplicateStarts = 0;
   let reexecuted = 0;

@@ -192,6 +192,11 @@ export class Session {
     }
   }
 
+  /** The run's job id prefix (`<run>+<n>`): every job id of the run begins with it. */
+  idPrefix(): Promise<string> {
+    return this.run.idPrefix();
+  }
+
   async unfinished(): Promise<number> {
     return this.run.unfinished();
   }

@@ -198,10 +198,10 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         await store.callbackMark(shard, data.callback, 'started');
         await store.callbackState(data.callback, 'started');
       }
-      // Started before: an ordinary retry, a redelivery, or a job put back to work after the run
-      // counted it (a retry from Bull Board or job.retry()), which the run must take back first.
-      if (job.id && !data.afterRun && (job.attemptsStarted > 1 || job.attemptsMade > 0)) {
-        const reopened = await recorder.store(data.run).reopen(shard, job.id, data.producer);
+      // The run marked it counted: it was put back to work (a retry from Bull Board or job.retry(),
+      // with or without fresh attempt counters), and the run must take its outcome back first.
+      if (job.id && !data.afterRun && data.counted) {
+        const reopened = await recorder.store(data.run).reopen(shard, job.id);
         if (reopened === 'reopened')
           log.warn({ jobId: job.id }, 'job put back to work: re-opened in its run');
         if (reopened === 'after-join')
@@ -298,7 +298,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         .catch((err: unknown) =>
           log.warn({ err: String(err), callback: name }, 'callback state not recorded'),
         );
-    } else if (data && job.id) recorder.add(data.run, shard, job.id, outcome, data.producer);
+    } else if (data && job.id) recorder.add(data.run, shard, job.id, outcome);
   };
   workers.forEach((worker, shard) => {
     worker.on('completed', (job) => finished(shard, job, 'completed'));

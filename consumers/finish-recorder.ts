@@ -1,16 +1,12 @@
 import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from '../shared/logger.js';
-import { RunStore } from '../shared/run/run-store.js';
+import { RunStore, type FinishEntry } from '../shared/run/run-store.js';
 import type { FinishOutcome, JoinAttempt } from '../shared/run/types.js';
 
 const MAX_BATCH = 500;
 const MAX_STORES = 64;
 
-type Batch = {
-  runId: string;
-  shard: number;
-  entries: { id: string; outcome: FinishOutcome; instance: string }[];
-};
+type Batch = { runId: string; shard: number; entries: FinishEntry[] };
 
 /**
  * Reports finished jobs to their runs in small batches (one script call per run and shard per `flushMs`), so
@@ -34,12 +30,11 @@ export class FinishRecorder {
     private readonly onJoin: (runId: string, attempt: JoinAttempt) => void,
   ) {}
 
-  /** `instance`: the producer instance that put the job (its data's `producer`). */
-  add(runId: string, shard: number, id: string, outcome: FinishOutcome, instance: string): void {
+  add(runId: string, shard: number, id: string, outcome: FinishOutcome): void {
     const key = `${shard} ${runId}`;
     let batch = this.pending.get(key);
     if (!batch) this.pending.set(key, (batch = { runId, shard, entries: [] }));
-    batch.entries.push({ id, outcome, instance });
+    batch.entries.push({ id, outcome });
     if (batch.entries.length >= MAX_BATCH) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.flushMs);
   }

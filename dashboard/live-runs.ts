@@ -196,10 +196,13 @@ async function readWaitingJobs(queues: readonly Queue<JobData>[], runId: string)
   const ids = await Promise.all(
     queues.map((q) => q.getRanges(['waiting', 'prioritized', 'delayed'], 0, WAITING_SHOWN * 5)),
   );
-  return ids
-    .flat()
-    .filter((id) => id.startsWith(`${runId}.`))
-    .slice(0, WAITING_SHOWN);
+  return (
+    ids
+      .flat()
+      // every job id of the run begins with `<run>+` (keys.ts)
+      .filter((id) => id.startsWith(`${runId}+`))
+      .slice(0, WAITING_SHOWN)
+  );
 }
 
 function send(res: Response, event: string, data: unknown): void {

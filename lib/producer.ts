@@ -4,7 +4,7 @@ import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../shared/jobs/index.js';
 import { loadProducerConfig } from '../producers/config.js';
 import { createProducer, type Producer } from '../producers/producer.js';
-import { jobOptions, openQueues } from '../shared/queue.js';
+import { jobOptions, keepOf, openQueues } from '../shared/queue.js';
 import { closeRedis, createRedis } from '../shared/redis.js';
 import { deliverCallbacks } from '../shared/run/callbacks.js';
 import { RunStore } from '../shared/run/run-store.js';
@@ -96,6 +96,7 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
       config.callbacks,
       opts.afterRun ?? '',
       config.collectResults,
+      keepOf(config.retry),
     );
     registered = await run.registerProducer(
       config.producerId,

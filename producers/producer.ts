@@ -1,6 +1,6 @@
 import { nameSchema } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
-import { shardForKey } from '../shared/keys.js';
+import { keyedJobId, putJobId, shardForKey } from '../shared/keys.js';
 import type { ConveyorJobOptions } from '../shared/queue.js';
 import type { RunStore, StoredJob } from '../shared/run/run-store.js';
 import { PutBatcher, type BatcherOptions } from './put-batcher.js';
@@ -24,7 +24,8 @@ export type PutItem = {
   key?: string;
   /**
    * Jobs with the same shard key go to the same shard, in the order they were put (FIFO there).
-   * Without one, a keyed job goes by its idempotency key and the rest round-robin over the shards.
+   * Without one, jobs round-robin over the shards. Not with `key`: a keyed job goes to its key's
+   * shard, the one place that can tell whether the run already accepted the key.
    */
   shardKey?: string;
   /** How long one attempt may run (ms) before it is aborted and fails as timed out (retried per ATTEMPTS). */
@@ -59,6 +60,8 @@ export type ProducerDeps = {
   producerId: string;
   /** This incarnation's instance id (what `registerProducer` returned); the producer id by default. */
   instance?: string;
+  /** The run's job id prefix (what `registerProducer` returned); read from the run when absent. */
+  idPrefix?: string;
   /** Every job's BullMQ options (retry policy and trimming), stored with it. */
   jobOptions: ConveyorJobOptions;
   /** How concurrent puts are coalesced into one script call (PUT_LINGER_MS sets `lingerMs`). */
@@ -67,11 +70,14 @@ export type ProducerDeps = {
 
 const DEFAULT_BATCHING: BatcherOptions = { maxBatch: 1_000, maxInFlight: 2, lingerMs: 0 };
 
+/** What `put` takes besides the type and payload; anything else is refused (BullMQ's own options are not put options). */
+const PUT_OPTIONS: ReadonlySet<string> = new Set(['key', 'shardKey', 'timeoutMs']);
+
 type Routed = { item: PutItem; shard: number; id: string; seq?: number };
 
 /**
- * The producer side of a run. Job ids are deterministic (`<run>.<instance>.<seq>`), so a put that is
- * sent again after a lost reply cannot create a second job, and a restarted producer (a new instance)
+ * The producer side of a run. Job ids are deterministic (`<run>+<n>+<instance>+<seq>`, see keys.ts),
+ * so a put that is sent again cannot create a second job, and a restarted producer (a new instance)
  * never reuses an earlier one's ids. Each put stores its jobs and has the run acknowledge them in one
  * script call (RunStore.putJobs), so nothing is ever stored but unacknowledged.
  */
@@ -86,7 +92,7 @@ export function createProducer(deps: ProducerDeps): Producer {
   const produced = () => producedOn.reduce((a, b) => a + b, 0);
   const shardOf = (item: PutItem): number => {
     if (shardCount === 1) return 0;
-    const routeBy = item.shardKey ?? item.key;
+    const routeBy = item.key ?? item.shardKey;
     return routeBy === undefined ? roundRobin++ % shardCount : shardForKey(routeBy, shardCount);
   };
 
@@ -109,6 +115,9 @@ export function createProducer(deps: ProducerDeps): Producer {
   // Every put goes through the batcher, so an instance's seqs reach each shard in increasing order.
   const batcher = new PutBatcher(shardCount, store, { ...DEFAULT_BATCHING, ...deps.batching });
 
+  let idPrefix: Promise<string> | undefined;
+  const prefix = () => (idPrefix ??= deps.idPrefix ? Promise.resolve(deps.idPrefix) : run.idPrefix());
+
   const putMany = async (items: readonly PutItem[]): Promise<string[]> => {
     const checked = items.map((item, index) => {
       const v = registry.validate(item.type, item.payload);
@@ -122,12 +131,19 @@ export function createProducer(deps: ProducerDeps): Producer {
       }
       if (item.timeoutMs !== undefined && !(Number.isInteger(item.timeoutMs) && item.timeoutMs > 0))
         throw new PayloadError(item.type, 'timeoutMs must be a positive whole number of milliseconds', index);
+      if (item.key !== undefined && item.shardKey !== undefined)
+        throw new PayloadError(
+          item.type,
+          "key and shardKey cannot be combined: a keyed job goes to its key's shard, so the run accepts the key once",
+          index,
+        );
       return { ...item, payload: v.payload };
     });
+    const p = await prefix();
     const routed: Routed[] = checked.map((item) => {
-      if (item.key !== undefined) return { item, shard: shardOf(item), id: `${run.runId}.k.${item.key}` };
+      if (item.key !== undefined) return { item, shard: shardOf(item), id: keyedJobId(p, item.key) };
       const n = seq++;
-      return { item, shard: shardOf(item), id: `${run.runId}.${producerId}.${n}`, seq: n };
+      return { item, shard: shardOf(item), id: putJobId(p, producerId, n), seq: n };
     });
     await Promise.all(
       producedOn.map((_, shard) => {
@@ -140,12 +156,19 @@ export function createProducer(deps: ProducerDeps): Producer {
 
   return {
     putMany,
-    put: async (type, payload, opts) =>
-      (
+    put: async (type, payload, opts) => {
+      const unknown = Object.keys(opts ?? {}).filter((o) => !PUT_OPTIONS.has(o));
+      if (unknown.length > 0)
+        throw new PayloadError(
+          type,
+          `unknown put option${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (a put takes key, shardKey and timeoutMs; delay, priority and lifo are not supported)`,
+        );
+      return (
         await putMany([
           { type, payload, key: opts?.key, shardKey: opts?.shardKey, timeoutMs: opts?.timeoutMs },
         ])
-      )[0]!,
+      )[0]!;
+    },
     flush: () => batcher.idle(),
     done: async (opts) => {
       await batcher.idle();

@@ -3,7 +3,7 @@ import type { Queue } from 'bullmq';
 import { ConfigError, drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
-import { jobOptions, type JobData } from '../shared/queue.js';
+import { jobOptions, keepOf, type JobData } from '../shared/queue.js';
 import { deliverCallbacks } from '../shared/run/callbacks.js';
 import { RunError, type RunStore } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
@@ -56,6 +56,7 @@ export async function runProducer(
     config.callbacks,
     '',
     config.collectResults,
+    keepOf(config.retry),
   );
   const registered = await run
     .registerProducer(config.producerId, { host: deps.host, pid: deps.pid }, config.leaseMs)

@@ -82,32 +82,89 @@ export type RunKeys = {
   unsettled: string;
 };
 
+/**
+ * Job ids. Every id begins with its run's id prefix `<run>+<n>`, where n numbers the run's creation
+ * on its queue (a run id used again after its retention gets a new one), then `+<instance>+<seq>`
+ * for a producer's put, `=<key>` for a put with an idempotency key, `@<name>` for a join callback.
+ * Names never contain '+', '=' or '@', so no two of these can be equal: ids are unique across runs,
+ * creations of one run id, producers, keys and callbacks by construction.
+ */
+export function runIdPrefix(runId: string, creation: number): string {
+  return `${runId}+${creation}`;
+}
+
+export function putJobId(idPrefix: string, instance: string, seq: number): string {
+  return `${idPrefix}+${instance}+${seq}`;
+}
+
+export function keyedJobId(idPrefix: string, key: string): string {
+  return `${idPrefix}=${key}`;
+}
+
+export function callbackJobId(idPrefix: string, name: string): string {
+  return `${idPrefix}@${name}`;
+}
+
+/** What a job id says about its origin, or null when it is not one of `idPrefix`'s ids. */
+export function parseJobId(
+  idPrefix: string,
+  id: string,
+):
+  | { kind: 'put'; instance: string; seq: number }
+  | { kind: 'keyed'; key: string }
+  | { kind: 'callback'; name: string }
+  | null {
+  if (!id.startsWith(idPrefix)) return null;
+  const rest = id.slice(idPrefix.length + 1);
+  switch (id[idPrefix.length]) {
+    case '+': {
+      const cut = rest.lastIndexOf('+');
+      const seq = Number(rest.slice(cut + 1));
+      return cut > 0 && Number.isInteger(seq) ? { kind: 'put', instance: rest.slice(0, cut), seq } : null;
+    }
+    case '=':
+      return { kind: 'keyed', key: rest };
+    case '@':
+      return { kind: 'callback', name: rest };
+    default:
+      return null;
+  }
+}
+
 /** A run's keys on one shard; they live in that shard's slot, beside its BullMQ keys. */
 export type ShardRunKeys = {
   /** Hash: the shard's counters, and its close record. With one shard this is the run's meta. */
   meta: string;
   /** Set: job ids acknowledged by a producer that have not reached a terminal state. */
   open: string;
-  /** Set: job ids that reached a terminal state before their producer acknowledged them. */
-  early: string;
   /** Set: job ids put with an idempotency key and acknowledged (outlives BullMQ's trimming). */
   keyed: string;
   /** Hash: producer id → how many of its jobs this shard acknowledged. */
   producedBy: string;
   /** Hash: open job id → when the join check first found its BullMQ job gone or finished (ms, Redis clock). */
   suspect: string;
-  /** Set: dead producer instances settled here; their acknowledgements are refused. */
+  /** Set: producer instances that may put no more here (lost, superseded, or done). */
   fenced: string;
-  /** Set: ids a fenced instance added anyway (withdrawn, or reported if a consumer ran them). */
-  rejected: string;
   /** Set: job ids someone cancelled (one by one, or swept out of a cancelled run). */
   cancelled: string;
   /** Hash: job id → its return value (JSON), for a run created with collectResults. */
   results: string;
   /** BullMQ's failed set of this shard. */
   failed: string;
-  /** Prefix of a producer's in-flight set (ids sent to Redis, not yet acknowledged). */
-  inflightPrefix: string;
+  /** BullMQ's completed set of this shard. */
+  completed: string;
+  /**
+   * Prefix of an instance's put bitmap: bit <seq> is set once that put's job is stored here, so a
+   * put sent again (in any order) is recognised.
+   */
+  putsPrefix: string;
+  /**
+   * Lists, queue-wide on this shard: counted finished jobs, newest first. conveyor trims BullMQ's
+   * completed and failed sets from these (KEEP_COMPLETED, KEEP_FAILED), so a job leaves BullMQ only
+   * after its run counted it.
+   */
+  countedCompleted: string;
+  countedFailed: string;
   /** BullMQ's per-job key prefix for this shard. */
   jobPrefix: string;
 };
@@ -134,16 +191,17 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
   return {
     meta: `${base}:meta`,
     open: `${base}:open`,
-    early: `${base}:early`,
     keyed: `${base}:keyed`,
     producedBy: `${base}:produced-by`,
     suspect: `${base}:suspect`,
     fenced: `${base}:fenced`,
-    rejected: `${base}:rejected`,
     cancelled: `${base}:cancelled`,
     results: `${base}:results`,
     failed: `${shardJobPrefix(shard)}failed`,
-    inflightPrefix: `${base}:inflight:`,
+    completed: `${shardJobPrefix(shard)}completed`,
+    putsPrefix: `${base}:puts:`,
+    countedCompleted: `${shardJobPrefix(shard)}conveyor:counted:completed`,
+    countedFailed: `${shardJobPrefix(shard)}conveyor:counted:failed`,
     jobPrefix: shardJobPrefix(shard),
   };
 }
@@ -151,6 +209,11 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
 /** Sorted set of run ids by creation time, for "the latest run" and run selectors. */
 export function runIndexKey(queue: string): string {
   return `${queuePrefix(queue)}:${queue}:conveyor:runs`;
+}
+
+/** Counter of run creations on a queue: the n in every job id's `<run>+<n>`. */
+export function runCreationsKey(queue: string): string {
+  return `${queuePrefix(queue)}:${queue}:conveyor:run-creations`;
 }
 
 /** Sorted set of runs not yet joined (by creation time): the ones a worker without RUN_ID checks. */

@@ -13,26 +13,30 @@ export type JobData = {
   afterRun?: string;
   /** The callback's name (`on-join`, `on-success`) on a join callback. */
   callback?: string;
+  /** Set by the run when it counted the job: taken again, it was put back to work (see reopenLua). */
+  counted?: true;
 };
 
 export type RetryPolicy = { attempts: number; backoffMs: number; keepCompleted: number; keepFailed: number };
 
-/** The BullMQ options every conveyor job carries: its retry policy and how many finished jobs BullMQ keeps. */
+/**
+ * The BullMQ options every conveyor job carries: its retry policy. No removeOnComplete/removeOnFail:
+ * BullMQ would trim a finished job before its run counted it; conveyor trims counted jobs itself to
+ * the run's keep (`keepOf`).
+ */
 export type ConveyorJobOptions = {
   attempts: number;
   backoff: { type: 'exponential'; delay: number };
-  removeOnComplete: { count: number };
-  removeOnFail: { count: number };
 };
 
-/** BullMQ job options from the retry policy: exponential backoff, completed jobs trimmed, failed kept visible. */
+/** BullMQ job options from the retry policy: exponential backoff. */
 export function jobOptions(policy: RetryPolicy): ConveyorJobOptions {
-  return {
-    attempts: policy.attempts,
-    backoff: { type: 'exponential', delay: policy.backoffMs },
-    removeOnComplete: { count: policy.keepCompleted },
-    removeOnFail: { count: policy.keepFailed },
-  };
+  return { attempts: policy.attempts, backoff: { type: 'exponential', delay: policy.backoffMs } };
+}
+
+/** How many counted finished jobs BullMQ keeps per shard (KEEP_COMPLETED, KEEP_FAILED), for `RunStore.create`. */
+export function keepOf(policy: RetryPolicy): { completed: number; failed: number } {
+  return { completed: policy.keepCompleted, failed: policy.keepFailed };
 }
 
 /**
@@ -78,6 +82,7 @@ export function readJobData(data: unknown): JobData | null {
   const read: JobData = { run: d.run, producer: d.producer, payload: d.payload };
   if (typeof d.timeoutMs === 'number' && Number.isInteger(d.timeoutMs) && d.timeoutMs > 0)
     read.timeoutMs = d.timeoutMs;
+  if (d.counted === true) read.counted = true;
   if (typeof d.afterRun === 'string' && typeof d.callback === 'string') {
     read.afterRun = d.afterRun;
     read.callback = d.callback;

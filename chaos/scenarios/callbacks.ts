@@ -1,5 +1,5 @@
 import calculateSlot from 'cluster-key-slot';
-import { queuePrefix, queueShards, shardJobPrefix } from '../../shared/keys.js';
+import { callbackJobId, queuePrefix, queueShards, shardJobPrefix } from '../../shared/keys.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { FAST, Session, sleep, until, type Check, type Row, type ScenarioContext } from '../session.js';
 import { masterServing } from './cluster.js';
@@ -61,7 +61,7 @@ export function joinCallback(fault: 'kills-and-restart' | 'cluster-failover') {
         ctx.log('  a consumer SIGKILLed and Redis crashed and restarted at the join');
       }
       const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: size(ctx, 90_000, 300_000) });
-      const callbackId = `${s.runId}.on-join`;
+      const callbackId = callbackJobId(await s.idPrefix(), 'on-join');
       const added = await callbackAdds(s, callbackId);
       const status = await readRunStatus(s.client, s.queue, s.runId, Number(FAST.LEASE_MS));
       const cb = status?.callbacks.find((c) => c.name === 'on-join');

@@ -92,7 +92,7 @@ export function clusterFailover(lagMs: number) {
         checks: [...checks, [promoted, `replica promoted after ${failoverSeconds} s`]],
         notes: [
           `replica promoted in ${failoverSeconds} s`,
-          `run figures: lostAcks ${lostAcks}, unexpected ${a.status?.jobs.unexpected ?? 0}, removed ${a.status?.jobs.removed ?? 0}, forgotten by the run ${a.forgottenByRun}`,
+          `run figures: lostAcks ${lostAcks}, removed ${a.status?.jobs.removed ?? 0}, forgotten by the run ${a.forgottenByRun}`,
         ],
       });
       // Asynchronous replication may lose the master's last writes: reported, and passing only when

@@ -21,7 +21,7 @@ async function jobKeys(redis: Redis, queue: string, runId: string): Promise<stri
     const [next, batch] = await redis.scan(
       cursor,
       'MATCH',
-      `${bullKeyPrefix(queue)}${runId}.*`,
+      `${bullKeyPrefix(queue)}${runId}+*`,
       'COUNT',
       1000,
     );
@@ -49,7 +49,7 @@ export async function maxMemory(ctx: ScenarioContext): Promise<Row> {
     const producer = s.producer(env);
     const exit = await producer.exit;
     s.faults++;
-    const acked = producerAcknowledged(s.runId, [producer]);
+    const acked = producerAcknowledged(await s.idPrefix(), [producer]);
     const q = bullKeyPrefix(s.queue);
     const exists = await Promise.all([...acked].map((id) => s.client.exists(`${q}${id}`)));
     const vanished = exists.filter((e) => e === 0).length;
@@ -180,10 +180,8 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
     } catch (err) {
       batchRefused = err instanceof PayloadError && err.index === 1;
     }
-    const enqueued =
-      // SCAN sees one server's keys: this scenario runs on a single Redis.
-      (await jobKeys(s.client as Redis, s.queue, s.runId)).length +
-      (await s.client.scard(`${run.shardKeys[0]!.inflightPrefix}bad`));
+    // SCAN sees one server's keys: this scenario runs on a single Redis.
+    const enqueued = (await jobKeys(s.client as Redis, s.queue, s.runId)).length;
     if ((await producer.done()).join.joinedNow) s.harnessJoins++;
 
     // Malformed jobs written straight into Redis, around the producer: bad payload, no envelope, unknown type.

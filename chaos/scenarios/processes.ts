@@ -1,4 +1,4 @@
-import { bullKeyPrefix } from '../../shared/keys.js';
+import { bullKeyPrefix, putJobId } from '../../shared/keys.js';
 import { readLedger } from '../audit.js';
 import type { ChaosProcess } from '../processes.js';
 import { FAST, Session, sleep, until, type Row, type ScenarioContext } from '../session.js';
@@ -147,7 +147,7 @@ export async function poisonJob(ctx: ScenarioContext): Promise<Row> {
     const { joinedAt, checks } = await finishRun(s, { joinTimeoutMs: size(ctx, 90_000, 300_000) });
     sup.stop();
     const a = await s.audit();
-    const poisonId = `${s.runId}.poison.0`;
+    const poisonId = putJobId(await s.idPrefix(), 'poison', 0);
     const q = bullKeyPrefix(s.queue);
     const reason = await s.client.hget(`${q}${poisonId}`, 'failedReason');
     const selfKills = s.procs.all.filter(

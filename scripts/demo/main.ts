@@ -7,7 +7,7 @@ import { loadProducerConfig } from '../../producers/config.js';
 import { loadDashboardConfig } from '../../dashboard/config.js';
 import { bool, ConfigError, int, name, parseEnv, type Env } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
-import { openQueues } from '../../shared/queue.js';
+import { keepOf, openQueues } from '../../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
 import {
   findRedisServer,
@@ -115,7 +115,15 @@ async function main(env: Env): Promise<number> {
   try {
     await waitUntilReady(redis, log);
     const run = new RunStore(redis, producerConfig.queue, demo.RUN_ID, producerConfig.shards);
-    await run.create(demo.PRODUCERS, producerConfig.leaseMs);
+    await run.create(
+      demo.PRODUCERS,
+      producerConfig.leaseMs,
+      producerConfig.retentionMs,
+      producerConfig.callbacks,
+      '',
+      producerConfig.collectResults,
+      keepOf(producerConfig.retry),
+    );
     const startedAt = Date.now();
     process.stdout.write(
       `Run ${demo.RUN_ID} on queue ${producerConfig.queue} at ${redactUrl(redisUrl)}: ` +

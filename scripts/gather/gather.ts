@@ -6,7 +6,7 @@ import { startConsumer } from '../../consumers/consumer.js';
 import { createProducer } from '../../producers/producer.js';
 import type { JobRegistry } from '../../shared/jobs/registry.js';
 import type { Logger } from '../../shared/logger.js';
-import { jobOptions, type JobData, type RetryPolicy } from '../../shared/queue.js';
+import { jobOptions, keepOf, type JobData, type RetryPolicy } from '../../shared/queue.js';
 import { parseRunEvent, RunStore } from '../../shared/run/run-store.js';
 
 export type GatherDeps = {
@@ -34,10 +34,15 @@ export async function gather(
   const runId = `gather-${Date.now()}-${randomBytes(3).toString('hex')}`;
   const run = new RunStore(redis, queue.name, runId);
   // The run keeps each job's return value, so results come back in put order once it joins.
-  await run.create(1, deps.consumerConfig.leaseMs, undefined, [], '', {
-    maxJobBytes: 64 * 1024,
-    maxRunBytes: 64 * 1024 * 1024,
-  });
+  await run.create(
+    1,
+    deps.consumerConfig.leaseMs,
+    undefined,
+    [],
+    '',
+    { maxJobBytes: 64 * 1024, maxRunBytes: 64 * 1024 * 1024 },
+    keepOf(retry),
+  );
   await run.registerProducer('gather', { host: deps.host, pid: deps.pid }, deps.consumerConfig.leaseMs);
   const subscriber = duplicateClient(redis, 'conveyor:gather-events');
   let wake: () => void = () => undefined;

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import type { RedisClient } from '../redis.js';
-import { shardForKey } from '../keys.js';
+import { callbackJobId, shardForKey } from '../keys.js';
 import type { JobData } from '../queue.js';
 import type { RunStore } from './run-store.js';
 import type { CallbackSpec } from './types.js';
@@ -15,7 +14,7 @@ import type { CallbackSpec } from './types.js';
  * processes do not add at the same moment), and for each pending callback:
  *
  * 1. reads the callback's mark on the shard that will hold its job;
- * 2. with no mark, adds the job under its deterministic id `<run>.<name>` (BullMQ ignores an add
+ * 2. with no mark, adds the job under its deterministic id `<run>+<n>@<name>` (BullMQ ignores an add
  *    whose id exists), then sets the mark;
  * 3. records the callback delivered in the run.
  *
@@ -44,14 +43,9 @@ export type CallbackPayload = {
 
 export type DeliveryStep = 'claimed' | 'added' | 'marked' | 'delivered';
 
-/** The BullMQ job id of a run's callback. */
-export function callbackJobId(runId: string, name: string): string {
-  return `${runId}.${name}`;
-}
-
 /** The shard a callback's job lives on (always the same one, so its id deduplicates). */
-export function callbackShard(runId: string, name: string, shards: number): number {
-  return shardForKey(callbackJobId(runId, name), shards);
+export function callbackShard(idPrefix: string, name: string, shards: number): number {
+  return shardForKey(callbackJobId(idPrefix, name), shards);
 }
 
 /**
@@ -73,17 +67,18 @@ export async function deliverCallbacks(
   const claim = await store.claimCallbacks(token, opts.claimMs ?? CLAIM_MS);
   if (!claim) return 0;
   await opts.onStep?.('claimed', '');
+  const idPrefix = await store.idPrefix();
   const totals = JSON.parse(claim.totals) as CallbackPayload['totals'];
   let failed: { ids: string[]; more: number } | undefined;
   let delivered = 0;
   for (const name of claim.pending) {
     const spec = claim.callbacks.find((c) => c.name === name);
     if (!spec) continue;
-    const shard = callbackShard(store.runId, name, queues.length);
+    const shard = callbackShard(idPrefix, name, queues.length);
     const queue = queues[shard];
     if (!queue) throw new RangeError(`shard ${shard} of ${queues.length}`);
     if (!(await store.callbackMark(shard, name, 'check'))) {
-      failed ??= await failedJobIds(store, store.client, totals.failed);
+      failed ??= await failedJobIds(store, idPrefix, totals.failed);
       const payload: CallbackPayload = {
         run: store.runId,
         callback: name,
@@ -92,11 +87,7 @@ export async function deliverCallbacks(
         failedJobsMore: failed.more,
         payload: spec.payload ?? null,
       };
-      await queue.add(
-        spec.type,
-        callbackData(store.runId, name, payload),
-        callbackOptions(store.runId, spec),
-      );
+      await queue.add(spec.type, callbackData(store.runId, name, payload), callbackOptions(idPrefix, spec));
       await opts.onStep?.('added', name);
       await store.callbackMark(shard, name, 'added');
       await opts.onStep?.('marked', name);
@@ -112,9 +103,9 @@ function callbackData(runId: string, name: string, payload: CallbackPayload): Jo
   return { run: runId, producer: `callback:${name}`, payload, afterRun: runId, callback: name };
 }
 
-function callbackOptions(runId: string, spec: CallbackSpec) {
+function callbackOptions(idPrefix: string, spec: CallbackSpec) {
   return {
-    jobId: callbackJobId(runId, spec.name),
+    jobId: callbackJobId(idPrefix, spec.name),
     attempts: spec.attempts,
     backoff: { type: 'exponential', delay: spec.backoffMs },
     removeOnComplete: { count: spec.keepCompleted },
@@ -125,11 +116,13 @@ function callbackOptions(runId: string, spec: CallbackSpec) {
 /** Ids of the run's failed jobs still in BullMQ's failed sets (trimmed ones are only counted). */
 async function failedJobIds(
   store: RunStore,
-  redis: RedisClient,
+  idPrefix: string,
   failedTotal: number,
 ): Promise<{ ids: string[]; more: number }> {
+  const redis = store.client;
   const ids: string[] = [];
-  const prefix = `${store.runId}.`;
+  // A put's job id is `<prefix>+...` or `<prefix>=...`: unique to this creation of the run.
+  const prefix = idPrefix;
   for (const k of store.shardKeys) {
     let cursor = '0';
     do {
@@ -144,9 +137,8 @@ async function failedJobIds(
       cursor = next;
       for (let i = 0; i < entries.length && ids.length < FAILED_IDS_IN_PAYLOAD; i += 2) {
         const id = entries[i]!;
-        // another run's id may share the prefix (run "a" and run "a.b"): the job's data says whose it is
-        const data = await redis.hget(k.jobPrefix + id, 'data');
-        if (data && (JSON.parse(data) as { run?: unknown }).run === store.runId) ids.push(id);
+        const c = id[prefix.length];
+        if (c === '+' || c === '=') ids.push(id);
       }
     } while (cursor !== '0' && ids.length < FAILED_IDS_IN_PAYLOAD);
   }

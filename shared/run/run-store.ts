@@ -1,8 +1,10 @@
 import type { RedisClient } from '../redis.js';
 import {
   callbacksDueKey,
+  parseJobId,
   pendingRunsKey,
   queueShards,
+  runCreationsKey,
   runExpiriesKey,
   runIndexKey,
   runKeys,
@@ -14,7 +16,6 @@ import {
 import { openShardQueue } from '../queue.js';
 import { luaScript } from './lua-script.js';
 import {
-  ackAddedLua,
   cancelJobLua,
   cancelRunLua,
   callbackMarkLua,
@@ -24,6 +25,7 @@ import {
   closeShardLua,
   createRunLua,
   heartbeatProducerLua,
+  initShardLua,
   joinRunLua,
   markCancelledLua,
   producerDoneLua,
@@ -39,6 +41,7 @@ import {
   settleInstanceLua,
   storeResultLua,
   tallyProducerLua,
+  trimCountedLua,
 } from './scripts.js';
 import type {
   CallbackSpec,
@@ -66,8 +69,9 @@ const runScripts = {
 };
 
 const shardScripts = {
-  ackAdded: luaScript(ackAddedLua),
+  initShard: luaScript(initShardLua),
   putJobs: luaScript(putJobsLua),
+  trimCounted: luaScript(trimCountedLua),
   tallyProducer: luaScript(tallyProducerLua),
   recordFinished: luaScript(recordFinishedLua),
   reopen: luaScript(reopenLua),
@@ -84,8 +88,8 @@ const shardScripts = {
 const RECONCILE_BATCH = 500;
 const RECONCILE_INTERVAL_MS = 1_000;
 const RECONCILE_GRACE_MS = 2_000;
-/** In-flight ids settled per script call. */
-const SETTLE_BATCH = 1_000;
+/** Counted jobs one trim call removes from BullMQ's finished sets. */
+const TRIM_BATCH = 200;
 /** How long a joined run's keys live unless the run was created with another retention. */
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
@@ -109,7 +113,8 @@ export class RunError extends Error {
       | 'fenced'
       | 'cancelled'
       | 'result-too-large'
-      | 'results-full',
+      | 'results-full'
+      | 'id-taken',
     message: string,
   ) {
     super(message);
@@ -150,14 +155,23 @@ export type CancelRunResult = {
   joinedNow: boolean;
 };
 
-type ShardReply = [counted: number, duplicates: number, state: 'open' | 'closed', detail: string];
-type CloseReply = [state: 'open' | 'closed', detail: string, cursor?: string];
+type ShardReply = [
+  counted: number,
+  duplicates: number,
+  state: 'open' | 'closed' | 'gone',
+  detail: string,
+  trim: '0' | '1',
+];
+type CloseReply = [state: 'open' | 'closed', detail: string, cursor?: string, trim?: '0' | '1'];
+
+/** A finished job as a consumer reports it to its run. */
+export type FinishEntry = { id: string; outcome: FinishOutcome };
 
 /** A job as `putJobs` stores it: `seq` is its place in its instance (absent for an idempotency key's job). */
 export type StoredJob = { id: string; seq?: number; name: string; data: string };
 
 /** What the run did with a job that was put back to work. */
-export type ReopenOutcome = 'open' | 'reopened' | 'after-join' | 'uncounted';
+export type ReopenOutcome = 'open' | 'reopened' | 'after-join' | 'uncounted' | 'gone';
 
 /**
  * One run's state in Redis: producers, acknowledged jobs on each shard, consumers, the join and
@@ -204,6 +218,7 @@ export class RunStore {
       k.beats,
       k.cancel,
       callbacksDueKey(queue),
+      runCreationsKey(queue),
     ];
   }
 
@@ -238,14 +253,14 @@ export class RunStore {
     const keys = [
       k.meta,
       k.open,
-      k.early,
       k.keyed,
       k.producedBy,
       k.suspect,
       k.fenced,
-      k.rejected,
       k.cancelled,
       k.results,
+      k.countedCompleted,
+      k.countedFailed,
       ...extraKeys,
     ];
     return shardScripts[script](this.redis, keys, args).catch((err: unknown) => {
@@ -302,7 +317,12 @@ export class RunStore {
       case 'FENCED':
         return new RunError(
           'fenced',
-          `This producer was declared lost (or replaced by a restart with the same PRODUCER_ID) in the ${run}; its jobs are no longer accepted.`,
+          `This producer was declared lost, replaced by a restart with the same PRODUCER_ID, or has already reported done in the ${run}; its jobs are no longer accepted.`,
+        );
+      case 'ID_TAKEN':
+        return new RunError(
+          'id-taken',
+          `Job id "${detail}" already exists on queue "${this.queue}" but the ${run} never stored it; nothing of this put was stored. Something outside conveyor wrote that id.`,
         );
       default:
         return err;
@@ -313,6 +333,8 @@ export class RunStore {
    * Creates the run if new. Returns false when it already existed (with the same expected count).
    * `leaseMs`: half of it without any process reaching the run counts as a Redis outage.
    * `retentionMs`: how long the run's keys live after it joins (0 keeps them).
+   * `keep`: how many counted finished jobs BullMQ keeps per shard (KEEP_COMPLETED, KEEP_FAILED);
+   * conveyor trims them itself, only once counted. null keeps all.
    */
   async create(
     expectedProducers: number,
@@ -321,22 +343,36 @@ export class RunStore {
     callbacks: readonly CallbackSpec[] = [],
     afterRun = '',
     collectResults: ResultBounds | null = null,
+    keep: { completed: number; failed: number } | null = null,
   ): Promise<boolean> {
-    return (
-      (await this.runCallWith(
-        // the predecessor, when it is a run of this queue (its keys share this slot), records its next
-        afterRun ? [runKeys(this.queue, afterRun).meta] : [],
-        'createRun',
-        this.runId,
-        expectedProducers,
-        leaseMs,
-        this.shards.length,
-        retentionMs,
-        callbacks.length > 0 ? JSON.stringify(callbacks) : '',
-        afterRun,
-        collectResults ? JSON.stringify(collectResults) : '',
-      )) === 1
+    const [created, prefix] = (await this.runCallWith(
+      // the predecessor, when it is a run of this queue (its keys share this slot), records its next
+      afterRun ? [runKeys(this.queue, afterRun).meta] : [],
+      'createRun',
+      this.runId,
+      expectedProducers,
+      leaseMs,
+      this.shards.length,
+      retentionMs,
+      callbacks.length > 0 ? JSON.stringify(callbacks) : '',
+      afterRun,
+      collectResults ? JSON.stringify(collectResults) : '',
+    )) as [number, string];
+    // Every create starts each shard's record (idempotent), so a creator that died half-way is made
+    // good by the next producer's create.
+    await Promise.all(
+      this.shards.map((_, i) =>
+        this.shardCall(i, 'initShard', [], prefix, keep?.completed ?? -1, keep?.failed ?? -1, retentionMs),
+      ),
     );
+    return created === 1;
+  }
+
+  /** This creation's job id prefix (`<run>+<n>`): every job id of the run begins with it. */
+  async idPrefix(): Promise<string> {
+    const prefix = await this.redis.hget(this.keys.meta, 'idPrefix');
+    if (!prefix) throw this.translate(new Error('NO_RUN'));
+    return prefix;
   }
 
   /**
@@ -382,15 +418,14 @@ export class RunStore {
    * jobs put with an idempotency key come under `keyed`, in key order.
    */
   async readResults(): Promise<{ producer: string; results: { jobId: string; value: unknown }[] }[]> {
+    const prefix = await this.idPrefix();
     const byProducer = new Map<string, { jobId: string; order: number | string; value: unknown }[]>();
-    const prefix = `${this.runId}.`;
     for (const k of this.shardKeys) {
       for (const [jobId, json] of Object.entries(await this.redis.hgetall(k.results))) {
-        const rest = jobId.startsWith(prefix) ? jobId.slice(prefix.length) : jobId;
-        const keyed = rest.startsWith('k.');
-        const cut = rest.lastIndexOf('.');
-        const producer = keyed ? 'keyed' : rest.slice(0, cut);
-        const order = keyed ? rest.slice(2) : Number(rest.slice(cut + 1));
+        const origin = parseJobId(prefix, jobId);
+        if (!origin || origin.kind === 'callback') continue;
+        const producer = origin.kind === 'keyed' ? 'keyed' : origin.instance;
+        const order = origin.kind === 'keyed' ? origin.key : origin.seq;
         const list = byProducer.get(producer) ?? [];
         list.push({ jobId, order, value: JSON.parse(json) as unknown });
         byProducer.set(producer, list);
@@ -443,14 +478,14 @@ export class RunStore {
     id: string,
     info: { host: string; pid: number },
     leaseMs: number,
-  ): Promise<{ incarnation: number; instance: string }> {
-    const [, incarnation] = (await this.runCall(
+  ): Promise<{ incarnation: number; instance: string; idPrefix: string }> {
+    const [, incarnation, idPrefix] = (await this.runCall(
       'registerProducer',
       id,
       JSON.stringify({ id, ...info }),
       leaseMs,
-    )) as [number, number];
-    return { incarnation, instance: instanceId(id, incarnation) };
+    )) as [number, number, string];
+    return { incarnation, instance: instanceId(id, incarnation), idPrefix };
   }
 
   /**
@@ -464,29 +499,6 @@ export class RunStore {
   ): Promise<ProducerState | 'missing' | 'superseded' | 'cancelled'> {
     return (await this.runCall('heartbeatProducer', id, incarnation, leaseMs)) as
       ProducerState | 'missing' | 'superseded' | 'cancelled';
-  }
-
-  /** Records ids about to be sent to a shard, so a producer that dies mid-add can be settled later. */
-  async markInflight(shard: number, instance: string, jobIds: readonly string[]): Promise<void> {
-    const k = this.keysOf(shard);
-    if (jobIds.length > 0) await this.redis.sadd(k.inflightPrefix + instance, ...jobIds);
-  }
-
-  /**
-   * Ids whose add Redis acknowledged: from now on they hold the join back until finished. Ids put
-   * with an idempotency key are named in `keyedIds` too, so the run remembers the key until it expires.
-   * Fails with RunError 'fenced' when this instance was declared lost or superseded.
-   */
-  async ackAdded(
-    shard: number,
-    instance: string,
-    jobIds: readonly string[],
-    keyedIds: ReadonlySet<string> = new Set(),
-  ): Promise<number> {
-    if (jobIds.length === 0) return 0;
-    const args = jobIds.map((id) => (keyedIds.has(id) ? `k:${id}` : id));
-    const k = this.keysOf(shard);
-    return Number(await this.shardCall(shard, 'ackAdded', [k.inflightPrefix + instance], instance, ...args));
   }
 
   /**
@@ -504,10 +516,11 @@ export class RunStore {
   ): Promise<{ acknowledged: number; storedBefore: number }> {
     const k = this.keysOf(shard);
     const keys: string[] = PUT_QUEUE_KEY_NAMES.map((name) => k.jobPrefix + name);
+    keys.push(k.putsPrefix + instance);
     const args: (string | number)[] = [instance, Date.now(), options];
     for (const job of jobs) {
       keys.push(k.jobPrefix + job.id);
-      args.push(job.seq ?? 'k', job.id, job.name, job.data);
+      args.push(job.seq ?? '', job.id, job.name, job.data);
     }
     const [acknowledged, storedBefore] = (await this.shardCall(shard, 'putJobs', keys, ...args)) as [
       number,
@@ -537,7 +550,15 @@ export class RunStore {
     const missing = await Promise.all(
       this.shards.map(
         async (_, i) =>
-          Number(await this.shardCall(i, 'tallyProducer', [], instance, producedPerShard[i] ?? 0)) || 0,
+          Number(
+            await this.shardCall(
+              i,
+              'tallyProducer',
+              [this.keysOf(i).putsPrefix + instance],
+              instance,
+              producedPerShard[i] ?? 0,
+            ),
+          ) || 0,
       ),
     );
     const produced = producedPerShard.reduce((a, b) => a + b, 0);
@@ -548,26 +569,49 @@ export class RunStore {
     return { state, join: await this.tryJoin() };
   }
 
-  /** Finished jobs on one shard; `instance` is the producer instance that put each (its job data's `producer`). */
+  /** Finished jobs on one shard. A run that is gone counts nothing (`join.reason` 'no-run'). */
   async recordFinished(
     shard: number,
-    entries: readonly { id: string; outcome: FinishOutcome; instance: string }[],
+    entries: readonly FinishEntry[],
   ): Promise<{ counted: number; duplicates: number; join: JoinAttempt }> {
     const [counted, duplicates, state, detail] = await this.recordOnShard(shard, entries);
+    if (state === 'gone') return { counted, duplicates, join: toAttempt('no-run', '0') };
     // Empty here may mean the whole run is done: only the run's own check can tell.
     const mayJoin = state === 'closed' || detail === '0';
     const join = mayJoin ? await this.tryJoin() : toAttempt('jobs-unfinished', detail);
     return { counted, duplicates, join };
   }
 
-  private async recordOnShard(
-    shard: number,
-    entries: readonly { id: string; outcome: FinishOutcome; instance: string }[],
-  ): Promise<ShardReply> {
+  private async recordOnShard(shard: number, entries: readonly FinishEntry[]): Promise<ShardReply> {
     const k = this.keysOf(shard);
-    const keys = entries.flatMap((e) => [k.inflightPrefix + e.instance, k.jobPrefix + e.id]);
-    const args = entries.flatMap((e) => [e.id, e.outcome, e.instance]);
-    return (await this.shardCall(shard, 'recordFinished', keys, ...args)) as ShardReply;
+    const keys = entries.map((e) => k.jobPrefix + e.id);
+    const args = entries.flatMap((e) => [e.id, e.outcome]);
+    const reply = (await this.shardCall(shard, 'recordFinished', keys, ...args)) as ShardReply;
+    if (reply[4] === '1') await this.trimCounted(shard);
+    return reply;
+  }
+
+  /**
+   * Trims BullMQ's completed and failed sets of a shard to the run's keep, removing only jobs the run
+   * counted (see trimCountedLua). A crash half-way leaves the ids listed: the next trim takes them.
+   */
+  async trimCounted(shard: number): Promise<void> {
+    const k = this.keysOf(shard);
+    const meta = await this.redis.hmget(k.meta, 'keepCompleted', 'keepFailed');
+    for (const [list, finished, keep] of [
+      [k.countedCompleted, k.completed, meta[0]],
+      [k.countedFailed, k.failed, meta[1]],
+    ] as const) {
+      const n = Number(keep ?? -1);
+      if (!(n >= 0)) continue;
+      for (let round = 0; round < 10; round++) {
+        const ids = await this.redis.lrange(list, n, n + TRIM_BATCH - 1);
+        if (ids.length === 0) break;
+        const keys = [list, finished, ...ids.flatMap((id) => [k.jobPrefix + id, `${k.jobPrefix}${id}:logs`])];
+        await this.shardCall(shard, 'trimCounted', keys, ...ids);
+        if (ids.length < TRIM_BATCH) break;
+      }
+    }
   }
 
   /**
@@ -584,17 +628,13 @@ export class RunStore {
   }
 
   /**
-   * A job the run may already have counted is about to run again (a retry from Bull Board or
-   * `job.retry()`): re-open it while the run is pending, or record it as work after the join.
+   * A job the run counted is about to run again (a retry from Bull Board or `job.retry()`, with or
+   * without fresh attempt counters): re-open it while the run is pending, or record it as work after
+   * the join. Decided by the run's own record of the job.
    */
-  async reopen(shard: number, jobId: string, instance: string): Promise<ReopenOutcome> {
+  async reopen(shard: number, jobId: string): Promise<ReopenOutcome> {
     const k = this.keysOf(shard);
-    return (await this.shardCall(
-      shard,
-      'reopen',
-      [k.jobPrefix + jobId, k.inflightPrefix + instance],
-      jobId,
-    )) as ReopenOutcome;
+    return (await this.shardCall(shard, 'reopen', [k.jobPrefix + jobId], jobId)) as ReopenOutcome;
   }
 
   /**
@@ -639,7 +679,7 @@ export class RunStore {
     if (state !== 'open' || !cursor) return reply;
     const k = this.keysOf(shard);
     const [next, ids] = await this.redis.sscan(k.open, cursor, 'COUNT', String(RECONCILE_BATCH));
-    return (await this.shardCall(
+    const reconciled = (await this.shardCall(
       shard,
       'reconcile',
       [k.failed, ...ids.map((id) => k.jobPrefix + id)],
@@ -648,31 +688,19 @@ export class RunStore {
       this.reconcileGraceMs,
       ...ids,
     )) as CloseReply;
+    if (reconciled[3] === '1') await this.trimCounted(shard);
+    return reconciled;
   }
 
-  /** Settles dead instances' in-flight ids on every shard and fences them there, then tells the run. */
+  /** Fences dead instances on every shard (their later puts write nothing), then tells the run. */
   private async settle(instances: readonly string[]): Promise<void> {
-    for (const instance of instances) {
-      await Promise.all(
-        this.shardKeys.map(async (k, shard) => {
-          const inflight = k.inflightPrefix + instance;
-          // Read, then settle what was read; an add racing in is settled by the next round (or refused).
-          for (let round = 0; round < 5; round++) {
-            const ids = await this.redis.srandmember(inflight, SETTLE_BATCH);
-            const left = Number(
-              await this.shardCall(
-                shard,
-                'settleInstance',
-                [inflight, ...ids.map((id) => k.jobPrefix + id)],
-                instance,
-                ...ids,
-              ),
-            );
-            if (left === 0) break;
-          }
-        }),
-      );
-    }
+    await Promise.all(
+      instances.flatMap((instance) =>
+        this.shardKeys.map((k, shard) =>
+          this.shardCall(shard, 'settleInstance', [k.putsPrefix + instance], instance),
+        ),
+      ),
+    );
     await this.runCall('settledRun', ...instances);
   }
 
@@ -698,11 +726,12 @@ export class RunStore {
    */
   async cancelJob(jobId: string): Promise<CancelJobResult> {
     const event: RunEvent = { type: 'cancel-job', run: this.runId, jobId, at: Date.now() };
+    // The job's own shard decides: another shard that closed knows nothing of it.
     for (let shard = 0; shard < this.shards.length; shard++) {
       const k = this.keysOf(shard);
       const state = (await this.shardCall(shard, 'cancelJob', [k.jobPrefix + jobId], jobId)) as
-        'joined' | 'unknown' | 'finished' | 'cancelling';
-      if (state === 'joined') return { outcome: 'joined', shard, joinedNow: false };
+        'after-join' | 'unknown' | 'finished' | 'cancelling';
+      if (state === 'after-join') return { outcome: 'joined', shard, joinedNow: false };
       if (state === 'unknown') continue;
       if (state === 'finished') return { outcome: 'finished', shard, joinedNow: false };
       // Remove first, tell the holder after: told first, a consumer could abort it and release its
@@ -715,7 +744,8 @@ export class RunStore {
       await this.redis.publish(this.keys.events, JSON.stringify(event));
       return { outcome: 'signalled', shard, joinedNow: false };
     }
-    return { outcome: 'unknown', joinedNow: false };
+    // Not found on any shard: a no-op either way, but `joined` only when the run itself has joined.
+    return { outcome: (await this.isJoined()) ? 'joined' : 'unknown', joinedNow: false };
   }
 
   /**
@@ -776,20 +806,19 @@ export class RunStore {
         ]),
       ),
     );
-    const candidates = ids.flatMap((id, i) => {
+    const candidates = ids.filter((_, i) => {
       const [[data, finishedOn, processedOn], delayed] = rows[i]!;
-      const unstarted = !finishedOn && (!processedOn || delayed !== null);
-      const instance = data && unstarted ? instanceOfData(data) : null;
-      return instance ? [{ id, instance }] : [];
+      return data !== null && !finishedOn && (!processedOn || delayed !== null);
     });
     if (candidates.length === 0) return none;
-    await this.shardCall(shard, 'markCancelled', [], ...candidates.map((c) => c.id));
+    // The ids come from the run's open set: all of this creation (the script checks each anyway).
+    if (Number(await this.shardCall(shard, 'markCancelled', [], ...candidates)) === 0) return none;
     const queue = openShardQueue(this.shards[shard]!, this.redis);
     try {
-      const codes = await Promise.all(candidates.map((c) => queue.remove(c.id).catch(() => 0)));
+      const codes = await Promise.all(candidates.map((id) => queue.remove(id).catch(() => 0)));
       const entries = candidates
         .filter((_, i) => codes[i] === 1)
-        .map((c) => ({ id: c.id, outcome: 'cancelled' as const, instance: c.instance }));
+        .map((id) => ({ id, outcome: 'cancelled' as const }));
       if (entries.length === 0) return none;
       const [, , state, detail] = await this.recordOnShard(shard, entries);
       return { removed: entries.length, mayJoin: state === 'closed' || detail === '0' };
@@ -854,14 +883,4 @@ export function parseRunEvent(message: string): RunEvent | null {
     // not ours
   }
   return null;
-}
-
-/** The producer instance named in a BullMQ job's stored data, or null when it is not a conveyor job. */
-function instanceOfData(raw: string): string | null {
-  try {
-    const v = JSON.parse(raw) as { producer?: unknown };
-    return typeof v.producer === 'string' ? v.producer : null;
-  } catch {
-    return null;
-  }
 }

@@ -36,22 +36,29 @@ export const RUN_KEY_NAMES = [
   'beats',
   'cancel',
   'callbacksDue',
+  'creations',
 ] as const;
 
 /** A shard's fixed keys, in the order shard scripts receive them (per-call keys follow). */
 export const SHARD_KEY_NAMES = [
   'meta',
   'open',
-  'early',
   'keyed',
   'producedBy',
   'suspect',
   'fenced',
-  'rejected',
   'cancelled',
   'results',
+  // queue-wide on the shard (not the run's: they get no TTL)
+  'countedCompleted',
+  'countedFailed',
 ] as const;
 const SHARD_FIXED = SHARD_KEY_NAMES.length;
+/** The first SHARD_RUN_KEYS of SHARD_KEY_NAMES are the run's own, and expire with it. */
+const SHARD_RUN_KEYS = 8;
+
+/** How long the record of a consumer waiting for a run that does not exist lives without a heartbeat. */
+const WAITING_CONSUMER_TTL_MS = 3_600_000;
 
 /** How a cancelled job's failure reason begins in BullMQ (the reconcile counts such a job cancelled). */
 export const CANCELLED_REASON = 'conveyor: cancelled';
@@ -68,8 +75,8 @@ const runPrelude =
   /* lua */ `
 local META, PRODUCERS, LEASES, RUN_INDEX, CREDITED, UNSETTLED, PENDING, EXPIRIES, CONSUMERS, BEATS, CANCEL =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local CALLBACKS_DUE = KEYS[12]
-local QUEUE_WIDE = {[4] = true, [7] = true, [8] = true, [12] = true}
+local CALLBACKS_DUE, CREATIONS = KEYS[12], KEYS[13]
+local QUEUE_WIDE = {[4] = true, [7] = true, [8] = true, [12] = true, [13] = true}
 
 local function load_producer(id)
   local raw = redis.call('HGET', PRODUCERS, id)
@@ -139,17 +146,21 @@ end
 const shardPrelude =
   common +
   /* lua */ `
-local SMETA, OPEN, EARLY, KEYED, PRODUCED_BY, SUSPECT, FENCED, REJECTED, CANCELLED, RESULTS =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local FIXED = ${SHARD_FIXED}
+local SMETA, OPEN, KEYED, PRODUCED_BY, SUSPECT, FENCED, CANCELLED, RESULTS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local COUNTED_COMPLETED, COUNTED_FAILED = KEYS[9], KEYS[10]
+local FIXED, RUN_OWNED = ${SHARD_FIXED}, ${SHARD_RUN_KEYS}
 
--- An id its producer's in-flight set held: count it once, whether its job already finished or not.
--- Early finishes are rare and nothing in one call adds any, so an empty early set is looked at once.
-local early_empty
-local function acknowledge(id)
-  if early_empty == nil then early_empty = redis.call('EXISTS', EARLY) == 0 end
-  if not early_empty and redis.call('SREM', EARLY, id) == 1 then return 1 end
-  return redis.call('SADD', OPEN, id)
+-- The run's id prefix on this shard ('<run>+<creation>'), or nil when the run is gone (its retention
+-- passed, or it was never created): then a script writes nothing.
+local PREFIX = redis.call('HGET', SMETA, 'shardPrefix')
+
+-- One of this creation's job ids: '<prefix>+...', '<prefix>=...' or '<prefix>@...'. An id of an
+-- earlier run with the same run id has another creation number, so it never matches.
+local function owned(id)
+  if not PREFIX or string.sub(id, 1, #PREFIX) ~= PREFIX then return false end
+  local c = string.sub(id, #PREFIX + 1, #PREFIX + 1)
+  return c == '+' or c == '=' or c == '@'
 end
 
 local function count_produced(instance, n)
@@ -163,7 +174,7 @@ end
 local function keep_ttl()
   local ms = tonumber(redis.call('HGET', SMETA, 'retentionMs') or '0')
   if ms > 0 and redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
-    for i = 1, FIXED do redis.call('PEXPIRE', KEYS[i], ms) end
+    for i = 1, RUN_OWNED do redis.call('PEXPIRE', KEYS[i], ms) end
   end
 end
 
@@ -172,23 +183,37 @@ local function close(now, retention_ms)
   if redis.call('HEXISTS', SMETA, 'closedAt') == 0 then
     local m = redis.call('HMGET', SMETA, 'produced', 'completed', 'failed', 'removed', 'cancelled')
     local totals = cjson.encode({produced = tonumber(m[1]) or 0, completed = tonumber(m[2]) or 0,
-      failed = tonumber(m[3]) or 0, removed = tonumber(m[4]) or 0, cancelled = tonumber(m[5]) or 0,
-      unexpected = redis.call('SCARD', EARLY)})
+      failed = tonumber(m[3]) or 0, removed = tonumber(m[4]) or 0, cancelled = tonumber(m[5]) or 0})
     redis.call('HSET', SMETA, 'closedAt', now, 'closedTotals', totals, 'retentionMs', retention_ms)
     redis.call('DEL', SUSPECT)
   end
   keep_ttl()
   return {'closed', redis.call('HGET', SMETA, 'closedTotals')}
 end
+
+-- A counted job (still in BullMQ) joins the queue-wide list conveyor trims BullMQ's finished sets
+-- from, so no job leaves BullMQ before its run counted it. Returns true when that list is past the
+-- run's keep (KEEP_COMPLETED / KEEP_FAILED; none recorded: keep all).
+local function mark_counted(id, outcome)
+  if outcome == 'completed' then
+    redis.call('LPUSH', COUNTED_COMPLETED, id)
+    local keep = tonumber(redis.call('HGET', SMETA, 'keepCompleted') or '-1')
+    return keep >= 0 and redis.call('LLEN', COUNTED_COMPLETED) > keep
+  end
+  redis.call('LPUSH', COUNTED_FAILED, id)
+  local keep = tonumber(redis.call('HGET', SMETA, 'keepFailed') or '-1')
+  return keep >= 0 and redis.call('LLEN', COUNTED_FAILED) > keep
+end
 `;
 
 /**
  * ARGV[2] runId, ARGV[3] expected producers, ARGV[4] lease ms, ARGV[5] shard count, ARGV[6]
  * retention ms after the join (0 = keep), ARGV[7] the run's join callbacks (JSON list, '' for none;
- * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none; KEYS[13] its meta,
+ * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none; KEYS[14] its meta,
  * which records this run as its next), ARGV[9] the
  * bounds of its collected results (JSON {maxJobBytes, maxRunBytes}; '' when it collects none).
- * Returns 1 when created, 0 when it already existed.
+ * A new run gets the next creation number of its queue: its id prefix is '<runId>+<n>'.
+ * Returns {1 when created or 0 when it already existed, the run's id prefix}.
  */
 export const createRunLua =
   runPrelude +
@@ -200,30 +225,42 @@ if expected then
   end
   local shards = redis.call('HGET', META, 'shards') or '1'
   if tonumber(shards) ~= tonumber(ARGV[5]) then return redis.error_reply('SHARDS_MISMATCH ' .. shards) end
-  return 0
+  return {0, redis.call('HGET', META, 'idPrefix')}
 end
 if tonumber(ARGV[3]) < 1 then return redis.error_reply('EXPECTED_INVALID ' .. ARGV[3]) end
 local now = now_ms()
 prune_index(now)
+-- A run id used again (its retention passed) starts clean: leftovers of the earlier creation go, and
+-- the new one's creation number makes all its job ids new. Consumers already waiting for this run
+-- keep their records (9, 10).
+for i = 2, 13 do
+  if not QUEUE_WIDE[i] and i ~= 9 and i ~= 10 then redis.call('DEL', KEYS[i]) end
+end
+redis.call('ZREM', RUN_INDEX, ARGV[2])
+redis.call('ZREM', PENDING, ARGV[2])
+redis.call('ZREM', EXPIRIES, ARGV[2])
+redis.call('ZREM', CALLBACKS_DUE, ARGV[2])
+local prefix = ARGV[2] .. '+' .. redis.call('INCR', CREATIONS)
 redis.call('HSET', META, 'runId', ARGV[2], 'expectedProducers', ARGV[3], 'createdAt', now,
-  'state', 'pending', 'leaseMs', ARGV[4], 'lastSeenAt', now, 'shards', ARGV[5], 'retentionMs', ARGV[6])
+  'state', 'pending', 'leaseMs', ARGV[4], 'lastSeenAt', now, 'shards', ARGV[5], 'retentionMs', ARGV[6],
+  'idPrefix', prefix)
 if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', META, 'callbacks', ARGV[7]) end
 if ARGV[8] and ARGV[8] ~= '' then
   redis.call('HSET', META, 'afterRun', ARGV[8])
-  -- KEYS[12 + 1]: the predecessor's meta when it is on the same queue; it names this run as its next
-  local PREV = KEYS[13]
+  -- KEYS[14]: the predecessor's meta when it is on the same queue; it names this run as its next
+  local PREV = KEYS[14]
   if PREV and redis.call('EXISTS', PREV) == 1 then redis.call('HSET', PREV, 'nextRun', ARGV[2]) end
 end
 if ARGV[9] and ARGV[9] ~= '' then redis.call('HSET', META, 'collectResults', ARGV[9]) end
 redis.call('ZADD', RUN_INDEX, 'NX', now, ARGV[2])
 redis.call('ZADD', PENDING, 'NX', now, ARGV[2])
-return 1
+return {1, prefix}
 `;
 
 /**
  * ARGV[2] producer id, ARGV[3] JSON info {host,pid}, ARGV[4] lease ms. Registering an id that is
  * still running supersedes its earlier incarnation (settled and fenced on every shard). Returns
- * {Redis time, incarnation}.
+ * {Redis time, incarnation, the run's job id prefix}.
  */
 export const registerProducerLua =
   runPrelude +
@@ -255,7 +292,7 @@ rec.heartbeatAt = now
 save_producer(ARGV[2], rec)
 redis.call('SREM', CREDITED, ARGV[2])
 redis.call('ZADD', LEASES, now + tonumber(ARGV[4]), ARGV[2])
-return {now, rec.incarnation}
+return {now, rec.incarnation, redis.call('HGET', META, 'idPrefix')}
 `;
 
 /**
@@ -365,7 +402,7 @@ if not state then return {'no-run', '0'} end
 if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt')} end
 local shards = tonumber(redis.call('HGET', META, 'shards') or '1')
 if #ARGV - 1 ~= shards then return redis.error_reply('SHARDS_MISMATCH ' .. shards) end
-local sum = {produced = 0, completed = 0, failed = 0, removed = 0, cancelled = 0, unexpected = 0}
+local sum = {produced = 0, completed = 0, failed = 0, removed = 0, cancelled = 0}
 for i = 2, #ARGV do
   local t = cjson.decode(ARGV[i])
   for k, _ in pairs(sum) do sum[k] = sum[k] + (tonumber(t[k]) or 0) end
@@ -374,8 +411,7 @@ local now = now_ms()
 local totals = cjson.encode({produced = sum.produced, completed = sum.completed, failed = sum.failed,
   removed = sum.removed, cancelled = sum.cancelled,
   lostProducers = tonumber(redis.call('HGET', META, 'lostProducers')) or 0})
-redis.call('HSET', META, 'state', 'joined', 'joinedAt', now, 'unexpected', sum.unexpected,
-  'totalsAtJoin', totals)
+redis.call('HSET', META, 'state', 'joined', 'joinedAt', now, 'totalsAtJoin', totals)
 redis.call('ZREM', PENDING, redis.call('HGET', META, 'runId'))
 -- The outbox: the run's callbacks become due in the same step that joins it, so a crash right
 -- after cannot lose them; any process delivers them later (deliverCallbacks in callbacks.ts).
@@ -476,6 +512,16 @@ export const saveConsumerLua =
 local now = now_ms()
 redis.call('HSET', CONSUMERS, ARGV[2], ARGV[3])
 redis.call('ZADD', BEATS, now, ARGV[2])
+if redis.call('EXISTS', META) == 0 then
+  -- Waiting for a run not created yet (or long gone): shown in status, but no key lives for ever.
+  redis.call('PEXPIRE', CONSUMERS, ${WAITING_CONSUMER_TTL_MS})
+  redis.call('PEXPIRE', BEATS, ${WAITING_CONSUMER_TTL_MS})
+  return now
+end
+if redis.call('HGET', META, 'state') ~= 'joined' then
+  redis.call('PERSIST', CONSUMERS)
+  redis.call('PERSIST', BEATS)
+end
 keep_ttl()
 return now
 `;
@@ -484,6 +530,7 @@ return now
 export const requestCancelLua =
   runPrelude +
   /* lua */ `
+if redis.call('EXISTS', META) == 0 then return 0 end
 redis.call('SADD', CANCEL, ARGV[2])
 keep_ttl()
 redis.call('PUBLISH', ARGV[1], ARGV[3])
@@ -510,20 +557,46 @@ return {'cancelled', tostring(now)}
 `;
 
 /**
+ * Starts the run's record on one shard (every create calls it, on every shard; with one shard the
+ * shard's meta is the run's). ARGV[1] the run's id prefix, ARGV[2] keepCompleted, ARGV[3]
+ * keepFailed (-1: keep all), ARGV[4] the run's retention ms. A record left by an earlier creation of
+ * the same run id (its keys not all expired yet) is wiped first: a run id used again starts clean.
+ * Returns 1 when it started the record, 0 when it was there.
+ */
+export const initShardLua =
+  shardPrelude +
+  /* lua */ `
+local function creation(p) return tonumber(string.match(p, '%+(%d+)$')) end
+if PREFIX == ARGV[1] then return 0 end
+-- a create that read an earlier creation, arriving after a newer one started here: not its record
+if PREFIX and creation(PREFIX) > creation(ARGV[1]) then return 0 end
+-- an earlier creation's leftovers go (one shard: its meta is the run's, already new, so it stays)
+for i = 2, RUN_OWNED do redis.call('DEL', KEYS[i]) end
+if redis.call('HEXISTS', SMETA, 'runId') == 0 then redis.call('DEL', SMETA) end
+redis.call('HSET', SMETA, 'shardPrefix', ARGV[1], 'keepCompleted', ARGV[2], 'keepFailed', ARGV[3],
+  'runRetentionMs', ARGV[4])
+return 1
+`;
+
+/**
  * Marks one job cancelled on its shard. KEYS[FIXED+1] the job's hash; ARGV[1] job id. Returns
- * 'joined' (the run's totals are final: a no-op), 'unknown' (no such job here), 'finished' (already
- * terminal: a no-op), or 'cancelling' (marked: the caller removes it if it has not started, else
- * tells whoever holds it to abort it).
+ * 'unknown' (no such job on this shard: the caller asks the next one), 'finished' (already terminal:
+ * a no-op), 'after-join' (put back to work after the run joined: not the run's to cancel), or
+ * 'cancelling' (marked: the caller removes it if it has not started, else tells whoever holds it to
+ * abort it). The job is looked for first: a shard that closed says nothing about another's jobs.
  */
 export const cancelJobLua =
   shardPrelude +
   /* lua */ `
 local id, jk = ARGV[1], KEYS[FIXED + 1]
-if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then return 'joined' end
+if not owned(id) then return 'unknown' end
+local open = redis.call('SISMEMBER', OPEN, id) == 1
 if redis.call('EXISTS', jk) == 0 then
-  if redis.call('SISMEMBER', OPEN, id) == 0 then return 'unknown' end
+  if not open then return 'unknown' end
 elseif redis.call('HEXISTS', jk, 'finishedOn') == 1 then
   return 'finished'
+elseif not open and redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
+  return 'after-join'
 end
 redis.call('SADD', CANCELLED, id)
 keep_ttl()
@@ -534,61 +607,34 @@ return 'cancelling'
 export const markCancelledLua =
   shardPrelude +
   /* lua */ `
-if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then return 0 end
-for i = 1, #ARGV do redis.call('SADD', CANCELLED, ARGV[i]) end
-return #ARGV
-`;
-
-/**
- * KEYS[FIXED+1] the instance's in-flight set. ARGV[1] instance, ARGV[2..] job ids whose add Redis
- * acknowledged ('k:<id>' for an id put with an idempotency key). Only ids still in the in-flight set
- * count, so a repeated acknowledgement is a no-op. A fenced (lost or superseded) instance is refused:
- * its ids are recorded as rejected. Returns how many were new.
- */
-export const ackAddedLua =
-  shardPrelude +
-  /* lua */ `
-local inflight = KEYS[FIXED + 1]
-local fenced = redis.call('SISMEMBER', FENCED, ARGV[1]) == 1
+if not PREFIX or redis.call('HEXISTS', SMETA, 'closedAt') == 1 then return 0 end
 local n = 0
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  local keyed = false
-  -- 'k:' marks an id put with an idempotency key (':' never appears in a BullMQ job id)
-  if string.sub(id, 1, 2) == 'k:' then
-    id = string.sub(id, 3)
-    keyed = true
-  end
-  if redis.call('SREM', inflight, id) == 1 then
-    if fenced then
-      redis.call('SADD', REJECTED, id)
-    else
-      if keyed then redis.call('SADD', KEYED, id) end
-      n = n + acknowledge(id)
-    end
+for i = 1, #ARGV do
+  if owned(ARGV[i]) then
+    redis.call('SADD', CANCELLED, ARGV[i])
+    n = n + 1
   end
 end
-if fenced then
-  keep_ttl()
-  return redis.error_reply('FENCED')
-end
-count_produced(ARGV[1], n)
-keep_ttl()
 return n
 `;
 
 /**
- * ARGV[1] instance, ARGV[2] how many of its jobs on this shard the instance saw acknowledged.
+ * A producer instance reports done. KEYS[FIXED+1] its put bitmap; ARGV[1] instance, ARGV[2] how
+ * many of its jobs on this shard it saw acknowledged. The instance is fenced here (a put after done
+ * is refused: it could land after the join) and its bitmap dropped (no put of it is on its way).
  * Returns how many of those the shard does not hold (recorded once as lostAcks, never hidden).
  */
 export const tallyProducerLua =
   shardPrelude +
   /* lua */ `
+if not PREFIX then return redis.error_reply('NO_RUN') end
 local missing = tonumber(ARGV[2]) - tonumber(redis.call('HGET', PRODUCED_BY, ARGV[1]) or '0')
 if missing < 0 then missing = 0 end
 if redis.call('HSETNX', SMETA, 'tallied:' .. ARGV[1], missing) == 1 and missing > 0 then
   redis.call('HINCRBY', SMETA, 'lostAcks', missing)
 end
+redis.call('SADD', FENCED, ARGV[1])
+redis.call('DEL', KEYS[FIXED + 1])
 keep_ttl()
 return tonumber(redis.call('HGET', SMETA, 'tallied:' .. ARGV[1]))
 `;
@@ -598,59 +644,70 @@ export const PUT_QUEUE_KEY_NAMES = ['wait', 'meta', 'id', 'events', 'marker', 'a
 
 /**
  * A producer's put, atomic: stores the jobs in BullMQ's queue and acknowledges them in the run in one
- * script, so no job is ever in flight (stored but not yet counted) and a fenced instance writes nothing.
- * KEYS[FIXED+1..FIXED+6] the shard's BullMQ keys (PUT_QUEUE_KEY_NAMES), then one job hash per job.
- * ARGV[1] instance, ARGV[2] timestamp (ms), ARGV[3] the jobs' BullMQ options as JSON (without jobId),
- * then per job: its seq in the instance (or 'k' for one put with an idempotency key), id, name, data.
+ * script, so no job is ever stored but uncounted and a fenced instance writes nothing.
+ * KEYS[FIXED+1..FIXED+6] the shard's BullMQ keys (PUT_QUEUE_KEY_NAMES), KEYS[FIXED+7] the instance's
+ * put bitmap, then one job hash per job. ARGV[1] instance, ARGV[2] timestamp (ms), ARGV[3] the jobs'
+ * BullMQ options as JSON (without jobId), then per job: its seq in the instance ('' for a put with
+ * an idempotency key), id, name, data.
  *
  * A job is stored exactly as BullMQ's addStandardJob stores it (hash fields, the wait list, the
  * worker marker, the 'added' and 'waiting' events), so BullMQ's workers, Bull Board and QueueEvents
- * see an ordinary job. Each instance's seqs reach a shard in increasing order, so a seq at or below
- * the shard's mark for the instance was stored by an earlier send of the same put (a reply lost to a
- * reconnect): it is reported as stored again, never added twice, even after BullMQ trimmed it. A keyed
- * id the run already accepted is skipped. Returns {acknowledged now, stored by an earlier send}.
+ * see an ordinary job. Whether a put was stored before is an exact record, not a guess from order:
+ * bit <seq> of the instance's bitmap (a put sent again after a lost reply, or overtaken by a later
+ * one after a NOSCRIPT fallback, finds its bits set and adds nothing), and for a keyed put the run's
+ * set of accepted keys. An id that exists without such a record is refused (ID_TAKEN) before
+ * anything is written. Returns {acknowledged now, stored by an earlier send}.
  */
 export const putJobsLua =
   shardPrelude +
   /* lua */ `
-local WAIT, BMETA, ID, EVENTS, MARKER, ACTIVE =
-  KEYS[FIXED + 1], KEYS[FIXED + 2], KEYS[FIXED + 3], KEYS[FIXED + 4], KEYS[FIXED + 5], KEYS[FIXED + 6]
+local WAIT, BMETA, ID, EVENTS, MARKER, ACTIVE, PUTS =
+  KEYS[FIXED + 1], KEYS[FIXED + 2], KEYS[FIXED + 3], KEYS[FIXED + 4], KEYS[FIXED + 5], KEYS[FIXED + 6],
+  KEYS[FIXED + 7]
 local instance, timestamp, opts = ARGV[1], ARGV[2], ARGV[3]
+if not PREFIX then return redis.error_reply('NO_RUN') end
 if redis.call('SISMEMBER', FENCED, instance) == 1 then return redis.error_reply('FENCED') end
-local mark_field = 'seq:' .. instance
-local mark = tonumber(redis.call('HGET', SMETA, mark_field) or '-1')
-local first_mark = mark
+local jobs = (#ARGV - 3) / 4
+-- First only read: what to store, and whether anything is wrong (then nothing is written).
+local store, again, seen = {}, 0, {}
+for i = 1, jobs do
+  local at = 3 + (i - 1) * 4
+  local seq, id = ARGV[at + 1], ARGV[at + 2]
+  local jk = KEYS[FIXED + 7 + i]
+  if not owned(id) then return redis.error_reply('NO_RUN') end
+  -- A key the run accepted before (from any put) adds nothing and is nobody's to count again; a
+  -- seq whose bit is set was stored by an earlier send of this very put.
+  local keyed_before = seq == '' and (seen[id] or redis.call('SISMEMBER', KEYED, id) == 1)
+  local sent_before = seq ~= '' and redis.call('GETBIT', PUTS, tonumber(seq)) == 1
+  if keyed_before then
+    -- nothing to do
+  elseif sent_before then
+    again = again + 1
+  elseif redis.call('EXISTS', jk) == 1 then
+    return redis.error_reply('ID_TAKEN ' .. id)
+  else
+    seen[id] = true
+    store[#store + 1] = i
+  end
+end
 local opts_head = string.sub(opts, 1, -2) .. (opts == '{}' and '' or ',') .. '"jobId":'
 local max_events = redis.call('HGET', BMETA, 'opts.maxLenEvents')
 if not max_events then
   max_events = 10000
   redis.call('HSET', BMETA, 'opts.maxLenEvents', max_events)
 end
-local added, again, n = {}, 0, 0
-local jobs = (#ARGV - 3) / 4
-for i = 1, jobs do
+local added = {}
+for _, i in ipairs(store) do
   local at = 3 + (i - 1) * 4
   local seq, id, name, data = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
-  local jk = KEYS[FIXED + 6 + i]
-  local fresh
-  if seq == 'k' then
-    fresh = redis.call('SISMEMBER', KEYED, id) == 0
-  else
-    seq = tonumber(seq)
-    fresh = seq > mark
-    if fresh then mark = seq else again = again + 1 end
-  end
-  if fresh and redis.call('EXISTS', jk) == 0 then
-    redis.call('HSET', jk, 'name', name, 'data', data, 'opts', opts_head .. cjson.encode(id) .. '}',
-      'timestamp', timestamp, 'delay', 0, 'priority', 0)
-    redis.call('XADD', EVENTS, '*', 'event', 'added', 'jobId', id, 'name', name)
-    redis.call('XADD', EVENTS, 'MAXLEN', '~', max_events, '*', 'event', 'waiting', 'jobId', id)
-    if seq == 'k' then redis.call('SADD', KEYED, id) end
-    n = n + acknowledge(id)
-    added[#added + 1] = id
-  end
+  redis.call('HSET', KEYS[FIXED + 7 + i], 'name', name, 'data', data,
+    'opts', opts_head .. cjson.encode(id) .. '}', 'timestamp', timestamp, 'delay', 0, 'priority', 0)
+  redis.call('XADD', EVENTS, '*', 'event', 'added', 'jobId', id, 'name', name)
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', max_events, '*', 'event', 'waiting', 'jobId', id)
+  if seq == '' then redis.call('SADD', KEYED, id) else redis.call('SETBIT', PUTS, tonumber(seq), 1) end
+  redis.call('SADD', OPEN, id)
+  added[#added + 1] = id
 end
-if mark ~= first_mark then redis.call('HSET', SMETA, mark_field, mark) end
 if #added > 0 then
   redis.call('INCRBY', ID, #added)
   -- LPUSH of many ids leaves them as one LPUSH each would: the first put is the first taken.
@@ -662,50 +719,56 @@ if #added > 0 then
   if not q[1] and not (q[2] and redis.call('LLEN', ACTIVE) >= tonumber(q[2])) then
     redis.call('ZADD', MARKER, 0, '0')
   end
+  -- The bitmap is needed only while the instance may still send a put; retention bounds it anyway.
+  local ms = tonumber(redis.call('HGET', SMETA, 'runRetentionMs') or '0')
+  if ms > 0 then redis.call('PEXPIRE', PUTS, ms) end
 end
-count_produced(instance, n)
+count_produced(instance, #added)
 keep_ttl()
-return {n, again}
+return {#added, again}
 `;
 
+/** How a counted job is marked in its stored data, so the consumer that takes it again asks its run. */
+export const COUNTED_MARK = ',"counted":true}';
+
 /**
- * Triples (job id, 'completed'|'failed'|'cancelled', instance) from ARGV[1]; for entry i, KEYS[FIXED + 2i - 1]
- * is the instance's in-flight set and KEYS[FIXED + 2i] the job's hash. Counts each job once: through
- * the open set, or (finished before its producer acknowledged it) through the early set, which the
- * in-flight set vouches for even when BullMQ already deleted the job. Returns {counted, duplicates,
- * 'closed', totals} or {counted, duplicates, 'open', unfinished count}.
+ * Pairs (job id, 'completed'|'failed'|'cancelled') from ARGV[1]; KEYS[FIXED + i] the hash of entry i.
+ * Counts each job once: when it leaves the open set. A job put back to work before its report
+ * arrived (it is no longer finished) stays open for its new outcome. A counted job still in BullMQ
+ * is marked (the 'cvAcct' field, and COUNTED_MARK in its data, which a consumer reads when the job is
+ * taken again) and listed for conveyor's trimming. An id of another creation of the run id is
+ * ignored. Returns {counted, duplicates, 'closed', totals, trim} or {counted, duplicates, 'open',
+ * unfinished count, trim}, trim '1' when a counted list is past its keep; {0, 0, 'gone', '0', '0'}
+ * when the run is gone.
  */
 export const recordFinishedLua =
   shardPrelude +
   /* lua */ `
-local counted, dup = 0, 0
+if not PREFIX then return {0, 0, 'gone', '0', '0'} end
+local counted, dup, trim = 0, 0, false
 -- Outcome counts are added once per call, not once per job.
 local tally = {}
-local function count(outcome)
-  tally[outcome] = (tally[outcome] or 0) + 1
-  counted = counted + 1
-end
-for i = 1, #ARGV / 3 do
-  local id, outcome, instance = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
-  local inflight, jk = KEYS[FIXED + 2 * i - 1], KEYS[FIXED + 2 * i]
-  if redis.call('SREM', OPEN, id) == 1 then
-    if redis.call('EXISTS', jk) == 1 then redis.call('HSET', jk, 'cvAcct', outcome) end
-    count(outcome)
-  elseif redis.call('SISMEMBER', inflight, id) == 1 and redis.call('SISMEMBER', FENCED, instance) == 1 then
-    -- added by a fenced instance after it was settled: its acknowledgement will be refused
-    redis.call('SREM', inflight, id)
-    redis.call('HINCRBY', SMETA, 'rejectedRan', 1)
-  elseif redis.call('SISMEMBER', inflight, id) == 1 then
-    if redis.call('SADD', EARLY, id) == 1 then
-      if redis.call('EXISTS', jk) == 1 then redis.call('HSET', jk, 'cvAcct', outcome) end
-      count(outcome)
-    else
-      dup = dup + 1
+for i = 1, #ARGV / 2 do
+  local id, outcome = ARGV[2 * i - 1], ARGV[2 * i]
+  local jk = KEYS[FIXED + i]
+  if not owned(id) then
+    -- a job of an earlier run with this run id: not this run's to count
+  elseif redis.call('SISMEMBER', OPEN, id) == 1 then
+    local exists = redis.call('EXISTS', jk) == 1
+    if not (exists and redis.call('HEXISTS', jk, 'finishedOn') == 0) then
+      redis.call('SREM', OPEN, id)
+      if exists then
+        local data = redis.call('HGET', jk, 'data')
+        if data and string.sub(data, -#'${COUNTED_MARK}') ~= '${COUNTED_MARK}' then
+          redis.call('HSET', jk, 'cvAcct', outcome, 'data', string.sub(data, 1, -2) .. '${COUNTED_MARK}')
+        else
+          redis.call('HSET', jk, 'cvAcct', outcome)
+        end
+        if mark_counted(id, outcome) then trim = true end
+      end
+      tally[outcome] = (tally[outcome] or 0) + 1
+      counted = counted + 1
     end
-  elseif redis.call('SISMEMBER', REJECTED, id) == 1 then
-    -- a fenced instance's job that a consumer took before it could be withdrawn: reported, not counted
-    redis.call('SREM', REJECTED, id)
-    redis.call('HINCRBY', SMETA, 'rejectedRan', 1)
   else
     local mark = redis.call('HGET', jk, 'cvAcct')
     if mark and redis.call('HDEL', jk, 'cvReconciled') == 1 then
@@ -724,23 +787,52 @@ for outcome, n in pairs(tally) do redis.call('HINCRBY', SMETA, outcome, n) end
 if dup > 0 then redis.call('HINCRBY', SMETA, 'duplicateFinishes', dup) end
 keep_ttl()
 local open = redis.call('SCARD', OPEN)
+local trimmed = trim and '1' or '0'
 if open == 0 and redis.call('HGET', SMETA, 'producersFinished') == '1' then
   local closed = close(now_ms(), redis.call('HGET', SMETA, 'pendingRetentionMs') or '0')
-  return {counted, dup, closed[1], closed[2]}
+  return {counted, dup, closed[1], closed[2], trimmed}
 end
-return {counted, dup, 'open', tostring(open)}
+return {counted, dup, 'open', tostring(open), trimmed}
 `;
 
 /**
- * A job put back to work (a retry from Bull Board or job.retry()) is about to run. KEYS[FIXED+1]
- * its hash, KEYS[FIXED+2] its instance's in-flight set; ARGV[1] job id. If the run had counted it:
- * re-opened while the shard is open (its old outcome taken back), or recorded as work after the join.
- * Returns 'open' (still unfinished: an ordinary retry), 'reopened', 'after-join' or 'uncounted'.
+ * Trims BullMQ's finished set of this shard to the run's keep, from the list of counted jobs.
+ * KEYS[FIXED+1] the counted list, KEYS[FIXED+2] BullMQ's completed or failed set, then per id its
+ * hash and its logs; ARGV[1..] ids read from the list's old end. A job is removed only when it is
+ * still finished there and counted (a job put back to work stays); each id leaves the list.
+ * Returns how many jobs it removed.
+ */
+export const trimCountedLua =
+  shardPrelude +
+  /* lua */ `
+local LIST, FINISHED = KEYS[FIXED + 1], KEYS[FIXED + 2]
+local removed = 0
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  local jk, logs = KEYS[FIXED + 1 + 2 * i], KEYS[FIXED + 2 + 2 * i]
+  if redis.call('LREM', LIST, -1, id) == 1 and redis.call('ZSCORE', FINISHED, id)
+    and redis.call('HEXISTS', jk, 'cvAcct') == 1 then
+    redis.call('ZREM', FINISHED, id)
+    redis.call('DEL', jk, logs)
+    removed = removed + 1
+  end
+end
+return removed
+`;
+
+/**
+ * A job marked counted (COUNTED_MARK) is about to run again: it was put back to work (a retry from
+ * Bull Board or job.retry(), with or without fresh attempt counters). KEYS[FIXED+1] its hash; ARGV[1]
+ * job id. Decided by the run's own record of the id (cvAcct), never by BullMQ's counters: re-opened
+ * while the shard is open (its old outcome taken back), or recorded as work after the join.
+ * Returns 'open' (still unfinished), 'reopened', 'after-join', 'uncounted' or 'gone' (no such run).
  */
 export const reopenLua =
   shardPrelude +
   /* lua */ `
-local id, jk, inflight = ARGV[1], KEYS[FIXED + 1], KEYS[FIXED + 2]
+local id, jk = ARGV[1], KEYS[FIXED + 1]
+if not PREFIX then return 'gone' end
+if not owned(id) then return 'uncounted' end
 if redis.call('SISMEMBER', OPEN, id) == 1 then return 'open' end
 local mark = redis.call('HGET', jk, 'cvAcct')
 if mark ~= 'completed' and mark ~= 'failed' and mark ~= 'cancelled' then return 'uncounted' end
@@ -753,37 +845,23 @@ end
 redis.call('HINCRBY', SMETA, mark, -1)
 redis.call('HDEL', jk, 'cvAcct', 'cvReconciled')
 redis.call('HINCRBY', SMETA, 'reopened', 1)
-if redis.call('SREM', EARLY, id) == 1 and redis.call('SISMEMBER', inflight, id) == 1 then
-  -- not acknowledged yet: its acknowledgement will open it
-  return 'reopened'
-end
 redis.call('SADD', OPEN, id)
 return 'reopened'
 `;
 
 /**
- * Settles a dead (lost or superseded) instance on this shard and fences it. KEYS[FIXED+1] its
- * in-flight set, KEYS[FIXED+1+i] the hash of ARGV[1+i]; ARGV[1] instance, ARGV[2..] in-flight ids the
- * caller read. An id whose job exists in BullMQ (or already finished) was added: it counts as
- * produced; the rest never arrived. Returns how many ids are still in flight (read again and repeat).
+ * Fences a dead (lost or superseded) instance on this shard: its later puts are refused and write
+ * nothing. A put is stored and counted in one step, so nothing of it is half-way to settle.
+ * KEYS[FIXED+1] its put bitmap (dropped); ARGV[1] instance.
  */
 export const settleInstanceLua =
   shardPrelude +
   /* lua */ `
-local inflight = KEYS[FIXED + 1]
+if not PREFIX then return 0 end
 redis.call('SADD', FENCED, ARGV[1])
-local n = 0
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  if redis.call('SREM', inflight, id) == 1 then
-    if redis.call('SISMEMBER', EARLY, id) == 1 or redis.call('EXISTS', KEYS[FIXED + i]) == 1 then
-      n = n + acknowledge(id)
-    end
-  end
-end
-count_produced(ARGV[1], n)
+redis.call('DEL', KEYS[FIXED + 1])
 keep_ttl()
-return redis.call('SCARD', inflight)
+return 1
 `;
 
 /**
@@ -794,6 +872,7 @@ return redis.call('SCARD', inflight)
 export const closeShardLua =
   shardPrelude +
   /* lua */ `
+if not PREFIX then return redis.error_reply('NO_RUN') end
 if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
   keep_ttl()
   return {'closed', redis.call('HGET', SMETA, 'closedTotals')}
@@ -814,17 +893,19 @@ return {'open', tostring(open), redis.call('HGET', SMETA, 'reconcileCursor') or 
  * to resume from next time, ARGV[2] the run's retention ms, ARGV[3] the grace (ms), ARGV[4..] open ids
  * the caller scanned.
  * A finished job is counted from BullMQ's record (cancelled when its failure is conveyor's cancel),
- * a vanished one as removed (cancelled when someone cancelled it), each only after it
- * stayed that way for a grace measured on Redis's clock (a live consumer's report takes
- * milliseconds; removeOnComplete may trim a job while its report is on the way). Returns like
- * closeShard.
+ * a vanished one as removed (cancelled when someone cancelled it), each only after it stayed that
+ * way for a grace measured on Redis's clock (a live consumer's report takes milliseconds). conveyor
+ * trims only counted jobs, so a vanished open job is one someone removed. Returns like closeShard,
+ * plus '1' when a counted list is past its keep.
  */
 export const reconcileLua =
   shardPrelude +
   /* lua */ `
+if not PREFIX then return redis.error_reply('NO_RUN') end
 local now = now_ms()
 local grace = tonumber(ARGV[3])
 local CANCEL_MARK = '${CANCELLED_REASON}'
+local trim = false
 for i = 4, #ARGV do
   local id, jk = ARGV[i], KEYS[FIXED + i - 2]
   if redis.call('SISMEMBER', OPEN, id) == 1 then
@@ -848,9 +929,14 @@ for i = 4, #ARGV do
             local reason = redis.call('HGET', jk, 'failedReason') or ''
             if string.sub(reason, 1, #CANCEL_MARK) == CANCEL_MARK then outcome = 'cancelled' end
           end
+          local data = redis.call('HGET', jk, 'data')
+          if data and string.sub(data, -#'${COUNTED_MARK}') ~= '${COUNTED_MARK}' then
+            redis.call('HSET', jk, 'data', string.sub(data, 1, -2) .. '${COUNTED_MARK}')
+          end
           redis.call('HSET', jk, 'cvAcct', outcome, 'cvReconciled', 1)
           redis.call('HINCRBY', SMETA, outcome, 1)
           redis.call('HINCRBY', SMETA, 'reconciled', 1)
+          if mark_counted(id, outcome) then trim = true end
         end
       end
     else
@@ -860,8 +946,12 @@ for i = 4, #ARGV do
 end
 redis.call('HSET', SMETA, 'reconcileCursor', ARGV[1])
 local open = redis.call('SCARD', OPEN)
-if open == 0 and redis.call('HGET', SMETA, 'producersFinished') == '1' then return close(now, ARGV[2]) end
-return {'open', tostring(open), ''}
+local trimmed = trim and '1' or '0'
+if open == 0 and redis.call('HGET', SMETA, 'producersFinished') == '1' then
+  local closed = close(now, ARGV[2])
+  return {closed[1], closed[2], '', trimmed}
+end
+return {'open', tostring(open), '', trimmed}
 `;
 
 /**
@@ -874,6 +964,7 @@ return {'open', tostring(open), ''}
 export const callbackMarkLua =
   shardPrelude +
   /* lua */ `
+if not PREFIX then return false end
 local field = 'cbMark:' .. ARGV[1]
 if ARGV[2] ~= 'check' then
   redis.call('HSET', SMETA, field, ARGV[2])
@@ -892,6 +983,8 @@ return redis.call('HGET', SMETA, field) or false
 export const storeResultLua =
   shardPrelude +
   /* lua */ `
+if not PREFIX then return redis.error_reply('NO_RUN') end
+if not owned(ARGV[1]) then return 0 end
 local size = string.len(ARGV[2])
 if size > tonumber(ARGV[3]) then return redis.error_reply('RESULT_TOO_LARGE ' .. size .. ' ' .. ARGV[3]) end
 local old = redis.call('HSTRLEN', RESULTS, ARGV[1])

@@ -1,8 +1,10 @@
 import type { RedisClient } from '../redis.js';
-import { queueShards, runIndexKey, runKeys, shardRunKeys } from '../keys.js';
+import { callbackJobId, queueShards, runIndexKey, runKeys, shardRunKeys } from '../keys.js';
 import type { CallbackSpec, ConsumerRecord, ConsumerState, ProducerRecord, ProducerState } from './types.js';
 
 export type RunStatus = {
+  /** Every job id of this creation of the run begins with it (`<run>+<n>`; see keys.ts). Null before the run exists. */
+  idPrefix: string | null;
   runId: string;
   queue: string;
   createdAt: string;
@@ -43,8 +45,6 @@ export type RunStatus = {
     removed: number;
     /** Jobs cancelled (one by one, or with their run): never started, or aborted while running. */
     cancelled: number;
-    /** Finished jobs that no producer acknowledged (a producer died between add and acknowledge). */
-    unexpected: number;
     /** Finish reports ignored because the job was already counted (redelivery after a crash). */
     duplicateFinishes: number;
     /** Jobs counted by the join check because their consumer died before reporting them. */
@@ -55,8 +55,6 @@ export type RunStatus = {
     reopened: number;
     /** Jobs put back to work after the run joined: they ran outside its totals. */
     afterJoin: number;
-    /** Jobs a lost or superseded producer added anyway that a consumer ran before they were withdrawn. */
-    rejectedRan: number;
   };
   producers: {
     expected: number;
@@ -113,7 +111,6 @@ const COUNTERS = [
   'lostAcks',
   'reopened',
   'afterJoin',
-  'rejectedRan',
 ] as const;
 type Counters = Record<(typeof COUNTERS)[number], number>;
 
@@ -153,13 +150,12 @@ export async function readRunStatus(
   const shardReads = await Promise.all(
     queueShards(queue, num(meta.shards) || 1).map(async (shard) => {
       const sk = shardRunKeys(shard, runId);
-      const [smeta, producedBy, open, early] = await Promise.all([
+      const [smeta, producedBy, open] = await Promise.all([
         redis.hgetall(sk.meta),
         redis.hgetall(sk.producedBy),
         redis.scard(sk.open),
-        joined ? Promise.resolve(0) : redis.scard(sk.early),
       ]);
-      return { shard, smeta, producedBy, open, early };
+      return { shard, smeta, producedBy, open };
     }),
   );
   const total = (pick: (r: (typeof shardReads)[number]) => number) =>
@@ -209,12 +205,13 @@ export async function readRunStatus(
     type: c.type,
     when: c.when,
     state: meta[`cb:${c.name}`] ?? 'waiting',
-    jobId: `${runId}.${c.name}`,
+    jobId: callbackJobId(meta.idPrefix ?? runId, c.name),
   }));
   const settled = callbacks.every((c) => ['completed', 'failed', 'skipped'].includes(c.state));
   return {
     runId,
     queue,
+    idPrefix: meta.idPrefix ?? null,
     state: !joined ? 'pending' : settled ? 'done' : 'joined',
     afterRun: meta.afterRun ?? null,
     nextRun: meta.nextRun ?? null,
@@ -231,7 +228,6 @@ export async function readRunStatus(
     jobs: {
       ...counters,
       unfinished: total((r) => r.open),
-      unexpected: joined ? num(meta.unexpected) : total((r) => r.early),
     },
     producers: {
       expected,
@@ -280,11 +276,9 @@ export function formatRunStatus(s: RunStatus): string {
     `  jobs       produced ${j.produced}, completed ${j.completed}, failed ${j.failed}, unfinished ${j.unfinished}` +
       (j.cancelled ? `, cancelled ${j.cancelled}` : '') +
       (j.removed ? `, removed ${j.removed}` : '') +
-      (j.unexpected ? `, unexpected ${j.unexpected}` : '') +
       (j.lostAcks ? `, LOST ${j.lostAcks} acknowledged (Redis rolled back)` : '') +
       (j.reopened ? `, re-opened ${j.reopened}` : '') +
-      (j.afterJoin ? `, ${j.afterJoin} put back to work after the join` : '') +
-      (j.rejectedRan ? `, ${j.rejectedRan} ran from a lost producer` : ''),
+      (j.afterJoin ? `, ${j.afterJoin} put back to work after the join` : ''),
     `  producers  ${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done` +
       (stoppedEarly ? ` (${stoppedEarly} stopped early by a signal)` : '') +
       `, ${p.lost} lost`,

@@ -62,8 +62,20 @@ describe('join callbacks', () => {
     expect(exit.state).toBe('cancelled');
     expect(status.state).toBe('done');
     expect(status.callbacks).toEqual([
-      { name: 'on-join', type: 'record', when: 'always', state: 'completed', jobId: 'run-f.on-join' },
-      { name: 'on-success', type: 'record', when: 'success', state: 'skipped', jobId: 'run-f.on-success' },
+      {
+        name: 'on-join',
+        type: 'record',
+        when: 'always',
+        state: 'completed',
+        jobId: `${status.idPrefix}@on-join`,
+      },
+      {
+        name: 'on-success',
+        type: 'record',
+        when: 'success',
+        state: 'skipped',
+        jobId: `${status.idPrefix}@on-success`,
+      },
     ]);
     expect(seen).toEqual([
       {
@@ -88,7 +100,7 @@ describe('join callbacks', () => {
       ['on-success', { all: 'good' }],
     ]);
     // The callback is an ordinary BullMQ job, linked to its run.
-    const job = await ctx.redis.hgetall(`{${ctx.queue}}:${ctx.queue}:run-ok.on-success`);
+    const job = await ctx.redis.hgetall(`{${ctx.queue}}:${ctx.queue}:${status.idPrefix}@on-success`);
     expect(JSON.parse(job.data!)).toMatchObject({
       run: 'run-ok',
       afterRun: 'run-ok',

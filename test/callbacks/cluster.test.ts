@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { startConsumer } from '../../lib/consumer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { callbackPayload } from '../../shared/jobs/run-report-job.js';
-import { queueShards } from '../../shared/keys.js';
-import { callbackJobId, callbackShard } from '../../shared/run/callbacks.js';
+import { callbackJobId, queueShards } from '../../shared/keys.js';
+import { callbackShard } from '../../shared/run/callbacks.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { exitOf, killLeftovers, spawnTracked } from '../helpers/processes.js';
 import { pollUntil, testQueue } from '../helpers/redis.js';
@@ -87,9 +87,10 @@ describe('join callbacks on a Redis Cluster, SHARDS=3', () => {
           if (f.event === 'added')
             added.set(`${shard.index}:${f.jobId}`, (added.get(`${shard.index}:${f.jobId}`) ?? 0) + 1);
         }
-      const expected = stores.flatMap((s) =>
+      const prefixes = await Promise.all(stores.map((s) => s.idPrefix()));
+      const expected = prefixes.flatMap((p) =>
         ['on-join', 'on-success'].map(
-          (name) => `${callbackShard(s.runId, name, shards)}:${callbackJobId(s.runId, name)}`,
+          (name) => `${callbackShard(p, name, shards)}:${callbackJobId(p, name)}`,
         ),
       );
       const missing = expected.filter((k) => !added.has(k));

@@ -6,9 +6,8 @@ import { z } from 'zod';
 import { startConsumer } from '../../lib/consumer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { callbackPayload } from '../../shared/jobs/run-report-job.js';
-import { queueShards } from '../../shared/keys.js';
+import { callbackJobId, queueShards, runKeys } from '../../shared/keys.js';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../shared/redis-server.js';
-import { callbackJobId } from '../../shared/run/callbacks.js';
 import { listCallbacksDue } from '../../shared/run/run-store.js';
 import { connect, pollUntil, testQueue } from '../helpers/redis.js';
 import { exitOf, killLeftovers, spawnTracked } from '../helpers/processes.js';
@@ -128,10 +127,13 @@ describe('join callbacks: exactly once', () => {
         if (f.event === 'added') added.set(f.jobId!, (added.get(f.jobId!) ?? 0) + 1);
         if (f.event === 'duplicated') ignored++;
       }
-      const expected = Array.from({ length: RUNS }, (_, i) => [
-        callbackJobId(`r${i}`, 'on-join'),
-        callbackJobId(`r${i}`, 'on-success'),
-      ]).flat();
+      const prefixes = await Promise.all(
+        Array.from({ length: RUNS }, (_, i) => redis.hget(runKeys(queue, `r${i}`).meta, 'idPrefix')),
+      );
+      const expected = prefixes.flatMap((p) => [
+        callbackJobId(p!, 'on-join'),
+        callbackJobId(p!, 'on-success'),
+      ]);
       const missing = expected.filter((id) => !added.has(id));
       const doubled = [...added].filter(([, n]) => n > 1).map(([id]) => id);
       console.log(

@@ -1,6 +1,6 @@
 import { Redis, type Cluster } from 'ioredis';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
-import { queueShards } from '../../shared/keys.js';
+import { keyedJobId, queueShards } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
 import {
   closeRedis,
@@ -88,7 +88,7 @@ describe('on a real Redis Cluster (3 masters)', () => {
 
     it('keeps jobs with the same shard key on one shard in put order, and an idempotency key once', async () => {
       const queue = testQueue();
-      const { queues, producer, close } = await openShardedRun(cluster.redis, queue, 'k1', shards);
+      const { run, queues, producer, close } = await openShardedRun(cluster.redis, queue, 'k1', shards);
       try {
         const put: Record<string, string[]> = { 'acct-1': [], 'acct-2': [] };
         for (let i = 0; i < 12; i++) {
@@ -106,7 +106,8 @@ describe('on a real Redis Cluster (3 masters)', () => {
           expect(holder).toHaveLength(1);
           expect(holder[0]!.filter((id) => ids.includes(id))).toEqual(ids);
         }
-        expect(waiting.flat().filter((id) => id === 'k1.k.order-7')).toHaveLength(1);
+        const keyed = keyedJobId(await run.idPrefix(), 'order-7');
+        expect(waiting.flat().filter((id) => id === keyed)).toHaveLength(1);
         const done = await producer.done();
         expect(done.join.reason).toBe('jobs-unfinished');
         expect(done.join.detail).toBe(13);

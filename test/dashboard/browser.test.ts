@@ -10,6 +10,7 @@ import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import { makeDashboard, type TestDashboard } from './harness.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
+import { finishAndReport } from '../helpers/finish-jobs.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const artifacts = resolve(projectRoot, 'test', 'artifacts');
@@ -154,9 +155,12 @@ describe('dashboard in a real browser', () => {
     );
     // Shard 1's jobs finish in the run and the producer is done: shard 1 closes, 0 and 2 wait.
     const onShard1 = await shards[1]!.getWaiting();
-    await run.recordFinished(
+    await finishAndReport(
+      redis,
+      run,
       1,
-      onShard1.map((j) => ({ id: j.id!, outcome: 'completed' as const, instance: j.data.producer })),
+      onShard1.map((j) => j.id!),
+      'completed',
     );
     await producer.done();
     await Promise.all(shards.map((q) => q.close()));

@@ -16,6 +16,7 @@ import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/r
 import type { LiveUpdate } from '../../dashboard/live-runs.js';
 import { makeDashboard, readEvents, type SseEvent, type TestDashboard } from './harness.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
+import { finishAndReport } from '../helpers/finish-jobs.js';
 
 const registry = new JobRegistry(builtinJobs);
 const retry = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
@@ -108,9 +109,12 @@ describe('dashboard', () => {
     await producer.flush();
     // Shard 1's jobs are finished in the run and the producer is done: shard 1 closes, 0 and 2 wait.
     const onShard1 = await shards[1]!.getWaiting();
-    await run.recordFinished(
+    await finishAndReport(
+      redis,
+      run,
       1,
-      onShard1.map((j) => ({ id: j.id!, outcome: 'completed' as const, instance: j.data.producer })),
+      onShard1.map((j) => j.id!),
+      'completed',
     );
     await producer.done();
     await Promise.all(shards.map((q) => q.close()));

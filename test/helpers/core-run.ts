@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { queueShards, shardJobPrefix } from '../../shared/keys.js';
+import { putJobId, queueShards, shardJobPrefix } from '../../shared/keys.js';
 import type { RedisClient } from '../../shared/redis.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnRole, type Spawned } from './processes.js';
@@ -69,7 +69,9 @@ export async function runCoreScenario(opts: {
   const completed = await Promise.all(
     queueShards(queue, shards).map((sh) => redis.zrange(`${shardJobPrefix(sh)}completed`, '0', '-1')),
   );
-  const expected = PRODUCERS.flatMap((p) => Array.from({ length: JOBS }, (_, i) => `${runId}.${p}.${i}`));
+  const expected = PRODUCERS.flatMap((p) =>
+    Array.from({ length: JOBS }, (_, i) => putJobId(s.idPrefix!, p, i)),
+  );
   expect(completed.flat().sort()).toEqual(expected.sort());
   const joinedLines = [...consumers, ...producers]
     .flatMap((p) => p.output().split('\n'))

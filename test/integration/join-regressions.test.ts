@@ -8,13 +8,15 @@ import { createProducer } from '../../producers/producer.js';
 import { runProducer } from '../../producers/run-producer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
-import { pendingRunsKey, queuePrefix, runIndexKey } from '../../shared/keys.js';
+import { bullKeyPrefix, pendingRunsKey, queuePrefix, runIndexKey } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
+import { putJobsLua } from '../../shared/run/scripts.js';
 import { formatRunStatus, readRunStatus } from '../../shared/run/status.js';
 import { connect, pollUntil, redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
+import { finishAndReport } from '../helpers/finish-jobs.js';
 
 const registry = new JobRegistry(builtinJobs);
 const keepAll = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
@@ -86,13 +88,12 @@ describe('join protocol regressions', () => {
     expect((await status())?.join.totals).toMatchObject({ lostProducers: 1, produced: 0 });
   });
 
-  it('bug 2: a finish reported before its ack counts once even after BullMQ deleted the job', async () => {
+  it('bug 2: a finish reported after the job was deleted counts once', async () => {
     const { q, run, producer } = await openWithProducer();
-    // The put is stored but its acknowledgement waits (batched); the job runs, BullMQ deletes it at
-    // completion (KEEP_COMPLETED=0), and only then does the consumer's report arrive.
+    // The job runs, someone deletes it, and only then does the consumer's report arrive.
     const id = await producer.put('sleep', { value: 1, ms: 0 });
     await q.remove(id);
-    const report = await run.recordFinished(0, [{ id, outcome: 'completed', instance: 'p1' }]);
+    const report = await run.recordFinished(0, [{ id, outcome: 'completed' }]);
     expect(report).toMatchObject({ counted: 1, duplicates: 0 });
     const { join } = await producer.done();
     expect(join.joinedNow).toBe(true);
@@ -117,47 +118,26 @@ describe('join protocol regressions', () => {
     expect((await status())?.join.totals).toMatchObject({ produced: ids.length, removed: ids.length });
   });
 
-  it('bug 3: a producer restarted with the same id gets new job ids and its first incarnation is settled', async () => {
+  it('bug 3: a producer restarted with the same id gets new job ids and its first incarnation is fenced', async () => {
     const { q, run } = await open();
     const first = await run.registerProducer('p1', host, 10_000);
-    const before = createProducer({
-      run,
-      registry,
-      producerId: 'p1',
-      ...first,
-      jobOptions: keepAll,
-    });
+    const before = createProducer({ run, registry, producerId: 'p1', ...first, jobOptions: keepAll });
     const firstIds = await before.putMany([sleepJob(0), sleepJob(1)]);
-    await before.flush();
-    // One more add reached Redis, but the process died before acknowledging it.
-    await run.markInflight(0, first.instance, ['r.p1.2']);
-    await q.add(
-      'sleep',
-      { run: 'r', producer: first.instance, payload: { value: 2, ms: 0 } },
-      { jobId: 'r.p1.2' },
-    );
 
     // The container restarts: same hostname, same pid, same default PRODUCER_ID.
     const second = await run.registerProducer('p1', host, 10_000);
     expect(second.incarnation).toBe(2);
-    const after = createProducer({
-      run,
-      registry,
-      producerId: 'p1',
-      ...second,
-      jobOptions: keepAll,
-    });
+    const after = createProducer({ run, registry, producerId: 'p1', ...second, jobOptions: keepAll });
     const secondIds = await after.putMany([sleepJob(0), sleepJob(1)]);
     expect(secondIds.filter((id) => firstIds.includes(id))).toEqual([]);
-    expect(await q.count()).toBe(5);
+    expect(await q.count()).toBe(4);
     const { state } = await after.done();
     expect(state).toBe('done');
-    // Settled: the first incarnation's 2 acknowledged + its 1 in-flight job that reached Redis.
-    expect(await run.unfinished()).toBe(5);
-    expect((await status())?.producers.list[0]).toMatchObject({ id: 'p1', produced: 5, incarnation: 2 });
-    // The first incarnation is fenced: a late acknowledgement of its is refused.
-    await run.markInflight(0, first.instance, ['r.p1.3']);
-    await expect(run.ackAdded(0, first.instance, ['r.p1.3'])).rejects.toMatchObject({ code: 'fenced' });
+    expect(await run.unfinished()).toBe(4);
+    expect((await status())?.producers.list[0]).toMatchObject({ id: 'p1', produced: 4, incarnation: 2 });
+    // The first incarnation is fenced: a late put of its writes nothing.
+    await expect(before.put('sleep', { value: 2, ms: 0 })).rejects.toMatchObject({ code: 'fenced' });
+    expect(await q.count()).toBe(4);
   });
 
   it('bug 4: a job retried after the run counted it is re-opened, and the run joins only after its new outcome', async () => {
@@ -310,21 +290,6 @@ describe('join protocol regressions', () => {
     expect(formatRunStatus(s!)).toContain('1 stopped early by a signal');
   });
 
-  it('bug 6: a repeated acknowledgement after the job was trimmed does not count it twice', async () => {
-    const { q, run } = await open();
-    await run.registerProducer('p1', host, 10_000);
-    await run.markInflight(0, 'p1', ['r.p1.0']);
-    await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } }, { jobId: 'r.p1.0' });
-    expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(1);
-    await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }]);
-    await q.remove('r.p1.0');
-    // ioredis resends the acknowledgement after a dropped reply.
-    expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(0);
-    const { join } = await run.producerDone('p1', [1]);
-    expect(join.joinedNow).toBe(true);
-    expect((await status())?.join.totals).toEqual(ONE_COMPLETED);
-  });
-
   it('an ordinary final failure is counted once, with no false re-open', async () => {
     const { run, producer } = await openWithProducer();
     await producer.put('sleep', { value: 1, ms: 0 });
@@ -340,7 +305,7 @@ describe('join protocol regressions', () => {
     const [job] = await new Promise<[{ id?: string }]>((resolve) =>
       worker.once('failed', (j) => resolve([j!])),
     );
-    const r = await run.recordFinished(0, [{ id: job.id!, outcome: 'failed', instance: 'p1' }]);
+    const r = await run.recordFinished(0, [{ id: job.id!, outcome: 'failed' }]);
     expect(r.join.joinedNow).toBe(true);
     expect((await status())?.join.totals).toMatchObject({ failed: 1, completed: 0 });
   });
@@ -364,7 +329,7 @@ describe('bounded run state', () => {
   const runOnce = async (runId: string, retentionMs: number) => {
     const q = openQueue(ctx.queue, ctx.redis);
     const run = new RunStore(ctx.redis, ctx.queue, runId);
-    await run.create(1, 10_000, retentionMs);
+    await run.create(1, 10_000, retentionMs, [], '', null, { completed: 0, failed: 0 });
     const { instance } = await run.registerProducer('p1', host, 10_000);
     const producer = createProducer({
       run,
@@ -414,11 +379,239 @@ describe('bounded run state', () => {
     // The run index forgets it when the next run is created (or joins).
     expect(await ctx.redis.zrange(runIndexKey(ctx.queue), '0', '-1')).toEqual(['r']);
     await pruneIndex('probe2');
-    expect(await queueKeys()).toEqual(before);
+    const after = await queueKeys();
+    expect({
+      extra: after.filter((k) => !before.includes(k)),
+      missing: before.filter((k) => !after.includes(k)),
+    }).toEqual({ extra: [], missing: [] });
+    expect(after).toEqual(before);
   });
 
   it('RUN_RETENTION_S=0 keeps a joined run', async () => {
     const run = await runOnce('kept', 0);
     expect(await ctx.redis.pttl(run.keys.meta)).toBe(-1);
+  });
+});
+
+/** One regression test per finding of the second adversarial trial (real faults, real Redis). */
+describe('join protocol regressions: exact by construction', () => {
+  const ctx = useTestQueue();
+  const status = (runId = 'r') => readRunStatus(ctx.redis, ctx.queue, runId, 10_000);
+
+  const producerIn = async (
+    runId: string,
+    opts: { shards?: number; producerId?: string; retentionMs?: number } = {},
+  ) => {
+    const run = new RunStore(ctx.redis, ctx.queue, runId, opts.shards ?? 1);
+    await run.create(1, 10_000, opts.retentionMs ?? 60_000, [], '', null, { completed: 1000, failed: 1000 });
+    const registered = await run.registerProducer(opts.producerId ?? 'p1', host, 10_000);
+    const producer = createProducer({
+      run,
+      registry,
+      producerId: opts.producerId ?? 'p1',
+      ...registered,
+      jobOptions: keepAll,
+    });
+    return { run, producer };
+  };
+
+  /** How many of `ids` BullMQ holds on the queue's only shard. */
+  const stored = async (ids: readonly string[]) => {
+    const prefix = bullKeyPrefix(ctx.queue);
+    const pipe = ctx.redis.pipeline();
+    for (const id of ids) pipe.exists(prefix + id);
+    return (await pipe.exec())!.filter(([, n]) => n === 1).length;
+  };
+
+  it('F1: a batch that overtakes the one before it (a NOSCRIPT fallback delayed) loses neither', async () => {
+    const { run } = await producerIn('r');
+    const [conn, other] = [connect(), connect()];
+    ctx.cleanups.push(() => Promise.all([conn.quit(), other.quit()]));
+    // The producer's connection: its NOSCRIPT fallback (an EVAL) is held until the test lets it go.
+    let fellBack!: () => void;
+    const fallbackSent = new Promise<void>((r) => (fellBack = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const sendEval = conn.eval.bind(conn);
+    conn.eval = (async (...args: Parameters<typeof conn.eval>) => {
+      fellBack();
+      await released;
+      return sendEval(...args);
+    }) as typeof conn.eval;
+    const own = new RunStore(conn, ctx.queue, 'r');
+    const producer = createProducer({ run: own, registry, producerId: 'p1', jobOptions: keepAll });
+    await other.script('FLUSH'); // a restart or failover emptied the cache
+    const first = producer.putMany([0, 1, 2].map((i) => sleepJob(i)));
+    await fallbackSent; // batch 1 was refused with NOSCRIPT; its EVAL is on its way
+    await other.script('LOAD', putJobsLua); // another process reloads the script meanwhile
+    const second = await producer.putMany([3, 4, 5].map((i) => sleepJob(i))); // batch 2 runs first
+    release();
+    const resolved = [...(await first), ...second];
+    expect(await stored(resolved)).toBe(6);
+    expect((await status())?.jobs.produced).toBe(6);
+    expect(await run.unfinished()).toBe(6);
+  });
+
+  it('F2: cancelling a job on shard 1 cancels it although shard 0 has closed', async () => {
+    const { run, producer } = await producerIn('r', { shards: 2 });
+    // Round robin: two jobs on shard 0, two on shard 1.
+    const ids = await producer.putMany([0, 1, 2, 3].map((i) => sleepJob(i)));
+    await producer.done();
+    const onShard = (i: number) => ids.filter((_, n) => n % 2 === i);
+    await finishAndReport(ctx.redis, run, 0, onShard(0), 'completed');
+    expect((await status())?.shards.map((s) => s.closed)).toEqual([true, false]);
+    for (const id of onShard(1))
+      expect(await run.cancelJob(id)).toMatchObject({ outcome: 'removed', shard: 1 });
+    expect(await run.isJoined()).toBe(true);
+    expect((await status())?.join.totals).toMatchObject({ produced: 4, completed: 2, cancelled: 2 });
+  });
+
+  it('F3: a failed job retried with fresh attempt counters is re-opened, and the run waits for it', async () => {
+    let runs = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const flaky = defineJob({
+      name: 'flaky',
+      schema: z.strictObject({}),
+      handler: async () => {
+        if (++runs === 1) throw new Error('first run fails');
+        await gate;
+        return 'ok';
+      },
+    });
+    const jobs = new JobRegistry([...builtinJobs, flaky]);
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
+    await run.create(2, 10_000);
+    await run.registerProducer('p1', host, 10_000);
+    await run.registerProducer('p2', host, 10_000);
+    const producer = createProducer({ run, registry: jobs, producerId: 'p1', jobOptions: keepAll });
+    const id = await producer.put('flaky', {});
+    await producer.done();
+    const consumer = await consumeIn(ctx.queue, { RUN_ID: 'r', CONSUMER_ID: 'c1' }, jobs);
+    ctx.cleanups.push(() => {
+      release();
+      return consumer.stop('test over');
+    });
+    await pollUntil('the failure to be counted', async () =>
+      (await status())?.jobs.failed === 1 ? true : undefined,
+    );
+    // BullMQ's public retry, with the counters the consumer used to read reset.
+    await (await q.getJob(id))!.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    await pollUntil('the retried job to run', () => Promise.resolve(runs === 2 ? true : undefined));
+    // The last producer finishes while the retried job runs: the run must wait for it.
+    expect((await run.producerDone('p2')).join.joined).toBe(false);
+    expect((await status())?.jobs).toMatchObject({ reopened: 1, failed: 0, unfinished: 1 });
+    release();
+    await pollUntil('the join', async () => ((await run.isJoined()) ? true : undefined));
+    expect((await status())?.join.totals).toMatchObject({ produced: 1, completed: 1, failed: 0 });
+  });
+
+  it('F4: a job retried after its run expired writes nothing back, and the run id used again starts clean', async () => {
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const { run, producer } = await producerIn('r', { retentionMs: 300 });
+    const id = await producer.put('sleep', { value: 1, ms: 0 });
+    await producer.done();
+    await finishAndReport(ctx.redis, run, 0, [id], 'failed');
+    expect(await run.isJoined()).toBe(true);
+    await pollUntil('the run to expire', async () =>
+      (await ctx.redis.exists(run.keys.meta)) ? undefined : true,
+    );
+    // Someone retries the failed job; a consumer takes it and reports it.
+    const consumer = await consumeIn(ctx.queue, { CONSUMER_ID: 'plain' });
+    ctx.cleanups.push(() => consumer.stop('test over'));
+    await (await q.getJob(id))!.retry('failed');
+    await pollUntil('the retried job to complete', async () =>
+      (await q.getJobState(id)) === 'completed' ? true : undefined,
+    );
+    await consumer.stop('test over');
+    const keys = await ctx.redis.keys(`*:conveyor:run:r:*`);
+    const ttls = await Promise.all(keys.map((k) => ctx.redis.pttl(k)));
+    expect(keys.filter((_, i) => ttls[i] === -1)).toEqual([]);
+    // The same run id again: new ids, exact totals.
+    const again = await producerIn('r');
+    const [a] = await again.producer.putMany([sleepJob(2)]);
+    expect(a).not.toBe(id);
+    await again.producer.done();
+    await finishAndReport(ctx.redis, again.run, 0, [a!], 'completed');
+    expect((await status())?.join.totals).toMatchObject({ produced: 1, completed: 1, failed: 0 });
+  });
+
+  it('F5: a run id used again after its retention, with the same producer id, stores and runs every put', async () => {
+    const first = await producerIn('nightly', { retentionMs: 200 });
+    const old = await first.producer.putMany([0, 1, 2].map((i) => sleepJob(i)));
+    await first.producer.done();
+    await finishAndReport(ctx.redis, first.run, 0, old, 'completed');
+    await pollUntil('the run to expire', async () =>
+      (await ctx.redis.exists(first.run.keys.meta)) ? undefined : true,
+    );
+    // BullMQ still keeps the first night's completed jobs.
+    expect(await stored(old)).toBe(3);
+    const second = await producerIn('nightly');
+    const ids = await second.producer.putMany([0, 1, 2].map((i) => sleepJob(i)));
+    expect(ids.filter((id) => old.includes(id))).toEqual([]);
+    expect(await stored(ids)).toBe(3);
+    expect((await status('nightly'))?.jobs).toMatchObject({ produced: 3, unfinished: 3 });
+  });
+
+  it('F5: job ids are unique across runs, keys and producers (run "a" key "p.0" and run "a.k" producer "p")', async () => {
+    const a = await producerIn('a');
+    const ak = await producerIn('a.k', { producerId: 'p' });
+    const keyed = await a.producer.put('sleep', { value: 1, ms: 0 }, { key: 'p.0' });
+    const plain = await ak.producer.put('sleep', { value: 2, ms: 0 });
+    expect(keyed).not.toBe(plain);
+    expect(await stored([keyed, plain])).toBe(2);
+    expect((await status('a'))?.jobs.produced).toBe(1);
+    expect((await status('a.k'))?.jobs.produced).toBe(1);
+  });
+
+  it('F6: jobs a consumer finished but never reported are counted from BullMQ, then trimmed to KEEP_COMPLETED', async () => {
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
+    await run.create(1, 10_000, 60_000, [], '', null, { completed: 0, failed: 0 });
+    await run.registerProducer('p1', host, 10_000);
+    const keepNone = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 0, keepFailed: 0 });
+    const producer = createProducer({ run, registry, producerId: 'p1', jobOptions: keepNone });
+    const ids = await producer.putMany(Array.from({ length: 20 }, (_, i) => sleepJob(i)));
+    await producer.done();
+    // A consumer that dies with its reports buffered: BullMQ finishes the jobs, nobody tells the run.
+    const worker = new Worker(ctx.queue, () => Promise.resolve('done'), {
+      connection: ctx.redis.duplicate(),
+      prefix: queuePrefix(ctx.queue),
+    });
+    ctx.cleanups.push(async () => {
+      await worker.close();
+      await worker.disconnect();
+    });
+    const reconciled = new RunStore(ctx.redis, ctx.queue, 'r', 1, {
+      reconcileGraceMs: 0,
+      reconcileIntervalMs: 0,
+    });
+    await pollUntil('the run to join', async () => ((await reconciled.tryJoin()).joined ? true : undefined));
+    expect((await status())?.join.totals).toMatchObject({ produced: 20, completed: 20, removed: 0 });
+    // Counted, then trimmed to the run's keep (0): BullMQ keeps none of them.
+    expect(await stored(ids)).toBe(0);
+    expect(await ctx.redis.zcard(run.shardKeys[0]!.completed)).toBe(0);
+  });
+
+  it('F8: with two shards an idempotency key is accepted once per run, and key with shardKey is refused', async () => {
+    const { producer } = await producerIn('r', { shards: 2 });
+    const ids = new Set<string>();
+    for (let i = 0; i < 3; i++) ids.add(await producer.put('sleep', { value: 7, ms: 0 }, { key: 'order-7' }));
+    expect(ids.size).toBe(1);
+    await expect(
+      producer.put('sleep', { value: 7, ms: 0 }, { key: 'order-7', shardKey: 'customer-2' }),
+    ).rejects.toThrow(/key and shardKey cannot be combined/);
+    expect((await status())?.jobs.produced).toBe(1);
+  });
+
+  it('put options that conveyor does not carry out (delay, priority, lifo) are refused, not dropped', async () => {
+    const { producer } = await producerIn('r');
+    for (const opts of [{ delay: 1_000 }, { priority: 3 }, { lifo: true }])
+      await expect(producer.put('sleep', { value: 1, ms: 0 }, opts as never)).rejects.toThrow(
+        /unknown put option/,
+      );
+    expect((await status())?.jobs.produced).toBe(0);
   });
 });

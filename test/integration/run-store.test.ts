@@ -2,13 +2,14 @@ import { Worker } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
-import { queuePrefix } from '../../shared/keys.js';
+import { putJobId, queuePrefix } from '../../shared/keys.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { connect, pollUntil } from '../helpers/redis.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 import { useTestQueue } from '../helpers/test-queue.js';
+import { finishAndReport } from '../helpers/finish-jobs.js';
 
 const registry = new JobRegistry(builtinJobs);
 const opts = jobOptions({ attempts: 3, backoffMs: 60_000, keepCompleted: 1000, keepFailed: 1000 });
@@ -44,9 +45,9 @@ describe('RunStore: the join decision', () => {
     expect((await run.tryJoin()).reason).toBe('producers-running');
     const done = await producer.done();
     expect(done.join).toMatchObject({ reason: 'jobs-unfinished', detail: 2, joined: false });
-    const first = await run.recordFinished(0, [{ id: a!, outcome: 'completed', instance: 'p1' }]);
+    const first = await finishAndReport(ctx.redis, run, 0, [a!], 'completed');
     expect(first.join.joined).toBe(false);
-    const last = await run.recordFinished(0, [{ id: b!, outcome: 'failed', instance: 'p1' }]);
+    const last = await finishAndReport(ctx.redis, run, 0, [b!], 'failed');
     expect(last.join).toMatchObject({ joinedNow: true, joined: true });
     const again = await run.tryJoin();
     expect(again).toMatchObject({ reason: 'joined', joinedNow: false, detail: last.join.detail });
@@ -83,14 +84,14 @@ describe('RunStore: the join decision', () => {
     });
   });
 
-  it('counts a job trimmed by removeOnComplete before its report arrived as completed, not removed', async () => {
+  it('counts a job deleted before its report arrived as the report says, not removed', async () => {
     const { q, run, producer } = await openRun();
     const [id] = await producer.putMany([sleepJob(1)]);
     await producer.done();
-    // BullMQ finished and trimmed the job; the consumer's batched report is still on its way.
+    // BullMQ finished the job and someone deleted it; the consumer's batched report is still on its way.
     await q.remove(id!);
     expect((await run.tryJoin()).reason).toBe('jobs-unfinished');
-    const report = await run.recordFinished(0, [{ id: id!, outcome: 'completed', instance: 'p1' }]);
+    const report = await run.recordFinished(0, [{ id: id!, outcome: 'completed' }]);
     expect(report).toMatchObject({ counted: 1, duplicates: 0, join: { joinedNow: true } });
     expect((await readStatus())?.jobs).toMatchObject({
       produced: 1,
@@ -145,59 +146,10 @@ describe('RunStore: the join decision', () => {
     expect(await q.getJobState(id!)).toBe('delayed');
   });
 
-  it('counts a job that finished before its producer acknowledged it exactly once', async () => {
-    const { q, run } = await openRun();
-    // As a producer does: the in-flight mark goes first, then the add.
-    await run.markInflight(0, 'p1', ['r.p1.0']);
-    await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 1, ms: 0 } }, { jobId: 'r.p1.0' });
-    await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }]);
-    expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(1);
-    expect(await run.ackAdded(0, 'p1', ['r.p1.0'])).toBe(0);
-    const again = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }]);
-    expect(again).toMatchObject({ counted: 0, duplicates: 1 });
-    const { join } = await run.producerDone('p1');
-    expect(join.joinedNow).toBe(true);
-    const status = await readStatus();
-    expect(status?.jobs).toMatchObject({
-      produced: 1,
-      completed: 1,
-      unfinished: 0,
-      unexpected: 0,
-      duplicateFinishes: 1,
-    });
-  });
-
-  it('a finish report of several producers’ jobs checks each job against its own producer’s in-flight set', async () => {
-    const q = openQueue(ctx.queue, ctx.redis);
-    ctx.cleanups.push(() => q.close());
-    const run = await runWithP1('r', 3);
-    await run.registerProducer('p2', host, 10_000);
-    await run.registerProducer('p3', host, 10_000);
-    // p1's job acknowledged; p2's and p3's added but not yet acknowledged (in flight).
-    const data = (producer: string) => ({ run: 'r', producer, payload: { value: 0, ms: 0 } });
-    await run.putJobs(0, 'p1', JSON.stringify(opts), [
-      { id: 'r.p1.0', seq: 0, name: 'sleep', data: JSON.stringify(data('p1')) },
-    ]);
-    for (const p of ['p2', 'p3']) {
-      await run.markInflight(0, p, [`r.${p}.0`]);
-      await q.add('sleep', data(p), { jobId: `r.${p}.0` });
-    }
-    const r = await run.recordFinished(0, [
-      { id: 'r.p2.0', outcome: 'completed', instance: 'p2' },
-      { id: 'r.p1.0', outcome: 'completed', instance: 'p1' },
-      { id: 'r.p3.0', outcome: 'failed', instance: 'p3' },
-    ]);
-    expect(r).toMatchObject({ counted: 3, duplicates: 0 });
-    expect(await run.ackAdded(0, 'p2', ['r.p2.0'])).toBe(1);
-    expect(await run.ackAdded(0, 'p3', ['r.p3.0'])).toBe(1);
-    expect((await readStatus())?.jobs).toMatchObject({ produced: 3, completed: 2, failed: 1, unfinished: 0 });
-  });
-
-  it('marks a producer whose lease ran out as lost and counts its acknowledged-by-Redis jobs', async () => {
-    const { q, run } = await openRun(300);
-    // The producer died between the add and its acknowledgement: one id reached BullMQ, one did not.
-    await run.markInflight(0, 'p1', ['r.p1.0', 'r.p1.1']);
-    await q.add('sleep', { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } }, { jobId: 'r.p1.0' });
+  it('marks a producer whose lease ran out as lost, counts what it put, and refuses its later puts', async () => {
+    const { run, producer } = await openRun(300);
+    const [id] = await producer.putMany([sleepJob(0)]);
+    // The producer goes silent (no heartbeat): its lease runs out.
     const lost = await pollUntil('the lease to expire', async () => {
       const j = await run.tryJoin();
       return j.reason === 'jobs-unfinished' ? j : undefined;
@@ -207,26 +159,26 @@ describe('RunStore: the join decision', () => {
     expect(status?.producers).toMatchObject({ lost: 1, running: 0 });
     expect(status?.jobs.produced).toBe(1);
     expect(await run.heartbeatProducer('p1', 300)).toBe('lost');
-    const fin = await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }]);
+    // Fenced: a put from the lost instance writes nothing.
+    await expect(producer.putMany([sleepJob(1)])).rejects.toMatchObject({ code: 'fenced' });
+    expect(await run.unfinished()).toBe(1);
+    const fin = await finishAndReport(ctx.redis, run, 0, [id!], 'completed');
     expect(fin.join.joinedNow).toBe(true);
   });
 
   it('with 3 shards: a lost producer is settled on every shard, and the run joins only when every shard closed', async () => {
-    const { run, queues, close } = await openShardedRun(ctx.redis, ctx.queue, 'r', 3, { leaseMs: 300 });
+    const { run, close } = await openShardedRun(ctx.redis, ctx.queue, 'r', 3, { leaseMs: 300 });
     ctx.cleanups.push(close);
-    // The producer died mid-add on two shards: on each, one id reached BullMQ and one did not.
-    await run.markInflight(0, 'p1', ['r.p1.0', 'r.p1.3']);
-    await run.markInflight(2, 'p1', ['r.p1.2', 'r.p1.5']);
-    await queues[0]!.add(
-      'sleep',
-      { run: 'r', producer: 'p1', payload: { value: 0, ms: 0 } },
-      { jobId: 'r.p1.0' },
-    );
-    await queues[2]!.add(
-      'sleep',
-      { run: 'r', producer: 'p1', payload: { value: 2, ms: 0 } },
-      { jobId: 'r.p1.2' },
-    );
+    // The producer put one job on shard 0 and one on shard 2, then died.
+    const prefix = await run.idPrefix();
+    const job = (seq: number) => ({
+      id: putJobId(prefix, 'p1', seq),
+      seq,
+      name: 'sleep',
+      data: JSON.stringify({ run: 'r', producer: 'p1', payload: { value: seq, ms: 0 } }),
+    });
+    await run.putJobs(0, 'p1', JSON.stringify(opts), [job(0)]);
+    await run.putJobs(2, 'p1', JSON.stringify(opts), [job(2)]);
     const lost = await pollUntil('the lease to expire', async () => {
       const j = await run.tryJoin();
       return j.reason === 'jobs-unfinished' ? j : undefined;
@@ -241,13 +193,11 @@ describe('RunStore: the join decision', () => {
       [1, 1, false],
     ]);
     // One shard finishing is not the run finishing.
-    expect(
-      (await run.recordFinished(0, [{ id: 'r.p1.0', outcome: 'completed', instance: 'p1' }])).join,
-    ).toMatchObject({
+    expect((await finishAndReport(ctx.redis, run, 0, [job(0).id], 'completed')).join).toMatchObject({
       reason: 'jobs-unfinished',
       joined: false,
     });
-    const last = await run.recordFinished(2, [{ id: 'r.p1.2', outcome: 'failed', instance: 'p1' }]);
+    const last = await finishAndReport(ctx.redis, run, 2, [job(2).id], 'failed');
     expect(last.join.joinedNow).toBe(true);
     status = await readStatus(300);
     expect(status?.join.totals).toEqual({
@@ -288,7 +238,7 @@ describe('RunStore: the join decision', () => {
     const status = await readStatus();
     expect(status?.jobs).toMatchObject({ produced: 1, completed: 1, reconciled: 1 });
     // The consumer's late report is recognised, not counted again or called a duplicate.
-    const late = await run.recordFinished(0, [{ id: id!, outcome: 'completed', instance: 'p1' }]);
+    const late = await run.recordFinished(0, [{ id: id!, outcome: 'completed' }]);
     expect(late).toMatchObject({ counted: 0, duplicates: 0 });
   });
 
@@ -296,8 +246,8 @@ describe('RunStore: the join decision', () => {
     const { q, run, producer } = await openRun();
     const id = await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' });
     await producer.flush();
-    await run.recordFinished(0, [{ id, outcome: 'completed', instance: 'p1' }]);
-    await q.remove(id); // as removeOnComplete does
+    await finishAndReport(ctx.redis, run, 0, [id], 'completed');
+    await q.remove(id); // deleted by hand, or trimmed by KEEP_COMPLETED
     expect(await producer.put('sleep', { value: 1, ms: 0 }, { key: 'order-7' })).toBe(id);
     await producer.flush();
     expect(await q.count()).toBe(0);

@@ -14,6 +14,7 @@ import { promtool } from '../helpers/prometheus-server.js';
 import { parseMetrics, series, typeOf, value } from '../helpers/prometheus-text.js';
 import { useTestQueue } from '../helpers/test-queue.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
+import { finishAndReport } from '../helpers/finish-jobs.js';
 
 const LEASE_MS = 10_000;
 
@@ -101,14 +102,8 @@ describe('run metrics from Redis', () => {
     expect(m.conveyor_run_joined_timestamp_seconds?.data ?? []).toHaveLength(0);
 
     // Finish every job and the producer: the run joins, and the next scrape says so.
-    await run.recordFinished(
-      0,
-      ids.map((id, i) => ({
-        id,
-        outcome: i === 2 ? ('failed' as const) : ('completed' as const),
-        instance: 'p1',
-      })),
-    );
+    await finishAndReport(ctx.redis, run, 0, [ids[2]!], 'failed');
+    await finishAndReport(ctx.redis, run, 0, [ids[0]!, ids[1]!], 'completed');
     const done = await run.producerDone('p1');
     expect(done.join.joined).toBe(true);
     m = await parseMetrics(await registry.metrics());
@@ -159,14 +154,9 @@ describe('run metrics from Redis', () => {
     expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'unfinished' })).toEqual([2, 2, 3]);
 
     // Shard 1's jobs finish (one fails) and the producer is done: the run's numbers move on shard 1 only.
-    await run.recordFinished(
-      1,
-      waiting[1]!.map((j, i) => ({
-        id: j.id!,
-        outcome: i === 0 ? ('failed' as const) : ('completed' as const),
-        instance: j.data.producer,
-      })),
-    );
+    const onShard1 = waiting[1]!.map((j) => j.id!);
+    await finishAndReport(ctx.redis, run, 1, onShard1.slice(0, 1), 'failed');
+    await finishAndReport(ctx.redis, run, 1, onShard1.slice(1), 'completed');
     await producer.done();
     m = await parseMetrics(await registry.metrics());
     expect(perShard('conveyor_run_shard_jobs', { ...r, state: 'completed' })).toEqual([0, 1, 0]);
