@@ -291,10 +291,11 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     if (data) (record.runs ??= {})[data.run] = (record.runs[data.run] ?? 0) + 1;
     if (data?.afterRun && data.callback) {
       const name = data.callback;
-      void recorder
-        .store(data.afterRun)
+      const store = recorder.store(data.afterRun);
+      void store
         .callbackState(name, outcome)
         .then(() => callbackSettled.notify())
+        .then(() => (job.id ? store.countCallback(shard, job.id, outcome) : undefined))
         .catch((err: unknown) =>
           log.warn({ err: String(err), callback: name }, 'callback state not recorded'),
         );

@@ -290,7 +290,7 @@ export function createApp(deps: DashboardDeps): Dashboard {
     const target = await actionTarget(req, res);
     if (!target) return;
     const job = (req.body as Record<string, unknown>).job;
-    if (typeof job !== 'string' || !/^[\w.~-]{1,200}$/.test(job)) {
+    if (typeof job !== 'string' || !/^[\w.~+=@-]{1,200}$/.test(job)) {
       res.status(400).json({ error: '"job" must be a job id' });
       return;
     }

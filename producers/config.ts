@@ -90,12 +90,7 @@ export function loadProducerConfig(env: Env) {
   const onSuccessPayload = callbackPayloadOf('ON_SUCCESS_PAYLOAD', e.ON_SUCCESS_PAYLOAD, e.ON_SUCCESS_TYPE);
   if (problems.length) throw new ConfigError(problems);
   const callbacks: CallbackSpec[] = [];
-  const policy = {
-    attempts: e.ATTEMPTS,
-    backoffMs: e.BACKOFF_MS,
-    keepCompleted: e.KEEP_COMPLETED,
-    keepFailed: e.KEEP_FAILED,
-  };
+  const policy = { attempts: e.ATTEMPTS, backoffMs: e.BACKOFF_MS };
   if (e.ON_JOIN_TYPE)
     callbacks.push({
       name: 'on-join',

@@ -39,7 +39,7 @@ export async function runCancel(
   if (runId === undefined) throw new CancelUsageError('--run: which run to cancel (or set RUN_ID)');
   if (!nameSchema.safeParse(runId).success)
     throw new CancelUsageError(`--run: "${runId}" is not a valid run id`);
-  if (jobId !== undefined && !/^[\w.~-]{1,200}$/.test(jobId))
+  if (jobId !== undefined && !/^[\w.~+=@-]{1,200}$/.test(jobId))
     throw new CancelUsageError(`--job: "${jobId}" is not a valid job id`);
   const shards = await deps.redis.hget(runKeys(config.queue, runId).meta, 'shards');
   const report = await (async (): Promise<CancelReport> => {

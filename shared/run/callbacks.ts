@@ -103,13 +103,12 @@ function callbackData(runId: string, name: string, payload: CallbackPayload): Jo
   return { run: runId, producer: `callback:${name}`, payload, afterRun: runId, callback: name };
 }
 
+/** No removeOnComplete/removeOnFail: BullMQ would trim the run's uncounted jobs too (RunStore.countCallback). */
 function callbackOptions(idPrefix: string, spec: CallbackSpec) {
   return {
     jobId: callbackJobId(idPrefix, spec.name),
     attempts: spec.attempts,
     backoff: { type: 'exponential', delay: spec.backoffMs },
-    removeOnComplete: { count: spec.keepCompleted },
-    removeOnFail: { count: spec.keepFailed },
   };
 }
 

@@ -19,6 +19,7 @@ import {
   cancelJobLua,
   cancelRunLua,
   callbackMarkLua,
+  countCallbackLua,
   callbackStateLua,
   checkRunLua,
   claimCallbacksLua,
@@ -81,6 +82,7 @@ const shardScripts = {
   cancelJob: luaScript(cancelJobLua),
   markCancelled: luaScript(markCancelledLua),
   callbackMark: luaScript(callbackMarkLua),
+  countCallback: luaScript(countCallbackLua),
   storeResult: luaScript(storeResultLua),
 };
 
@@ -589,6 +591,16 @@ export class RunStore {
     const reply = (await this.shardCall(shard, 'recordFinished', keys, ...args)) as ShardReply;
     if (reply[4] === '1') await this.trimCounted(shard);
     return reply;
+  }
+
+  /**
+   * A join callback's job finished: it is trimmed like a counted job (its state is in the run's meta).
+   * `jobId` must be this run's callback job on `shard`.
+   */
+  async countCallback(shard: number, jobId: string, outcome: FinishOutcome): Promise<void> {
+    const k = this.keysOf(shard);
+    const trim = await this.shardCall(shard, 'countCallback', [k.jobPrefix + jobId], jobId, outcome);
+    if (trim === '1') await this.trimCounted(shard);
   }
 
   /**

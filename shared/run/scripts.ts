@@ -60,6 +60,23 @@ const SHARD_RUN_KEYS = 8;
 /** How long the record of a consumer waiting for a run that does not exist lives without a heartbeat. */
 const WAITING_CONSUMER_TTL_MS = 3_600_000;
 
+/** How a counted job is marked in its stored data, so the consumer that takes it again asks its run. */
+export const COUNTED_MARK = ',"counted":true}';
+
+/**
+ * Lua that marks a counted job's stored data (COUNTED_MARK), which the consumer that takes it again
+ * reads. Inlined where `jk`, a key from KEYS, names the job's hash.
+ */
+const markCountedData = /* lua */ `
+do
+  local data = redis.call('HGET', jk, 'data')
+  if data and string.sub(data, -#'${COUNTED_MARK}') ~= '${COUNTED_MARK}' then
+    if data == '{}' then data = '{' .. string.sub('${COUNTED_MARK}', 2)
+    else data = string.sub(data, 1, -2) .. '${COUNTED_MARK}' end
+    redis.call('HSET', jk, 'data', data)
+  end
+end`;
+
 /** How a cancelled job's failure reason begins in BullMQ (the reconcile counts such a job cancelled). */
 export const CANCELLED_REASON = 'conveyor: cancelled';
 
@@ -661,9 +678,9 @@ export const PUT_QUEUE_KEY_NAMES = ['wait', 'meta', 'id', 'events', 'marker', 'a
 export const putJobsLua =
   shardPrelude +
   /* lua */ `
-local WAIT, BMETA, ID, EVENTS, MARKER, ACTIVE, PUTS =
-  KEYS[FIXED + 1], KEYS[FIXED + 2], KEYS[FIXED + 3], KEYS[FIXED + 4], KEYS[FIXED + 5], KEYS[FIXED + 6],
-  KEYS[FIXED + 7]
+local WAIT, BMETA, ID, EVENTS, MARKER, ACTIVE =
+  KEYS[FIXED + 1], KEYS[FIXED + 2], KEYS[FIXED + 3], KEYS[FIXED + 4], KEYS[FIXED + 5], KEYS[FIXED + 6]
+local PUTS = KEYS[FIXED + 7]
 local instance, timestamp, opts = ARGV[1], ARGV[2], ARGV[3]
 if not PREFIX then return redis.error_reply('NO_RUN') end
 if redis.call('SISMEMBER', FENCED, instance) == 1 then return redis.error_reply('FENCED') end
@@ -728,9 +745,6 @@ keep_ttl()
 return {#added, again}
 `;
 
-/** How a counted job is marked in its stored data, so the consumer that takes it again asks its run. */
-export const COUNTED_MARK = ',"counted":true}';
-
 /**
  * Pairs (job id, 'completed'|'failed'|'cancelled') from ARGV[1]; KEYS[FIXED + i] the hash of entry i.
  * Counts each job once: when it leaves the open set. A job put back to work before its report
@@ -758,12 +772,8 @@ for i = 1, #ARGV / 2 do
     if not (exists and redis.call('HEXISTS', jk, 'finishedOn') == 0) then
       redis.call('SREM', OPEN, id)
       if exists then
-        local data = redis.call('HGET', jk, 'data')
-        if data and string.sub(data, -#'${COUNTED_MARK}') ~= '${COUNTED_MARK}' then
-          redis.call('HSET', jk, 'cvAcct', outcome, 'data', string.sub(data, 1, -2) .. '${COUNTED_MARK}')
-        else
-          redis.call('HSET', jk, 'cvAcct', outcome)
-        end
+        redis.call('HSET', jk, 'cvAcct', outcome)
+        ${markCountedData}
         if mark_counted(id, outcome) then trim = true end
       end
       tally[outcome] = (tally[outcome] or 0) + 1
@@ -793,6 +803,22 @@ if open == 0 and redis.call('HGET', SMETA, 'producersFinished') == '1' then
   return {counted, dup, closed[1], closed[2], trimmed}
 end
 return {counted, dup, 'open', tostring(open), trimmed}
+`;
+
+/**
+ * A join callback's job finished (its state is recorded in its run): it joins the list conveyor
+ * trims from, like a counted job. KEYS[FIXED+1] its hash; ARGV[1] job id, ARGV[2] outcome. Returns
+ * '1' when a counted list is past its keep.
+ */
+export const countCallbackLua =
+  shardPrelude +
+  /* lua */ `
+local id, jk = ARGV[1], KEYS[FIXED + 1]
+if not PREFIX or not owned(id) or redis.call('HEXISTS', jk, 'finishedOn') == 0 then return '0' end
+if redis.call('HGET', jk, 'cvAcct') == ARGV[2] then return '0' end
+redis.call('HSET', jk, 'cvAcct', ARGV[2])
+keep_ttl()
+return mark_counted(id, ARGV[2]) and '1' or '0'
 `;
 
 /**
@@ -929,10 +955,7 @@ for i = 4, #ARGV do
             local reason = redis.call('HGET', jk, 'failedReason') or ''
             if string.sub(reason, 1, #CANCEL_MARK) == CANCEL_MARK then outcome = 'cancelled' end
           end
-          local data = redis.call('HGET', jk, 'data')
-          if data and string.sub(data, -#'${COUNTED_MARK}') ~= '${COUNTED_MARK}' then
-            redis.call('HSET', jk, 'data', string.sub(data, 1, -2) .. '${COUNTED_MARK}')
-          end
+          ${markCountedData}
           redis.call('HSET', jk, 'cvAcct', outcome, 'cvReconciled', 1)
           redis.call('HINCRBY', SMETA, outcome, 1)
           redis.call('HINCRBY', SMETA, 'reconciled', 1)

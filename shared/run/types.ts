@@ -70,7 +70,7 @@ export type FinishOutcome = 'completed' | 'failed' | 'cancelled';
 
 /**
  * A job the run enqueues once, when it joins: `always` after every join, `success` only when no job
- * failed or was removed. Its BullMQ job id is `<run>.<name>`.
+ * failed or was removed. Its BullMQ job id is `<run>+<n>@<name>`; it is trimmed with the run's jobs.
  */
 export type CallbackSpec = {
   name: string;
@@ -79,9 +79,6 @@ export type CallbackSpec = {
   payload?: unknown;
   attempts: number;
   backoffMs: number;
-  /** BullMQ's trimming of finished jobs, as for the run's own jobs. */
-  keepCompleted: number;
-  keepFailed: number;
 };
 
 /** How much of its jobs' return values a run created with collectResults keeps (bytes of JSON). */

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bullKeyPrefix } from '../../shared/keys.js';
+import { bullKeyPrefix, putJobId } from '../../shared/keys.js';
 import { freePort } from '../../shared/redis-server.js';
 import { projectRoot } from '../../shared/roles.js';
 import { readRunStatus } from '../../shared/run/status.js';
@@ -277,10 +277,9 @@ describe('the packed package, installed into an empty folder', () => {
     const status = await readRunStatus(ctx.redis, ctx.queue, 'mine', 3_000);
     expect(status?.join.state).toBe('joined');
     const prefix = bullKeyPrefix(ctx.queue);
-    expect(JSON.parse((await ctx.redis.hget(`${prefix}mine.p-shout.0`, 'returnvalue')) ?? 'null')).toBe(
-      'HELLO',
-    );
-    expect(JSON.parse((await ctx.redis.hget(`${prefix}mine.p-resize.0`, 'returnvalue')) ?? 'null')).toEqual({
+    const jobKey = (producer: string) => prefix + putJobId(status!.idPrefix!, producer, 0);
+    expect(JSON.parse((await ctx.redis.hget(jobKey('p-shout'), 'returnvalue')) ?? 'null')).toBe('HELLO');
+    expect(JSON.parse((await ctx.redis.hget(jobKey('p-resize'), 'returnvalue')) ?? 'null')).toEqual({
       url: imageUrl,
       width: 100,
       bytes: 1234,

@@ -178,7 +178,7 @@ describe('dashboard in a real browser', () => {
     // shard, BullMQ queue, waiting, active, completed, failed, unfinished (run), closed
     expect(rows).toEqual([
       ['0', `${queue}#0`, '3', '0', '0', '0', '3', 'no'],
-      ['1', `${queue}#1`, '2', '0', '0', '0', '0', 'yes'],
+      ['1', `${queue}#1`, '0', '0', '2', '0', '0', 'yes'],
       ['2', `${queue}#2`, '2', '0', '0', '0', '2', 'no'],
     ]);
     expect(await page.textContent('#n-produced')).toBe('7');

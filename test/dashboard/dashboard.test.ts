@@ -156,18 +156,18 @@ describe('dashboard', () => {
         closed: false,
       },
     ]);
-    // BullMQ itself still holds all seven jobs (nothing consumed them): the queue's view, per shard.
+    // BullMQ holds shard 1's two jobs as completed and the other five waiting: the queue's view, per shard.
     const depth = (await request(app).get('/api/queue').expect(200)).body as Record<string, unknown>;
     expect(depth).toEqual({
       queue,
-      total: { waiting: 7, active: 0, delayed: 0, completed: 0, failed: 0 },
-      shards: [3, 2, 2].map((waiting, index) => ({
+      total: { waiting: 5, active: 0, delayed: 0, completed: 2, failed: 0 },
+      shards: [3, 0, 2].map((waiting, index) => ({
         index,
         name: names[index],
         waiting,
         active: 0,
         delayed: 0,
-        completed: 0,
+        completed: index === 1 ? 2 : 0,
         failed: 0,
       })),
     });
@@ -180,10 +180,10 @@ describe('dashboard', () => {
     const { url } = await d.listen();
     const update = (await readEvents(`${url}/api/events?run=s`, (e) => e.event === 'update'))
       .data as LiveUpdate;
-    expect(update.depth).toMatchObject({ waiting: 7, active: 0, shards: [3, 2, 2] });
+    expect(update.depth).toMatchObject({ waiting: 5, active: 0, shards: [3, 0, 2] });
     expect(update.shards.map((s) => [s.name, s.waiting])).toEqual([
       [names[0], 3],
-      [names[1], 2],
+      [names[1], 0],
       [names[2], 2],
     ]);
     expect(update.status?.shards.map((s) => s.unfinished)).toEqual([3, 0, 2]);
@@ -195,7 +195,7 @@ describe('dashboard', () => {
     const listed = board.queues.map((q) => [q.name, q.counts.waiting, q.description]);
     expect(listed.sort()).toEqual([
       [names[0], 3, `shard 0 of 3 of conveyor queue "${queue}"`],
-      [names[1], 2, `shard 1 of 3 of conveyor queue "${queue}"`],
+      [names[1], 0, `shard 1 of 3 of conveyor queue "${queue}"`],
       [names[2], 2, `shard 2 of 3 of conveyor queue "${queue}"`],
     ]);
     const jobs = await request(app)
@@ -485,7 +485,7 @@ describe('dashboard', () => {
     await request(d.dashboard.app).post('/api/actions/cancel-job').send({ run: 'r', job: a }).expect(403);
     expect((await post({ run: 'r', job: a }).expect(202)).body).toMatchObject({ outcome: 'removed' });
     expect(await q.getJob(a!)).toBeUndefined();
-    await post({ run: 'r', job: 'r.nobody.9' }).expect(404);
+    await post({ run: 'r', job: 'r+1+nobody+9' }).expect(404);
     await post({ run: 'r', job: 'bad id!' }).expect(400);
     expect((await readRunStatus(redis, queue, 'r', 10_000))?.jobs.cancelled).toBe(1);
     await q.close();

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import { bullKeyPrefix } from '../../shared/keys.js';
+import { bullKeyPrefix, putJobId } from '../../shared/keys.js';
 import { openQueue } from '../../shared/queue.js';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../shared/redis-server.js';
 import { projectRoot } from '../../shared/roles.js';
@@ -32,8 +32,8 @@ describe('end to end: real producer and consumer processes', () => {
   };
   const completedIds = async () =>
     (await ctx.redis.zrange(`${bullKeyPrefix(ctx.queue)}completed`, '0', '-1')).sort();
-  const idsOf = (producers: string[], n: number) =>
-    producers.flatMap((p) => Array.from({ length: n }, (_, i) => `run1.${p}.${i}`)).sort();
+  const idsOf = (s: RunStatus, producers: string[], n: number) =>
+    producers.flatMap((p) => Array.from({ length: n }, (_, i) => putJobId(s.idPrefix!, p, i))).sort();
 
   it('3 producers started at staggered times + 2 consumers: joined exactly once, totals exact, all exit 0', async () => {
     await runCoreScenario({ redis: ctx.redis, env: base });
@@ -71,7 +71,7 @@ describe('end to end: real producer and consumer processes', () => {
       unfinished: 0,
       duplicateFinishes: 0,
     });
-    expect(await completedIds()).toEqual(idsOf(['p1'], 6));
+    expect(await completedIds()).toEqual(idsOf(await status(), ['p1'], 6));
     expect(s.consumers.find((c) => c.id === 'victim')?.state).toBe('lost');
     expect(s.consumers.find((c) => c.id === 'rescuer')?.state).toBe('cancelled');
   });
@@ -97,7 +97,7 @@ describe('end to end: real producer and consumer processes', () => {
     expect(s.join.state).toBe('joined');
     expect(s.jobs).toMatchObject({ produced: 2, completed: 0, failed: 2, unfinished: 0 });
     const failed = await ctx.redis.zrange(`${bullKeyPrefix(ctx.queue)}failed`, '0', '-1');
-    expect(failed.sort()).toEqual(idsOf([s.producers.list[0]!.id], 2));
+    expect(failed.sort()).toEqual(idsOf(s, [s.producers.list[0]!.id], 2));
     const q = openQueue(ctx.queue, ctx.redis);
     try {
       for (const id of failed) {

@@ -120,7 +120,8 @@ describe('cancel a job or a run, and time jobs out (real Redis, in-process consu
     expect(s.join.totals).toMatchObject({ produced: 2, completed: 1, cancelled: 1, failed: 0, removed: 0 });
     expect(s.jobs.cancelled).toBe(1);
     // A second cancel, and a cancel of the finished job, change nothing and say so.
-    expect((await run.cancelJob(second!)).outcome).toBe('joined');
+    expect((await run.cancelJob(first!)).outcome).toBe('joined');
+    expect((await run.cancelJob(second!)).outcome).toBe('finished');
   });
 
   it('an active job is aborted by the consumer holding it, recorded cancelled, and not retried', async () => {
