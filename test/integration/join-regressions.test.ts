@@ -11,6 +11,7 @@ import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { bullKeyPrefix, pendingRunsKey, queuePrefix, runIndexKey } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
+import { deliverCallbacks } from '../../shared/run/callbacks.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
 import { putJobsLua } from '../../shared/run/scripts.js';
 import { formatRunStatus, readRunStatus } from '../../shared/run/status.js';
@@ -565,6 +566,26 @@ describe('join protocol regressions: exact by construction', () => {
     expect(await stored([keyed, plain])).toBe(2);
     expect((await status('a'))?.jobs.produced).toBe(1);
     expect((await status('a.k'))?.jobs.produced).toBe(1);
+  });
+
+  it('F5: a run id used again after its retention gets join callbacks of its own', async () => {
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    for (const round of [1, 2]) {
+      const run = new RunStore(ctx.redis, ctx.queue, 'cb');
+      const onJoin = { name: 'on-join', type: 'sleep', when: 'always' as const, attempts: 1, backoffMs: 0 };
+      await run.create(1, 10_000, 200, [{ ...onJoin, payload: { round } }]);
+      await run.registerProducer('p1', host, 10_000);
+      expect((await run.producerDone('p1')).join.joinedNow).toBe(true);
+      expect(await deliverCallbacks(run, [q])).toBe(1);
+      await pollUntil('the run to expire', async () =>
+        (await ctx.redis.exists(run.keys.meta)) ? undefined : true,
+      );
+    }
+    // The first callback job is still in the queue (no consumer ran it): the second is a job of its own.
+    const jobs = await q.getJobs(['waiting']);
+    const payloads = jobs.map((j) => (j.data.payload as { payload: { round: number } }).payload.round);
+    expect(payloads.sort()).toEqual([1, 2]);
   });
 
   it('F6: jobs a consumer finished but never reported are counted from BullMQ, then trimmed to KEEP_COMPLETED', async () => {
