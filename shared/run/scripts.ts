@@ -211,15 +211,17 @@ end
 -- A counted job (still in BullMQ) joins the queue-wide list conveyor trims BullMQ's finished sets
 -- from, so no job leaves BullMQ before its run counted it. Returns true when that list is past the
 -- run's keep (KEEP_COMPLETED / KEEP_FAILED; none recorded: keep all).
+local keeps
 local function mark_counted(id, outcome)
-  if outcome == 'completed' then
-    redis.call('LPUSH', COUNTED_COMPLETED, id)
-    local keep = tonumber(redis.call('HGET', SMETA, 'keepCompleted') or '-1')
-    return keep >= 0 and redis.call('LLEN', COUNTED_COMPLETED) > keep
+  if not keeps then
+    local k = redis.call('HMGET', SMETA, 'keepCompleted', 'keepFailed')
+    keeps = {completed = tonumber(k[1] or '-1'), failed = tonumber(k[2] or '-1')}
   end
-  redis.call('LPUSH', COUNTED_FAILED, id)
-  local keep = tonumber(redis.call('HGET', SMETA, 'keepFailed') or '-1')
-  return keep >= 0 and redis.call('LLEN', COUNTED_FAILED) > keep
+  -- LPUSH answers the list's new length
+  if outcome == 'completed' then
+    return keeps.completed >= 0 and redis.call('LPUSH', COUNTED_COMPLETED, id) > keeps.completed
+  end
+  return keeps.failed >= 0 and redis.call('LPUSH', COUNTED_FAILED, id) > keeps.failed
 end
 `;
 
