@@ -47,6 +47,15 @@ export function producerAcknowledged(idPrefix: string, producers: readonly Chaos
   return ids;
 }
 
+/** The run's job id prefix as a producer logged it when it registered. */
+function loggedIdPrefix(producers: readonly ChaosProcess[]): string | undefined {
+  for (const p of producers) {
+    const found = /"idPrefix":"([^"]+)"/.exec(p.output());
+    if (found) return found[1];
+  }
+  return undefined;
+}
+
 export type AuditFigures = {
   /** Ids acknowledged by a producer (its log) or by the run (its producer records). */
   acknowledged: number;
@@ -95,7 +104,8 @@ export async function audit(opts: {
 }): Promise<AuditFigures> {
   const { redis, queue, runId } = opts;
   const status = await readRunStatus(redis, queue, runId, opts.leaseMs);
-  const prefix = status?.idPrefix ?? `${runId}+`;
+  // The run's state may be gone (Redis restarted without persistence): its producers logged the prefix.
+  const prefix = status?.idPrefix ?? loggedIdPrefix(opts.producers) ?? `${runId}+?`;
   const fromProducers = producerAcknowledged(prefix, opts.producers);
   const acked = new Set([...fromProducers, ...(opts.extraAcknowledged ?? [])]);
   for (const p of opts.keyed ? [] : (status?.producers.list ?? [])) {

@@ -107,7 +107,7 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
     await close();
     throw err;
   }
-  const { incarnation, instance } = registered;
+  const { incarnation, instance, idPrefix } = registered;
   heartbeat = (async () => {
     while (!stopHeartbeat.signal.aborted) {
       await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
@@ -122,6 +122,7 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
     registry,
     producerId: config.producerId,
     instance,
+    idPrefix,
     jobOptions: jobOptions(config.retry),
   });
   return {

@@ -68,9 +68,14 @@ export async function runProducer(
     log.info({ state: 'cancelled' }, 'the run was cancelled before this producer registered: nothing to put');
     return { produced: 0, planned, stoppedEarly: true, lost: false, cancelled: true };
   }
-  const { incarnation, instance } = registered;
+  const { incarnation, instance, idPrefix } = registered;
   log.info(
-    { planned, expectedProducers: config.expectedProducers, ...(incarnation > 1 ? { incarnation } : {}) },
+    {
+      planned,
+      expectedProducers: config.expectedProducers,
+      idPrefix,
+      ...(incarnation > 1 ? { incarnation } : {}),
+    },
     incarnation > 1
       ? 'producer registered again: its earlier incarnation is settled and fenced'
       : 'producer registered',
@@ -118,6 +123,7 @@ export async function runProducer(
     registry: deps.registry,
     producerId: config.producerId,
     instance,
+    idPrefix,
     jobOptions: jobOptions(config.retry),
     batching: { lingerMs: config.putLingerMs },
   });

@@ -269,8 +269,11 @@ export function idempotency(afterRemoval: boolean) {
     const queue = openQueue(s.queue, s.client);
     try {
       const run = new RunStore(s.client, s.queue, s.runId);
-      await run.create(3, Number(FAST.LEASE_MS));
       const keepCompleted = afterRemoval ? 0 : retry.keepCompleted;
+      await run.create(3, Number(FAST.LEASE_MS), undefined, [], '', null, {
+        completed: keepCompleted,
+        failed: retry.keepFailed,
+      });
       const consumer = s.consumer({ KEEP_COMPLETED: keepCompleted });
       await consumer.waitFor('consumer ready');
       const ids: string[] = [];

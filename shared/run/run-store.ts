@@ -301,7 +301,10 @@ export class RunStore {
           `The ${run} was created with ${detail} shards; set SHARDS=${detail} or use a new RUN_ID.`,
         );
       case 'NO_RUN':
-        return new RunError('no-run', `The ${run} does not exist.`);
+        return new RunError(
+          'no-run',
+          `The ${run} does not exist: it was never created, or its state is gone from Redis (a restart without persistence, a flush, or its retention ran out).`,
+        );
       case 'CANCELLED':
         return new RunError('cancelled', `The ${run} was cancelled; it takes no more producers.`);
       case 'NO_PRODUCER':

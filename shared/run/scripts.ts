@@ -184,7 +184,6 @@ local function count_produced(instance, n)
   if n == 0 then return end
   redis.call('HINCRBY', SMETA, 'produced', n)
   redis.call('HINCRBY', PRODUCED_BY, instance, n)
-  if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then redis.call('HINCRBY', SMETA, 'late', n) end
 end
 
 -- A closed shard's keys expire after the run's retention; anything written later gets the same TTL.
