@@ -63,20 +63,6 @@ const WAITING_CONSUMER_TTL_MS = 3_600_000;
 /** How a counted job is marked in its stored data, so the consumer that takes it again asks its run. */
 export const COUNTED_MARK = ',"counted":true}';
 
-/**
- * Lua that marks a counted job's stored data (COUNTED_MARK), which the consumer that takes it again
- * reads. Inlined where `jk`, a key from KEYS, names the job's hash.
- */
-const markCountedData = /* lua */ `
-do
-  local data = redis.call('HGET', jk, 'data')
-  if data and string.sub(data, -#'${COUNTED_MARK}') ~= '${COUNTED_MARK}' then
-    if data == '{}' then data = '{' .. string.sub('${COUNTED_MARK}', 2)
-    else data = string.sub(data, 1, -2) .. '${COUNTED_MARK}' end
-    redis.call('HSET', jk, 'data', data)
-  end
-end`;
-
 /** How a cancelled job's failure reason begins in BullMQ (the reconcile counts such a job cancelled). */
 export const CANCELLED_REASON = 'conveyor: cancelled';
 
@@ -205,6 +191,14 @@ local function close(now, retention_ms)
   end
   keep_ttl()
   return {'closed', redis.call('HGET', SMETA, 'closedTotals')}
+end
+
+-- A counted job's stored data with COUNTED_MARK, which the consumer that takes it again reads.
+local function counted_data(d)
+  d = d or '{}'
+  if string.sub(d, -#'${COUNTED_MARK}') == '${COUNTED_MARK}' then return d end
+  if d == '{}' then return '{' .. string.sub('${COUNTED_MARK}', 2) end
+  return string.sub(d, 1, -2) .. '${COUNTED_MARK}'
 end
 
 -- A counted job (still in BullMQ) joins the queue-wide list conveyor trims BullMQ's finished sets
@@ -768,13 +762,15 @@ for i = 1, #ARGV / 2 do
   local jk = KEYS[FIXED + i]
   if not owned(id) then
     -- a job of an earlier run with this run id: not this run's to count
-  elseif redis.call('SISMEMBER', OPEN, id) == 1 then
-    local exists = redis.call('EXISTS', jk) == 1
-    if not (exists and redis.call('HEXISTS', jk, 'finishedOn') == 0) then
-      redis.call('SREM', OPEN, id)
-      if exists then
-        redis.call('HSET', jk, 'cvAcct', outcome)
-        ${markCountedData}
+  elseif redis.call('SREM', OPEN, id) == 1 then
+    -- One read: BullMQ stores 'name' with every job, so no name means the job is gone.
+    local job = redis.call('HMGET', jk, 'name', 'finishedOn', 'data')
+    if job[1] and not job[2] then
+      -- put back to work since it finished: it stays open for its new outcome
+      redis.call('SADD', OPEN, id)
+    else
+      if job[1] then
+        redis.call('HSET', jk, 'cvAcct', outcome, 'data', counted_data(job[3]))
         if mark_counted(id, outcome) then trim = true end
       end
       tally[outcome] = (tally[outcome] or 0) + 1
@@ -956,8 +952,8 @@ for i = 4, #ARGV do
             local reason = redis.call('HGET', jk, 'failedReason') or ''
             if string.sub(reason, 1, #CANCEL_MARK) == CANCEL_MARK then outcome = 'cancelled' end
           end
-          ${markCountedData}
-          redis.call('HSET', jk, 'cvAcct', outcome, 'cvReconciled', 1)
+          local data = redis.call('HGET', jk, 'data')
+          redis.call('HSET', jk, 'cvAcct', outcome, 'cvReconciled', 1, 'data', counted_data(data))
           redis.call('HINCRBY', SMETA, outcome, 1)
           redis.call('HINCRBY', SMETA, 'reconciled', 1)
           if mark_counted(id, outcome) then trim = true end
