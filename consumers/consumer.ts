@@ -9,8 +9,8 @@ import type { Logger } from '../shared/logger.js';
 import { openQueues, readJobData, type JobData } from '../shared/queue.js';
 import { deliverCallbacks } from '../shared/run/callbacks.js';
 import {
-  listCallbacksDue,
-  listPendingRuns,
+  claimDueCallbacks,
+  claimDuePendingRuns,
   parseRunEvent,
   RunError,
   RunStore,
@@ -28,7 +28,10 @@ const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
 /** How long a terminated sandbox gets to exit before its job is given up on like any ignored abort. */
 const SANDBOX_EXIT_MS = 2_000;
 
-/** How many not-yet-joined runs a worker without RUN_ID checks per heartbeat. */
+/**
+ * How many runs a consumer takes per heartbeat from the queue's pending runs (a worker without RUN_ID)
+ * and from its callbacks outbox: the most overdue ones, each then due again a heartbeat later.
+ */
 const PENDING_RUNS_CHECKED = 20;
 
 export type ConsumerExit = {
@@ -334,7 +337,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     if (n > 0) log.info({ run: runId, callbacks: n }, 'join callbacks delivered');
   };
   const deliverDue = async () => {
-    for (const runId of await listCallbacksDue(redis, config.queue, PENDING_RUNS_CHECKED)) {
+    const due = await claimDueCallbacks(redis, config.queue, PENDING_RUNS_CHECKED, config.heartbeatMs);
+    for (const runId of due) {
       const fits = await recorder
         .store(runId)
         .checkShards()
@@ -530,7 +534,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         } else {
           // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
           // served only by such workers still settles lost producers, reconciles, and joins.
-          await checkPendingRuns(recorder, config.queue, log, catchUpCancels);
+          await checkPendingRuns(recorder, config, log, catchUpCancels);
           await deliverDue();
         }
       } catch (err) {
@@ -543,14 +547,20 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
 }
 
-/** One join check for each run of the queue that has not joined (the oldest few), skipping other shard counts. */
+/**
+ * One join check for each of the queue's pending runs that is due (the most overdue few), skipping
+ * other shard counts. A run taken is due again a heartbeat later, so runs that never join cannot
+ * crowd out the others.
+ */
 async function checkPendingRuns(
   recorder: FinishRecorder,
-  queue: string,
+  config: Pick<ConsumerConfig, 'queue' | 'heartbeatMs'>,
   log: Logger,
   catchUpCancels: (store: RunStore) => Promise<void>,
 ): Promise<void> {
-  for (const runId of await listPendingRuns(recorder.redisClient, queue, PENDING_RUNS_CHECKED)) {
+  const { queue, heartbeatMs } = config;
+  const due = await claimDuePendingRuns(recorder.redisClient, queue, PENDING_RUNS_CHECKED, heartbeatMs);
+  for (const runId of due) {
     const store = recorder.store(runId);
     const fits = await store.checkShards().then(
       () => true,

@@ -21,6 +21,7 @@ import {
   callbackStateLua,
   checkRunLua,
   claimCallbacksLua,
+  claimDueLua,
   closeShardLua,
   createRunLua,
   heartbeatProducerLua,
@@ -347,7 +348,7 @@ export class RunStore {
     token: string,
     leaseMs: number,
   ): Promise<{ callbacks: CallbackSpec[]; totals: string; pending: string[] } | null> {
-    const reply = (await this.runCall('claimCallbacks', token, leaseMs)) as string[];
+    const reply = (await this.runCall('claimCallbacks', token, leaseMs, this.runId)) as string[];
     if (reply[0] !== 'claimed') return null;
     const [, callbacks, totals, ...pending] = reply;
     return { callbacks: JSON.parse(callbacks!) as CallbackSpec[], totals: totals ?? '{}', pending };
@@ -606,12 +607,17 @@ export class RunStore {
   async tryJoin(): Promise<JoinAttempt> {
     const [firstReason, firstDetail, firstRetention, cancelled, ...unsettled] = (await this.runCall(
       'checkRun',
+      this.runId,
     )) as [string, string, string, string, ...string[]];
     let [reason, detail, retention] = [firstReason, firstDetail, firstRetention];
     if (unsettled.length > 0) {
       await this.settle(unsettled);
       if (reason === 'producers-settling')
-        [reason, detail, retention] = (await this.runCall('checkRun')) as [string, string, string];
+        [reason, detail, retention] = (await this.runCall('checkRun', this.runId)) as [
+          string,
+          string,
+          string,
+        ];
     }
     // A cancelled run: jobs acknowledged since the cancel (or missed by it) are cancelled here.
     if (cancelled === '1') await this.sweepCancelled();
@@ -817,14 +823,40 @@ export class RunStore {
   }
 }
 
-/** Joined runs of a queue whose callbacks are not all delivered yet (the outbox), oldest first. */
+/** Joined runs of a queue whose callbacks are not all delivered yet (the outbox), the most overdue first. */
 export async function listCallbacksDue(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
   return redis.zrange(callbacksDueKey(queue), '0', String(limit - 1));
 }
 
-/** Runs of a queue that have not joined yet, oldest first (what a worker without RUN_ID checks). */
+/** Runs of a queue that have not joined yet, the most overdue for a join check first. */
 export async function listPendingRuns(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
   return redis.zrange(pendingRunsKey(queue), '0', String(limit - 1));
+}
+
+const claimDue = luaScript(claimDueLua);
+
+/**
+ * Takes up to `limit` of the queue's pending runs that are due for a join check, the most overdue
+ * first, and schedules each for its next check `againInMs` later (what a worker without RUN_ID checks
+ * on each heartbeat). Every pending run is taken in turn, however many others never join.
+ */
+export async function claimDuePendingRuns(
+  redis: RedisClient,
+  queue: string,
+  limit: number,
+  againInMs: number,
+): Promise<string[]> {
+  return (await claimDue(redis, [pendingRunsKey(queue)], [limit, againInMs])) as string[];
+}
+
+/** The same for the callbacks outbox: joined runs whose callbacks are due for a delivery attempt. */
+export async function claimDueCallbacks(
+  redis: RedisClient,
+  queue: string,
+  limit: number,
+  againInMs: number,
+): Promise<string[]> {
+  return (await claimDue(redis, [callbacksDueKey(queue)], [limit, againInMs])) as string[];
 }
 
 function toAttempt(reason: JoinReason, detail: string): JoinAttempt {

@@ -117,11 +117,13 @@ local function lose_producer(pid, now)
   redis.call('SADD', UNSETTLED, instance_of(rec))
 end
 
--- Forget joined runs whose retention has passed: the index entries here, the keys by their TTL.
+-- Forget joined runs whose retention has passed: the index entries here, the keys by their TTL. A
+-- run whose callbacks were never delivered leaves the outbox too: nothing is left to deliver them from.
 local function prune_index(now)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRIES, '-inf', now, 'LIMIT', 0, 100)) do
     redis.call('ZREM', RUN_INDEX, id)
     redis.call('ZREM', EXPIRIES, id)
+    redis.call('ZREM', CALLBACKS_DUE, id)
   end
 end
 
@@ -312,13 +314,18 @@ return rec.state
  * producer registered and finished (done, or lost when its lease ran out) and every dead instance is
  * settled (for ever after: all three are final), else why not. A cancelled run no longer waits for
  * producers that never registered (registering is refused after the cancel). The instances listed
- * must be settled on every shard (then `settledRun`), whatever the reason.
+ * must be settled on every shard (then `settledRun`), whatever the reason. ARGV[2] the run id: a run
+ * whose keys are gone ('no-run') leaves the pending runs.
  */
 export const checkRunLua =
   runPrelude +
   /* lua */ `
 local state = redis.call('HGET', META, 'state')
-if not state then return {'no-run', '0', '0', '0'} end
+if not state then
+  -- Its keys are gone (expired, evicted, lost in a restart): nothing is left for a checker to check.
+  redis.call('ZREM', PENDING, ARGV[2])
+  return {'no-run', '0', '0', '0'}
+end
 if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt'), '0', '0'} end
 local now = now_ms()
 observe(now)
@@ -402,15 +409,22 @@ return {'joined-now', tostring(now)}
 
 /**
  * Claims the delivery of a joined run's due callbacks. ARGV[2] the claimer's token, ARGV[3] the
- * claim's lease (ms). Returns {'none'} when nothing is due (the run leaves the outbox), {'busy'} while
- * another live claim holds it, else {'claimed', callbacks JSON, totals JSON, name...} with the names
- * still pending.
+ * claim's lease (ms), ARGV[4] the run id. Returns {'none'} when nothing is due (the run leaves the
+ * outbox), {'gone'} when the run's keys are gone (it leaves the outbox too), {'busy'} while another
+ * live claim holds it, else {'claimed', callbacks JSON, totals JSON, name...} with the names still
+ * pending.
  */
 export const claimCallbacksLua =
   runPrelude +
   /* lua */ `
+local state = redis.call('HGET', META, 'state')
+if not state then
+  -- Its keys expired (or were lost) before its callbacks were delivered: nothing is left to deliver.
+  redis.call('ZREM', CALLBACKS_DUE, ARGV[4])
+  return {'gone'}
+end
 local runId = redis.call('HGET', META, 'runId')
-if redis.call('HGET', META, 'state') ~= 'joined' then return {'none'} end
+if state ~= 'joined' then return {'none'} end
 local callbacks = redis.call('HGET', META, 'callbacks')
 local pending = {}
 if callbacks then
@@ -467,6 +481,23 @@ end
 keep_ttl()
 redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'callback', name = ARGV[2], state = current}))
 return current
+`;
+
+/**
+ * Takes the most overdue runs of one of the queue's schedules, the pending runs or the callbacks
+ * outbox (sorted sets scored by when each run is next due for a look, Redis clock), and pushes each
+ * back by ARGV[2] ms, so the next caller takes the next most overdue ones. However many runs wait and
+ * whatever they wait for, each is taken in turn: how soon depends on how many runs the checkers take
+ * between them, never on a run's place in a list. KEYS[1] the schedule; ARGV[1] how many at most.
+ * Returns the run ids taken.
+ */
+export const claimDueLua =
+  common +
+  /* lua */ `
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), id) end
+return ids
 `;
 
 /** ARGV[2] consumer id, ARGV[3] its record (JSON). The heartbeat time is Redis's. Returns it. */
