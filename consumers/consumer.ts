@@ -451,6 +451,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const event = parseRunEvent(message);
       onCancelEvent(event);
       if (event?.type === 'joined') void cancel('run joined');
+      if (event?.type === 'abandoned') void cancel('run abandoned');
       if (event?.type === 'cancel' && (event.consumer === record.id || event.consumer === '*'))
         void cancel(event.reason);
     });
@@ -520,8 +521,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
               return;
             }
           }
-          const attempt = await run.tryJoin();
+          const attempt = await run.tryJoin({ abandonMs: config.runAbandonMs });
           if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
+          if (attempt.reason === 'abandoned-now') logAbandoned(log, run.runId);
           await deliverDue();
           if (attempt.reason !== 'no-run') sawRun = true;
           else if (sawRun) {
@@ -554,7 +556,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
  */
 async function checkPendingRuns(
   recorder: FinishRecorder,
-  config: Pick<ConsumerConfig, 'queue' | 'heartbeatMs'>,
+  config: Pick<ConsumerConfig, 'queue' | 'heartbeatMs' | 'runAbandonMs'>,
   log: Logger,
   catchUpCancels: (store: RunStore) => Promise<void>,
 ): Promise<void> {
@@ -568,9 +570,17 @@ async function checkPendingRuns(
     );
     if (!fits) continue;
     await catchUpCancels(store);
-    const attempt = await store.tryJoin();
+    const attempt = await store.tryJoin({ abandonMs: config.runAbandonMs });
     if (attempt.joinedNow) log.info({ joinedRun: runId }, 'run joined');
+    if (attempt.reason === 'abandoned-now') logAbandoned(log, runId);
   }
+}
+
+function logAbandoned(log: Logger, runId: string): void {
+  log.warn(
+    { abandonedRun: runId },
+    'run abandoned: it waited longer than its abandon time (RUN_ABANDON_S) for producers that never registered',
+  );
 }
 
 /** A wait that a notify ends early (or its timeout). */

@@ -3,6 +3,7 @@ import { runKeys } from '../shared/keys.js';
 import { closeRedis, createRedis, duplicateClient, type RedisClient } from '../shared/redis.js';
 import {
   parseRunEvent,
+  RunError,
   RunStore,
   type CancelJobResult,
   type CancelRunResult,
@@ -21,7 +22,8 @@ export type RunHandle = {
    * The distributed `await queue.join()`: resolves with the run's status once every producer is done
    * and every job it acknowledged has finished, from any process. Listens on the run's events
    * channel and polls as a backstop (a published message can be missed across a reconnect). Rejects
-   * on `timeoutMs` or when `signal` aborts. A run that does not exist yet is waited for.
+   * on `timeoutMs` or when `signal` aborts, and with a RunError (code `abandoned`) for a run abandoned
+   * while waiting for producers that never registered. A run that does not exist yet is waited for.
    */
   join(opts?: { timeoutMs?: number; signal?: AbortSignal; pollMs?: number }): Promise<RunStatus>;
   /**
@@ -61,7 +63,8 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
     const check = new AbortController();
     let wake: () => void = () => undefined;
     subscriber.on('message', (_channel: string, message: string) => {
-      if (parseRunEvent(message)?.type === 'joined') wake();
+      const type = parseRunEvent(message)?.type;
+      if (type === 'joined' || type === 'abandoned') wake();
     });
     const timer =
       timeoutMs === undefined
@@ -80,6 +83,11 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
         if (check.signal.aborted) throw check.signal.reason;
         const s = await status();
         if (s?.join.state === 'joined') return s;
+        if (s?.join.state === 'abandoned')
+          throw new RunError(
+            'abandoned',
+            `run "${opts.runId}" on queue "${config.queue}" was abandoned: ${s.join.abandonReason ?? '?'}. It will never join; start a new run with a new RUN_ID.`,
+          );
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, pollMs);
           wake = () => {

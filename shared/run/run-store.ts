@@ -30,6 +30,7 @@ import {
   producerDoneLua,
   putJobsLua,
   PUT_QUEUE_KEY_NAMES,
+  SHARD_KEY_NAMES,
   reconcileLua,
   recordFinishedLua,
   registerProducerLua,
@@ -110,7 +111,9 @@ export class RunError extends Error {
       | 'fenced'
       | 'cancelled'
       | 'result-too-large'
-      | 'results-full',
+      | 'results-full'
+      | 'abandoned'
+      | 'gone',
     message: string,
   ) {
     super(message);
@@ -120,6 +123,8 @@ export class RunError extends Error {
 
 export type RunEvent =
   | { type: 'joined'; joinedAt: number }
+  /** The run waited too long for producers that never registered: it will never join. */
+  | { type: 'abandoned'; abandonedAt: number }
   | { type: 'cancel'; consumer: string; reason: string }
   /** One job cancelled: whoever holds it aborts it; nobody starts it. */
   | { type: 'cancel-job'; run: string; jobId: string; at: number }
@@ -288,6 +293,11 @@ export class RunStore {
         return new RunError('no-run', `The ${run} does not exist.`);
       case 'CANCELLED':
         return new RunError('cancelled', `The ${run} was cancelled; it takes no more producers.`);
+      case 'ABANDONED':
+        return new RunError(
+          'abandoned',
+          `The ${run} was abandoned (it waited longer than its abandon time for producers that never registered) and will never join; start a new run with a new RUN_ID.`,
+        );
       case 'NO_PRODUCER':
         return new RunError('no-producer', `This producer is not registered in the ${run}.`);
       case 'RESULT_TOO_LARGE':
@@ -603,17 +613,24 @@ export class RunStore {
    * producer instances on every shard, has each shard close (reconciling a bounded batch of open
    * jobs when due), then joins the run if every shard closed. Any process may call it any number of
    * times; exactly one call across all of them gets `joinedNow`.
+   *
+   * `abandonMs`: how long the run may wait for producers that never registered (with none running)
+   * before it is abandoned (reason `abandoned-now`, once); default the run's retention, 0 never.
    */
-  async tryJoin(): Promise<JoinAttempt> {
+  async tryJoin(opts: { abandonMs?: number } = {}): Promise<JoinAttempt> {
+    const abandonMs = opts.abandonMs ?? '';
     const [firstReason, firstDetail, firstRetention, cancelled, ...unsettled] = (await this.runCall(
       'checkRun',
       this.runId,
+      abandonMs,
     )) as [string, string, string, string, ...string[]];
     let [reason, detail, retention] = [firstReason, firstDetail, firstRetention];
+    // The run's own keys got its retention in the same step; its shards' keys get it here.
+    if (reason === 'abandoned-now') await this.expireShards(Number(retention));
     if (unsettled.length > 0) {
       await this.settle(unsettled);
       if (reason === 'producers-settling')
-        [reason, detail, retention] = (await this.runCall('checkRun', this.runId)) as [
+        [reason, detail, retention] = (await this.runCall('checkRun', this.runId, abandonMs)) as [
           string,
           string,
           string,
@@ -654,6 +671,14 @@ export class RunStore {
       this.reconcileGraceMs,
       ...ids,
     )) as CloseReply;
+  }
+
+  /** Gives every shard's keys of the run `ttlMs` to live (an abandoned run's shards never close). */
+  private async expireShards(ttlMs: number): Promise<void> {
+    if (ttlMs <= 0) return;
+    await Promise.all(
+      this.shardKeys.flatMap((k) => SHARD_KEY_NAMES.map((name) => this.redis.pexpire(k[name], ttlMs))),
+    );
   }
 
   /** Settles dead instances' in-flight ids on every shard and fences them there, then tells the run. */
@@ -818,6 +843,7 @@ export class RunStore {
       this.redis.sismember(this.keys.cancel, '*'),
     ]);
     if (state === 'joined') return 'run joined';
+    if (state === 'abandoned') return 'run abandoned';
     if (mine === 1 || all === 1) return 'cancel requested';
     return null;
   }
@@ -870,6 +896,8 @@ export function parseRunEvent(message: string): RunEvent | null {
     const v = JSON.parse(message) as Partial<RunEvent>;
     if (v.type === 'joined' && typeof v.joinedAt === 'number')
       return { type: 'joined', joinedAt: v.joinedAt };
+    if (v.type === 'abandoned' && typeof v.abandonedAt === 'number')
+      return { type: 'abandoned', abandonedAt: v.abandonedAt };
     if (v.type === 'cancel-job' && typeof v.run === 'string' && typeof v.jobId === 'string')
       return { type: 'cancel-job', run: v.run, jobId: v.jobId, at: Number(v.at) || 0 };
     if (v.type === 'cancel-run' && typeof v.run === 'string')

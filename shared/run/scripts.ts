@@ -117,7 +117,8 @@ local function lose_producer(pid, now)
   redis.call('SADD', UNSETTLED, instance_of(rec))
 end
 
--- Forget joined runs whose retention has passed: the index entries here, the keys by their TTL. A
+-- Forget joined (or abandoned) runs whose retention has passed: the index entries here, the keys by
+-- their TTL. A
 -- run whose callbacks were never delivered leaves the outbox too: nothing is left to deliver them from.
 local function prune_index(now)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRIES, '-inf', now, 'LIMIT', 0, 100)) do
@@ -127,10 +128,11 @@ local function prune_index(now)
   end
 end
 
--- A joined run's keys expire after its retention; anything written later gets the same TTL.
+-- A joined (or abandoned) run's keys expire after its retention; anything written later gets the same TTL.
 local function keep_ttl()
   local ms = tonumber(redis.call('HGET', META, 'retentionMs') or '0')
-  if ms > 0 and redis.call('HGET', META, 'state') == 'joined' then
+  local state = redis.call('HGET', META, 'state')
+  if ms > 0 and (state == 'joined' or state == 'abandoned') then
     for i = 1, #KEYS do
       if not QUEUE_WIDE[i] then redis.call('PEXPIRE', KEYS[i], ms) end
     end
@@ -233,6 +235,7 @@ export const registerProducerLua =
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NO_RUN') end
 if state == 'joined' then return redis.error_reply('JOINED') end
+if state == 'abandoned' then return redis.error_reply('ABANDONED') end
 if redis.call('HEXISTS', META, 'cancelledAt') == 1 then return redis.error_reply('CANCELLED') end
 local now = now_ms()
 local rec = load_producer(ARGV[2])
@@ -316,6 +319,12 @@ return rec.state
  * producers that never registered (registering is refused after the cancel). The instances listed
  * must be settled on every shard (then `settledRun`), whatever the reason. ARGV[2] the run id: a run
  * whose keys are gone ('no-run') leaves the pending runs.
+ *
+ * A run waiting for producers that never registered, with none running, cannot move by itself. The
+ * checks that find it so keep a clock, restarted whenever another producer registers; once it has run
+ * for the abandon time (ARGV[3] ms; '' for the run's retention; 0 for never) the run is abandoned:
+ * marked with why, out of the pending runs, its keys given the retention, and 'abandoned-now' returned
+ * (once; 'abandoned' after).
  */
 export const checkRunLua =
   runPrelude +
@@ -327,6 +336,7 @@ if not state then
   return {'no-run', '0', '0', '0'}
 end
 if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt'), '0', '0'} end
+if state == 'abandoned' then return {'abandoned', redis.call('HGET', META, 'abandonedAt'), '0', '0'} end
 local now = now_ms()
 observe(now)
 local cancelled = tostring(redis.call('HEXISTS', META, 'cancelledAt'))
@@ -339,6 +349,27 @@ local expected = tonumber(redis.call('HGET', META, 'expectedProducers'))
 local registered = redis.call('HLEN', PRODUCERS)
 local running = redis.call('ZCARD', LEASES)
 local unsettled = redis.call('SCARD', UNSETTLED)
+if registered < expected and cancelled == '0' and running == 0 then
+  local stall = redis.call('HMGET', META, 'stalledSince', 'stalledRegistered')
+  if not stall[1] or tonumber(stall[2]) ~= registered then
+    redis.call('HSET', META, 'stalledSince', now, 'stalledRegistered', registered)
+  else
+    local waited = now - tonumber(stall[1])
+    local abandon_ms = tonumber(ARGV[3]) or tonumber(retention)
+    if abandon_ms > 0 and waited >= abandon_ms then
+      redis.call('HSET', META, 'state', 'abandoned', 'abandonedAt', now, 'abandonedReason',
+        'producers-missing', 'abandonedMissing', expected - registered, 'abandonedAfterMs', waited)
+      redis.call('HDEL', META, 'stalledSince', 'stalledRegistered')
+      redis.call('ZREM', PENDING, ARGV[2])
+      if tonumber(retention) > 0 then redis.call('ZADD', EXPIRIES, now + tonumber(retention), ARGV[2]) end
+      keep_ttl()
+      redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'abandoned', abandonedAt = now}))
+      return {'abandoned-now', tostring(now), retention, '0'}
+    end
+  end
+else
+  redis.call('HDEL', META, 'stalledSince', 'stalledRegistered')
+end
 if registered < expected and cancelled == '0' then
   result = {'producers-missing', tostring(expected - registered), retention, cancelled}
 elseif running > 0 then

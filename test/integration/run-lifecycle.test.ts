@@ -1,11 +1,15 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { loadConsumerConfig } from '../../consumers/config.js';
 import { startConsumer } from '../../consumers/consumer.js';
+import { openRun } from '../../lib/run.js';
+import { createProducer } from '../../producers/producer.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { callbacksDueKey, pendingRunsKey } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
+import { jobOptions } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
-import { readRunStatus } from '../../shared/run/status.js';
+import { formatRunList, formatRunStatus, readRunStatus } from '../../shared/run/status.js';
 import type { CallbackSpec } from '../../shared/run/types.js';
 import { connect, pollUntil, redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
@@ -13,6 +17,7 @@ import { useTestQueue } from '../helpers/test-queue.js';
 const registry = new JobRegistry(builtinJobs);
 const host = { host: 'test', pid: 1 };
 const quiet = createLogger({ level: 'silent', service: 'test' });
+const keepAll = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
 const onJoin: CallbackSpec = {
   name: 'on-join',
   type: 'run-report',
@@ -126,5 +131,129 @@ describe('run lifecycle regressions', () => {
       async () => ((await ctx.redis.zcard(pendingRunsKey(ctx.queue))) === 0 ? true : undefined),
       5_000,
     );
+  });
+
+  /** Keys of run `runId` (its own and its shard's), with their TTLs in ms (-1: none). */
+  const runKeysLeft = async (runId: string) => {
+    const found: [string, number][] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await ctx.redis.scan(
+        cursor,
+        'MATCH',
+        `*${ctx.queue}*:run:${runId}:*`,
+        'COUNT',
+        1000,
+      );
+      cursor = next;
+      for (const k of keys) found.push([k, await ctx.redis.pttl(k)]);
+    } while (cursor !== '0');
+    return found;
+  };
+
+  /** Run `r` expecting 2 producers: p1 puts one job and reports done, p2 never comes. */
+  const runMissingAProducer = async (retentionMs = 60_000) => {
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
+    await run.create(2, 600, retentionMs);
+    await run.registerProducer('p1', host, 600);
+    const producer = createProducer({ run, registry, producerId: 'p1', jobOptions: keepAll });
+    await producer.put('sleep', { value: 1, ms: 0 });
+    await producer.done();
+    return run;
+  };
+
+  const abandoned = (runId = 'r') =>
+    pollUntil(
+      `run ${runId} to be abandoned`,
+      async () => {
+        const s = await readRunStatus(ctx.redis, ctx.queue, runId, 600);
+        return s?.state === 'abandoned' ? s : undefined;
+      },
+      10_000,
+    );
+
+  it('bug F7: a run whose missing producer never registers is abandoned after RUN_ABANDON_S: it leaves the pending runs, status says why, and its keys expire', async () => {
+    await runMissingAProducer(2_000);
+    await plainWorker({ LEASE_MS: '600', RUN_ABANDON_S: '1' });
+    const s = await abandoned();
+    expect(s.join).toMatchObject({ state: 'abandoned', waitingFor: null, joinedAt: null });
+    expect(s.join.abandonedAt).not.toBeNull();
+    expect(s.join.abandonReason).toMatch(/^waited 1 s for 1 of 2 producers, which never registered/);
+    expect(formatRunStatus(s)).toContain('abandoned at ');
+    expect(formatRunStatus(s)).toContain('waited 1 s for 1 of 2 producers, which never registered');
+    expect(formatRunList([s], ctx.queue)).toMatch(/^r\s+abandoned\s/m);
+    expect(await ctx.redis.zscore(pendingRunsKey(ctx.queue), 'r')).toBeNull();
+    // Every key of the run now has the run's retention, its shard's too, and then expires.
+    const keys = await runKeysLeft('r');
+    expect(keys.map(([key]) => key.split(':').at(-1)).sort()).toEqual(['meta', 'produced-by', 'producers']);
+    for (const [key, ttl] of keys) expect([key, ttl > 0 && ttl <= 2_000]).toEqual([key, true]);
+    await pollUntil('every key of the run to expire', async () =>
+      (await runKeysLeft('r')).length === 0 ? true : undefined,
+    );
+  });
+
+  it('the abandon clock restarts when another producer registers', async () => {
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
+    await run.create(3, 10_000);
+    await run.registerProducer('p1', host, 10_000);
+    await run.producerDone('p1');
+    expect((await run.tryJoin({ abandonMs: 600 })).reason).toBe('producers-missing');
+    // The clock runs for most of its time (this wait is the subject, not a synchronisation)...
+    await sleep(450);
+    // ...then p2 arrives and finishes: the run made progress, so its clock starts again.
+    await run.registerProducer('p2', host, 10_000);
+    await run.producerDone('p2');
+    const progressed = Date.now();
+    const attempt = await pollUntil(
+      'the run to be abandoned',
+      async () => {
+        const a = await run.tryJoin({ abandonMs: 600 });
+        return a.reason === 'abandoned-now' ? a : undefined;
+      },
+      5_000,
+      20,
+    );
+    expect(attempt.joined).toBe(false);
+    expect(Date.now() - progressed).toBeGreaterThanOrEqual(550);
+    expect((await readRunStatus(ctx.redis, ctx.queue, 'r', 10_000))?.join.abandonReason).toMatch(
+      /for 1 of 3 producers/,
+    );
+  });
+
+  it('a producer arriving after its run was abandoned is refused, saying so', async () => {
+    const run = await runMissingAProducer();
+    await plainWorker({ LEASE_MS: '600', RUN_ABANDON_S: '1' });
+    await abandoned();
+    const refused: unknown = await run.registerProducer('p2', host, 600).catch((err: unknown) => err);
+    expect(refused).toMatchObject({ name: 'RunError', code: 'abandoned' });
+    expect(String(refused)).toMatch(/was abandoned .* start a new run with a new RUN_ID/);
+  });
+
+  it('a consumer with RUN_ID leaves once its run is abandoned, and join() rejects saying why', async () => {
+    await runMissingAProducer();
+    const config = loadConsumerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: ctx.queue,
+      RUN_ID: 'r',
+      HEARTBEAT_MS: '100',
+      LEASE_MS: '600',
+      RUN_ABANDON_S: '1',
+    });
+    const consumer = await startConsumer(config, {
+      redis: connect(),
+      registry,
+      log: quiet,
+      host: 'test',
+      pid: 2,
+    });
+    ctx.cleanups.push(() => consumer.stop('test over'));
+    const handle = openRun({ runId: 'r', queue: ctx.queue, redis: ctx.redis });
+    ctx.cleanups.push(() => handle.close());
+    const joining = handle.join({ timeoutMs: 10_000 }).catch((err: unknown) => err);
+    expect(await consumer.exited).toMatchObject({ state: 'cancelled', reason: 'run abandoned' });
+    expect(await joining).toMatchObject({ name: 'RunError', code: 'abandoned' });
+    expect(String(await joining)).toMatch(/was abandoned: waited 1 s for 1 of 2 producers/);
+    // A join asked after the fact says the same at once.
+    await expect(handle.join({ timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'abandoned' });
   });
 });
