@@ -118,8 +118,8 @@ local function lose_producer(pid, now)
 end
 
 -- Forget joined (or abandoned) runs whose retention has passed: the index entries here, the keys by
--- their TTL. A
--- run whose callbacks were never delivered leaves the outbox too: nothing is left to deliver them from.
+-- their TTL. A run whose callbacks were never delivered leaves the outbox too: nothing is left to
+-- deliver them from.
 local function prune_index(now)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRIES, '-inf', now, 'LIMIT', 0, 100)) do
     redis.call('ZREM', RUN_INDEX, id)
@@ -329,6 +329,23 @@ return rec.state
 export const checkRunLua =
   runPrelude +
   /* lua */ `
+-- Waiting for producers that never registered, with none running: true once that has lasted the
+-- abandon time on the clock kept here (started by the first check that finds it so, restarted by a
+-- new registration, stopped by a running or unsettled producer or a cancel).
+local function stalled_too_long(now, stalled, registered, retention)
+  if not stalled then
+    redis.call('HDEL', META, 'stalledSince', 'stalledRegistered')
+    return false
+  end
+  local clock = redis.call('HMGET', META, 'stalledSince', 'stalledRegistered')
+  if not clock[1] or tonumber(clock[2]) ~= registered then
+    redis.call('HSET', META, 'stalledSince', now, 'stalledRegistered', registered)
+    return false
+  end
+  local abandon_ms = tonumber(ARGV[3]) or tonumber(retention)
+  return abandon_ms > 0 and now - tonumber(clock[1]) >= abandon_ms
+end
+
 local state = redis.call('HGET', META, 'state')
 if not state then
   -- Its keys are gone (expired, evicted, lost in a restart): nothing is left for a checker to check.
@@ -349,26 +366,18 @@ local expected = tonumber(redis.call('HGET', META, 'expectedProducers'))
 local registered = redis.call('HLEN', PRODUCERS)
 local running = redis.call('ZCARD', LEASES)
 local unsettled = redis.call('SCARD', UNSETTLED)
-if registered < expected and cancelled == '0' and running == 0 then
-  local stall = redis.call('HMGET', META, 'stalledSince', 'stalledRegistered')
-  if not stall[1] or tonumber(stall[2]) ~= registered then
-    redis.call('HSET', META, 'stalledSince', now, 'stalledRegistered', registered)
-  else
-    local waited = now - tonumber(stall[1])
-    local abandon_ms = tonumber(ARGV[3]) or tonumber(retention)
-    if abandon_ms > 0 and waited >= abandon_ms then
-      redis.call('HSET', META, 'state', 'abandoned', 'abandonedAt', now, 'abandonedReason',
-        'producers-missing', 'abandonedMissing', expected - registered, 'abandonedAfterMs', waited)
-      redis.call('HDEL', META, 'stalledSince', 'stalledRegistered')
-      redis.call('ZREM', PENDING, ARGV[2])
-      if tonumber(retention) > 0 then redis.call('ZADD', EXPIRIES, now + tonumber(retention), ARGV[2]) end
-      keep_ttl()
-      redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'abandoned', abandonedAt = now}))
-      return {'abandoned-now', tostring(now), retention, '0'}
-    end
-  end
-else
+-- (with a dead instance still to settle, the check settles it first: a fenced zombie writes nothing)
+local stalled = registered < expected and cancelled == '0' and running == 0 and unsettled == 0
+if stalled_too_long(now, stalled, registered, retention) then
+  local waited = now - tonumber(redis.call('HGET', META, 'stalledSince'))
+  redis.call('HSET', META, 'state', 'abandoned', 'abandonedAt', now, 'abandonedReason',
+    'producers-missing', 'abandonedMissing', expected - registered, 'abandonedAfterMs', waited)
   redis.call('HDEL', META, 'stalledSince', 'stalledRegistered')
+  redis.call('ZREM', PENDING, ARGV[2])
+  if tonumber(retention) > 0 then redis.call('ZADD', EXPIRIES, now + tonumber(retention), ARGV[2]) end
+  keep_ttl()
+  redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'abandoned', abandonedAt = now}))
+  return {'abandoned-now', tostring(now), retention, '0'}
 end
 if registered < expected and cancelled == '0' then
   result = {'producers-missing', tostring(expected - registered), retention, cancelled}
