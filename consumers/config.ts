@@ -5,6 +5,7 @@ import {
   commonShape,
   defaultProcessId,
   int,
+  optionalInt,
   optionalName,
   parseEnv,
   splitList,
@@ -30,6 +31,9 @@ const shape = {
   CANCEL_GRACE_MS: int(5_000, 0, 3_600_000),
   // Time limit for one attempt of a built-in job type (sleep, fetch); 0 = none.
   JOB_TIMEOUT_MS: int(0, 0, 86_400_000),
+  // How long a run this consumer checks may wait for producers that never register before it is
+  // abandoned; unset = each run's own retention (RUN_RETENTION_S), 0 = never.
+  RUN_ABANDON_S: optionalInt(0, 10 * 365 * 24 * 3600),
 };
 
 export type ConsumerConfig = ReturnType<typeof loadConsumerConfig>;
@@ -51,5 +55,7 @@ export function loadConsumerConfig(env: Env) {
     queueMetrics: e.QUEUE_METRICS,
     cancelGraceMs: e.CANCEL_GRACE_MS,
     jobTimeoutMs: e.JOB_TIMEOUT_MS,
+    /** Undefined: each run's own retention. */
+    runAbandonMs: e.RUN_ABANDON_S === undefined ? undefined : e.RUN_ABANDON_S * 1000,
   };
 }

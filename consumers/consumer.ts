@@ -9,8 +9,8 @@ import type { Logger } from '../shared/logger.js';
 import { openQueues, readJobData, type JobData } from '../shared/queue.js';
 import { deliverCallbacks } from '../shared/run/callbacks.js';
 import {
-  listCallbacksDue,
-  listPendingRuns,
+  claimDueCallbacks,
+  claimDuePendingRuns,
   parseRunEvent,
   RunError,
   RunStore,
@@ -28,7 +28,10 @@ const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
 /** How long a terminated sandbox gets to exit before its job is given up on like any ignored abort. */
 const SANDBOX_EXIT_MS = 2_000;
 
-/** How many not-yet-joined runs a worker without RUN_ID checks per heartbeat. */
+/**
+ * How many runs a consumer takes per heartbeat from the queue's pending runs (a worker without RUN_ID)
+ * and from its callbacks outbox: the most overdue ones, each then due again a heartbeat later.
+ */
 const PENDING_RUNS_CHECKED = 20;
 
 export type ConsumerExit = {
@@ -335,7 +338,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     if (n > 0) log.info({ run: runId, callbacks: n }, 'join callbacks delivered');
   };
   const deliverDue = async () => {
-    for (const runId of await listCallbacksDue(redis, config.queue, PENDING_RUNS_CHECKED)) {
+    const due = await claimDueCallbacks(redis, config.queue, PENDING_RUNS_CHECKED, config.heartbeatMs);
+    for (const runId of due) {
       const fits = await recorder
         .store(runId)
         .checkShards()
@@ -448,6 +452,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const event = parseRunEvent(message);
       onCancelEvent(event);
       if (event?.type === 'joined') void cancel('run joined');
+      if (event?.type === 'abandoned') void cancel('run abandoned');
       if (event?.type === 'cancel' && (event.consumer === record.id || event.consumer === '*'))
         void cancel(event.reason);
     });
@@ -517,8 +522,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
               return;
             }
           }
-          const attempt = await run.tryJoin();
+          const attempt = await run.tryJoin({ abandonMs: config.runAbandonMs });
           if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
+          if (attempt.reason === 'abandoned-now') logAbandoned(log, run.runId);
           await deliverDue();
           if (attempt.reason !== 'no-run') sawRun = true;
           else if (sawRun) {
@@ -531,7 +537,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         } else {
           // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
           // served only by such workers still settles lost producers, reconciles, and joins.
-          await checkPendingRuns(recorder, config.queue, log, catchUpCancels);
+          await checkPendingRuns(recorder, config, log, catchUpCancels);
           await deliverDue();
         }
       } catch (err) {
@@ -544,14 +550,20 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
 }
 
-/** One join check for each run of the queue that has not joined (the oldest few), skipping other shard counts. */
+/**
+ * One join check for each of the queue's pending runs that is due (the most overdue few), skipping
+ * other shard counts. A run taken is due again a heartbeat later, so runs that never join cannot
+ * crowd out the others.
+ */
 async function checkPendingRuns(
   recorder: FinishRecorder,
-  queue: string,
+  config: Pick<ConsumerConfig, 'queue' | 'heartbeatMs' | 'runAbandonMs'>,
   log: Logger,
   catchUpCancels: (store: RunStore) => Promise<void>,
 ): Promise<void> {
-  for (const runId of await listPendingRuns(recorder.redisClient, queue, PENDING_RUNS_CHECKED)) {
+  const { queue, heartbeatMs } = config;
+  const due = await claimDuePendingRuns(recorder.redisClient, queue, PENDING_RUNS_CHECKED, heartbeatMs);
+  for (const runId of due) {
     const store = recorder.store(runId);
     const fits = await store.checkShards().then(
       () => true,
@@ -559,9 +571,17 @@ async function checkPendingRuns(
     );
     if (!fits) continue;
     await catchUpCancels(store);
-    const attempt = await store.tryJoin();
+    const attempt = await store.tryJoin({ abandonMs: config.runAbandonMs });
     if (attempt.joinedNow) log.info({ joinedRun: runId }, 'run joined');
+    if (attempt.reason === 'abandoned-now') logAbandoned(log, runId);
   }
+}
+
+function logAbandoned(log: Logger, runId: string): void {
+  log.warn(
+    { abandonedRun: runId },
+    'run abandoned: it waited longer than its abandon time (RUN_ABANDON_S) for producers that never registered',
+  );
 }
 
 /** A wait that a notify ends early (or its timeout). */

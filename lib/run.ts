@@ -1,14 +1,18 @@
 import { commonShape, nameSchema, parseEnv, toCommonConfig } from '../shared/config.js';
-import { runKeys } from '../shared/keys.js';
+import { runExpiriesKey, runIndexKey, runKeys } from '../shared/keys.js';
 import { closeRedis, createRedis, duplicateClient, type RedisClient } from '../shared/redis.js';
 import {
   parseRunEvent,
+  RunError,
   RunStore,
   type CancelJobResult,
   type CancelRunResult,
 } from '../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
 import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+
+/** How long `join()` waits for a run that no producer has created yet before it rejects. */
+export const DEFAULT_EXIST_GRACE_MS = 5_000;
 
 export type RunResults = { producer: string; results: { jobId: string; value: unknown }[] }[];
 
@@ -21,9 +25,18 @@ export type RunHandle = {
    * The distributed `await queue.join()`: resolves with the run's status once every producer is done
    * and every job it acknowledged has finished, from any process. Listens on the run's events
    * channel and polls as a backstop (a published message can be missed across a reconnect). Rejects
-   * on `timeoutMs` or when `signal` aborts. A run that does not exist yet is waited for.
+   * on `timeoutMs` or when `signal` aborts, and at once with a RunError for a run that will never join:
+   * code `abandoned` (it waited too long for producers that never registered) or `gone` (it existed,
+   * but its state is gone from Redis: restarted without persistence, flushed, evicted, or expired
+   * after its retention). A run that does not exist yet is waited for `existGraceMs` (default 5 s),
+   * then rejected with code `no-run`; pass more when its producers start later.
    */
-  join(opts?: { timeoutMs?: number; signal?: AbortSignal; pollMs?: number }): Promise<RunStatus>;
+  join(opts?: {
+    timeoutMs?: number;
+    signal?: AbortSignal;
+    pollMs?: number;
+    existGraceMs?: number;
+  }): Promise<RunStatus>;
   /**
    * asyncio's `task.cancel()` for the whole run: producers stop, jobs not yet started are cancelled,
    * running ones aborted; the run then joins with the cancelled count (docs/cancel.md). A joined run
@@ -54,14 +67,24 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
   const store = new RunStore(redis, config.queue, opts.runId, config.shards);
   const waiters = new Set<RedisClient>();
   const status = () => readRunStatus(redis, config.queue, opts.runId, config.leaseMs);
+  const where = `run "${opts.runId}" on queue "${config.queue}"`;
 
-  const join: RunHandle['join'] = async ({ timeoutMs, signal, pollMs = 1_000 } = {}) => {
+  const join: RunHandle['join'] = async ({
+    timeoutMs,
+    signal,
+    pollMs = 1_000,
+    existGraceMs = DEFAULT_EXIST_GRACE_MS,
+  } = {}) => {
     const subscriber = duplicateClient(redis, `conveyor:join:${opts.runId}`);
     waiters.add(subscriber);
     const check = new AbortController();
+    // One wake for the whole wait: an event, the timeout or the caller's abort ends the current
+    // pause, and each pause only swaps what wake resolves, so no listener is added per poll.
     let wake: () => void = () => undefined;
+    check.signal.addEventListener('abort', () => wake(), { once: true });
     subscriber.on('message', (_channel: string, message: string) => {
-      if (parseRunEvent(message)?.type === 'joined') wake();
+      const type = parseRunEvent(message)?.type;
+      if (type === 'joined' || type === 'abandoned') wake();
     });
     const timer =
       timeoutMs === undefined
@@ -73,6 +96,9 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
     const onAbort = () => check.abort(signal?.reason ?? new Error('join aborted'));
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted) onAbort();
+    const started = Date.now();
+    let seen = false;
+    let waitingFor: string | null | undefined;
     try {
       // Subscribed before the first read: a join between the read and the subscription is not missed.
       await subscriber.subscribe(runKeys(config.queue, opts.runId).events);
@@ -80,13 +106,37 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
         if (check.signal.aborted) throw check.signal.reason;
         const s = await status();
         if (s?.join.state === 'joined') return s;
+        if (s?.join.state === 'abandoned')
+          throw new RunError(
+            'abandoned',
+            `The ${where} was abandoned: ${s.join.abandonReason ?? '?'}. It will never join; start a new run with a new RUN_ID.`,
+          );
+        let pauseMs = pollMs;
+        if (s && s.join.waitingFor !== 'run-not-created') {
+          seen = true;
+          if (s.join.waitingFor !== waitingFor)
+            log.debug({ runId: opts.runId, waitingFor: s.join.waitingFor }, 'waiting for the run to join');
+          waitingFor = s.join.waitingFor;
+        } else {
+          const missing = await whyMissing(redis, config.queue, opts.runId, seen);
+          if (missing === 'created') continue;
+          if (missing !== 'never') throw goneError(where, missing);
+          const left = existGraceMs - (Date.now() - started);
+          if (left <= 0)
+            throw new RunError(
+              'no-run',
+              `The ${where} does not exist: no producer created it within ${existGraceMs} ms. Check RUN_ID and QUEUE, or give join() a longer existGraceMs when its producers start later.`,
+            );
+          pauseMs = Math.min(pollMs, left);
+        }
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, pollMs);
-          wake = () => {
+          const t = setTimeout(done, pauseMs);
+          function done() {
             clearTimeout(t);
+            wake = () => undefined;
             resolve();
-          };
-          check.signal.addEventListener('abort', wake, { once: true });
+          }
+          wake = done;
         });
       }
     } finally {
@@ -120,4 +170,41 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
       if (!opts.redis) await closeRedis(redis);
     },
   };
+}
+
+/**
+ * Why a run's record is missing: `created` (a producer created it since the status was read),
+ * `expired` (it ended and its retention passed), `lost` (it existed: it was `seen`, or the queue's run
+ * index still names it), or `never`. One MULTI, so a run created meanwhile is never taken for lost.
+ */
+async function whyMissing(
+  redis: RedisClient,
+  queue: string,
+  runId: string,
+  seen: boolean,
+): Promise<'created' | 'expired' | 'lost' | 'never'> {
+  const replies = await redis
+    .multi()
+    .exists(runKeys(queue, runId).meta)
+    .zscore(runIndexKey(queue), runId)
+    .zscore(runExpiriesKey(queue), runId)
+    .time()
+    .exec();
+  const [exists, indexed, expiresAt, time] = (replies ?? []).map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  }) as [number, string | null, string | null, [string, string]];
+  if (exists === 1) return 'created';
+  const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+  if (expiresAt !== null && Number(expiresAt) <= now) return 'expired';
+  return seen || indexed !== null ? 'lost' : 'never';
+}
+
+function goneError(where: string, missing: 'expired' | 'lost'): RunError {
+  return new RunError(
+    'gone',
+    missing === 'expired'
+      ? `The ${where} has ended and its state is gone from Redis: its keys expired after its retention (RUN_RETENTION_S), so its outcome can no longer be read.`
+      : `The ${where} existed, but its state is gone from Redis (restarted without persistence, flushed, or evicted): it can never join. Start a new run with a new RUN_ID.`,
+  );
 }

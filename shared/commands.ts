@@ -57,6 +57,7 @@ export const commands = {
       'LOCK_MS, STALLED_INTERVAL_MS, MAX_STALLED   BullMQ lock and stall settings',
       'CANCEL_GRACE_MS   a handler that ignores a cancel or timeout is recorded ended after this (default 5000)',
       'JOB_TIMEOUT_MS    time limit per attempt of the built-in types (default 0: none)',
+      'RUN_ABANDON_S     give up on a run waiting this long for producers that never start (default: its retention; 0 = never)',
       'METRICS_PORT      /metrics port (default 9464, 0 = any)',
       ...common,
     ],

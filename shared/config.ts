@@ -30,6 +30,10 @@ const intText = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 export const int = (fallback: number, min: number, max?: number) =>
   z.preprocess(emptyToUndefined, intText(min, max).optional()).transform((v) => v ?? fallback);
 
+/** A whole number from an env var, or undefined when the variable is unset or empty. */
+export const optionalInt = (min: number, max?: number) =>
+  z.preprocess(emptyToUndefined, intText(min, max).optional());
+
 /** `true`/`false` (also 1/0, yes/no); anything else is an error, never a silent false. */
 export const bool = (fallback: boolean) =>
   z.preprocess(

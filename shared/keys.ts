@@ -216,7 +216,10 @@ export function runCreationsKey(queue: string): string {
   return `${queuePrefix(queue)}:${queue}:conveyor:run-creations`;
 }
 
-/** Sorted set of runs not yet joined (by creation time): the ones a worker without RUN_ID checks. */
+/**
+ * Sorted set of runs not yet joined, scored by when each is next due for a join check (ms, Redis
+ * clock; a new run is due at once): the ones a worker without RUN_ID checks, the most overdue first.
+ */
 export function pendingRunsKey(queue: string): string {
   return `${queuePrefix(queue)}:${queue}:conveyor:pending-runs`;
 }
@@ -231,7 +234,10 @@ export function runEventsPattern(queue: string): string {
   return `${runBase(queuePrefix(queue), queue, '*')}:events`;
 }
 
-/** Sorted set of joined runs whose callbacks are not all delivered yet (the outbox), by join time. */
+/**
+ * Sorted set of joined runs whose callbacks are not all delivered yet (the outbox), scored by when
+ * each is next due for a delivery attempt (ms, Redis clock; due at once when the run joins).
+ */
 export function callbacksDueKey(queue: string): string {
   return `${queuePrefix(queue)}:${queue}:conveyor:callbacks-due`;
 }

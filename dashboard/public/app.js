@@ -176,6 +176,9 @@ function renderRun(u) {
     join.textContent = `joined at ${time(Date.parse(s.join.joinedAt))} (all ${p.expected} producers done, ${j.unfinished} unfinished)`;
     const open = (s.callbacks || []).filter((c) => !['completed', 'failed', 'skipped'].includes(c.state));
     if (open.length) join.textContent += `; callbacks: ${open.map((c) => `${c.name} ${c.state}`).join(', ')}`;
+  } else if (s.join.state === 'abandoned') {
+    join.dataset.state = 'abandoned';
+    join.textContent = `abandoned at ${time(Date.parse(s.join.abandonedAt))}: ${s.join.abandonReason}; it will never join`;
   } else {
     join.dataset.state = 'pending';
     const why = {

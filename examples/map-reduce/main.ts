@@ -71,7 +71,8 @@ console.log(
   `stage 1 ${stage1} joined: ${s1.jobs.completed} chunks counted by ${consumers} consumers, ${s1.jobs.failed} failed`,
 );
 const second = openRun({ ...where, runId: stage2 });
-const s2 = await second.join({ timeoutMs: 120_000 });
+// Stage 2 does not exist yet: stage 1's join callback creates it, once a consumer runs that callback.
+const s2 = await second.join({ timeoutMs: 120_000, existGraceMs: 60_000 });
 console.log(`stage 2 ${stage2} (after ${s2.afterRun ?? '?'}) joined: ${s2.jobs.completed} reduce job`);
 await Promise.all(workers.map((w) => w.exited));
 await Promise.all([first.close(), second.close()]);

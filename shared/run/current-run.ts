@@ -18,8 +18,9 @@ export const AUTO_RUN_PREFIX = 'run-';
  * KEYS[3]: the meta key of the run the caller read from KEYS[1] (ARGV[1]; '' for none, KEYS[3] is
  * then unused). If KEYS[1] changed since, returns {'', 'retry'}. The current run is the answer
  * while it has not joined: its meta says pending, or it does not exist yet (a consumer may start
- * before any producer created it). Once it joined, or its keys expired after the join (it was seen
- * and is gone), the sequence is incremented and `run-<n>` (ARGV[2] = prefix) becomes the current run.
+ * before any producer created it). Once it joined or was abandoned, or its keys expired after that
+ * (it was seen and is gone), the sequence is incremented and `run-<n>` (ARGV[2] = prefix) becomes the
+ * current run.
  * Returns {runId, 'open' | 'new'}.
  */
 const RESOLVE = luaScript(`
@@ -28,7 +29,7 @@ local current = redis.call('HGET', pointer, 'run') or ''
 if current ~= ARGV[1] then return {'', 'retry'} end
 if current ~= '' then
   local state = redis.call('HGET', meta, 'state')
-  if state and state ~= 'joined' then
+  if state and state ~= 'joined' and state ~= 'abandoned' then
     redis.call('HSET', pointer, 'seen', '1')
     return {current, 'open'}
   end

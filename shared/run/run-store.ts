@@ -23,6 +23,7 @@ import {
   callbackStateLua,
   checkRunLua,
   claimCallbacksLua,
+  claimDueLua,
   closeShardLua,
   createRunLua,
   heartbeatProducerLua,
@@ -32,6 +33,7 @@ import {
   producerDoneLua,
   putJobsLua,
   PUT_QUEUE_KEY_NAMES,
+  SHARD_RUN_KEY_NAMES,
   reconcileLua,
   recordFinishedLua,
   registerProducerLua,
@@ -116,7 +118,9 @@ export class RunError extends Error {
       | 'cancelled'
       | 'result-too-large'
       | 'results-full'
-      | 'id-taken',
+      | 'id-taken'
+      | 'abandoned'
+      | 'gone',
     message: string,
   ) {
     super(message);
@@ -126,6 +130,8 @@ export class RunError extends Error {
 
 export type RunEvent =
   | { type: 'joined'; joinedAt: number }
+  /** The run waited too long for producers that never registered: it will never join. */
+  | { type: 'abandoned'; abandonedAt: number }
   | { type: 'cancel'; consumer: string; reason: string }
   /** One job cancelled: whoever holds it aborts it; nobody starts it. */
   | { type: 'cancel-job'; run: string; jobId: string; at: number }
@@ -307,6 +313,11 @@ export class RunStore {
         );
       case 'CANCELLED':
         return new RunError('cancelled', `The ${run} was cancelled; it takes no more producers.`);
+      case 'ABANDONED':
+        return new RunError(
+          'abandoned',
+          `The ${run} was abandoned (it waited longer than its abandon time for producers that never registered) and will never join; start a new run with a new RUN_ID.`,
+        );
       case 'NO_PRODUCER':
         return new RunError('no-producer', `This producer is not registered in the ${run}.`);
       case 'RESULT_TOO_LARGE':
@@ -388,7 +399,7 @@ export class RunStore {
     token: string,
     leaseMs: number,
   ): Promise<{ callbacks: CallbackSpec[]; totals: string; pending: string[] } | null> {
-    const reply = (await this.runCall('claimCallbacks', token, leaseMs)) as string[];
+    const reply = (await this.runCall('claimCallbacks', token, leaseMs, this.runId)) as string[];
     if (reply[0] !== 'claimed') return null;
     const [, callbacks, totals, ...pending] = reply;
     return { callbacks: JSON.parse(callbacks!) as CallbackSpec[], totals: totals ?? '{}', pending };
@@ -657,16 +668,28 @@ export class RunStore {
    * producer instances on every shard, has each shard close (reconciling a bounded batch of open
    * jobs when due), then joins the run if every shard closed. Any process may call it any number of
    * times; exactly one call across all of them gets `joinedNow`.
+   *
+   * `abandonMs`: how long the run may wait for producers that never registered (with none running)
+   * before it is abandoned (reason `abandoned-now`, once); default the run's retention, 0 never.
    */
-  async tryJoin(): Promise<JoinAttempt> {
+  async tryJoin(opts: { abandonMs?: number } = {}): Promise<JoinAttempt> {
+    const abandonMs = opts.abandonMs ?? '';
     const [firstReason, firstDetail, firstRetention, cancelled, ...unsettled] = (await this.runCall(
       'checkRun',
+      this.runId,
+      abandonMs,
     )) as [string, string, string, string, ...string[]];
     let [reason, detail, retention] = [firstReason, firstDetail, firstRetention];
+    // The run's own keys got its retention in the same step; its shards' keys get it here.
+    if (reason === 'abandoned-now') await this.expireShards(Number(retention));
     if (unsettled.length > 0) {
       await this.settle(unsettled);
       if (reason === 'producers-settling')
-        [reason, detail, retention] = (await this.runCall('checkRun')) as [string, string, string];
+        [reason, detail, retention] = (await this.runCall('checkRun', this.runId, abandonMs)) as [
+          string,
+          string,
+          string,
+        ];
     }
     // A cancelled run: jobs acknowledged since the cancel (or missed by it) are cancelled here.
     if (cancelled === '1') await this.sweepCancelled();
@@ -705,6 +728,14 @@ export class RunStore {
     )) as CloseReply;
     if (reconciled[3] === '1') await this.trimCounted(shard);
     return reconciled;
+  }
+
+  /** Gives every shard's keys of the run `ttlMs` to live (an abandoned run's shards never close). */
+  private async expireShards(ttlMs: number): Promise<void> {
+    if (ttlMs <= 0) return;
+    await Promise.all(
+      this.shardKeys.flatMap((k) => SHARD_RUN_KEY_NAMES.map((name) => this.redis.pexpire(k[name], ttlMs))),
+    );
   }
 
   /** Fences dead instances on every shard (their later puts write nothing), then tells the run. */
@@ -856,19 +887,46 @@ export class RunStore {
       this.redis.sismember(this.keys.cancel, '*'),
     ]);
     if (state === 'joined') return 'run joined';
+    if (state === 'abandoned') return 'run abandoned';
     if (mine === 1 || all === 1) return 'cancel requested';
     return null;
   }
 }
 
-/** Joined runs of a queue whose callbacks are not all delivered yet (the outbox), oldest first. */
+/** Joined runs of a queue whose callbacks are not all delivered yet (the outbox), the most overdue first. */
 export async function listCallbacksDue(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
   return redis.zrange(callbacksDueKey(queue), '0', String(limit - 1));
 }
 
-/** Runs of a queue that have not joined yet, oldest first (what a worker without RUN_ID checks). */
+/** Runs of a queue that have not joined yet, the most overdue for a join check first. */
 export async function listPendingRuns(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
   return redis.zrange(pendingRunsKey(queue), '0', String(limit - 1));
+}
+
+const claimDue = luaScript(claimDueLua);
+
+/**
+ * Takes up to `limit` of the queue's pending runs that are due for a join check, the most overdue
+ * first, and schedules each for its next check `againInMs` later (what a worker without RUN_ID checks
+ * on each heartbeat). Every pending run is taken in turn, however many others never join.
+ */
+export async function claimDuePendingRuns(
+  redis: RedisClient,
+  queue: string,
+  limit: number,
+  againInMs: number,
+): Promise<string[]> {
+  return (await claimDue(redis, [pendingRunsKey(queue)], [limit, againInMs])) as string[];
+}
+
+/** The same for the callbacks outbox: joined runs whose callbacks are due for a delivery attempt. */
+export async function claimDueCallbacks(
+  redis: RedisClient,
+  queue: string,
+  limit: number,
+  againInMs: number,
+): Promise<string[]> {
+  return (await claimDue(redis, [callbacksDueKey(queue)], [limit, againInMs])) as string[];
 }
 
 function toAttempt(reason: JoinReason, detail: string): JoinAttempt {
@@ -882,6 +940,8 @@ export function parseRunEvent(message: string): RunEvent | null {
     const v = JSON.parse(message) as Partial<RunEvent>;
     if (v.type === 'joined' && typeof v.joinedAt === 'number')
       return { type: 'joined', joinedAt: v.joinedAt };
+    if (v.type === 'abandoned' && typeof v.abandonedAt === 'number')
+      return { type: 'abandoned', abandonedAt: v.abandonedAt };
     if (v.type === 'cancel-job' && typeof v.run === 'string' && typeof v.jobId === 'string')
       return { type: 'cancel-job', run: v.run, jobId: v.jobId, at: Number(v.at) || 0 };
     if (v.type === 'cancel-run' && typeof v.run === 'string')

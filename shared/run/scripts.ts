@@ -56,6 +56,8 @@ export const SHARD_KEY_NAMES = [
 const SHARD_FIXED = SHARD_KEY_NAMES.length;
 /** The first SHARD_RUN_KEYS of SHARD_KEY_NAMES are the run's own, and expire with it. */
 const SHARD_RUN_KEYS = 8;
+/** A shard's keys that belong to the run (the rest are the queue's). */
+export const SHARD_RUN_KEY_NAMES = SHARD_KEY_NAMES.slice(0, SHARD_RUN_KEYS);
 
 /** How long the record of a consumer waiting for a run that does not exist lives without a heartbeat. */
 const WAITING_CONSUMER_TTL_MS = 3_600_000;
@@ -127,18 +129,22 @@ local function lose_producer(pid, now)
   redis.call('SADD', UNSETTLED, instance_of(rec))
 end
 
--- Forget joined runs whose retention has passed: the index entries here, the keys by their TTL.
+-- Forget joined (or abandoned) runs whose retention has passed: the index entries here, the keys by
+-- their TTL. A run whose callbacks were never delivered leaves the outbox too: nothing is left to
+-- deliver them from.
 local function prune_index(now)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRIES, '-inf', now, 'LIMIT', 0, 100)) do
     redis.call('ZREM', RUN_INDEX, id)
     redis.call('ZREM', EXPIRIES, id)
+    redis.call('ZREM', CALLBACKS_DUE, id)
   end
 end
 
--- A joined run's keys expire after its retention; anything written later gets the same TTL.
+-- A joined (or abandoned) run's keys expire after its retention; anything written later gets the same TTL.
 local function keep_ttl()
   local ms = tonumber(redis.call('HGET', META, 'retentionMs') or '0')
-  if ms > 0 and redis.call('HGET', META, 'state') == 'joined' then
+  local state = redis.call('HGET', META, 'state')
+  if ms > 0 and (state == 'joined' or state == 'abandoned') then
     for i = 1, #KEYS do
       if not QUEUE_WIDE[i] then redis.call('PEXPIRE', KEYS[i], ms) end
     end
@@ -280,6 +286,7 @@ export const registerProducerLua =
 local state = redis.call('HGET', META, 'state')
 if not state then return redis.error_reply('NO_RUN') end
 if state == 'joined' then return redis.error_reply('JOINED') end
+if state == 'abandoned' then return redis.error_reply('ABANDONED') end
 if redis.call('HEXISTS', META, 'cancelledAt') == 1 then return redis.error_reply('CANCELLED') end
 local now = now_ms()
 local rec = load_producer(ARGV[2])
@@ -361,14 +368,43 @@ return rec.state
  * producer registered and finished (done, or lost when its lease ran out) and every dead instance is
  * settled (for ever after: all three are final), else why not. A cancelled run no longer waits for
  * producers that never registered (registering is refused after the cancel). The instances listed
- * must be settled on every shard (then `settledRun`), whatever the reason.
+ * must be settled on every shard (then `settledRun`), whatever the reason. ARGV[2] the run id: a run
+ * whose keys are gone ('no-run') leaves the pending runs.
+ *
+ * A run waiting for producers that never registered, with none running, cannot move by itself. The
+ * checks that find it so keep a clock, restarted whenever another producer registers; once it has run
+ * for the abandon time (ARGV[3] ms; '' for the run's retention; 0 for never) the run is abandoned:
+ * marked with why, out of the pending runs, its keys given the retention, and 'abandoned-now' returned
+ * (once; 'abandoned' after).
  */
 export const checkRunLua =
   runPrelude +
   /* lua */ `
+-- Waiting for producers that never registered, with none running: true once that has lasted the
+-- abandon time on the clock kept here (started by the first check that finds it so, restarted by a
+-- new registration, stopped by a running or unsettled producer or a cancel).
+local function stalled_too_long(now, stalled, registered, retention)
+  if not stalled then
+    redis.call('HDEL', META, 'stalledSince', 'stalledRegistered')
+    return false
+  end
+  local clock = redis.call('HMGET', META, 'stalledSince', 'stalledRegistered')
+  if not clock[1] or tonumber(clock[2]) ~= registered then
+    redis.call('HSET', META, 'stalledSince', now, 'stalledRegistered', registered)
+    return false
+  end
+  local abandon_ms = tonumber(ARGV[3]) or tonumber(retention)
+  return abandon_ms > 0 and now - tonumber(clock[1]) >= abandon_ms
+end
+
 local state = redis.call('HGET', META, 'state')
-if not state then return {'no-run', '0', '0', '0'} end
+if not state then
+  -- Its keys are gone (expired, evicted, lost in a restart): nothing is left for a checker to check.
+  redis.call('ZREM', PENDING, ARGV[2])
+  return {'no-run', '0', '0', '0'}
+end
 if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt'), '0', '0'} end
+if state == 'abandoned' then return {'abandoned', redis.call('HGET', META, 'abandonedAt'), '0', '0'} end
 local now = now_ms()
 observe(now)
 local cancelled = tostring(redis.call('HEXISTS', META, 'cancelledAt'))
@@ -381,6 +417,19 @@ local expected = tonumber(redis.call('HGET', META, 'expectedProducers'))
 local registered = redis.call('HLEN', PRODUCERS)
 local running = redis.call('ZCARD', LEASES)
 local unsettled = redis.call('SCARD', UNSETTLED)
+-- (with a dead instance still to settle, the check settles it first: a fenced zombie writes nothing)
+local stalled = registered < expected and cancelled == '0' and running == 0 and unsettled == 0
+if stalled_too_long(now, stalled, registered, retention) then
+  local waited = now - tonumber(redis.call('HGET', META, 'stalledSince'))
+  redis.call('HSET', META, 'state', 'abandoned', 'abandonedAt', now, 'abandonedReason',
+    'producers-missing', 'abandonedMissing', expected - registered, 'abandonedAfterMs', waited)
+  redis.call('HDEL', META, 'stalledSince', 'stalledRegistered')
+  redis.call('ZREM', PENDING, ARGV[2])
+  if tonumber(retention) > 0 then redis.call('ZADD', EXPIRIES, now + tonumber(retention), ARGV[2]) end
+  keep_ttl()
+  redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'abandoned', abandonedAt = now}))
+  return {'abandoned-now', tostring(now), retention, '0'}
+end
 if registered < expected and cancelled == '0' then
   result = {'producers-missing', tostring(expected - registered), retention, cancelled}
 elseif running > 0 then
@@ -450,15 +499,22 @@ return {'joined-now', tostring(now)}
 
 /**
  * Claims the delivery of a joined run's due callbacks. ARGV[2] the claimer's token, ARGV[3] the
- * claim's lease (ms). Returns {'none'} when nothing is due (the run leaves the outbox), {'busy'} while
- * another live claim holds it, else {'claimed', callbacks JSON, totals JSON, name...} with the names
- * still pending.
+ * claim's lease (ms), ARGV[4] the run id. Returns {'none'} when nothing is due (the run leaves the
+ * outbox), {'gone'} when the run's keys are gone (it leaves the outbox too), {'busy'} while another
+ * live claim holds it, else {'claimed', callbacks JSON, totals JSON, name...} with the names still
+ * pending.
  */
 export const claimCallbacksLua =
   runPrelude +
   /* lua */ `
+local state = redis.call('HGET', META, 'state')
+if not state then
+  -- Its keys expired (or were lost) before its callbacks were delivered: nothing is left to deliver.
+  redis.call('ZREM', CALLBACKS_DUE, ARGV[4])
+  return {'gone'}
+end
 local runId = redis.call('HGET', META, 'runId')
-if redis.call('HGET', META, 'state') ~= 'joined' then return {'none'} end
+if state ~= 'joined' then return {'none'} end
 local callbacks = redis.call('HGET', META, 'callbacks')
 local pending = {}
 if callbacks then
@@ -515,6 +571,23 @@ end
 keep_ttl()
 redis.call('PUBLISH', ARGV[1], cjson.encode({type = 'callback', name = ARGV[2], state = current}))
 return current
+`;
+
+/**
+ * Takes the most overdue runs of one of the queue's schedules, the pending runs or the callbacks
+ * outbox (sorted sets scored by when each run is next due for a look, Redis clock), and pushes each
+ * back by ARGV[2] ms, so the next caller takes the next most overdue ones. However many runs wait and
+ * whatever they wait for, each is taken in turn: how soon depends on how many runs the checkers take
+ * between them, never on a run's place in a list. KEYS[1] the schedule; ARGV[1] how many at most.
+ * Returns the run ids taken.
+ */
+export const claimDueLua =
+  common +
+  /* lua */ `
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), id) end
+return ids
 `;
 
 /** ARGV[2] consumer id, ARGV[3] its record (JSON). The heartbeat time is Redis's. Returns it. */

@@ -11,8 +11,13 @@ export type RunStatus = {
   /** Redis clock when this status was read (ms). */
   observedAt: number;
   join: {
-    state: 'pending' | 'joined';
+    /** abandoned: it waited longer than its abandon time for producers that never registered. */
+    state: 'pending' | 'joined' | 'abandoned';
     joinedAt: string | null;
+    /** When the run was abandoned (it will never join; its keys expire after its retention), or null. */
+    abandonedAt: string | null;
+    /** Why it was abandoned, as a sentence ("waited 7 d for 1 of 3 producers, which never registered"). */
+    abandonReason: string | null;
     /** When someone cancelled the run (it joins once its active jobs are aborted), or null. */
     cancelledAt: string | null;
     /** What the join still waits for, when pending. */
@@ -69,9 +74,9 @@ export type RunStatus = {
   shards: ShardStatus[];
   /**
    * pending, then joined; done once every join callback finished (at once when it has none or they
-   * were skipped).
+   * were skipped). abandoned instead of joined when it waited too long for producers that never came.
    */
-  state: 'pending' | 'joined' | 'done';
+  state: 'pending' | 'joined' | 'done' | 'abandoned';
   /** The run whose callback started this one (`afterRun` when it was created), if any. */
   afterRun: string | null;
   /** The run created with this one as its `afterRun` (on the same queue), if any. */
@@ -117,6 +122,15 @@ type Counters = Record<(typeof COUNTERS)[number], number>;
 const num = (v: string | undefined) => (v === undefined ? 0 : Number(v));
 const iso = (ms: string | undefined) => (ms === undefined ? null : new Date(Number(ms)).toISOString());
 
+/** A stretch of time for people: seconds, minutes, hours or days, rounded. */
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  if (s < 120 * 60) return `${Math.round(s / 60)} min`;
+  if (s < 48 * 3600) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86_400)} d`;
+}
+
 /** The latest run ids of a queue, newest first. */
 export async function listRuns(redis: RedisClient, queue: string, limit = 50): Promise<string[]> {
   return redis.zrevrange(runIndexKey(queue), 0, limit - 1);
@@ -146,6 +160,7 @@ export async function readRunStatus(
   const created = meta.expectedProducers !== undefined;
   const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
   const joined = meta.state === 'joined';
+  const abandoned = meta.state === 'abandoned';
 
   const shardReads = await Promise.all(
     queueShards(queue, num(meta.shards) || 1).map(async (shard) => {
@@ -191,7 +206,7 @@ export async function readRunStatus(
   const count = (s: ProducerState) => producers.filter((p) => p.state === s).length;
   const expected = num(meta.expectedProducers);
   let waitingFor: RunStatus['join']['waitingFor'] = null;
-  if (!joined) {
+  if (!joined && !abandoned) {
     if (!created) waitingFor = 'run-not-created';
     else if (producers.length < expected && meta.cancelledAt === undefined) waitingFor = 'producers-missing';
     else if (count('running') > 0) waitingFor = 'producers-running';
@@ -212,15 +227,19 @@ export async function readRunStatus(
     runId,
     queue,
     idPrefix: meta.idPrefix ?? null,
-    state: !joined ? 'pending' : settled ? 'done' : 'joined',
+    state: abandoned ? 'abandoned' : !joined ? 'pending' : settled ? 'done' : 'joined',
     afterRun: meta.afterRun ?? null,
     nextRun: meta.nextRun ?? null,
     callbacks,
     createdAt: iso(meta.createdAt) ?? '',
     observedAt: now,
     join: {
-      state: joined ? 'joined' : 'pending',
+      state: joined ? 'joined' : abandoned ? 'abandoned' : 'pending',
       joinedAt: iso(meta.joinedAt),
+      abandonedAt: iso(meta.abandonedAt),
+      abandonReason: abandoned
+        ? `waited ${duration(num(meta.abandonedAfterMs))} for ${num(meta.abandonedMissing)} of ${expected} producers, which never registered`
+        : null,
       cancelledAt: iso(meta.cancelledAt),
       waitingFor,
       totals: meta.totalsAtJoin ? (JSON.parse(meta.totalsAtJoin) as RunStatus['join']['totals']) : null,
@@ -258,7 +277,9 @@ export function formatRunStatus(s: RunStatus): string {
   const join =
     s.join.state === 'joined'
       ? `${s.state === 'done' ? 'done' : 'joined'} (joined at ${s.join.joinedAt ?? '?'})${s.join.cancelledAt ? ` (cancelled at ${s.join.cancelledAt})` : ''}`
-      : `${s.join.cancelledAt ? `cancelling since ${s.join.cancelledAt}` : 'pending'} (waiting for ${s.join.waitingFor ?? '?'})`;
+      : s.join.state === 'abandoned'
+        ? `abandoned at ${s.join.abandonedAt ?? '?'}: ${s.join.abandonReason ?? '?'}; it will never join`
+        : `${s.join.cancelledAt ? `cancelling since ${s.join.cancelledAt}` : 'pending'} (waiting for ${s.join.waitingFor ?? '?'})`;
   const stoppedEarly = p.list.filter((x) => x.state === 'done' && x.stoppedEarly).length;
   const consumers =
     s.consumers
@@ -306,7 +327,12 @@ export function formatRunList(runs: readonly RunStatus[], queue: string): string
     const j = s.jobs;
     const joined = s.join.cancelledAt ? 'joined (cancelled)' : 'joined';
     const pending = s.join.cancelledAt ? 'cancelling' : 'pending';
-    const state = s.join.state === 'joined' ? joined : `${pending} (${s.join.waitingFor ?? '?'})`;
+    const state =
+      s.join.state === 'joined'
+        ? joined
+        : s.join.state === 'abandoned'
+          ? 'abandoned'
+          : `${pending} (${s.join.waitingFor ?? '?'})`;
     const took =
       s.join.joinedAt && s.createdAt
         ? `${((Date.parse(s.join.joinedAt) - Date.parse(s.createdAt)) / 1000).toFixed(1)} s`

@@ -6,7 +6,11 @@ export type JoinReason =
   | 'producers-running'
   | 'producers-settling'
   | 'jobs-unfinished'
-  | 'no-run';
+  | 'no-run'
+  /** Waited longer than its abandon time for producers that never registered: it will never join. */
+  | 'abandoned'
+  /** The one call that abandoned the run. */
+  | 'abandoned-now';
 
 export type JoinAttempt = {
   reason: JoinReason;

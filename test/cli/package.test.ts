@@ -29,7 +29,8 @@ const JOIN_MJS = `import { openRun } from 'conveyor';
 
 const run = openRun({ redisUrl: process.env.REDIS_URL, queue: process.env.QUEUE, runId: process.env.RUN_ID });
 console.log('waiting for the join');
-const status = await run.join({ timeoutMs: 60_000 });
+// Started before the producers that create the run: wait for them as long as for the join.
+const status = await run.join({ timeoutMs: 60_000, existGraceMs: 60_000 });
 console.log('joined', JSON.stringify(status.jobs));
 await run.close();
 `;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runKeys } from '../../shared/keys.js';
 import { resolveRunId } from '../../shared/run/current-run.js';
+import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnRole } from '../helpers/processes.js';
 import { connect, pollUntil, redisUrl } from '../helpers/redis.js';
@@ -70,6 +71,17 @@ describe('RUN_ID=auto: the queue’s open run, or the next one', () => {
     expect((await exitOf(consumer, 30_000)).code).toBe(0);
     await pollUntil('run-1 to expire after its retention', async () =>
       (await ctx.redis.exists(runKeys(ctx.queue, 'run-1').meta)) === 0 ? true : undefined,
+    );
+    expect(await resolveRunId(ctx.redis, ctx.queue, 'auto')).toEqual({ runId: 'run-2', source: 'new' });
+  });
+
+  it('starts the next run once the last was abandoned (its producers would be refused)', async () => {
+    expect(await resolveRunId(ctx.redis, ctx.queue, 'auto')).toEqual({ runId: 'run-1', source: 'new' });
+    const run = new RunStore(ctx.redis, ctx.queue, 'run-1');
+    await run.create(1);
+    // Its one producer never comes; the checks give up on it after 1 ms.
+    await pollUntil('run-1 to be abandoned', async () =>
+      (await run.tryJoin({ abandonMs: 1 })).reason === 'abandoned-now' ? true : undefined,
     );
     expect(await resolveRunId(ctx.redis, ctx.queue, 'auto')).toEqual({ runId: 'run-2', source: 'new' });
   });

@@ -100,6 +100,19 @@ describe('consumer config', () => {
       /^CONCURRENCY: must be a whole number/,
     );
   });
+
+  it('RUN_ABANDON_S: unset leaves each run its own retention, 0 is never, garbage is refused by name', () => {
+    expect(loadConsumerConfig({}).runAbandonMs).toBeUndefined();
+    expect(loadConsumerConfig({ RUN_ABANDON_S: '' }).runAbandonMs).toBeUndefined();
+    expect(loadConsumerConfig({ RUN_ABANDON_S: '0' }).runAbandonMs).toBe(0);
+    expect(loadConsumerConfig({ RUN_ABANDON_S: '3600' }).runAbandonMs).toBe(3_600_000);
+    expect(problemsOf(() => loadConsumerConfig({ RUN_ABANDON_S: '1h' }))).toEqual([
+      'RUN_ABANDON_S: must be a whole number (got "1h")',
+    ]);
+    expect(problemsOf(() => loadConsumerConfig({ RUN_ABANDON_S: '-1' }))[0]).toMatch(
+      /^RUN_ABANDON_S: must be at least 0/,
+    );
+  });
 });
 
 describe('drawCount', () => {
