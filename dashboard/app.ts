@@ -22,13 +22,14 @@ import {
   TOKEN_COOKIE,
 } from './access.js';
 import type { DashboardConfig } from './config.js';
+import { allowedHostsOnly } from './hosts.js';
 import { LiveRuns } from './live-runs.js';
 import { readQueueDepth } from './queue-depth.js';
 
 export type DashboardDeps = {
   config: Pick<
     DashboardConfig,
-    'queue' | 'readOnly' | 'access' | 'leaseMs' | 'pollMs' | 'historyMs' | 'runId'
+    'queue' | 'readOnly' | 'access' | 'allowedHosts' | 'leaseMs' | 'pollMs' | 'historyMs' | 'runId'
   >;
   redis: RedisClient;
   /** One BullMQ queue per shard of `config.queue`, in shard order (`openQueues`). */
@@ -107,6 +108,8 @@ export function createApp(deps: DashboardDeps): Dashboard {
     watchDefault: deps.watchDefault,
   });
 
+  // First of all: a request addressed to a name the dashboard does not serve reaches nothing.
+  app.use(allowedHostsOnly(config.allowedHosts, log));
   app.use((_req, res, next) => {
     res.set({
       'X-Content-Type-Options': 'nosniff',

@@ -11,6 +11,7 @@ import {
   type Env,
 } from '../shared/config.js';
 import { AUTO_RUN_ID } from '../shared/run/current-run.js';
+import { parseAllowedHosts, type AllowedHosts } from './hosts.js';
 
 const secret = () =>
   z.preprocess((v) => (typeof v === 'string' && v === '' ? undefined : v), z.string().optional());
@@ -19,6 +20,8 @@ const shape = {
   ...commonShape,
   DASHBOARD_PORT: int(3000, 0, 65_535),
   DASHBOARD_HOST: text(''),
+  /** Host names served beyond localhost and IP addresses (DNS-rebinding defence). */
+  DASHBOARD_HOSTS: text(''),
   DASHBOARD_READONLY: bool(false),
   DASHBOARD_USER: secret(),
   DASHBOARD_PASSWORD: secret(),
@@ -76,6 +79,8 @@ export function loadDashboardConfig(env: Env) {
   } else {
     host ||= '0.0.0.0';
   }
+  const allowedHosts = parseAllowedHosts(e.DASHBOARD_HOSTS);
+  if (typeof allowedHosts === 'string') problems.push(`DASHBOARD_HOSTS: ${allowedHosts}`);
   if (problems.length) throw new ConfigError(problems);
   return {
     ...toCommonConfig(e),
@@ -83,6 +88,7 @@ export function loadDashboardConfig(env: Env) {
     host,
     readOnly: e.DASHBOARD_READONLY,
     access,
+    allowedHosts: allowedHosts as AllowedHosts,
     pollMs: e.DASHBOARD_POLL_MS,
     historyMs: e.DASHBOARD_HISTORY_S * 1000,
     // RUN_ID=auto (compose's default) names no fixed run: show the latest.

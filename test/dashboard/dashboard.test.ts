@@ -357,6 +357,9 @@ describe('dashboard', () => {
     expect(problems({ DASHBOARD_PASSWORD: 'hunter2-secret' })).toMatch(/^DASHBOARD_USER: required/);
     expect(problems({ DASHBOARD_TOKEN: 'short-secret', DASHBOARD_PORT: 'x' })).not.toContain('short-secret');
     expect(problems({ DASHBOARD_PORT: '70000' })).toMatch(/^DASHBOARD_PORT: must be at most 65535/);
+    expect(problems({ DASHBOARD_HOSTS: 'dash.example.com:3000' })).toMatch(/^DASHBOARD_HOSTS: .*port/);
+    expect(problems({ DASHBOARD_HOSTS: '.com' })).toMatch(/^DASHBOARD_HOSTS: .*top-level/);
+    expect(problems({ DASHBOARD_HOSTS: '*' })).toMatch(/^DASHBOARD_HOSTS: "\*" is not a host name/);
   });
 
   it('read-only: Bull Board refuses writes and the cancel actions are off', async () => {
@@ -383,7 +386,7 @@ describe('dashboard', () => {
 
   it('actions refuse cross-site requests, requests without the action header, and big bodies', async () => {
     await runWithJobs('r', 1);
-    const { app } = open().dashboard;
+    const { app } = open({ DASHBOARD_HOSTS: 'dash.local' }).dashboard;
     const cancel = () => request(app).post('/api/actions/cancel-run').set('host', 'dash.local:3000');
     await cancel()
       .set('x-conveyor-action', '1')
@@ -426,6 +429,47 @@ describe('dashboard', () => {
       .set('x-conveyor-action', '1')
       .send({ run: 'ghost' })
       .expect(404);
+  });
+
+  it('answers only for the hosts it serves: any other Host is refused before every handler, Bull Board included (DNS rebinding)', async () => {
+    await runWithJobs('r', 1);
+    const { app } = open().dashboard;
+    // After a rebinding, the attacker's page is same-origin with the dashboard under the attacker's name.
+    const as = (host: string) => ({ host, origin: `http://${host}` });
+    for (const path of [
+      '/',
+      '/api/status',
+      '/api/runs',
+      '/queues',
+      '/queues/api/queues',
+      '/assets/app.js',
+      '/healthz',
+      '/metrics',
+    ])
+      await request(app).get(path).set(as('attacker.test:3311')).expect(403);
+    const refused = await request(app)
+      .post('/api/actions/cancel-run')
+      .set(as('attacker.test:3311'))
+      .set('x-conveyor-action', '1')
+      .send({ run: 'r' })
+      .expect(403);
+    expect(refused.text).toContain('DASHBOARD_HOSTS');
+    await request(app).put(`/queues/api/queues/${queue}/pause`).set(as('attacker.test:3311')).expect(403);
+    expect(await new RunStore(redis, queue, 'r').cancelledAt()).toBeNull();
+    expect(await openQueue(queue, redis).isPaused()).toBe(false);
+    // No Host, or a malformed one, is refused too.
+    await request(app).get('/api/status').set('host', 'a b').expect(403);
+
+    // Loopback names and IP addresses (which no rebinding can produce) are served.
+    for (const host of ['localhost:3311', '127.0.0.1:3311', '[::1]:3311', 'ops.localhost', '10.1.2.3:8080'])
+      await request(app).get('/api/status').set(as(host)).expect(200);
+
+    await dash?.close();
+    const named = open({ DASHBOARD_HOSTS: 'dash.example.com, .corp.example' }).dashboard.app;
+    for (const host of ['dash.example.com', 'DASH.example.com:443', 'corp.example', 'a.b.corp.example:80'])
+      await request(named).get('/api/status').set(as(host)).expect(200);
+    for (const host of ['example.com', 'dash.example.com.attacker.test', 'notcorp.example'])
+      await request(named).get('/api/status').set(as(host)).expect(403);
   });
 
   it('cancel one consumer, then the run: real consumer processes stop and exit 0 as cancelled', async () => {
