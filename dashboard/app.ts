@@ -24,6 +24,7 @@ import {
 import type { DashboardConfig } from './config.js';
 import { allowedHostsOnly } from './hosts.js';
 import { LiveRuns } from './live-runs.js';
+import { registerStreamMetrics } from './stream-metrics.js';
 import { readQueueDepth } from './queue-depth.js';
 
 export type DashboardDeps = {
@@ -45,6 +46,8 @@ export type DashboardDeps = {
   metrics?: Registry;
   /** Overrides for tests: SSE keep-alive interval. */
   heartbeatMs?: number;
+  /** Overrides for tests: how long an event stream client may stop reading before it is dropped. */
+  stallMs?: number;
   /** Poll the default run from the start so its chart has history before anyone opens the page. */
   watchDefault?: boolean;
 };
@@ -105,6 +108,7 @@ export function createApp(deps: DashboardDeps): Dashboard {
     historyMs: config.historyMs,
     defaultRunId: config.runId,
     heartbeatMs: deps.heartbeatMs,
+    stallMs: deps.stallMs,
     watchDefault: deps.watchDefault,
   });
 
@@ -120,7 +124,10 @@ export function createApp(deps: DashboardDeps): Dashboard {
   });
 
   // Open like /healthz, so Prometheus scrapes without the dashboard's credentials.
-  if (deps.metrics) app.get('/metrics', metricsHandler(deps.metrics));
+  if (deps.metrics) {
+    registerStreamMetrics(deps.metrics, live);
+    app.get('/metrics', metricsHandler(deps.metrics));
+  }
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true });
   });

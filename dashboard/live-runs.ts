@@ -4,6 +4,7 @@ import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from '../shared/logger.js';
 import type { JobData } from '../shared/queue.js';
 import { listRuns, readRunStatus, type RunStatus } from '../shared/run/status.js';
+import { EventStream, sseMessage } from './event-stream.js';
 import { readQueueDepth, type ShardDepth } from './queue-depth.js';
 
 /**
@@ -56,6 +57,8 @@ export type LiveRunsOptions = {
   /** The run shown when a client names none; else the queue's latest. */
   defaultRunId?: string;
   heartbeatMs?: number;
+  /** How long a client may stay behind (not reading) before it is dropped; default 30 s. */
+  stallMs?: number;
   /** How long a run's poller (and its chart history) outlives its last client, so a reload keeps the chart. */
   lingerMs?: number;
   /** Poll the default run from the start, even with nobody watching, so the first visitor sees its history. */
@@ -92,7 +95,9 @@ class QueueHistory {
 
 /** One poller for one watched run, fanning each reading out to every client watching it. */
 class RunWatcher {
-  readonly clients = new Set<Response>();
+  readonly clients = new Set<EventStream>();
+  /** The newest update, encoded once for every client. */
+  latest: Buffer | undefined;
   private readonly finished: { t: number; n: number }[] = [];
   private timer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
@@ -110,16 +115,16 @@ class RunWatcher {
     void this.tick();
   }
 
-  add(res: Response): void {
+  add(client: EventStream): void {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
-    this.clients.add(res);
-    send(res, 'history', { samples: this.history.samples });
-    if (this.last) send(res, 'update', this.last);
+    this.clients.add(client);
+    client.send(sseMessage('history', { samples: this.history.samples }));
+    if (this.latest) client.send(this.latest);
   }
 
-  remove(res: Response): void {
-    this.clients.delete(res);
+  remove(client: EventStream): void {
+    this.clients.delete(client);
     if (this.clients.size === 0 && !this.stopped) {
       this.lingerTimer = setTimeout(() => this.onIdle(this.key), this.opts.lingerMs ?? 30_000);
       this.lingerTimer.unref();
@@ -130,7 +135,7 @@ class RunWatcher {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.lingerTimer);
-    for (const res of this.clients) res.end();
+    for (const client of this.clients) client.end();
     this.clients.clear();
   }
 
@@ -139,12 +144,13 @@ class RunWatcher {
       const update = await this.read();
       if (this.stopped) return;
       this.last = update;
-      for (const res of this.clients) send(res, 'update', update);
+      this.latest = sseMessage('update', update);
+      for (const client of this.clients) client.send(this.latest);
     } catch (err) {
       this.opts.log.debug({ err: err instanceof Error ? err.message : String(err) }, 'live poll failed');
       if (this.stopped) return;
-      const error = 'Redis is not answering; retrying';
-      for (const res of this.clients) send(res, 'update', { ...this.last, error });
+      const error = sseMessage('update', { ...this.last, error: 'Redis is not answering; retrying' });
+      for (const client of this.clients) client.send(error);
     }
     if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.opts.pollMs);
   }
@@ -205,10 +211,6 @@ async function readWaitingJobs(queues: readonly Queue<JobData>[], runId: string)
   );
 }
 
-function send(res: Response, event: string, data: unknown): void {
-  res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-}
-
 /**
  * Live state for the page over Server-Sent Events: one poller per watched run (not per client),
  * reading the run's status and the counts of every shard of the queue every `pollMs` and pushing them
@@ -232,7 +234,7 @@ export class LiveRuns {
     opts.queueEvents?.on('drained', this.onDrained);
     // A comment line every so often keeps proxies and browsers from timing out a quiet stream.
     this.heartbeat = setInterval(() => {
-      for (const w of this.watchers.values()) for (const res of w.clients) res.write(': keep-alive\n\n');
+      for (const w of this.watchers.values()) for (const client of w.clients) client.keepAlive();
     }, opts.heartbeatMs ?? 15_000);
     this.heartbeat.unref();
     if (opts.watchDefault)
@@ -253,20 +255,22 @@ export class LiveRuns {
     return this.watchers.size;
   }
 
+  /** Updates skipped for clients that were behind, and clients dropped for not reading, so far. */
+  readonly counts = { skipped: 0, dropped: 0 };
+
+  /** Event stream clients connected now. */
+  get clients(): number {
+    let n = 0;
+    for (const w of this.watchers.values()) n += w.clients.size;
+    return n;
+  }
+
   /** Turns `res` into an event stream of `runId` ('' = the default/latest run) until the client leaves. */
   subscribe(runId: string, res: Response): void {
     if (this.closed) {
       res.status(503).end();
       return;
     }
-    res.status(200).set({
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    res.flushHeaders();
-    res.write('retry: 2000\n\n');
     let watcher = this.watchers.get(runId);
     if (!watcher) {
       watcher = new RunWatcher(
@@ -279,8 +283,15 @@ export class LiveRuns {
       this.watchers.set(runId, watcher);
     }
     const w = watcher;
-    w.add(res);
-    res.on('close', () => w.remove(res));
+    const client = new EventStream(res, {
+      stallMs: this.opts.stallMs ?? 30_000,
+      latest: () => w.latest,
+      onSkip: () => this.counts.skipped++,
+      onDrop: () => this.counts.dropped++,
+    });
+    client.open();
+    w.add(client);
+    res.on('close', () => w.remove(client));
   }
 
   private drop(key: string): void {

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { seedBigRun } from '../../bench/dashboard/big-run.js';
+import { openStalledStream, type StalledStream } from '../../bench/dashboard/stalled-stream.js';
+import { rssMb } from '../../bench/proc.js';
+import { dashboardUrlOf, exitOf, spawnRole } from '../helpers/processes.js';
+import { scrape, value } from '../helpers/prometheus-text.js';
+import { pollUntil, redisUrl } from '../helpers/redis.js';
+import { useTestQueue } from '../helpers/test-queue.js';
+import { makeDashboard, readEvents } from './harness.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The dashboard process against clients that misbehave: its memory and Redis's work stay bounded. */
+describe('dashboard under hostile clients', () => {
+  const ctx = useTestQueue();
+
+  it("event streams that never read: the dashboard's memory stays flat", async () => {
+    // A run of 2,000 processes: each update of its status is some 400 KB, pushed every 100 ms.
+    await seedBigRun(ctx.redis, ctx.queue, 'big', { producers: 1_000, consumers: 1_000 });
+    const dashboard = spawnRole('dashboard', {
+      REDIS_URL: redisUrl(),
+      QUEUE: ctx.queue,
+      RUN_ID: 'big',
+      DASHBOARD_PORT: '0',
+      DASHBOARD_POLL_MS: '100',
+      LOG_LEVEL: 'warn',
+    });
+    const base = await dashboardUrlOf(dashboard);
+    await pollUntil('the dashboard to reach Redis', async () =>
+      (await fetch(`${base}/readyz`)).status === 200 ? true : undefined,
+    );
+    const pid = dashboard.child.pid!;
+    const streams: StalledStream[] = [];
+    try {
+      // Warm up: one reader gets a few updates, so what follows measures only the stalled clients.
+      const reader = await fetch(`${base}/api/events?run=big`);
+      const chunks = reader.body!.getReader();
+      for (let got = 0; got < 2_000_000;) got += (await chunks.read()).value?.length ?? 0;
+      await chunks.cancel();
+      const before = rssMb(pid)!;
+      for (let i = 0; i < 8; i++) streams.push(await openStalledStream(base, '/api/events?run=big'));
+      let peak = before;
+      for (let s = 0; s < 10; s++) {
+        await sleep(1_000);
+        peak = Math.max(peak, rssMb(pid)!);
+      }
+      // Before backpressure, the same 10 s took it up by 200-250 MB; now it moves by what garbage collection
+      // leaves (20-40 MB), the stalled clients holding one update each at most.
+      expect(peak - before, `RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MB`).toBeLessThan(80);
+      const metrics = await scrape(`${base}/metrics`);
+      expect(value(metrics, 'conveyor_dashboard_stream_updates_skipped_total', {})).toBeGreaterThan(0);
+      expect(value(metrics, 'conveyor_dashboard_stream_clients', {})).toBe(8);
+    } finally {
+      for (const s of streams) s.close();
+      dashboard.child.kill('SIGTERM');
+      expect((await exitOf(dashboard)).code).toBe(0);
+    }
+  });
+
+  it('a client that stops reading is skipped, then dropped; a client that reads keeps getting updates', async () => {
+    await seedBigRun(ctx.redis, ctx.queue, 'big', { producers: 500, consumers: 500 });
+    const dash = makeDashboard(ctx.queue, { RUN_ID: 'big' }, { stallMs: 1_000 });
+    ctx.cleanups.push(() => dash.close());
+    const { url } = await dash.listen();
+    const { live } = dash.dashboard;
+    const stalled = await openStalledStream(url, '/api/events?run=big');
+    ctx.cleanups.push(() => Promise.resolve(stalled.close()));
+    let updates = 0;
+    // Reads until the stalled client is gone, then two more updates.
+    let dropSeenAt = -1;
+    await readEvents(
+      `${url}/api/events?run=big`,
+      (e) => {
+        if (e.event !== 'update') return false;
+        updates++;
+        if (dropSeenAt < 0 && live.counts.dropped === 1) dropSeenAt = updates;
+        return dropSeenAt > 0 && updates >= dropSeenAt + 2;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(live.counts.skipped).toBeGreaterThan(0);
+    expect(live.counts.dropped).toBe(1);
+  });
+});
