@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,7 +10,7 @@ import { RunStore } from '../shared/run/run-store.js';
 import { resultsFile } from './build.js';
 import { seedBigRun } from './dashboard/big-run.js';
 import { launchChromium, measurePage, type PageFigures } from './dashboard/browser-figures.js';
-import { openStalledStream } from './dashboard/stalled-stream.js';
+import { dropRequest, openStalledStream } from './dashboard/stalled-stream.js';
 import { cpuMs, killAll, rssMb, sleep, spawnChild, within } from './proc.js';
 
 const USAGE = `Usage: npm run bench:dashboard -- [options]
@@ -53,23 +52,6 @@ async function costOver(
     redisOpsPerS: Math.round((c1 - c0 - 1) / s),
     cpuPct: Math.round(((cpu1 - cpu0) / (t1 - t0)) * 100),
   };
-}
-
-/** Sends `GET path` and closes the socket as soon as the answer starts (or after 2 s). */
-function dropRequest(url: string, path: string): Promise<void> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = tcpConnect({ host: hostname, port: Number(port) }, () =>
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nAuthorization: ${AUTH}\r\n\r\n`),
-    );
-    const done = () => {
-      socket.destroy();
-      resolve();
-    };
-    socket.once('data', done);
-    socket.once('error', done);
-    setTimeout(done, 2_000).unref();
-  });
 }
 
 async function main(): Promise<void> {
@@ -208,7 +190,7 @@ async function main(): Promise<void> {
         for (let from = 0; from < flood; from += 250)
           await Promise.all(
             Array.from({ length: Math.min(250, flood - from) }, (_, i) =>
-              dropRequest(base, `/api/events?run=${id(from + i)}`),
+              dropRequest(base, `/api/events?run=${id(from + i)}`, { Authorization: AUTH }),
             ),
           );
         const after = await costOver(redis, dashboard.pid, 10_000);

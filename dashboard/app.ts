@@ -30,7 +30,15 @@ import { readQueueDepth } from './queue-depth.js';
 export type DashboardDeps = {
   config: Pick<
     DashboardConfig,
-    'queue' | 'readOnly' | 'access' | 'allowedHosts' | 'leaseMs' | 'pollMs' | 'historyMs' | 'runId'
+    | 'queue'
+    | 'readOnly'
+    | 'access'
+    | 'allowedHosts'
+    | 'maxWatchedRuns'
+    | 'leaseMs'
+    | 'pollMs'
+    | 'historyMs'
+    | 'runId'
   >;
   redis: RedisClient;
   /** One BullMQ queue per shard of `config.queue`, in shard order (`openQueues`). */
@@ -48,7 +56,7 @@ export type DashboardDeps = {
   heartbeatMs?: number;
   /** Overrides for tests: how long an event stream client may stop reading before it is dropped. */
   stallMs?: number;
-  /** Poll the default run from the start so its chart has history before anyone opens the page. */
+  /** Sample the queue's depth from the start, so the chart has history before anyone opens the page. */
   watchDefault?: boolean;
 };
 
@@ -109,6 +117,7 @@ export function createApp(deps: DashboardDeps): Dashboard {
     defaultRunId: config.runId,
     heartbeatMs: deps.heartbeatMs,
     stallMs: deps.stallMs,
+    maxWatchedRuns: config.maxWatchedRuns,
     watchDefault: deps.watchDefault,
   });
 
@@ -233,13 +242,13 @@ export function createApp(deps: DashboardDeps): Dashboard {
     }
     res.json(status);
   });
-  app.get('/api/events', (req, res) => {
+  app.get('/api/events', async (req, res) => {
     const asked = runParam(req);
     if (asked === null) {
       res.status(400).json({ error: '?run= must be a run id' });
       return;
     }
-    live.subscribe(asked ?? '', res);
+    await live.subscribe(asked ?? '', res);
   });
 
   const actions = express.Router();

@@ -28,6 +28,8 @@ const shape = {
   DASHBOARD_TOKEN: secret(),
   /** How often each watched run is read for the live page. */
   DASHBOARD_POLL_MS: int(500, 50, 60_000),
+  /** Runs the live page may watch at once (each read every DASHBOARD_POLL_MS while watched). */
+  DASHBOARD_MAX_WATCHED_RUNS: int(20, 1, 1_000),
   /** How much depth history the live chart keeps. */
   DASHBOARD_HISTORY_S: int(600, 10, 86_400),
   /** The run shown when the page names none; default: the latest. */
@@ -90,6 +92,7 @@ export function loadDashboardConfig(env: Env) {
     access,
     allowedHosts: allowedHosts as AllowedHosts,
     pollMs: e.DASHBOARD_POLL_MS,
+    maxWatchedRuns: e.DASHBOARD_MAX_WATCHED_RUNS,
     historyMs: e.DASHBOARD_HISTORY_S * 1000,
     // RUN_ID=auto (compose's default) names no fixed run: show the latest.
     runId: e.RUN_ID === AUTO_RUN_ID ? undefined : e.RUN_ID,

@@ -43,3 +43,26 @@ export function openStalledStream(
     socket.on('close', () => (ended = true));
   });
 }
+
+/**
+ * Sends `GET path` to `url` (loopback) and closes the socket as soon as the answer starts, or after
+ * 2 s: a client that asks and leaves at once.
+ */
+export function dropRequest(url: string, path: string, headers: Record<string, string> = {}): Promise<void> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect({ host: hostname, port: Number(port) }, () => {
+      const extra = Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n${extra}\r\n`);
+    });
+    const done = () => {
+      socket.destroy();
+      resolve();
+    };
+    socket.once('data', done);
+    socket.once('error', done);
+    setTimeout(done, 2_000).unref();
+  });
+}

@@ -374,6 +374,19 @@ function onUpdate(u) {
   $('updated').textContent = time(Date.now());
 }
 
+/** Why the stream was refused, in the server's words (the same checks answer /api/status). */
+async function explainRefusal(run) {
+  try {
+    const res = await fetch(`/api/status${run ? `?run=${encodeURIComponent(run)}` : ''}`, {
+      credentials: 'same-origin',
+    });
+    const detail = res.ok ? {} : await res.json().catch(() => ({}));
+    showError(`The live stream was refused${detail.error ? `: ${detail.error}` : ''}; retrying every 5 s.`);
+  } catch {
+    // offline: the connection state says so
+  }
+}
+
 function connect() {
   if (source) source.close();
   const run = new URLSearchParams(location.search).get('run');
@@ -386,6 +399,11 @@ function connect() {
   source.addEventListener('error', () => {
     conn.dataset.state = 'reconnecting';
     conn.textContent = 'reconnecting…';
+    // Refused (an unknown run, too many pages open): the browser gives up, so try again later.
+    if (source.readyState === EventSource.CLOSED) {
+      void explainRefusal(run);
+      setTimeout(connect, 5000);
+    }
   });
   source.addEventListener('history', (e) => {
     samples = JSON.parse(e.data).samples;

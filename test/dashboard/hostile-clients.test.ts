@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { seedBigRun } from '../../bench/dashboard/big-run.js';
-import { openStalledStream, type StalledStream } from '../../bench/dashboard/stalled-stream.js';
+import { dropRequest, openStalledStream, type StalledStream } from '../../bench/dashboard/stalled-stream.js';
+import { RunStore } from '../../shared/run/run-store.js';
 import { rssMb } from '../../bench/proc.js';
 import { dashboardUrlOf, exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
@@ -80,5 +81,55 @@ describe('dashboard under hostile clients', () => {
     );
     expect(live.counts.skipped).toBeGreaterThan(0);
     expect(live.counts.dropped).toBe(1);
+  });
+
+  it('a flood of ?run= values costs Redis a bounded amount: no poller for a run that does not exist, a capped few for runs that do', async () => {
+    for (let i = 0; i < 30; i++) await new RunStore(ctx.redis, ctx.queue, `small-${i}`).create(1);
+    const dashboard = spawnRole('dashboard', {
+      REDIS_URL: redisUrl(),
+      QUEUE: ctx.queue,
+      DASHBOARD_PORT: '0',
+      DASHBOARD_POLL_MS: '100',
+      LOG_LEVEL: 'warn',
+    });
+    try {
+      const base = await dashboardUrlOf(dashboard);
+      await pollUntil('the dashboard to reach Redis', async () =>
+        (await fetch(`${base}/readyz`)).status === 200 ? true : undefined,
+      );
+      const missing = await fetch(`${base}/api/events?run=no-such-run`);
+      expect(missing.status).toBe(404);
+      expect(await missing.json()).toMatchObject({ error: expect.stringContaining('no-such-run') as string });
+      // Commands Redis runs per second while nothing else talks to it: the dashboard's polling.
+      const opsPerS = async (ms: number) => {
+        const count = async () =>
+          Number(/total_commands_processed:(\d+)/.exec(await ctx.redis.info('stats'))?.[1]);
+        const c0 = await count();
+        await sleep(ms);
+        return ((await count()) - c0 - 1) / (ms / 1000);
+      };
+      const idle = await opsPerS(2_000);
+      const flood = async (id: (i: number) => string) => {
+        for (let from = 0; from < 400; from += 100)
+          await Promise.all(
+            Array.from({ length: 100 }, (_, i) => dropRequest(base, `/api/events?run=${id(from + i)}`)),
+          );
+      };
+      // Ids of no run: each one costs one existence check, then nothing.
+      await flood((i) => `flood-${i}`);
+      const afterMissing = await opsPerS(3_000);
+      // Ids of 30 existing runs, each asked for and left at once: pollers are capped, and idle ones do not poll.
+      await flood((i) => `small-${i % 30}`);
+      const afterExisting = await opsPerS(3_000);
+      // Before: one poller per id for 30 s, some 10 commands each per poll (30-40k commands/s here).
+      const figures = `idle ${idle}/s, after missing ids ${afterMissing}/s, after existing ids ${afterExisting}/s`;
+      expect(afterMissing, figures).toBeLessThan(idle + 50);
+      expect(afterExisting, figures).toBeLessThan(idle + 50);
+      const metrics = await scrape(`${base}/metrics`);
+      expect(value(metrics, 'conveyor_dashboard_watched_runs', {})).toBeLessThanOrEqual(20);
+    } finally {
+      dashboard.child.kill('SIGTERM');
+      expect((await exitOf(dashboard)).code).toBe(0);
+    }
   });
 });
