@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Logger } from '../shared/logger.js';
 import type { DashboardAccess } from './config.js';
+import type { LoginThrottle } from './login-throttle.js';
 
 /** Cookie a browser gets after pasting the token on /login (EventSource cannot send a bearer header). */
 export const TOKEN_COOKIE = 'conveyor_token';
@@ -29,33 +31,73 @@ function cookie(req: Request, name: string): string | undefined {
   return undefined;
 }
 
-/** Whether the request carries the configured credentials. */
-export function isAuthorised(req: Request, access: DashboardAccess): boolean {
+/**
+ * What the request's credentials are worth: `ok`; `none` (it carries none: a first visit, not a
+ * guess); `wrong` (a failed attempt, counted by the throttle).
+ */
+export type Verdict = 'ok' | 'none' | 'wrong';
+
+/** Checks the request's credentials against the configured ones. */
+export function checkCredentials(req: Request, access: DashboardAccess): Verdict {
   const header = req.headers.authorization ?? '';
   switch (access.kind) {
     case 'open':
-      return true;
+      return 'ok';
     case 'basic': {
-      if (!/^basic /i.test(header)) return false;
+      if (!/^basic /i.test(header)) return header ? 'wrong' : 'none';
       const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
-      if (colon < 0) return false;
+      if (colon < 0) return 'wrong';
       // Both halves are always compared, so a wrong user takes as long as a wrong password.
       const userOk = safeEqual(decoded.slice(0, colon), access.user);
       const passOk = safeEqual(decoded.slice(colon + 1), access.password);
-      return userOk && passOk;
+      return userOk && passOk ? 'ok' : 'wrong';
     }
     case 'token': {
       const given = /^bearer /i.test(header) ? header.slice(7).trim() : cookie(req, TOKEN_COOKIE);
-      return given !== undefined && safeEqual(given, access.token);
+      if (given === undefined) return header ? 'wrong' : 'none';
+      return safeEqual(given, access.token) ? 'ok' : 'wrong';
     }
   }
 }
 
+/**
+ * Counts failed attempts per client address (the throttle) and says so in the log; a client with a
+ * wait to sit out gets 429 and `Retry-After` before its credentials are even checked.
+ */
+export type Gate = { throttle: LoginThrottle; log: Logger };
+
+/** Refuses (429, with `Retry-After`) a client that has a wait to sit out; true when it did. */
+export function throttled(req: Request, res: Response, gate: Gate): boolean {
+  const waitMs = gate.throttle.waitMs(req.ip ?? '');
+  if (waitMs <= 0) return false;
+  res.setHeader('Retry-After', String(Math.ceil(waitMs / 1000)));
+  res.status(429).json({ error: 'too many failed sign-ins from this address: wait and try again' });
+  return true;
+}
+
+/** Records the outcome of a checked attempt: a failure is counted and logged, a success clears the count. */
+export function recordAttempt(req: Request, verdict: Verdict, gate: Gate): void {
+  const ip = req.ip ?? '';
+  if (verdict === 'ok') gate.throttle.succeeded(ip);
+  if (verdict !== 'wrong') return;
+  const { failures, waitMs } = gate.throttle.failed(ip);
+  // Never the credentials: only who, where, and how many times.
+  gate.log.warn({ ip, path: req.path, failures, waitMs }, 'dashboard login failed');
+}
+
 /** Refuses every request without the configured credentials (401), except the paths in `open`. */
-export function requireAccess(access: DashboardAccess, open: readonly string[]): RequestHandler {
+export function requireAccess(access: DashboardAccess, open: readonly string[], gate: Gate): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    if (access.kind === 'open' || open.includes(req.path) || isAuthorised(req, access)) {
+    if (access.kind === 'open' || open.includes(req.path)) {
+      next();
+      return;
+    }
+    const presented = req.headers.authorization !== undefined || cookie(req, TOKEN_COOKIE) !== undefined;
+    if (presented && throttled(req, res, gate)) return;
+    const verdict = checkCredentials(req, access);
+    recordAttempt(req, verdict, gate);
+    if (verdict === 'ok') {
       next();
       return;
     }

@@ -14,13 +14,16 @@ import { projectRoot } from '../shared/roles.js';
 import { RunStore } from '../shared/run/run-store.js';
 import { listRuns, readRunStatus } from '../shared/run/status.js';
 import {
-  isAuthorised,
+  checkCredentials,
   loginPage,
+  recordAttempt,
   requireAccess,
   requireActionHeader,
   sameOriginWrites,
+  throttled,
   TOKEN_COOKIE,
 } from './access.js';
+import { LoginThrottle } from './login-throttle.js';
 import type { DashboardConfig } from './config.js';
 import { allowedHostsOnly } from './hosts.js';
 import { LiveRuns } from './live-runs.js';
@@ -154,7 +157,8 @@ export function createApp(deps: DashboardDeps): Dashboard {
     res.status(ok ? 200 : 503).json({ ok, redis: ok ? 'reachable' : 'unreachable' });
   });
 
-  app.use(requireAccess(config.access, OPEN_PATHS));
+  const gate = { throttle: new LoginThrottle(), log };
+  app.use(requireAccess(config.access, OPEN_PATHS, gate));
   app.use(sameOriginWrites());
 
   if (config.access.kind === 'token') {
@@ -163,11 +167,14 @@ export function createApp(deps: DashboardDeps): Dashboard {
       '/login',
       express.urlencoded({ extended: false, limit: BODY_LIMIT }),
       (req: Request, res: Response) => {
+        if (throttled(req, res, gate)) return;
         const token = (req.body as Record<string, unknown> | undefined)?.token;
         const fake = {
           headers: { authorization: `Bearer ${typeof token === 'string' ? token : ''}` },
         } as Request;
-        if (!isAuthorised(fake, access)) {
+        const verdict = checkCredentials(fake, access);
+        recordAttempt(req, verdict, gate);
+        if (verdict !== 'ok') {
           res.status(401).type('html').send(loginPage(true));
           return;
         }

@@ -66,20 +66,21 @@ export function loadDashboardConfig(env: Env) {
       problems.push('DASHBOARD_USER: must not contain ":" (basic auth)');
     if (!e.DASHBOARD_PASSWORD)
       problems.push('DASHBOARD_PASSWORD: required when DASHBOARD_USER is set (got <hidden>)');
+    // The same strength as a token: failed sign-ins are slowed, but a short password is still guessed.
+    else if (e.DASHBOARD_PASSWORD.length < 16)
+      problems.push(
+        'DASHBOARD_PASSWORD: must be at least 16 characters, as DASHBOARD_TOKEN (got <hidden>); a passphrase of four words or 16 random characters will do',
+      );
     access = { kind: 'basic', user: e.DASHBOARD_USER ?? '', password: e.DASHBOARD_PASSWORD ?? '' };
   }
-  let host = e.DASHBOARD_HOST.trim();
-  if (access.kind === 'open') {
-    // Without credentials, cancel buttons must not be reachable from another machine.
-    if (host && !LOOPBACK.has(host)) {
-      problems.push(
-        `DASHBOARD_HOST: "${host}" would expose an unauthenticated dashboard; set DASHBOARD_USER/DASHBOARD_PASSWORD ` +
-          'or DASHBOARD_TOKEN, or leave DASHBOARD_HOST unset (127.0.0.1)',
-      );
-    }
-    host ||= '127.0.0.1';
-  } else {
-    host ||= '0.0.0.0';
+  // This machine only unless DASHBOARD_HOST says otherwise, credentials or not: publishing is a choice.
+  const host = e.DASHBOARD_HOST.trim() || '127.0.0.1';
+  // Without credentials, cancel buttons must not be reachable from another machine.
+  if (access.kind === 'open' && !LOOPBACK.has(host)) {
+    problems.push(
+      `DASHBOARD_HOST: "${host}" would expose an unauthenticated dashboard; set DASHBOARD_USER/DASHBOARD_PASSWORD ` +
+        'or DASHBOARD_TOKEN, or leave DASHBOARD_HOST unset (127.0.0.1)',
+    );
   }
   const allowedHosts = parseAllowedHosts(e.DASHBOARD_HOSTS);
   if (typeof allowedHosts === 'string') problems.push(`DASHBOARD_HOSTS: ${allowedHosts}`);

@@ -344,7 +344,9 @@ describe('dashboard', () => {
 
   it('config: secrets are hidden, an unauthenticated dashboard binds to loopback only', () => {
     expect(loadDashboardConfig({}).host).toBe('127.0.0.1');
-    expect(loadDashboardConfig({ DASHBOARD_TOKEN: TOKEN }).host).toBe('0.0.0.0');
+    // Credentials alone do not publish it: serving other machines is a choice of its own.
+    expect(loadDashboardConfig({ DASHBOARD_TOKEN: TOKEN }).host).toBe('127.0.0.1');
+    expect(loadDashboardConfig({ DASHBOARD_TOKEN: TOKEN, DASHBOARD_HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
     const problems = (env: Record<string, string>) => {
       try {
         loadDashboardConfig(env);
@@ -355,6 +357,13 @@ describe('dashboard', () => {
     };
     expect(problems({ DASHBOARD_HOST: '0.0.0.0' })).toMatch(/^DASHBOARD_HOST: .*set DASHBOARD_USER/);
     expect(problems({ DASHBOARD_PASSWORD: 'hunter2-secret' })).toMatch(/^DASHBOARD_USER: required/);
+    // A password needs a token's strength.
+    const weak = problems({ DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'a' });
+    expect(weak).toMatch(/^DASHBOARD_PASSWORD: must be at least 16 characters/);
+    expect(problems({ DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'fifteen-chars-x' })).toMatch(
+      /^DASHBOARD_PASSWORD: must be at least 16/,
+    );
+    expect(problems({ DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'sixteen-chars-xx' })).toBe('');
     expect(problems({ DASHBOARD_TOKEN: 'short-secret', DASHBOARD_PORT: 'x' })).not.toContain('short-secret');
     expect(problems({ DASHBOARD_PORT: '70000' })).toMatch(/^DASHBOARD_PORT: must be at most 65535/);
     expect(problems({ DASHBOARD_HOSTS: 'dash.example.com:3000' })).toMatch(/^DASHBOARD_HOSTS: .*port/);

@@ -132,4 +132,49 @@ describe('dashboard under hostile clients', () => {
       expect((await exitOf(dashboard)).code).toBe(0);
     }
   });
+
+  it('wrong passwords are slowed and logged: after five, the client waits before any password is checked', async () => {
+    const password = 'correct horse battery staple';
+    const dashboard = spawnRole('dashboard', {
+      REDIS_URL: redisUrl(),
+      QUEUE: ctx.queue,
+      DASHBOARD_PORT: '0',
+      DASHBOARD_USER: 'ops',
+      DASHBOARD_PASSWORD: password,
+      LOG_LEVEL: 'info',
+    });
+    try {
+      const base = await dashboardUrlOf(dashboard);
+      const get = async (pass: string) => {
+        const auth = `Basic ${Buffer.from(`ops:${pass}`).toString('base64')}`;
+        const res = await fetch(`${base}/api/info`, { headers: { authorization: auth } });
+        await res.arrayBuffer();
+        return { status: res.status, retryAfter: Number(res.headers.get('retry-after')) };
+      };
+      expect((await get(password)).status).toBe(200);
+      for (let i = 1; i <= 5; i++) expect((await get(`guess-${i}-SECRET`)).status, `guess ${i}`).toBe(401);
+      // Locked for a second: not even the right password is checked (else guessing would go on at full speed).
+      const locked = await get(password);
+      expect(locked).toEqual({ status: 429, retryAfter: 1 });
+      expect((await get('guess-6-SECRET')).status).toBe(429);
+      await sleep(1_100);
+      expect((await get('guess-7-SECRET')).status).toBe(401);
+      // Each further failure doubles the wait.
+      expect(await get(password)).toEqual({ status: 429, retryAfter: 2 });
+      await sleep(2_100);
+      expect((await get(password)).status).toBe(200);
+      // A success starts the count again.
+      expect((await get('guess-8-SECRET')).status).toBe(401);
+      await dashboard.waitFor(/"ip":"127\.0\.0\.1".*dashboard login failed/);
+      const lines = dashboard
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('dashboard login failed'));
+      expect(lines).toHaveLength(7);
+      expect(lines.join('\n')).not.toMatch(/SECRET|horse/);
+    } finally {
+      dashboard.child.kill('SIGTERM');
+      expect((await exitOf(dashboard)).code).toBe(0);
+    }
+  });
 });
