@@ -12,6 +12,7 @@ import {
 } from '../shared/config.js';
 import { AUTO_RUN_ID } from '../shared/run/current-run.js';
 import { parseAllowedHosts, type AllowedHosts } from './hosts.js';
+import { parseTrustProxy, type TrustProxy } from './trust-proxy.js';
 
 const secret = () =>
   z.preprocess((v) => (typeof v === 'string' && v === '' ? undefined : v), z.string().optional());
@@ -28,6 +29,10 @@ const shape = {
   DASHBOARD_TOKEN: secret(),
   /** How often each watched run is read for the live page. */
   DASHBOARD_POLL_MS: int(500, 50, 60_000),
+  /** Proxies whose X-Forwarded-For/-Proto are believed (the client's address, https for Secure cookies). */
+  DASHBOARD_TRUST_PROXY: text(''),
+  /** How long a browser sign-in with DASHBOARD_TOKEN lasts. */
+  DASHBOARD_SESSION_HOURS: int(12, 1, 720),
   /** Runs the live page may watch at once (each read every DASHBOARD_POLL_MS while watched). */
   DASHBOARD_MAX_WATCHED_RUNS: int(20, 1, 1_000),
   /** How much depth history the live chart keeps. */
@@ -84,6 +89,8 @@ export function loadDashboardConfig(env: Env) {
   }
   const allowedHosts = parseAllowedHosts(e.DASHBOARD_HOSTS);
   if (typeof allowedHosts === 'string') problems.push(`DASHBOARD_HOSTS: ${allowedHosts}`);
+  const trustProxy = parseTrustProxy(e.DASHBOARD_TRUST_PROXY);
+  if (typeof trustProxy === 'string') problems.push(`DASHBOARD_TRUST_PROXY: ${trustProxy}`);
   if (problems.length) throw new ConfigError(problems);
   return {
     ...toCommonConfig(e),
@@ -92,6 +99,8 @@ export function loadDashboardConfig(env: Env) {
     readOnly: e.DASHBOARD_READONLY,
     access,
     allowedHosts: allowedHosts as AllowedHosts,
+    trustProxy: trustProxy as TrustProxy,
+    sessionMs: e.DASHBOARD_SESSION_HOURS * 3_600_000,
     pollMs: e.DASHBOARD_POLL_MS,
     maxWatchedRuns: e.DASHBOARD_MAX_WATCHED_RUNS,
     historyMs: e.DASHBOARD_HISTORY_S * 1000,

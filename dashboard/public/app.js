@@ -420,6 +420,8 @@ async function start() {
     // the stream will show the connection state
   }
   $('queue-name').textContent = info.queue;
+  // Signed in with the token form: a session to end (basic auth lives in the browser until it closes).
+  $('logout').hidden = info.access !== 'token';
   $('history-span').textContent = `${Math.round(info.historyMs / 60000)} min`;
   $('run-select').addEventListener('change', (e) => {
     const url = new URL(location.href);

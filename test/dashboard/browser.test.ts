@@ -225,4 +225,46 @@ describe('dashboard in a real browser', () => {
     await page.goto(`http://127.0.0.1:${port}/?run=r`);
     await page.waitForSelector('#conn[data-state="live"]');
   });
+
+  it('Bull Board renders under its Content-Security-Policy, with nothing refused', async () => {
+    browser = await launchChromium(profile);
+    await new RunStore(redis, queue, 'r').create(1);
+    dash = makeDashboard(queue);
+    const { url } = await dash.listen();
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') problems.push(msg.text());
+    });
+    const res = await page.goto(`${url}/queues`);
+    expect(res?.headers()['content-security-policy']).toContain("default-src 'self'");
+    await page.getByText(queue).first().waitFor();
+    expect(problems, 'errors in the page (a CSP refusal shows as one)').toEqual([]);
+  });
+
+  it('token sign-in: the form signs in, the page works, Sign out ends the session', async () => {
+    browser = await launchChromium(profile);
+    await new RunStore(redis, queue, 'r').create(1);
+    const token = 'tok-0123456789abcdef-browser';
+    dash = makeDashboard(queue, { DASHBOARD_TOKEN: token });
+    const { url } = await dash.listen();
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && !msg.text().includes('401')) problems.push(msg.text());
+    });
+    await page.goto(url);
+    await page.fill('input[name="token"]', token);
+    await page.click('button');
+    await page.waitForSelector('#conn[data-state="live"]');
+    const [cookie] = await browser.cookies(url);
+    expect(cookie?.value).not.toContain(token);
+    expect(cookie?.expires).toBeGreaterThan(Date.now() / 1000 + 11 * 3600);
+    await page.click('#logout button');
+    await page.waitForSelector('input[name="token"]');
+    expect(await browser.cookies(url)).toEqual([]);
+    expect(problems, 'errors in the page').toEqual([]);
+  });
 });
