@@ -1,4 +1,4 @@
-/* global document, window, fetch, Node, URL, URLSearchParams, location, history, EventSource */
+/* global document, window, fetch, Node, URL, URLSearchParams, location, history, EventSource, setTimeout */
 // conveyor's live page: everything arrives over one EventSource (/api/events); nothing here polls.
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
