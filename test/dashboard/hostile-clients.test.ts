@@ -36,7 +36,8 @@ describe('dashboard under hostile clients', () => {
       // Warm up: one reader gets a few updates, so what follows measures only the stalled clients.
       const reader = await fetch(`${base}/api/events?run=big`);
       const chunks = reader.body!.getReader();
-      for (let got = 0; got < 2_000_000;) got += (await chunks.read()).value?.length ?? 0;
+      for (let got = 0; got < 2_000_000;)
+        got += ((await chunks.read()).value as Uint8Array | undefined)?.length ?? 0;
       await chunks.cancel();
       const before = rssMb(pid)!;
       for (let i = 0; i < 8; i++) streams.push(await openStalledStream(base, '/api/events?run=big'));
