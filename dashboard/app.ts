@@ -14,21 +14,39 @@ import { projectRoot } from '../shared/roles.js';
 import { RunStore } from '../shared/run/run-store.js';
 import { listRuns, readRunStatus } from '../shared/run/status.js';
 import {
-  isAuthorised,
-  loginPage,
+  checkCredentials,
+  cookie,
+  recordAttempt,
   requireAccess,
   requireActionHeader,
   sameOriginWrites,
+  sendLoginPage,
+  throttled,
   TOKEN_COOKIE,
 } from './access.js';
+import { BOARD_CSP, securityHeaders } from './headers.js';
+import { Sessions } from './session.js';
+import { LoginThrottle } from './login-throttle.js';
 import type { DashboardConfig } from './config.js';
+import { allowedHostsOnly } from './hosts.js';
 import { LiveRuns } from './live-runs.js';
+import { registerStreamMetrics } from './stream-metrics.js';
 import { readQueueDepth } from './queue-depth.js';
 
 export type DashboardDeps = {
   config: Pick<
     DashboardConfig,
-    'queue' | 'readOnly' | 'access' | 'leaseMs' | 'pollMs' | 'historyMs' | 'runId'
+    | 'queue'
+    | 'readOnly'
+    | 'access'
+    | 'allowedHosts'
+    | 'trustProxy'
+    | 'sessionMs'
+    | 'maxWatchedRuns'
+    | 'leaseMs'
+    | 'pollMs'
+    | 'historyMs'
+    | 'runId'
   >;
   redis: RedisClient;
   /** One BullMQ queue per shard of `config.queue`, in shard order (`openQueues`). */
@@ -44,7 +62,9 @@ export type DashboardDeps = {
   metrics?: Registry;
   /** Overrides for tests: SSE keep-alive interval. */
   heartbeatMs?: number;
-  /** Poll the default run from the start so its chart has history before anyone opens the page. */
+  /** Overrides for tests: how long an event stream client may stop reading before it is dropped. */
+  stallMs?: number;
+  /** Sample the queue's depth from the start, so the chart has history before anyone opens the page. */
   watchDefault?: boolean;
 };
 
@@ -71,7 +91,8 @@ const withoutRemoteFonts: express.RequestHandler = (_req, res, next) => {
 
 export const publicDir = resolve(projectRoot, 'dashboard', 'public');
 const BODY_LIMIT = '4kb';
-const OPEN_PATHS = ['/healthz', '/readyz', '/login'];
+const OPEN_PATHS = ['/healthz', '/readyz', '/login', '/logout'];
+const ASSETS = new Set(['/app.js', '/style.css', '/favicon.svg']);
 
 /** Run id from `?run=`: undefined when absent, null when malformed. */
 function runParam(req: Request): string | undefined | null {
@@ -93,6 +114,8 @@ export function createApp(deps: DashboardDeps): Dashboard {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // Whose X-Forwarded-For/-Proto to believe: the client's address (sign-in throttle), https (Secure cookie).
+  app.set('trust proxy', config.trustProxy);
   const live = new LiveRuns({
     redis,
     queue,
@@ -104,20 +127,20 @@ export function createApp(deps: DashboardDeps): Dashboard {
     historyMs: config.historyMs,
     defaultRunId: config.runId,
     heartbeatMs: deps.heartbeatMs,
+    stallMs: deps.stallMs,
+    maxWatchedRuns: config.maxWatchedRuns,
     watchDefault: deps.watchDefault,
   });
 
-  app.use((_req, res, next) => {
-    res.set({
-      'X-Content-Type-Options': 'nosniff',
-      'X-Frame-Options': 'DENY',
-      'Referrer-Policy': 'same-origin',
-    });
-    next();
-  });
+  // First of all: a request addressed to a name the dashboard does not serve reaches nothing.
+  app.use(allowedHostsOnly(config.allowedHosts, log));
+  app.use(securityHeaders());
 
   // Open like /healthz, so Prometheus scrapes without the dashboard's credentials.
-  if (deps.metrics) app.get('/metrics', metricsHandler(deps.metrics));
+  if (deps.metrics) {
+    registerStreamMetrics(deps.metrics, live);
+    app.get('/metrics', metricsHandler(deps.metrics));
+  }
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true });
   });
@@ -135,32 +158,46 @@ export function createApp(deps: DashboardDeps): Dashboard {
     res.status(ok ? 200 : 503).json({ ok, redis: ok ? 'reachable' : 'unreachable' });
   });
 
-  app.use(requireAccess(config.access, OPEN_PATHS));
+  const sessions =
+    config.access.kind === 'token' ? new Sessions(config.access.token, config.sessionMs) : undefined;
+  const gate = { throttle: new LoginThrottle(), log, sessions };
+  app.use(requireAccess(config.access, OPEN_PATHS, gate));
   app.use(sameOriginWrites());
 
-  if (config.access.kind === 'token') {
+  if (config.access.kind === 'token' && sessions) {
     const access = config.access;
     app.post(
       '/login',
       express.urlencoded({ extended: false, limit: BODY_LIMIT }),
       (req: Request, res: Response) => {
+        if (throttled(req, res, gate)) return;
         const token = (req.body as Record<string, unknown> | undefined)?.token;
         const fake = {
           headers: { authorization: `Bearer ${typeof token === 'string' ? token : ''}` },
         } as Request;
-        if (!isAuthorised(fake, access)) {
-          res.status(401).type('html').send(loginPage(true));
+        const verdict = checkCredentials(fake, access);
+        recordAttempt(req, verdict, gate);
+        if (verdict !== 'ok') {
+          sendLoginPage(res, 401, true);
           return;
         }
-        res.cookie(TOKEN_COOKIE, token, {
+        res.cookie(TOKEN_COOKIE, sessions.issue(), {
           httpOnly: true,
           sameSite: 'strict',
           secure: req.secure,
           path: '/',
+          maxAge: config.sessionMs,
         });
         res.redirect(303, '/');
       },
     );
+    // Open (like /login): a browser whose session is already over can still clear its cookie.
+    app.post('/logout', (req: Request, res: Response) => {
+      const session = cookie(req, TOKEN_COOKIE);
+      if (session) sessions.revoke(session);
+      res.clearCookie(TOKEN_COOKIE, { httpOnly: true, sameSite: 'strict', secure: req.secure, path: '/' });
+      res.redirect(303, '/');
+    });
   }
 
   const board = new ExpressAdapter();
@@ -178,18 +215,39 @@ export function createApp(deps: DashboardDeps): Dashboard {
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'conveyor', showMetrics: true, hideDocsLink: true } },
   });
-  app.use('/queues', withoutRemoteFonts, board.getRouter() as express.Router);
+  const boardApp = board.getRouter() as express.Express;
+  // Bull Board's router is an Express app of its own, which announces itself unless told not to.
+  boardApp.disable('x-powered-by');
+  app.use(
+    '/queues',
+    (_req, res, next) => {
+      res.set('Content-Security-Policy', BOARD_CSP);
+      next();
+    },
+    withoutRemoteFonts,
+    boardApp,
+  );
 
+  // The page itself carries the strict CSP and no-store (securityHeaders).
   const page = (_req: Request, res: Response) => {
-    res.set({
-      'Content-Security-Policy':
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
-      'Cache-Control': 'no-store',
-    });
     res.sendFile(resolve(publicDir, 'index.html'));
   };
   app.get('/', page);
-  app.use('/assets', express.static(publicDir, { index: false, fallthrough: false }));
+  // Only the page's own files: index.html is served at / alone, with its CSP.
+  app.use('/assets', (req, res, next) => {
+    if (ASSETS.has(req.path)) next();
+    else res.status(404).json({ error: 'no such asset' });
+  });
+  app.use(
+    '/assets',
+    express.static(publicDir, {
+      index: false,
+      fallthrough: false,
+      cacheControl: false,
+      // Revalidated each time (a new version shows at once), and never kept by a shared cache.
+      setHeaders: (res) => res.setHeader('Cache-Control', 'private, no-cache'),
+    }),
+  );
 
   app.get('/api/info', (_req, res) => {
     res.json({
@@ -223,13 +281,13 @@ export function createApp(deps: DashboardDeps): Dashboard {
     }
     res.json(status);
   });
-  app.get('/api/events', (req, res) => {
+  app.get('/api/events', async (req, res) => {
     const asked = runParam(req);
     if (asked === null) {
       res.status(400).json({ error: '?run= must be a run id' });
       return;
     }
-    live.subscribe(asked ?? '', res);
+    await live.subscribe(asked ?? '', res);
   });
 
   const actions = express.Router();
@@ -307,6 +365,10 @@ export function createApp(deps: DashboardDeps): Dashboard {
 
   app.use('/api', (_req, res) => {
     res.status(404).json({ error: 'no such endpoint' });
+  });
+  // Ours rather than Express's, which would replace the headers above with its own.
+  app.use((_req, res) => {
+    res.status(404).json({ error: 'not found' });
   });
   const onError: ErrorRequestHandler = (err: unknown, _req, res, _next) => {
     const e = err as { status?: number; type?: string; message?: string };

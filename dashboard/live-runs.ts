@@ -1,9 +1,11 @@
 import type { Queue, QueueEvents } from 'bullmq';
 import type { Response } from 'express';
-import type { RedisClient } from '../shared/redis.js';
+import { runKeys } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { JobData } from '../shared/queue.js';
+import type { RedisClient } from '../shared/redis.js';
 import { listRuns, readRunStatus, type RunStatus } from '../shared/run/status.js';
+import { EventStream, sseMessage } from './event-stream.js';
 import { readQueueDepth, type ShardDepth } from './queue-depth.js';
 
 /**
@@ -19,7 +21,7 @@ export type DepthSample = {
   shards?: number[];
 };
 
-/** What every client of a watched run receives on each tick. */
+/** What every client of a watched run receives on each update. */
 export type LiveUpdate = {
   runId: string | null;
   runs: string[];
@@ -56,33 +58,37 @@ export type LiveRunsOptions = {
   /** The run shown when a client names none; else the queue's latest. */
   defaultRunId?: string;
   heartbeatMs?: number;
-  /** How long a run's poller (and its chart history) outlives its last client, so a reload keeps the chart. */
+  /** How long a client may stay behind (not reading) before it is dropped; default 30 s. */
+  stallMs?: number;
+  /** How long a run's watcher (its rate window) outlives its last client, so a reload keeps it; default 30 s. */
   lingerMs?: number;
-  /** Poll the default run from the start, even with nobody watching, so the first visitor sees its history. */
+  /** Runs watched at once (DASHBOARD_MAX_WATCHED_RUNS); a new one evicts a watcher nobody watches, or is refused. */
+  maxWatchedRuns?: number;
+  /** Event stream clients at once; more are refused. */
+  maxClients?: number;
+  /** Sample the queue's depth from the start, with nobody watching, so the first visitor sees its history. */
   watchDefault?: boolean;
 };
 
 const RATE_WINDOW_MS = 10_000;
 const MAX_DRAINED = 20;
+const WAITING_SHOWN = 20;
+/** A run is read at most every pollMs, and never more often than this many times the last read took. */
+const READ_DUTY_FACTOR = 10;
 
 /**
  * The queue's depth over time, one for the whole queue: every run on it shares the same lists, so
- * switching the page to another run keeps the chart. Fed by whichever run pollers are running.
+ * switching the page to another run keeps the chart.
  */
 class QueueHistory {
   readonly samples: DepthSample[] = [];
   /** Drained moments seen in the counts, used when no QueueEvents stream is available. */
   readonly inferredDrained: number[] = [];
 
-  constructor(
-    private readonly historyMs: number,
-    private readonly minGapMs: number,
-  ) {}
+  constructor(private readonly historyMs: number) {}
 
-  /** Adds a reading unless another poller added one moments ago. */
   add(depth: DepthSample, inferDrained: boolean): void {
     const prev = this.samples.at(-1);
-    if (prev && depth.t - prev.t < this.minGapMs) return;
     this.samples.push(depth);
     while (this.samples.length > 0 && this.samples[0]!.t < depth.t - this.historyMs) this.samples.shift();
     if (inferDrained && prev && prev.waiting > 0 && depth.waiting === 0) this.inferredDrained.push(depth.t);
@@ -90,37 +96,51 @@ class QueueHistory {
   }
 }
 
-/** One poller for one watched run, fanning each reading out to every client watching it. */
+/** What one read of the queue (shared by every watched run) saw. */
+type QueueSnapshot = {
+  runs: string[];
+  depth: DepthSample;
+  shards: ShardDepth[];
+  /** The first not-yet-started job ids of each shard, all runs (filtered per run). */
+  notStarted: string[];
+};
+
+/** One watched run: read while anyone watches it, each reading encoded once and sent to all its clients. */
 class RunWatcher {
-  readonly clients = new Set<Response>();
+  readonly clients = new Set<EventStream>();
+  /** The newest update, encoded once for every client. */
+  latest: Buffer | undefined;
+  /** Set while a read is under way (reads of one run never overlap). */
+  reading = false;
+  /** When it may be read next (READ_DUTY_FACTOR). */
+  nextReadAt = 0;
+  /** Since when nobody watches it (it lingers, costing nothing, until evicted or its time is up). */
+  idleSince: number | null = null;
+  private last: LiveUpdate | undefined;
   private readonly finished: { t: number; n: number }[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private lastRun: string | null = null;
   private lingerTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private last: LiveUpdate | undefined;
-  private lastRun: string | null = null;
 
   constructor(
-    private readonly key: string,
+    readonly key: string,
     private readonly opts: LiveRunsOptions,
     private readonly drainedLog: () => number[],
     private readonly onIdle: (key: string) => void,
-    private readonly history: QueueHistory,
-  ) {
-    void this.tick();
-  }
+  ) {}
 
-  add(res: Response): void {
+  add(client: EventStream, history: QueueHistory): void {
     clearTimeout(this.lingerTimer);
-    this.lingerTimer = undefined;
-    this.clients.add(res);
-    send(res, 'history', { samples: this.history.samples });
-    if (this.last) send(res, 'update', this.last);
+    this.idleSince = null;
+    this.clients.add(client);
+    client.send(sseMessage('history', { samples: history.samples }));
+    if (this.latest) client.send(this.latest);
   }
 
-  remove(res: Response): void {
-    this.clients.delete(res);
+  remove(client: EventStream): void {
+    this.clients.delete(client);
     if (this.clients.size === 0 && !this.stopped) {
+      this.idleSince = Date.now();
       this.lingerTimer = setTimeout(() => this.onIdle(this.key), this.opts.lingerMs ?? 30_000);
       this.lingerTimer.unref();
     }
@@ -128,46 +148,45 @@ class RunWatcher {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
     clearTimeout(this.lingerTimer);
-    for (const res of this.clients) res.end();
+    for (const client of this.clients) client.end();
     this.clients.clear();
   }
 
-  private async tick(): Promise<void> {
+  /** Reads the run and sends the update to its clients; a failed read tells them Redis is not answering. */
+  async refresh(snapshot: QueueSnapshot): Promise<void> {
+    if (this.reading || this.stopped) return;
+    this.reading = true;
+    const started = Date.now();
     try {
-      const update = await this.read();
+      const update = await this.read(snapshot);
       if (this.stopped) return;
       this.last = update;
-      for (const res of this.clients) send(res, 'update', update);
+      this.latest = sseMessage('update', update);
+      for (const client of this.clients) client.send(this.latest);
     } catch (err) {
       this.opts.log.debug({ err: err instanceof Error ? err.message : String(err) }, 'live poll failed');
-      if (this.stopped) return;
-      const error = 'Redis is not answering; retrying';
-      for (const res of this.clients) send(res, 'update', { ...this.last, error });
+      this.sendError();
+    } finally {
+      this.reading = false;
+      this.nextReadAt = started + Math.max(this.opts.pollMs, (Date.now() - started) * READ_DUTY_FACTOR);
     }
-    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.opts.pollMs);
   }
 
-  private async read(): Promise<LiveUpdate> {
-    const { redis, queue, queues, leaseMs } = this.opts;
-    const runs = await listRuns(redis, queue);
-    const runId = this.key || this.opts.defaultRunId || runs[0] || null;
-    const [status, { total, shards }, waitingJobs] = await Promise.all([
-      runId ? readRunStatus(redis, queue, runId, leaseMs) : Promise.resolve(null),
-      readQueueDepth(queues),
-      runId ? readWaitingJobs(queues, runId) : Promise.resolve([]),
-    ]);
-    const now = status?.observedAt ?? Date.now();
-    const depth: DepthSample = {
-      t: now,
-      waiting: total.waiting,
-      active: total.active,
-      delayed: total.delayed,
-      failed: total.failed,
-      ...(shards.length > 1 ? { shards: shards.map((s) => s.waiting) } : {}),
-    };
-    this.history.add(depth, !this.opts.queueEvents);
+  sendError(): void {
+    const error = sseMessage('update', { ...this.last, error: 'Redis is not answering; retrying' });
+    for (const client of this.clients) client.send(error);
+  }
+
+  private async read(snapshot: QueueSnapshot): Promise<LiveUpdate> {
+    const { redis, queue, leaseMs } = this.opts;
+    const runId = this.key || this.opts.defaultRunId || snapshot.runs[0] || null;
+    const status = runId ? await readRunStatus(redis, queue, runId, leaseMs) : null;
+    // every job id of the run begins with `<run>+` (keys.ts)
+    const waitingJobs = runId
+      ? snapshot.notStarted.filter((id) => id.startsWith(`${runId}+`)).slice(0, WAITING_SHOWN)
+      : [];
+    const now = status?.observedAt ?? snapshot.depth.t;
 
     if (runId !== this.lastRun) this.finished.length = 0;
     this.lastRun = runId;
@@ -182,44 +201,44 @@ class RunWatcher {
       if (status.join.state === 'joined') etaSeconds = 0;
       else if (rate !== null && rate > 0) etaSeconds = status.jobs.unfinished / rate;
     }
-    const drained = [...this.drainedLog(), ...this.history.inferredDrained]
-      .sort((a, b) => a - b)
-      .slice(-MAX_DRAINED);
-    return { runId, runs, status, depth, shards, rate, etaSeconds, drained, waitingJobs, error: null };
+    return {
+      runId,
+      runs: snapshot.runs,
+      status,
+      depth: snapshot.depth,
+      shards: snapshot.shards,
+      rate,
+      etaSeconds,
+      drained: this.drainedLog(),
+      waitingJobs,
+      error: null,
+    };
   }
 }
 
-const WAITING_SHOWN = 20;
-
-/** The first few not-yet-started jobs of a run, over every shard (ids only: one range read per shard). */
-async function readWaitingJobs(queues: readonly Queue<JobData>[], runId: string): Promise<string[]> {
-  const ids = await Promise.all(
-    queues.map((q) => q.getRanges(['waiting', 'prioritized', 'delayed'], 0, WAITING_SHOWN * 5)),
-  );
-  return (
-    ids
-      .flat()
-      // every job id of the run begins with `<run>+` (keys.ts)
-      .filter((id) => id.startsWith(`${runId}+`))
-      .slice(0, WAITING_SHOWN)
-  );
-}
-
-function send(res: Response, event: string, data: unknown): void {
-  res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-}
+/** Why a client was not given an event stream: the HTTP status and a sentence for the page. */
+export type Refusal = { status: number; error: string };
 
 /**
- * Live state for the page over Server-Sent Events: one poller per watched run (not per client),
- * reading the run's status and the counts of every shard of the queue every `pollMs` and pushing them
- * to that run's clients.
+ * Live state for the page over Server-Sent Events. One loop reads the queue every `pollMs` (its depth
+ * for the chart; with anyone watching, also its runs and not-yet-started jobs), and each run someone
+ * watches is read once per loop however many clients watch it, never more often than
+ * READ_DUTY_FACTOR times its last read took. Watchers exist only for runs that exist, at most
+ * `maxWatchedRuns` at once, and one nobody watches costs no reads.
  */
 export class LiveRuns {
   private readonly watchers = new Map<string, RunWatcher>();
   private readonly drained: number[] = [];
   private readonly history: QueueHistory;
   private readonly heartbeat: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  /** Set when a loop under way should be followed by another at once (a newly watched run). */
+  private soon = false;
+  private snapshot: QueueSnapshot | undefined;
   private closed = false;
+  /** Updates skipped for clients that were behind, and clients dropped for not reading, so far. */
+  readonly counts = { skipped: 0, dropped: 0 };
   private readonly onDrained = (id: string) => {
     // A stream id starts with the Redis time of the event in ms.
     const t = Number(id.split('-')[0]);
@@ -228,59 +247,162 @@ export class LiveRuns {
   };
 
   constructor(private readonly opts: LiveRunsOptions) {
-    this.history = new QueueHistory(opts.historyMs, opts.pollMs / 2);
+    this.history = new QueueHistory(opts.historyMs);
     opts.queueEvents?.on('drained', this.onDrained);
     // A comment line every so often keeps proxies and browsers from timing out a quiet stream.
     this.heartbeat = setInterval(() => {
-      for (const w of this.watchers.values()) for (const res of w.clients) res.write(': keep-alive\n\n');
+      for (const w of this.watchers.values()) for (const client of w.clients) client.keepAlive();
     }, opts.heartbeatMs ?? 15_000);
     this.heartbeat.unref();
-    if (opts.watchDefault)
-      this.watchers.set(
-        '',
-        new RunWatcher(
-          '',
-          opts,
-          () => this.drained,
-          () => undefined,
-          this.history,
-        ),
-      );
+    if (opts.watchDefault) this.wake();
   }
 
-  /** Number of pollers running (one per watched run). */
+  /** Runs watched now (each read every pollMs while anyone watches it). */
   get pollers(): number {
     return this.watchers.size;
   }
 
-  /** Turns `res` into an event stream of `runId` ('' = the default/latest run) until the client leaves. */
-  subscribe(runId: string, res: Response): void {
-    if (this.closed) {
-      res.status(503).end();
+  /** Event stream clients connected now. */
+  get clients(): number {
+    let n = 0;
+    for (const w of this.watchers.values()) n += w.clients.size;
+    return n;
+  }
+
+  /**
+   * Turns `res` into an event stream of `runId` ('' = the default/latest run) until the client leaves,
+   * or refuses it (an unknown run, too many runs or clients at once) with a status and a JSON error.
+   */
+  async subscribe(runId: string, res: Response): Promise<void> {
+    let gone = false;
+    res.once('close', () => (gone = true));
+    const refusal = await this.admit(runId);
+    if (gone) return;
+    if (refusal) {
+      res.status(refusal.status).json({ error: refusal.error });
       return;
     }
-    res.status(200).set({
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    res.flushHeaders();
-    res.write('retry: 2000\n\n');
-    let watcher = this.watchers.get(runId);
-    if (!watcher) {
-      watcher = new RunWatcher(
-        runId,
-        this.opts,
-        () => this.drained,
-        (key) => this.drop(key),
-        this.history,
-      );
-      this.watchers.set(runId, watcher);
+    const w = this.watchers.get(runId) ?? this.addWatcher(runId);
+    if (!w) {
+      const max = this.opts.maxWatchedRuns ?? 20;
+      res.status(503).json({
+        error: `this dashboard already watches ${max} runs for open pages (DASHBOARD_MAX_WATCHED_RUNS); try again when one is closed`,
+      });
+      return;
     }
-    const w = watcher;
-    w.add(res);
-    res.on('close', () => w.remove(res));
+    const client = new EventStream(res, {
+      stallMs: this.opts.stallMs ?? 30_000,
+      latest: () => w.latest,
+      onSkip: () => this.counts.skipped++,
+      onDrop: () => this.counts.dropped++,
+    });
+    client.open();
+    w.add(client, this.history);
+    res.on('close', () => w.remove(client));
+    // A run nobody watched yet: its first update at once rather than a poll later.
+    this.wake(!w.latest);
+  }
+
+  private async admit(runId: string): Promise<Refusal | null> {
+    if (this.closed) return { status: 503, error: 'the dashboard is shutting down' };
+    const maxClients = this.opts.maxClients ?? 1_000;
+    if (this.clients >= maxClients)
+      return {
+        status: 503,
+        error: `this dashboard already serves ${maxClients} live pages; try again later`,
+      };
+    if (runId === '' || this.watchers.has(runId)) return null;
+    // A run exists once created, or while consumers wait for it (status shows them); one EXISTS.
+    const k = runKeys(this.opts.queue, runId);
+    if ((await this.opts.redis.exists(k.meta, k.consumers)) > 0) return null;
+    return { status: 404, error: `no run "${runId}" on queue "${this.opts.queue}"` };
+  }
+
+  /** A watcher for `runId`, evicting the one longest unwatched when at the cap; null when all are watched. */
+  private addWatcher(runId: string): RunWatcher | null {
+    if (this.watchers.size >= (this.opts.maxWatchedRuns ?? 20)) {
+      let oldest: RunWatcher | undefined;
+      for (const w of this.watchers.values())
+        if (w.idleSince !== null && (!oldest || w.idleSince < oldest.idleSince!)) oldest = w;
+      if (!oldest) return null;
+      this.drop(oldest.key);
+    }
+    const w = new RunWatcher(
+      runId,
+      this.opts,
+      () => this.drainedMoments(),
+      (key) => this.drop(key),
+    );
+    this.watchers.set(runId, w);
+    return w;
+  }
+
+  private drainedMoments(): number[] {
+    return [...this.drained, ...this.history.inferredDrained].sort((a, b) => a - b).slice(-MAX_DRAINED);
+  }
+
+  /**
+   * Starts the loop unless it runs (it runs while anyone watches, or always with watchDefault); `now`:
+   * the next loop at once, not a poll later.
+   */
+  private wake(now = false): void {
+    if (this.closed) return;
+    if (this.ticking) {
+      this.soon ||= now;
+      return;
+    }
+    if (this.timer && !now) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), 0);
+  }
+
+  private async tick(): Promise<void> {
+    this.timer = undefined;
+    this.ticking = true;
+    const watched = [...this.watchers.values()].filter((w) => w.clients.size > 0);
+    try {
+      const snapshot = await this.readQueue(watched.length > 0);
+      if (this.closed) return;
+      this.snapshot = snapshot;
+      this.history.add(snapshot.depth, !this.opts.queueEvents);
+      // Half a poll of slack, so a run due a moment after this loop is not put off a whole poll.
+      const now = Date.now() + this.opts.pollMs / 2;
+      // Not awaited: a big run's read never holds up the loop or another run's.
+      for (const w of watched) if (now >= w.nextReadAt) void w.refresh(snapshot);
+    } catch (err) {
+      this.opts.log.debug({ err: err instanceof Error ? err.message : String(err) }, 'live poll failed');
+      for (const w of watched) w.sendError();
+    } finally {
+      this.ticking = false;
+    }
+    if (!this.closed && (this.opts.watchDefault || this.clients > 0))
+      this.timer = setTimeout(() => void this.tick(), this.soon ? 0 : this.opts.pollMs);
+    this.soon = false;
+  }
+
+  /** The queue-wide reading: its depth always (the chart); runs and not-started jobs when anyone watches. */
+  private async readQueue(watched: boolean): Promise<QueueSnapshot> {
+    const { redis, queue, queues } = this.opts;
+    const [time, runs, { total, shards }, notStarted] = await Promise.all([
+      redis.time(),
+      watched ? listRuns(redis, queue) : Promise.resolve(this.snapshot?.runs ?? []),
+      readQueueDepth(queues),
+      watched
+        ? Promise.all(
+            queues.map((q) => q.getRanges(['waiting', 'prioritized', 'delayed'], 0, WAITING_SHOWN * 5)),
+          )
+        : Promise.resolve([]),
+    ]);
+    const depth: DepthSample = {
+      // Redis's clock, as the run's own times (the chart marks the join on it).
+      t: Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000),
+      waiting: total.waiting,
+      active: total.active,
+      delayed: total.delayed,
+      failed: total.failed,
+      ...(shards.length > 1 ? { shards: shards.map((s) => s.waiting) } : {}),
+    };
+    return { runs, depth, shards, notStarted: notStarted.flat() };
   }
 
   private drop(key: string): void {
@@ -291,11 +413,12 @@ export class LiveRuns {
     }
   }
 
-  /** Stops every poller and ends every stream (so an HTTP server can close). Safe to call twice. */
+  /** Stops the loop and ends every stream (so an HTTP server can close). Safe to call twice. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
+    clearTimeout(this.timer);
     this.opts.queueEvents?.off('drained', this.onDrained);
     for (const w of this.watchers.values()) w.stop();
     this.watchers.clear();

@@ -13,6 +13,11 @@ export type DashboardOptions = ConnectionOptions & {
   port?: number;
   /** Default 127.0.0.1 (0.0.0.0 needs `user`+`password` or `token`). */
   host?: string;
+  /**
+   * Host names the dashboard answers for besides localhost and IP addresses (`.example.com`: a domain
+   * and its subdomains); a request addressed to any other name is refused (DNS rebinding).
+   */
+  hosts?: string[];
   user?: string;
   password?: string;
   token?: string;
@@ -43,6 +48,7 @@ function buildDashboard(opts: DashboardOptions) {
     toEnv(opts, {
       DASHBOARD_PORT: opts.port,
       DASHBOARD_HOST: opts.host,
+      DASHBOARD_HOSTS: opts.hosts?.join(','),
       DASHBOARD_USER: opts.user,
       DASHBOARD_PASSWORD: opts.password,
       DASHBOARD_TOKEN: opts.token,

@@ -68,8 +68,9 @@ export const commands = {
     synopsis: '',
     options: {},
     env: [
-      'DASHBOARD_PORT    port (default 3000, 0 = any); DASHBOARD_HOST (default 127.0.0.1 without credentials)',
-      'DASHBOARD_USER + DASHBOARD_PASSWORD, or DASHBOARD_TOKEN   credentials',
+      'DASHBOARD_PORT    port (default 3000, 0 = any); DASHBOARD_HOST (default 127.0.0.1; 0.0.0.0 needs credentials)',
+      'DASHBOARD_USER + DASHBOARD_PASSWORD (16+ characters), or DASHBOARD_TOKEN   credentials',
+      'DASHBOARD_HOSTS   host names served besides localhost and IP addresses (DNS rebinding)',
       'DASHBOARD_READONLY  true: no cancel buttons; RUN_ID: the run shown by default',
       ...common,
     ],

@@ -98,8 +98,9 @@ export function parseEnv<S extends z.ZodRawShape>(shape: S, env: Env): z.infer<z
     const key = String(issue.path[0] ?? '?');
     const given = env[key];
     const secret = /PASSWORD|TOKEN|SECRET/.test(key);
-    // A URL may carry a password even when it is malformed: mask whatever sits between ':' and '@'.
-    const shown = secret ? '<hidden>' : JSON.stringify(given === undefined ? undefined : redactUrl(given));
+    // Anything that may be a URL may carry a password, even when malformed: shown only as redactUrl reads it.
+    const urlLike = given !== undefined && (given.includes('://') || given.includes('@'));
+    const shown = secret ? '<hidden>' : JSON.stringify(urlLike ? redactUrl(given) : given);
     return `${key}: ${issue.message} (got ${shown})`;
   });
   throw new ConfigError(problems);

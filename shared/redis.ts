@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { parseRedisTarget, redactUrl, type RedisTarget } from './redis-url.js';
+import { parseRedisTarget, readRedisUrl, redactUrl, type RedisTarget } from './redis-url.js';
 import type { Logger } from './logger.js';
 
 export type RedisConnectionConfig = { redisUrl: string; redisTlsCaFile: string | undefined };
@@ -79,9 +79,7 @@ export function fatalRedisError(err: Error, url: string): RedisConfigError | nul
     const hasPassword =
       target?.kind === 'cluster'
         ? target.password !== undefined
-        : target
-          ? new URL(target.url).password !== ''
-          : false;
+        : Boolean(target && readRedisUrl(target.url)?.password);
     const code = err.message.split(' ')[0];
     if (code === 'NOAUTH' && !hasPassword)
       return new RedisConfigError(
@@ -175,11 +173,15 @@ const warnedUnneeded = new Set<string>();
  */
 function warnIfPasswordUnneeded(target: RedisTarget, log: Logger): void {
   if (target.kind !== 'single') return;
-  const url = new URL(target.url);
-  if (url.password === '' || warnedUnneeded.has(target.url)) return;
+  const parts = readRedisUrl(target.url);
+  if (!parts?.password || warnedUnneeded.has(target.url)) return;
   warnedUnneeded.add(target.url);
+  // The same URL without credentials (ioredis also reads them from the query).
+  const url = parts.url;
   url.username = '';
   url.password = '';
+  url.searchParams.delete('username');
+  url.searchParams.delete('password');
   const probe = new Redis(url.toString(), {
     lazyConnect: true,
     maxRetriesPerRequest: 0,

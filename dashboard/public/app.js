@@ -1,4 +1,4 @@
-/* global document, window, fetch, Node, URL, URLSearchParams, location, history, EventSource */
+/* global document, window, fetch, Node, URL, URLSearchParams, location, history, EventSource, setTimeout */
 // conveyor's live page: everything arrives over one EventSource (/api/events); nothing here polls.
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -377,6 +377,19 @@ function onUpdate(u) {
   $('updated').textContent = time(Date.now());
 }
 
+/** Why the stream was refused, in the server's words (the same checks answer /api/status). */
+async function explainRefusal(run) {
+  try {
+    const res = await fetch(`/api/status${run ? `?run=${encodeURIComponent(run)}` : ''}`, {
+      credentials: 'same-origin',
+    });
+    const detail = res.ok ? {} : await res.json().catch(() => ({}));
+    showError(`The live stream was refused${detail.error ? `: ${detail.error}` : ''}; retrying every 5 s.`);
+  } catch {
+    // offline: the connection state says so
+  }
+}
+
 function connect() {
   if (source) source.close();
   const run = new URLSearchParams(location.search).get('run');
@@ -389,6 +402,11 @@ function connect() {
   source.addEventListener('error', () => {
     conn.dataset.state = 'reconnecting';
     conn.textContent = 'reconnecting…';
+    // Refused (an unknown run, too many pages open): the browser gives up, so try again later.
+    if (source.readyState === EventSource.CLOSED) {
+      void explainRefusal(run);
+      setTimeout(connect, 5000);
+    }
   });
   source.addEventListener('history', (e) => {
     samples = JSON.parse(e.data).samples;
@@ -405,6 +423,8 @@ async function start() {
     // the stream will show the connection state
   }
   $('queue-name').textContent = info.queue;
+  // Signed in with the token form: a session to end (basic auth lives in the browser until it closes).
+  $('logout').hidden = info.access !== 'token';
   $('history-span').textContent = `${Math.round(info.historyMs / 60000)} min`;
   $('run-select').addEventListener('change', (e) => {
     const url = new URL(location.href);

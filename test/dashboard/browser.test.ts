@@ -16,7 +16,7 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const artifacts = resolve(projectRoot, 'test', 'artifacts');
 
 /** Chromium as CI runs it: headless, as root, no network chatter, a throwaway profile. */
-async function launchChromium(profile: string): Promise<BrowserContext> {
+async function launchChromium(profile: string, extraArgs: string[] = []): Promise<BrowserContext> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `The dashboard browser test needs Chromium at ${CHROMIUM}. Install it with ` +
@@ -36,6 +36,7 @@ async function launchChromium(profile: string): Promise<BrowserContext> {
       '--disable-sync',
       '--no-first-run',
       '--disable-quic',
+      ...extraArgs,
     ],
   });
 }
@@ -190,6 +191,80 @@ describe('dashboard in a real browser', () => {
     expect(await page.locator('#depth-chart polyline:not(.shard)').count()).toBe(4);
     expect(await page.locator('#depth-chart polyline.shard').count()).toBe(3);
     await page.screenshot({ path: join(artifacts, 'dashboard-shards.png'), fullPage: true });
+    expect(problems, 'errors in the page').toEqual([]);
+  });
+
+  it('DNS rebinding: a page under another name that resolves to the dashboard reads and changes nothing', async () => {
+    // attacker.test resolves to 127.0.0.1, as after a rebinding; Private Network Access plays no part
+    // (same address space), as in browsers that lack it.
+    browser = await launchChromium(profile, ['--host-resolver-rules=MAP attacker.test 127.0.0.1']);
+    const run = new RunStore(redis, queue, 'r');
+    await run.create(1);
+    dash = makeDashboard(queue);
+    const { port } = await dash.listen();
+    const page = await browser.newPage();
+    const landing = await page.goto(`http://attacker.test:${port}/`);
+    expect(landing?.status()).toBe(403);
+    // The attacker's script runs in that origin: same-origin reads and writes, custom headers allowed.
+    const attempts = await page.evaluate(async () => {
+      const json = { 'content-type': 'application/json', 'x-conveyor-action': '1' };
+      const status = await fetch('/api/status?run=r');
+      const cancel = await fetch('/api/actions/cancel-run', {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ run: 'r' }),
+      });
+      const queues = (await (await fetch('/queues/api/queues')).text()).slice(0, 200);
+      return { status: status.status, cancel: cancel.status, queues };
+    });
+    expect(attempts).toMatchObject({ status: 403, cancel: 403 });
+    expect(attempts.queues).toContain('does not answer for the host "attacker.test"');
+    expect(await run.cancelledAt()).toBeNull();
+
+    // The same browser, addressing the dashboard by its own name, is served.
+    await page.goto(`http://127.0.0.1:${port}/?run=r`);
+    await page.waitForSelector('#conn[data-state="live"]');
+  });
+
+  it('Bull Board renders under its Content-Security-Policy, with nothing refused', async () => {
+    browser = await launchChromium(profile);
+    await new RunStore(redis, queue, 'r').create(1);
+    dash = makeDashboard(queue);
+    const { url } = await dash.listen();
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') problems.push(msg.text());
+    });
+    const res = await page.goto(`${url}/queues`);
+    expect(res?.headers()['content-security-policy']).toContain("default-src 'self'");
+    await page.getByText(queue).first().waitFor();
+    expect(problems, 'errors in the page (a CSP refusal shows as one)').toEqual([]);
+  });
+
+  it('token sign-in: the form signs in, the page works, Sign out ends the session', async () => {
+    browser = await launchChromium(profile);
+    await new RunStore(redis, queue, 'r').create(1);
+    const token = 'tok-0123456789abcdef-browser';
+    dash = makeDashboard(queue, { DASHBOARD_TOKEN: token });
+    const { url } = await dash.listen();
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && !msg.text().includes('401')) problems.push(msg.text());
+    });
+    await page.goto(url);
+    await page.fill('input[name="token"]', token);
+    await page.click('button');
+    await page.waitForSelector('#conn[data-state="live"]');
+    const [cookie] = await browser.cookies(url);
+    expect(cookie?.value).not.toContain(token);
+    expect(cookie?.expires).toBeGreaterThan(Date.now() / 1000 + 11 * 3600);
+    await page.click('#logout button');
+    await page.waitForSelector('input[name="token"]');
+    expect(await browser.cookies(url)).toEqual([]);
     expect(problems, 'errors in the page').toEqual([]);
   });
 });

@@ -342,9 +342,85 @@ describe('dashboard', () => {
     await request(app).get('/api/status').set('cookie', 'conveyor_token=guess').expect(401);
   });
 
+  it('the session cookie is not the token, expires, and ends with a logout', async () => {
+    await runWithJobs('r', 1);
+    const { app } = open({ DASHBOARD_TOKEN: TOKEN, DASHBOARD_SESSION_HOURS: '2' }).dashboard;
+    const login = await request(app).post('/login').type('form').send({ token: TOKEN }).expect(303);
+    const setCookie = (login.headers['set-cookie'] as unknown as string[])[0]!;
+    const session = setCookie.split(';')[0]!;
+    expect(session).toMatch(/^conveyor_token=/);
+    expect(decodeURIComponent(session)).not.toContain(TOKEN);
+    expect(setCookie).toMatch(/Max-Age=7200/);
+    expect(setCookie).toMatch(/Expires=/);
+    // Without a TLS-terminating proxy it trusts, a plain-HTTP dashboard cannot set Secure.
+    expect(setCookie).not.toMatch(/Secure/);
+    await request(app).get('/api/status').set('cookie', session).expect(200);
+    // The raw token is no cookie.
+    await request(app).get('/api/status').set('cookie', `conveyor_token=${TOKEN}`).expect(401);
+
+    const logout = await request(app).post('/logout').set('cookie', session).expect(303);
+    expect((logout.headers['set-cookie'] as unknown as string[])[0]).toMatch(
+      /conveyor_token=;.*Expires=Thu, 01 Jan 1970/,
+    );
+    // The old cookie is dead even if the browser kept it.
+    await request(app).get('/api/status').set('cookie', session).expect(401);
+  });
+
+  it('DASHBOARD_TRUST_PROXY: behind a TLS-terminating proxy the session cookie is Secure', async () => {
+    const { app } = open({ DASHBOARD_TOKEN: TOKEN, DASHBOARD_TRUST_PROXY: 'loopback' }).dashboard;
+    const viaProxy = await request(app)
+      .post('/login')
+      .set('x-forwarded-proto', 'https')
+      .type('form')
+      .send({ token: TOKEN })
+      .expect(303);
+    expect((viaProxy.headers['set-cookie'] as unknown as string[])[0]).toMatch(/; Secure/);
+    await dash?.close();
+    // Not trusted: the same header from anyone changes nothing.
+    const direct = open({ DASHBOARD_TOKEN: TOKEN }).dashboard.app;
+    const plain = await request(direct)
+      .post('/login')
+      .set('x-forwarded-proto', 'https')
+      .type('form')
+      .send({ token: TOKEN })
+      .expect(303);
+    expect((plain.headers['set-cookie'] as unknown as string[])[0]).not.toMatch(/Secure/);
+  });
+
+  it('hardening headers: a CSP on every page (Bull Board too), no X-Powered-By, no-store JSON, no stray page', async () => {
+    await runWithJobs('r', 1);
+    const { app } = open({ DASHBOARD_USER: USER, DASHBOARD_PASSWORD: PASSWORD }).dashboard;
+    const auth = basic(USER, PASSWORD);
+    const get = (path: string) => request(app).get(path).set('authorization', auth);
+    for (const path of [
+      '/',
+      '/queues',
+      '/queues/api/queues',
+      '/api/status',
+      '/api/info',
+      '/login-required',
+    ]) {
+      const res = await get(path);
+      expect(res.headers['x-powered-by'], path).toBeUndefined();
+      expect(res.headers['content-security-policy'], path).toContain("frame-ancestors 'none'");
+      expect(res.headers['content-security-policy'], path).toContain("script-src 'self'");
+      expect(res.headers['x-content-type-options'], path).toBe('nosniff');
+    }
+    for (const path of ['/api/status', '/api/runs', '/queues/api/queues', '/'])
+      expect((await get(path)).headers['cache-control'], path).toBe('no-store');
+    // The live page exists once, at /, with its CSP: not again as an asset.
+    await get('/assets/index.html').expect(404);
+    const asset = await get('/assets/app.js').expect(200);
+    expect(asset.headers['cache-control']).toBe('private, no-cache');
+    const board = await get('/queues');
+    expect(board.headers['content-security-policy']).not.toContain("script-src 'self' 'unsafe-inline'");
+  });
+
   it('config: secrets are hidden, an unauthenticated dashboard binds to loopback only', () => {
     expect(loadDashboardConfig({}).host).toBe('127.0.0.1');
-    expect(loadDashboardConfig({ DASHBOARD_TOKEN: TOKEN }).host).toBe('0.0.0.0');
+    // Credentials alone do not publish it: serving other machines is a choice of its own.
+    expect(loadDashboardConfig({ DASHBOARD_TOKEN: TOKEN }).host).toBe('127.0.0.1');
+    expect(loadDashboardConfig({ DASHBOARD_TOKEN: TOKEN, DASHBOARD_HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
     const problems = (env: Record<string, string>) => {
       try {
         loadDashboardConfig(env);
@@ -355,8 +431,29 @@ describe('dashboard', () => {
     };
     expect(problems({ DASHBOARD_HOST: '0.0.0.0' })).toMatch(/^DASHBOARD_HOST: .*set DASHBOARD_USER/);
     expect(problems({ DASHBOARD_PASSWORD: 'hunter2-secret' })).toMatch(/^DASHBOARD_USER: required/);
+    // A password needs a token's strength.
+    const weak = problems({ DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'a' });
+    expect(weak).toMatch(/^DASHBOARD_PASSWORD: must be at least 16 characters/);
+    expect(problems({ DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'fifteen-chars-x' })).toMatch(
+      /^DASHBOARD_PASSWORD: must be at least 16/,
+    );
+    expect(problems({ DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'sixteen-chars-xx' })).toBe('');
     expect(problems({ DASHBOARD_TOKEN: 'short-secret', DASHBOARD_PORT: 'x' })).not.toContain('short-secret');
     expect(problems({ DASHBOARD_PORT: '70000' })).toMatch(/^DASHBOARD_PORT: must be at most 65535/);
+    expect(problems({ DASHBOARD_HOSTS: 'dash.example.com:3000' })).toMatch(/^DASHBOARD_HOSTS: .*port/);
+    expect(problems({ DASHBOARD_HOSTS: '.com' })).toMatch(/^DASHBOARD_HOSTS: .*top-level/);
+    expect(problems({ DASHBOARD_HOSTS: '*' })).toMatch(/^DASHBOARD_HOSTS: "\*" is not a host name/);
+    expect(problems({ DASHBOARD_TRUST_PROXY: 'true' })).toMatch(
+      /^DASHBOARD_TRUST_PROXY: .*number of proxies/,
+    );
+    expect(problems({ DASHBOARD_TRUST_PROXY: '10.0.0.0/33' })).toMatch(
+      /^DASHBOARD_TRUST_PROXY: "10.0.0.0\/33"/,
+    );
+    expect(problems({ DASHBOARD_TRUST_PROXY: '1' })).toBe('');
+    expect(problems({ DASHBOARD_TRUST_PROXY: 'loopback, 10.0.0.0/8, fd00::1' })).toBe('');
+    expect(problems({ DASHBOARD_SESSION_HOURS: '0' })).toMatch(
+      /^DASHBOARD_SESSION_HOURS: must be at least 1/,
+    );
   });
 
   it('read-only: Bull Board refuses writes and the cancel actions are off', async () => {
@@ -383,7 +480,7 @@ describe('dashboard', () => {
 
   it('actions refuse cross-site requests, requests without the action header, and big bodies', async () => {
     await runWithJobs('r', 1);
-    const { app } = open().dashboard;
+    const { app } = open({ DASHBOARD_HOSTS: 'dash.local' }).dashboard;
     const cancel = () => request(app).post('/api/actions/cancel-run').set('host', 'dash.local:3000');
     await cancel()
       .set('x-conveyor-action', '1')
@@ -426,6 +523,47 @@ describe('dashboard', () => {
       .set('x-conveyor-action', '1')
       .send({ run: 'ghost' })
       .expect(404);
+  });
+
+  it('answers only for the hosts it serves: any other Host is refused before every handler, Bull Board included (DNS rebinding)', async () => {
+    await runWithJobs('r', 1);
+    const { app } = open().dashboard;
+    // After a rebinding, the attacker's page is same-origin with the dashboard under the attacker's name.
+    const as = (host: string) => ({ host, origin: `http://${host}` });
+    for (const path of [
+      '/',
+      '/api/status',
+      '/api/runs',
+      '/queues',
+      '/queues/api/queues',
+      '/assets/app.js',
+      '/healthz',
+      '/metrics',
+    ])
+      await request(app).get(path).set(as('attacker.test:3311')).expect(403);
+    const refused = await request(app)
+      .post('/api/actions/cancel-run')
+      .set(as('attacker.test:3311'))
+      .set('x-conveyor-action', '1')
+      .send({ run: 'r' })
+      .expect(403);
+    expect(refused.text).toContain('DASHBOARD_HOSTS');
+    await request(app).put(`/queues/api/queues/${queue}/pause`).set(as('attacker.test:3311')).expect(403);
+    expect(await new RunStore(redis, queue, 'r').cancelledAt()).toBeNull();
+    expect(await openQueue(queue, redis).isPaused()).toBe(false);
+    // No Host, or a malformed one, is refused too.
+    await request(app).get('/api/status').set('host', 'a b').expect(403);
+
+    // Loopback names and IP addresses (which no rebinding can produce) are served.
+    for (const host of ['localhost:3311', '127.0.0.1:3311', '[::1]:3311', 'ops.localhost', '10.1.2.3:8080'])
+      await request(app).get('/api/status').set(as(host)).expect(200);
+
+    await dash?.close();
+    const named = open({ DASHBOARD_HOSTS: 'dash.example.com, .corp.example' }).dashboard.app;
+    for (const host of ['dash.example.com', 'DASH.example.com:443', 'corp.example', 'a.b.corp.example:80'])
+      await request(named).get('/api/status').set(as(host)).expect(200);
+    for (const host of ['example.com', 'dash.example.com.attacker.test', 'notcorp.example'])
+      await request(named).get('/api/status').set(as(host)).expect(403);
   });
 
   it('cancel one consumer, then the run: real consumer processes stop and exit 0 as cancelled', async () => {

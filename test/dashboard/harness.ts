@@ -26,7 +26,7 @@ export type TestDashboard = {
 export function makeDashboard(
   queue: string,
   env: Record<string, string> = {},
-  opts: { queueEvents?: boolean } = {},
+  opts: { queueEvents?: boolean; stallMs?: number } = {},
 ): TestDashboard {
   const config = loadDashboardConfig({
     REDIS_URL: redisUrl(),
@@ -41,7 +41,7 @@ export function makeDashboard(
     ? new QueueEvents(queue, { connection: eventsRedis, prefix: queuePrefix(queue) })
     : undefined;
   const log = createLogger({ level: 'silent', service: 'test-dashboard' });
-  const dashboard = createApp({ config, redis, queues, queueEvents, log });
+  const dashboard = createApp({ config, redis, queues, queueEvents, log, stallMs: opts.stallMs });
   let server: RunningServer | undefined;
   return {
     dashboard,

@@ -17,7 +17,7 @@ describe('the dashboard process’s /metrics', () => {
       DASHBOARD_PORT: '0',
       DASHBOARD_HOST: '127.0.0.1',
       DASHBOARD_USER: 'admin',
-      DASHBOARD_PASSWORD: 'a-test-password',
+      DASHBOARD_PASSWORD: 'a-test-password-of-16+',
     });
     const base = await dashboardUrlOf(dashboard);
     const m = await pollUntil('the dashboard to read Redis', async () => {
