@@ -4,7 +4,7 @@ import { duplicateClient, type RedisClient } from '../shared/redis.js';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import { builtinJobs } from '../shared/jobs/index.js';
-import { queueShards, runEventsPattern } from '../shared/keys.js';
+import { idPrefixOfJob, queueShards, runEventsPattern } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { openQueues, readJobData, type JobData } from '../shared/queue.js';
 import { deliverCallbacks } from '../shared/run/callbacks.js';
@@ -216,7 +216,10 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       }
       const jobId = job.id ?? '?';
       // Cancelled (by id, or with its run) before it started: the handler never runs.
-      const refused = control.refusal(jobId, data.run);
+      // Cancelled runs are known by creation (a run id used again is a new run); a join callback
+      // belongs to no run's work and is never refused with it.
+      const creation = data.afterRun ? '' : (idPrefixOfJob(jobId) ?? '');
+      const refused = control.refusal(jobId, creation);
       if (refused) throw new JobCancelledError(refused);
       active.add(jobId);
       observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
@@ -227,7 +230,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const attempt = job.attemptsMade + 1;
       try {
         const result = await control.run(
-          { id: jobId, run: data.run, timeoutMs, graceMs },
+          { id: jobId, run: creation, timeoutMs, graceMs },
           (signal) =>
             def.isolation && source
               ? runSandboxed(
@@ -443,8 +446,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   const onCancelEvent = (event: ReturnType<typeof parseRunEvent>) => {
     if (event?.type === 'cancel-job' && control.cancelJob(event.jobId))
       log.info({ jobId: event.jobId }, 'job cancelled while running: aborting its handler');
-    if (event?.type === 'cancel-run' && !control.isRunCancelled(event.run)) {
-      const n = control.cancelRun(event.run);
+    if (event?.type === 'cancel-run' && !control.isRunCancelled(event.creation)) {
+      const n = control.cancelRun(event.creation);
       log.info({ cancelledRun: event.run, aborted: n }, 'run cancelled: aborting its running jobs');
     }
   };
@@ -479,8 +482,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   // What was cancelled before this consumer listened (the heartbeat repeats this as a backstop).
   const cancelCounts = new Map<string, number[]>();
   const catchUpCancels = async (store: RunStore) => {
-    if (!control.isRunCancelled(store.runId) && (await store.cancelledAt()) !== null)
-      onCancelEvent({ type: 'cancel-run', run: store.runId, at: 0 });
+    const creation = await store.cancelledCreation();
+    if (creation !== null && !control.isRunCancelled(creation))
+      onCancelEvent({ type: 'cancel-run', run: store.runId, creation, at: 0 });
     const seen = await store.cancelledJobs(cancelCounts.get(store.runId));
     if (cancelCounts.size >= 64 && !cancelCounts.has(store.runId)) cancelCounts.clear();
     cancelCounts.set(store.runId, seen.counts);

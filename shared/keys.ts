@@ -105,6 +105,11 @@ export function callbackJobId(idPrefix: string, name: string): string {
   return `${idPrefix}@${name}`;
 }
 
+/** The run creation a job id belongs to (its `<run>+<n>`), or null for an id conveyor did not make. */
+export function idPrefixOfJob(id: string): string | null {
+  return /^([^+=@]+\+\d+)[+=@]/.exec(id)?.[1] ?? null;
+}
+
 /** What a job id says about its origin, or null when it is not one of `idPrefix`'s ids. */
 export function parseJobId(
   idPrefix: string,

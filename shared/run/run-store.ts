@@ -135,8 +135,11 @@ export type RunEvent =
   | { type: 'cancel'; consumer: string; reason: string }
   /** One job cancelled: whoever holds it aborts it; nobody starts it. */
   | { type: 'cancel-job'; run: string; jobId: string; at: number }
-  /** The run cancelled: producers stop, every job of the run not yet started is cancelled, active ones aborted. */
-  | { type: 'cancel-run'; run: string; at: number }
+  /**
+   * The run cancelled: producers stop, every job of the run not yet started is cancelled, active ones
+   * aborted. `creation` is the run's id prefix: a later run with the same id is not cancelled.
+   */
+  | { type: 'cancel-run'; run: string; creation: string; at: number }
   | { type: 'callback'; name: string; state: string };
 
 /** What cancelling one job did. */
@@ -759,6 +762,12 @@ export class RunStore {
     return Number(await this.runCall('saveConsumer', record.id, JSON.stringify(record)));
   }
 
+  /** The run's id prefix when this creation of it was cancelled, else null. */
+  async cancelledCreation(): Promise<string | null> {
+    const [at, prefix] = await this.redis.hmget(this.keys.meta, 'cancelledAt', 'idPrefix');
+    return at && prefix ? prefix : null;
+  }
+
   /** When the run was cancelled (ms, Redis clock), or null. */
   async cancelledAt(): Promise<number | null> {
     const at = await this.redis.hget(this.keys.meta, 'cancelledAt');
@@ -801,12 +810,17 @@ export class RunStore {
    * then joins as usual, with the cancelled count in its totals. A joined run is left as it is.
    */
   async cancel(): Promise<CancelRunResult> {
-    const event: RunEvent = { type: 'cancel-run', run: this.runId, at: Date.now() };
     const [outcome, at] = (await this.runCall('cancelRun')) as [CancelRunResult['outcome'], string];
     if (outcome === 'joined') return { outcome, at: Number(at), removed: 0, joinedNow: false };
     // Unstarted jobs first, then the word to consumers (an aborted job releases its slot, and a
     // consumer could take, refuse and finish a waiting job while this sweep reads it).
     const removed = await this.sweepCancelled();
+    const event: RunEvent = {
+      type: 'cancel-run',
+      run: this.runId,
+      creation: await this.idPrefix(),
+      at: Number(at),
+    };
     await this.redis.publish(this.keys.events, JSON.stringify(event));
     // Producers that ended before the cancel may leave nothing to wait for: try the join now.
     const { joinedNow } = await this.tryJoin();
@@ -944,8 +958,8 @@ export function parseRunEvent(message: string): RunEvent | null {
       return { type: 'abandoned', abandonedAt: v.abandonedAt };
     if (v.type === 'cancel-job' && typeof v.run === 'string' && typeof v.jobId === 'string')
       return { type: 'cancel-job', run: v.run, jobId: v.jobId, at: Number(v.at) || 0 };
-    if (v.type === 'cancel-run' && typeof v.run === 'string')
-      return { type: 'cancel-run', run: v.run, at: Number(v.at) || 0 };
+    if (v.type === 'cancel-run' && typeof v.run === 'string' && typeof v.creation === 'string')
+      return { type: 'cancel-run', run: v.run, creation: v.creation, at: Number(v.at) || 0 };
     if (v.type === 'cancel' && typeof v.consumer === 'string')
       return {
         type: 'cancel',

@@ -588,6 +588,59 @@ describe('join protocol regressions: exact by construction', () => {
     expect(payloads.sort()).toEqual([1, 2]);
   });
 
+  it('soak finding: a cancelled run still runs its join callback', async () => {
+    const onJoin = {
+      name: 'on-join',
+      type: 'run-report',
+      when: 'always' as const,
+      attempts: 1,
+      backoffMs: 0,
+    };
+    const q = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    const run = new RunStore(ctx.redis, ctx.queue, 'r');
+    await run.create(1, 10_000, 60_000, [onJoin]);
+    await run.registerProducer('p1', host, 10_000);
+    const producer = createProducer({ run, registry, producerId: 'p1', jobOptions: keepAll });
+    await producer.putMany([sleepJob(1), sleepJob(2)]);
+    // A worker that hears the cancel; the queue is paused so that it takes nothing before.
+    await q.pause();
+    const consumer = await consumeIn(ctx.queue, { CONSUMER_ID: 'plain' });
+    ctx.cleanups.push(() => consumer.stop('test over'));
+    await run.cancel();
+    await producer.done();
+    expect(await run.isJoined()).toBe(true);
+    await q.resume();
+    // It runs the callback: it used to refuse it as a job of the cancelled run, and a RUN_ID
+    // consumer then waited for it for ever.
+    const s = await pollUntil('the callback to end', async () => {
+      const st = await status();
+      return st?.callbacks[0]?.state === 'completed' || st?.callbacks[0]?.state === 'failed' ? st : undefined;
+    });
+    expect(s.callbacks.map((c) => [c.name, c.state])).toEqual([['on-join', 'completed']]);
+    expect(s.join.totals).toMatchObject({ produced: 2, cancelled: 2 });
+  });
+
+  it('soak finding: a run id used again after a cancelled run is not cancelled with it', async () => {
+    const consumer = await consumeIn(ctx.queue, { CONSUMER_ID: 'plain' });
+    ctx.cleanups.push(() => consumer.stop('test over'));
+    const first = await producerIn('x', { retentionMs: 200 });
+    await first.producer.put('sleep', { value: 1, ms: 60_000 });
+    await first.run.cancel(); // the plain worker remembers that run "x" was cancelled
+    await first.producer.done();
+    await pollUntil('the cancelled run to join', async () =>
+      (await first.run.isJoined()) ? true : undefined,
+    );
+    await pollUntil('the run to expire', async () =>
+      (await ctx.redis.exists(first.run.keys.meta)) ? undefined : true,
+    );
+    const again = await producerIn('x');
+    await again.producer.put('sleep', { value: 2, ms: 0 });
+    await again.producer.done();
+    await pollUntil('the new run to join', async () => ((await again.run.isJoined()) ? true : undefined));
+    expect((await status('x'))?.join.totals).toMatchObject({ produced: 1, completed: 1, cancelled: 0 });
+  });
+
   it('F6: jobs a consumer finished but never reported are counted from BullMQ, then trimmed to KEEP_COMPLETED', async () => {
     const run = new RunStore(ctx.redis, ctx.queue, 'r');
     await run.create(1, 10_000, 60_000, [], '', null, { completed: 0, failed: 0 });

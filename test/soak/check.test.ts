@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import { checkRun, type RunEvidence } from '../../soak/check.js';
+import type { Execution } from '../../soak/ledger.js';
+
+const run = 'r';
+const ids = (n: number, producer = 'p1') => Array.from({ length: n }, (_, i) => `${run}.${producer}.${i}`);
+const ran = (
+  start: number,
+  end: number | null,
+  outcome: Execution['outcome'] = 'ok',
+  pid = 10,
+): Execution => ({
+  pid,
+  attempt: 1,
+  start,
+  end,
+  outcome: end === null ? null : outcome,
+});
+
+/** A clean run of `n` jobs, every one run once, joined at t=1000 with exact totals. */
+function evidence(n = 3, over: Partial<RunEvidence> = {}): RunEvidence {
+  return {
+    runId: run,
+    cancelled: false,
+    resolved: new Set(ids(n)),
+    killedProducers: new Set(),
+    killedPids: new Set(),
+    cancelledBySoak: new Set(),
+    executions: new Map(ids(n).map((id) => [id, [ran(100, 200)]])),
+    callback: { expected: true, starts: 1, ends: 1, excuseRepeats: false },
+    join: {
+      joinedAt: 1000,
+      totals: { produced: n, completed: n, failed: 0, cancelled: 0, removed: 0 },
+      unfinished: 0,
+      cancelledIds: new Set(),
+    },
+    joinLatencyMs: 50,
+    boundMs: 60_000,
+    joinLines: 1,
+    leftoverKeys: [],
+    stragglers: [],
+    ...over,
+  };
+}
+
+const kinds = (e: RunEvidence) => checkRun(e).findings.map((f) => f.kind);
+
+describe('soak checker', () => {
+  it('passes a run whose ledger and totals agree', () => {
+    expect(checkRun(evidence())).toMatchObject({
+      findings: [],
+      figures: { resolved: 3, produced: 3, lost: 0 },
+    });
+  });
+
+  it('finds puts that resolved but were never stored (and the totals that miss them)', () => {
+    const e = evidence(3, {
+      resolved: new Set(ids(5)),
+      executions: new Map(ids(3).map((id) => [id, [ran(100, 200)]])),
+    });
+    const r = checkRun(e);
+    expect(r.figures.lost).toBe(2);
+    expect(r.findings.find((f) => f.kind === 'lost')?.jobs).toEqual(['r.p1.3', 'r.p1.4']);
+    expect(kinds(e)).toContain('totals');
+  });
+
+  it('finds totals counted twice, negative, removed, or joined with work left', () => {
+    const totals = { produced: 3, completed: 3, failed: 1, cancelled: 0, removed: 0 };
+    expect(kinds(evidence(3, { join: { ...evidence().join!, totals } }))).toEqual(['counted-twice']);
+    const negative = { produced: 3, completed: 4, failed: -1, cancelled: 0, removed: 0 };
+    expect(kinds(evidence(3, { join: { ...evidence().join!, totals: negative } }))).toEqual(['totals']);
+    const removed = { produced: 3, completed: 2, failed: 0, cancelled: 0, removed: 1 };
+    expect(kinds(evidence(3, { join: { ...evidence().join!, totals: removed } }))).toEqual(['removed']);
+    expect(kinds(evidence(3, { join: { ...evidence().join!, unfinished: 1 } }))).toEqual(['totals']);
+  });
+
+  it('allows what a SIGKILLed producer had in flight, but not jobs of a producer nobody killed', () => {
+    const executions = new Map([...ids(3), 'r.p2.0'].map((id) => [id, [ran(100, 200)]]));
+    const join = {
+      ...evidence().join!,
+      totals: { produced: 4, completed: 4, failed: 0, cancelled: 0, removed: 0 },
+    };
+    expect(kinds(evidence(3, { executions, join, killedProducers: new Set(['p2']) }))).toEqual([]);
+    expect(kinds(evidence(3, { executions, join }))).toEqual(['unexpected', 'totals']);
+  });
+
+  it('finds a join that did not wait for an execution, but not a duplicate whose lock was lost', () => {
+    const executions = new Map(ids(3).map((id) => [id, [ran(100, 200)]]));
+    executions.set('r.p1.1', [ran(100, 200), ran(900, 1500)]);
+    const r = checkRun(evidence(3, { executions }));
+    expect(r.findings.map((f) => [f.kind, f.jobs])).toEqual([['early-join', ['r.p1.1']]]);
+    // Retried with its attempts reset: the execution spanning the join is followed by a later attempt.
+    executions.set('r.p1.1', [ran(100, 200), ran(900, 1500, 'fail'), ran(1600, 1700)]);
+    expect(kinds(evidence(3, { executions }))).toEqual(['early-join']);
+    // A stale execution (its lock lost in a Redis pause) ending late, with a redelivery that began
+    // while it ran, is not the join's business.
+    executions.set('r.p1.1', [ran(100, 1500, 'ok', 11), ran(400, 600)]);
+    expect(kinds(evidence(3, { executions }))).toEqual([]);
+    // One still running (no end line, its process alive) counts too; one whose process was killed does not.
+    executions.set('r.p1.1', [ran(900, null)]);
+    expect(kinds(evidence(3, { executions }))).toEqual(['early-join']);
+    expect(kinds(evidence(3, { executions, killedPids: new Set([10]) }))).not.toContain('early-join');
+    // Work put back after the join starts after it: not early.
+    executions.set('r.p1.1', [ran(100, 200), ran(1100, 1500)]);
+    expect(kinds(evidence(3, { executions }))).toEqual([]);
+  });
+
+  it('wants the callback exactly once (a repeat is excused only around a fault that can cause one)', () => {
+    const cb = (starts: number, ends: number, excuseRepeats = false) => ({
+      expected: true,
+      starts,
+      ends,
+      excuseRepeats,
+    });
+    expect(kinds(evidence(3, { callback: cb(0, 0) }))).toEqual(['callback']);
+    expect(kinds(evidence(3, { callback: cb(2, 2) }))).toEqual(['callback']);
+    expect(kinds(evidence(3, { callback: cb(2, 2, true) }))).toEqual([]);
+    expect(kinds(evidence(3, { callback: { ...cb(1, 1), expected: false } }))).toEqual(['callback']);
+  });
+
+  it('in a cancelled run, counts unstarted jobs as refused at start up to what its totals leave', () => {
+    // 5 put: 2 ran (one completed, one failed once and was refused at its retry), 1 swept, 2 refused.
+    const join = {
+      ...evidence().join!,
+      totals: { produced: 5, completed: 1, failed: 0, cancelled: 4, removed: 0 },
+      cancelledIds: new Set(['r.p1.4']),
+    };
+    const executions = new Map([
+      ['r.p1.0', [ran(100, 200)]],
+      ['r.p1.1', [ran(100, 200, 'fail')]],
+    ]);
+    const e = evidence(5, { cancelled: true, join, executions });
+    expect(kinds(e)).toEqual([]);
+    // One more resolved put than the run counted: that one is lost.
+    const r = checkRun({ ...e, resolved: new Set(ids(6)) });
+    expect(r.figures.lost).toBe(1);
+    expect(r.findings.map((f) => f.kind)).toEqual(['lost', 'totals']);
+  });
+
+  it('reports a late or missing join, two joins, leftover keys and stragglers', () => {
+    expect(kinds(evidence(3, { join: null, joinLatencyMs: null }))).toEqual(['late-join']);
+    expect(kinds(evidence(3, { joinLatencyMs: 61_000 }))).toEqual(['late-join']);
+    expect(kinds(evidence(3, { joinLines: 2 }))).toEqual(['joined-twice']);
+    expect(kinds(evidence(3, { leftoverKeys: ['k (ttl none)'], stragglers: ['c1'] }))).toEqual([
+      'leftover-keys',
+      'straggler',
+    ]);
+  });
+});
