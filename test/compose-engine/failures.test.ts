@@ -74,7 +74,6 @@ describe.concurrent('failures under docker compose', () => {
       completed: produced,
       failed: 0,
       unfinished: 0,
-      unexpected: 0,
       lostAcks: 0,
       duplicateFinishes: 0,
     });
