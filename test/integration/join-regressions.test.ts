@@ -33,6 +33,26 @@ async function consumeIn(queue: string, env: Record<string, string>, jobs = regi
   return startConsumer(config, { redis: connect(), registry: jobs, log: quiet, host: 'test', pid: 2 });
 }
 
+/**
+ * A job type 'flaky' whose first run fails and whose later runs wait until `release()`: a job that
+ * can be put back to work while the test holds its second run. `runs()` counts its runs.
+ */
+function gatedFlakyJob() {
+  let runs = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const flaky = defineJob({
+    name: 'flaky',
+    schema: z.strictObject({}),
+    handler: async () => {
+      if (++runs === 1) throw new Error('first run fails');
+      await gate;
+      return 'ok';
+    },
+  });
+  return { jobs: new JobRegistry([...builtinJobs, flaky]), release, runs: () => runs };
+}
+
 /** One regression test per protocol bug found against the run protocol before producer instances. */
 describe('join protocol regressions', () => {
   const ctx = useTestQueue();
@@ -142,20 +162,8 @@ describe('join protocol regressions', () => {
   });
 
   it('bug 4: a job retried after the run counted it is re-opened, and the run joins only after its new outcome', async () => {
-    let runs = 0;
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const flaky = defineJob({
-      name: 'flaky',
-      schema: z.strictObject({}),
-      // Fails the first time; the second run waits for the test to let it finish.
-      handler: async () => {
-        if (++runs === 1) throw new Error('first run fails');
-        await gate;
-        return 'ok';
-      },
-    });
-    const jobs = new JobRegistry([...builtinJobs, flaky]);
+    const flaky = gatedFlakyJob();
+    const { jobs, release } = flaky;
     const { q, run } = await open(10_000, 2);
     await run.registerProducer('p1', host, 10_000);
     await run.registerProducer('p2', host, 10_000);
@@ -188,7 +196,7 @@ describe('join protocol regressions', () => {
     await pollUntil('the join', async () => ((await run.isJoined()) ? true : undefined));
     const s = await status();
     expect(s?.join.totals).toMatchObject({ produced: 1, completed: 1, failed: 0 });
-    expect(runs).toBe(2);
+    expect(flaky.runs()).toBe(2);
   });
 
   it('bug 4: a job retried after the run joined is reported as work after the join', async () => {
@@ -468,19 +476,8 @@ describe('join protocol regressions: exact by construction', () => {
   });
 
   it('F3: a failed job retried with fresh attempt counters is re-opened, and the run waits for it', async () => {
-    let runs = 0;
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const flaky = defineJob({
-      name: 'flaky',
-      schema: z.strictObject({}),
-      handler: async () => {
-        if (++runs === 1) throw new Error('first run fails');
-        await gate;
-        return 'ok';
-      },
-    });
-    const jobs = new JobRegistry([...builtinJobs, flaky]);
+    const flaky = gatedFlakyJob();
+    const { jobs, release } = flaky;
     const q = openQueue(ctx.queue, ctx.redis);
     ctx.cleanups.push(() => q.close());
     const run = new RunStore(ctx.redis, ctx.queue, 'r');
@@ -500,7 +497,7 @@ describe('join protocol regressions: exact by construction', () => {
     );
     // BullMQ's public retry, with the counters the consumer used to read reset.
     await (await q.getJob(id))!.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
-    await pollUntil('the retried job to run', () => Promise.resolve(runs === 2 ? true : undefined));
+    await pollUntil('the retried job to run', () => Promise.resolve(flaky.runs() === 2 ? true : undefined));
     // The last producer finishes while the retried job runs: the run must wait for it.
     expect((await run.producerDone('p2')).join.joined).toBe(false);
     expect((await status())?.jobs).toMatchObject({ reopened: 1, failed: 0, unfinished: 1 });
