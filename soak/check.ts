@@ -76,10 +76,13 @@ export type RunFigures = {
 const sample = (ids: readonly string[], n = 5) =>
   ids.length > n ? `${ids.slice(0, n).join(', ')} and ${ids.length - n} more` : ids.join(', ');
 
-/** The instance part of `<run>.<instance>.<seq>`, without its `~<n>` incarnation. */
-export function producerOf(runId: string, jobId: string): string {
-  const instance = jobId.slice(runId.length + 1, jobId.lastIndexOf('.'));
-  return instance.split('~')[0]!;
+/**
+ * The producer of a put's id `<run>+<n>+<instance>+<seq>`, without its `~<n>` incarnation; null for
+ * any other id (keyed, callback, or another run's).
+ */
+export function producerOf(runId: string, jobId: string): string | null {
+  const m = /^\+\d+\+(.+)\+\d+$/.exec(jobId.slice(runId.length));
+  return jobId.startsWith(runId) && m ? m[1]!.split('~')[0]! : null;
 }
 
 /**
@@ -98,7 +101,8 @@ export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Findi
   const unexpected: string[] = [];
   for (const id of seen) {
     if (e.resolved.has(id)) continue;
-    if (e.killedProducers.has(producerOf(e.runId, id))) extras.push(id);
+    const producer = producerOf(e.runId, id);
+    if (producer !== null && e.killedProducers.has(producer)) extras.push(id);
     else unexpected.push(id);
   }
   const known = e.resolved.size + extras.length;

@@ -3,7 +3,8 @@ import { checkRun, type RunEvidence } from '../../soak/check.js';
 import type { Execution } from '../../soak/ledger.js';
 
 const run = 'r';
-const ids = (n: number, producer = 'p1') => Array.from({ length: n }, (_, i) => `${run}.${producer}.${i}`);
+/** Put ids in the form the library gives them: `<run>+<n>+<instance>+<seq>`. */
+const ids = (n: number, producer = 'p1') => Array.from({ length: n }, (_, i) => `${run}+1+${producer}+${i}`);
 const ran = (
   start: number,
   end: number | null,
@@ -60,7 +61,7 @@ describe('soak checker', () => {
     });
     const r = checkRun(e);
     expect(r.figures.lost).toBe(2);
-    expect(r.findings.find((f) => f.kind === 'lost')?.jobs).toEqual(['r.p1.3', 'r.p1.4']);
+    expect(r.findings.find((f) => f.kind === 'lost')?.jobs).toEqual(['r+1+p1+3', 'r+1+p1+4']);
     expect(kinds(e)).toContain('totals');
   });
 
@@ -75,33 +76,36 @@ describe('soak checker', () => {
   });
 
   it('allows what a SIGKILLed producer had in flight, but not jobs of a producer nobody killed', () => {
-    const executions = new Map([...ids(3), 'r.p2.0'].map((id) => [id, [ran(100, 200)]]));
+    const executions = new Map([...ids(3), 'r+1+p2+0'].map((id) => [id, [ran(100, 200)]]));
     const join = {
       ...evidence().join!,
       totals: { produced: 4, completed: 4, failed: 0, cancelled: 0, removed: 0 },
     };
     expect(kinds(evidence(3, { executions, join, killedProducers: new Set(['p2']) }))).toEqual([]);
     expect(kinds(evidence(3, { executions, join }))).toEqual(['unexpected', 'totals']);
+    // A restarted producer's later incarnation is the same producer.
+    const restarted = new Map([...ids(3), 'r+1+p2~2+0'].map((id) => [id, [ran(100, 200)]]));
+    expect(kinds(evidence(3, { executions: restarted, join, killedProducers: new Set(['p2']) }))).toEqual([]);
   });
 
   it('finds a join that did not wait for an execution, but not a duplicate whose lock was lost', () => {
     const executions = new Map(ids(3).map((id) => [id, [ran(100, 200)]]));
-    executions.set('r.p1.1', [ran(100, 200), ran(900, 1500)]);
+    executions.set('r+1+p1+1', [ran(100, 200), ran(900, 1500)]);
     const r = checkRun(evidence(3, { executions }));
-    expect(r.findings.map((f) => [f.kind, f.jobs])).toEqual([['early-join', ['r.p1.1']]]);
+    expect(r.findings.map((f) => [f.kind, f.jobs])).toEqual([['early-join', ['r+1+p1+1']]]);
     // Retried with its attempts reset: the execution spanning the join is followed by a later attempt.
-    executions.set('r.p1.1', [ran(100, 200), ran(900, 1500, 'fail'), ran(1600, 1700)]);
+    executions.set('r+1+p1+1', [ran(100, 200), ran(900, 1500, 'fail'), ran(1600, 1700)]);
     expect(kinds(evidence(3, { executions }))).toEqual(['early-join']);
     // A stale execution (its lock lost in a Redis pause) ending late, with a redelivery that began
     // while it ran, is not the join's business.
-    executions.set('r.p1.1', [ran(100, 1500, 'ok', 11), ran(400, 600)]);
+    executions.set('r+1+p1+1', [ran(100, 1500, 'ok', 11), ran(400, 600)]);
     expect(kinds(evidence(3, { executions }))).toEqual([]);
     // One still running (no end line, its process alive) counts too; one whose process was killed does not.
-    executions.set('r.p1.1', [ran(900, null)]);
+    executions.set('r+1+p1+1', [ran(900, null)]);
     expect(kinds(evidence(3, { executions }))).toEqual(['early-join']);
     expect(kinds(evidence(3, { executions, killedPids: new Set([10]) }))).not.toContain('early-join');
     // Work put back after the join starts after it: not early.
-    executions.set('r.p1.1', [ran(100, 200), ran(1100, 1500)]);
+    executions.set('r+1+p1+1', [ran(100, 200), ran(1100, 1500)]);
     expect(kinds(evidence(3, { executions }))).toEqual([]);
   });
 
@@ -123,11 +127,11 @@ describe('soak checker', () => {
     const join = {
       ...evidence().join!,
       totals: { produced: 5, completed: 1, failed: 0, cancelled: 4, removed: 0 },
-      cancelledIds: new Set(['r.p1.4']),
+      cancelledIds: new Set(['r+1+p1+4']),
     };
     const executions = new Map([
-      ['r.p1.0', [ran(100, 200)]],
-      ['r.p1.1', [ran(100, 200, 'fail')]],
+      ['r+1+p1+0', [ran(100, 200)]],
+      ['r+1+p1+1', [ran(100, 200, 'fail')]],
     ]);
     const e = evidence(5, { cancelled: true, join, executions });
     expect(kinds(e)).toEqual([]);
