@@ -158,10 +158,7 @@ export type ShardRunKeys = {
   failed: string;
   /** BullMQ's completed set of this shard. */
   completed: string;
-  /**
-   * Prefix of an instance's put bitmap: bit <seq> is set once that put's job is stored here, so a
-   * put sent again (in any order) is recognised.
-   */
+  /** Prefix of the instances' put bitmaps (see putsKey). */
   putsPrefix: string;
   /**
    * Lists, queue-wide on this shard: counted finished jobs, newest first. conveyor trims BullMQ's
@@ -209,6 +206,15 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
     countedFailed: `${shardJobPrefix(shard)}conveyor:counted:failed`,
     jobPrefix: shardJobPrefix(shard),
   };
+}
+
+/**
+ * An instance's put bitmap on a shard, in one creation of the run: bit <seq> is set once that put's
+ * job is stored there, so a put sent again (in any order, fenced or not) is recognised. Named by the
+ * creation, so a run id used again never finds an earlier creation's bits.
+ */
+export function putsKey(keys: ShardRunKeys, idPrefix: string, instance: string): string {
+  return `${keys.putsPrefix}${idPrefix.slice(idPrefix.lastIndexOf('+') + 1)}:${instance}`;
 }
 
 /** Sorted set of run ids by creation time, for "the latest run" and run selectors. */

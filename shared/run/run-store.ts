@@ -1,8 +1,10 @@
 import type { RedisClient } from '../redis.js';
 import {
   callbacksDueKey,
+  idPrefixOfJob,
   parseJobId,
   pendingRunsKey,
+  putsKey,
   queueShards,
   runCreationsKey,
   runExpiriesKey,
@@ -535,7 +537,8 @@ export class RunStore {
   ): Promise<{ acknowledged: number; storedBefore: number }> {
     const k = this.keysOf(shard);
     const keys: string[] = PUT_QUEUE_KEY_NAMES.map((name) => k.jobPrefix + name);
-    keys.push(k.putsPrefix + instance);
+    // The ids name their creation; the script refuses the batch if that is not the run's current one.
+    keys.push(putsKey(k, idPrefixOfJob(jobs[0]?.id ?? '') ?? '', instance));
     const args: (string | number)[] = [instance, Date.now(), options];
     for (const job of jobs) {
       keys.push(k.jobPrefix + job.id);
@@ -563,9 +566,10 @@ export class RunStore {
     producerId: string,
     producedPerShard: readonly number[] = [],
     incarnation = 1,
-    opts: { stoppedEarly?: boolean } = {},
+    opts: { stoppedEarly?: boolean; idPrefix?: string } = {},
   ): Promise<{ state: ProducerState | 'superseded'; join: JoinAttempt }> {
     const instance = instanceId(producerId, incarnation);
+    const idPrefix = opts.idPrefix ?? (await this.idPrefix());
     const missing = await Promise.all(
       this.shards.map(
         async (_, i) =>
@@ -573,7 +577,7 @@ export class RunStore {
             await this.shardCall(
               i,
               'tallyProducer',
-              [this.keysOf(i).putsPrefix + instance],
+              [putsKey(this.keysOf(i), idPrefix, instance)],
               instance,
               producedPerShard[i] ?? 0,
             ),
@@ -745,9 +749,7 @@ export class RunStore {
   private async settle(instances: readonly string[]): Promise<void> {
     await Promise.all(
       instances.flatMap((instance) =>
-        this.shardKeys.map((k, shard) =>
-          this.shardCall(shard, 'settleInstance', [k.putsPrefix + instance], instance),
-        ),
+        this.shards.map((_, shard) => this.shardCall(shard, 'settleInstance', [], instance)),
       ),
     );
     await this.runCall('settledRun', ...instances);

@@ -751,8 +751,10 @@ local WAIT, BMETA, ID, EVENTS, MARKER, ACTIVE =
 local PUTS = KEYS[FIXED + 7]
 local instance, timestamp, opts = ARGV[1], ARGV[2], ARGV[3]
 if not PREFIX then return redis.error_reply('NO_RUN') end
-if redis.call('SISMEMBER', FENCED, instance) == 1 then return redis.error_reply('FENCED') end
 local jobs = (#ARGV - 3) / 4
+-- A fenced instance writes nothing, but a send of a put it stored before the fence (its reply lost)
+-- is answered truly: stored before.
+local fenced = redis.call('SISMEMBER', FENCED, instance) == 1
 -- First only read: what to store, and whether anything is wrong (then nothing is written).
 local store, again, seen = {}, 0, {}
 for i = 1, jobs do
@@ -768,6 +770,8 @@ for i = 1, jobs do
     -- nothing to do
   elseif sent_before then
     again = again + 1
+  elseif fenced then
+    return redis.error_reply('FENCED')
   elseif redis.call('EXISTS', jk) == 1 then
     return redis.error_reply('ID_TAKEN ' .. id)
   else
@@ -947,15 +951,15 @@ return 'reopened'
 
 /**
  * Fences a dead (lost or superseded) instance on this shard: its later puts are refused and write
- * nothing. A put is stored and counted in one step, so nothing of it is half-way to settle.
- * KEYS[FIXED+1] its put bitmap (dropped); ARGV[1] instance.
+ * nothing. A put is stored and counted in one step, so nothing of it is half-way to settle. Its put
+ * bitmap stays (it expires with the run): a send of a put stored before the fence, whose reply was
+ * lost, must still learn that it was stored.
  */
 export const settleInstanceLua =
   shardPrelude +
   /* lua */ `
 if not PREFIX then return 0 end
 redis.call('SADD', FENCED, ARGV[1])
-redis.call('DEL', KEYS[FIXED + 1])
 keep_ttl()
 return 1
 `;

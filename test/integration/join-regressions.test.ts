@@ -8,7 +8,7 @@ import { createProducer } from '../../producers/producer.js';
 import { runProducer } from '../../producers/run-producer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
-import { bullKeyPrefix, pendingRunsKey, queuePrefix, runIndexKey } from '../../shared/keys.js';
+import { bullKeyPrefix, pendingRunsKey, putJobId, queuePrefix, runIndexKey } from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { deliverCallbacks } from '../../shared/run/callbacks.js';
@@ -675,6 +675,30 @@ describe('join protocol regressions: exact by construction', () => {
       producer.put('sleep', { value: 7, ms: 0 }, { key: 'order-7', shardKey: 'customer-2' }),
     ).rejects.toThrow(/key and shardKey cannot be combined/);
     expect((await status())?.jobs.produced).toBe(1);
+  });
+
+  it('N4: a put sent again after its reply was lost resolves though its instance was fenced in between (it was stored)', async () => {
+    const { run } = await producerIn('r');
+    const prefix = await run.idPrefix();
+    const options = JSON.stringify(keepAll);
+    const batch = [0, 1].map((seq) => ({
+      id: putJobId(prefix, 'p1', seq),
+      seq,
+      name: 'sleep',
+      data: JSON.stringify({ run: 'r', producer: 'p1', payload: { value: seq, ms: 0 } }),
+    }));
+    expect(await run.putJobs(0, 'p1', options, batch)).toEqual({ acknowledged: 2, storedBefore: 0 });
+    // The reply was lost; before the resend arrives the producer restarts, and the run's next check
+    // fences the first instance.
+    await run.registerProducer('p1', host, 10_000);
+    await run.tryJoin();
+    expect(await ctx.redis.sismember(run.shardKeys[0]!.fenced, 'p1')).toBe(1);
+    expect(await run.putJobs(0, 'p1', options, batch)).toEqual({ acknowledged: 0, storedBefore: 2 });
+    // Anything new from the fenced instance is still refused, writing nothing.
+    const next = { ...batch[0]!, id: putJobId(prefix, 'p1', 2), seq: 2 };
+    await expect(run.putJobs(0, 'p1', options, [batch[1]!, next])).rejects.toMatchObject({ code: 'fenced' });
+    expect(await stored([next.id])).toBe(0);
+    expect((await status())?.jobs.produced).toBe(2);
   });
 
   it('put options that conveyor does not carry out (delay, priority, lifo) are refused, not dropped', async () => {

@@ -114,7 +114,9 @@ describe('RunStore: the join decision', () => {
         ...others.map((c) => new RunStore(c, ctx.queue, 'race').tryJoin().then((join) => ({ join }))),
       ]);
       expect(attempts.filter((a) => a.join.joinedNow)).toHaveLength(1);
-      expect(attempts.every((a) => a.join.joined)).toBe(true);
+      // A check that reached Redis before p2's done finds it running; the done's own check comes after.
+      expect(attempts[0]!.join.joined).toBe(true);
+      expect(await race.isJoined()).toBe(true);
     } finally {
       others.forEach((c) => c.disconnect());
     }
