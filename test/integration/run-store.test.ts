@@ -115,7 +115,7 @@ describe('RunStore: the join decision', () => {
       ]);
       expect(attempts.filter((a) => a.join.joinedNow)).toHaveLength(1);
       // A check that reached Redis before p2's done finds it running; the done's own check comes after.
-      expect(attempts[0]!.join.joined).toBe(true);
+      expect(attempts[0].join.joined).toBe(true);
       expect(await race.isJoined()).toBe(true);
     } finally {
       others.forEach((c) => c.disconnect());
