@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Job } from 'bullmq';
 import { openRun } from '../../lib/run.js';
-import { queueShards, shardJobPrefix } from '../../shared/keys.js';
+import { idPrefixOfJob, parseJobId, queueShards, shardJobPrefix } from '../../shared/keys.js';
 import { readJobData } from '../../shared/queue.js';
 import type { LiveRun, SoakContext } from '../context.js';
 import type { Random } from '../random.js';
@@ -139,11 +139,18 @@ async function findFinished(
 ): Promise<{ job: Job; shard: number; tag: string } | undefined> {
   for (const [i, shard] of queueShards(ctx.world.queue, ctx.world.shards).entries()) {
     const ids = await ctx.world.client.zrandmember(`${shardJobPrefix(shard)}${state}`, 100);
-    for (const id of ids.filter((id) => id.startsWith(`${run.runId}.`) && !id.endsWith('.on-join'))) {
+    for (const id of ids.filter((id) => isPutOfRunId(id, run.runId))) {
       const job = await Job.fromId(ctx.queues[i]!, id);
       const payload = job && (readJobData(job.data)?.payload as { tag?: unknown } | undefined);
       if (job && typeof payload?.tag === 'string') return { job, shard: i, tag: payload.tag };
     }
   }
   return undefined;
+}
+
+/** A put's job (not a join callback) of any creation of `runId`: `<runId>+<n>+...` or `<runId>+<n>=...`. */
+export function isPutOfRunId(id: string, runId: string): boolean {
+  const prefix = idPrefixOfJob(id);
+  if (!prefix || prefix.slice(0, prefix.lastIndexOf('+')) !== runId) return false;
+  return parseJobId(prefix, id)?.kind !== 'callback';
 }
