@@ -172,10 +172,7 @@ export function createProducer(deps: ProducerDeps): Producer {
     flush: () => batcher.idle(),
     done: async (opts) => {
       await batcher.idle();
-      return run.producerDone(deps.producerId, producedOn, incarnationOf(producerId, deps.producerId), {
-        ...opts,
-        idPrefix: await prefix(),
-      });
+      return run.producerDone(deps.producerId, producedOn, incarnationOf(producerId, deps.producerId), opts);
     },
     // A put is stored and acknowledged in one step: what was enqueued is what the run counts.
     get enqueued() {

@@ -30,6 +30,7 @@ import {
   createRunLua,
   heartbeatProducerLua,
   initShardLua,
+  announceReopenLua,
   joinRunLua,
   markCancelledLua,
   producerDoneLua,
@@ -66,6 +67,7 @@ const runScripts = {
   checkRun: luaScript(checkRunLua),
   settledRun: luaScript(settledRunLua),
   joinRun: luaScript(joinRunLua),
+  announceReopen: luaScript(announceReopenLua),
   saveConsumer: luaScript(saveConsumerLua),
   requestCancel: luaScript(requestCancelLua),
   cancelRun: luaScript(cancelRunLua),
@@ -94,6 +96,8 @@ const shardScripts = {
 const RECONCILE_BATCH = 500;
 const RECONCILE_INTERVAL_MS = 1_000;
 const RECONCILE_GRACE_MS = 2_000;
+/** Announced re-opens one apply call carries (a join check that finds some not applied). */
+const REOPEN_BATCH = 200;
 /** Counted jobs one trim call removes from BullMQ's finished sets. */
 const TRIM_BATCH = 200;
 /** How long a joined run's keys live unless the run was created with another retention. */
@@ -175,7 +179,7 @@ type ShardReply = [
   detail: string,
   trim: '0' | '1',
 ];
-type CloseReply = [state: 'open' | 'closed', detail: string, cursor?: string, trim?: '0' | '1'];
+type CloseReply = [state: 'open' | 'closed' | 'behind', detail: string, cursor?: string, trim?: '0' | '1'];
 
 /** A finished job as a consumer reports it to its run. */
 export type FinishEntry = { id: string; outcome: FinishOutcome };
@@ -566,22 +570,13 @@ export class RunStore {
     producerId: string,
     producedPerShard: readonly number[] = [],
     incarnation = 1,
-    opts: { stoppedEarly?: boolean; idPrefix?: string } = {},
+    opts: { stoppedEarly?: boolean } = {},
   ): Promise<{ state: ProducerState | 'superseded'; join: JoinAttempt }> {
     const instance = instanceId(producerId, incarnation);
-    const idPrefix = opts.idPrefix ?? (await this.idPrefix());
     const missing = await Promise.all(
       this.shards.map(
         async (_, i) =>
-          Number(
-            await this.shardCall(
-              i,
-              'tallyProducer',
-              [putsKey(this.keysOf(i), idPrefix, instance)],
-              instance,
-              producedPerShard[i] ?? 0,
-            ),
-          ) || 0,
+          Number(await this.shardCall(i, 'tallyProducer', [], instance, producedPerShard[i] ?? 0)) || 0,
       ),
     );
     const produced = producedPerShard.reduce((a, b) => a + b, 0);
@@ -663,11 +658,44 @@ export class RunStore {
   /**
    * A job the run counted is about to run again (a retry from Bull Board or `job.retry()`, with or
    * without fresh attempt counters): re-open it while the run is pending, or record it as work after
-   * the join. Decided by the run's own record of the job.
+   * the join. The run decides first, in its own record (announceReopenLua); then the job's shard
+   * applies it. A join check that finds an announcement not applied (its consumer died in between)
+   * applies it itself, so the run never joins past a job that is running again.
    */
   async reopen(shard: number, jobId: string): Promise<ReopenOutcome> {
+    const announced = (await this.runCall('announceReopen', shard, jobId)) as string;
+    if (announced === 'gone') return 'gone';
+    const jobKey = this.keysOf(shard).jobPrefix + jobId;
+    const [outcome] = (
+      announced === 'after-join'
+        ? await this.shardCall(shard, 'reopen', [jobKey], 'after-join', jobId)
+        : await this.shardCall(shard, 'reopen', [jobKey], 'apply', announced, jobId)
+    ) as [ReopenOutcome | 'applied'];
+    // 'applied': a join check applied this very announcement first, re-opening the job.
+    return outcome === 'applied' ? 'reopened' : outcome;
+  }
+
+  /** How many re-opens the run has announced for each shard. */
+  private async announcedReopens(): Promise<number[]> {
+    const fields = this.shards.map((_, i) => `reopens:${i}`);
+    return (await this.redis.hmget(this.keys.meta, ...fields)).map((n) => Number(n ?? 0));
+  }
+
+  /** Applies the first `count` re-opens announced for `shard` (those applied before are skipped). */
+  private async applyAnnouncedReopens(shard: number, count: number): Promise<void> {
     const k = this.keysOf(shard);
-    return (await this.shardCall(shard, 'reopen', [k.jobPrefix + jobId], jobId)) as ReopenOutcome;
+    for (let from = 1; from <= count; from += REOPEN_BATCH) {
+      const numbers = Array.from({ length: Math.min(REOPEN_BATCH, count - from + 1) }, (_, i) => from + i);
+      const ids = await this.redis.hmget(this.keys.meta, ...numbers.map((n) => `reopen:${shard}:${n}`));
+      const pairs = numbers.flatMap((n, i) => [n, ids[i] ?? '']);
+      await this.shardCall(
+        shard,
+        'reopen',
+        ids.map((id) => k.jobPrefix + (id ?? '')),
+        'apply',
+        ...pairs,
+      );
+    }
   }
 
   /**
@@ -701,25 +729,35 @@ export class RunStore {
     // A cancelled run: jobs acknowledged since the cancel (or missed by it) are cancelled here.
     if (cancelled === '1') await this.sweepCancelled();
     if (reason !== 'producers-finished') return toAttempt(reason as JoinReason, detail);
-    const shards = await Promise.all(this.shards.map((_, i) => this.closeShard(i, retention)));
-    const open = shards.filter(([state]) => state === 'open');
+    // Read before the shards: a re-open announced after this makes joinRun refuse what they say.
+    const announced = await this.announcedReopens();
+    const shards = await Promise.all(this.shards.map((_, i) => this.closeShard(i, retention, announced[i]!)));
+    const open = shards.filter(([state]) => state !== 'closed');
     if (open.length > 0)
       return toAttempt('jobs-unfinished', String(open.reduce((n, [, d]) => n + Number(d), 0)));
-    const [r, d] = (await this.runCall('joinRun', ...shards.map(([, totals]) => totals))) as [
-      JoinReason,
-      string,
-    ];
+    const [r, d] = (await this.runCall(
+      'joinRun',
+      JSON.stringify(announced),
+      ...shards.map(([, totals]) => totals),
+    )) as [JoinReason, string];
     return toAttempt(r, d);
   }
 
-  private async closeShard(shard: number, retention: string): Promise<CloseReply> {
-    const reply = (await this.shardCall(
-      shard,
-      'closeShard',
-      [],
-      retention,
-      this.reconcileIntervalMs,
-    )) as CloseReply;
+  private async closeShard(shard: number, retention: string, announced: number): Promise<CloseReply> {
+    const close = async () =>
+      (await this.shardCall(
+        shard,
+        'closeShard',
+        [],
+        retention,
+        this.reconcileIntervalMs,
+        announced,
+      )) as CloseReply;
+    let reply = await close();
+    if (reply[0] === 'behind') {
+      await this.applyAnnouncedReopens(shard, announced);
+      reply = await close();
+    }
     const [state, , cursor] = reply;
     if (state !== 'open' || !cursor) return reply;
     const k = this.keysOf(shard);

@@ -452,6 +452,24 @@ return 1
 `;
 
 /**
+ * A counted job is about to run again (see reopenLua): the run decides, in its own record, before its
+ * shard is told. ARGV[2] the job's shard, ARGV[3] its id. Returns 'after-join' when the run has joined
+ * (or was abandoned), 'gone' without a run, else the announcement's number on that shard: until that
+ * shard has applied every announcement, no join check closes it, and a join whose shards were read
+ * before an announcement is refused (joinRunLua).
+ */
+export const announceReopenLua =
+  runPrelude +
+  /* lua */ `
+local state = redis.call('HGET', META, 'state')
+if not state then return 'gone' end
+if state ~= 'pending' then return 'after-join' end
+local n = redis.call('HINCRBY', META, 'reopens:' .. ARGV[2], 1)
+redis.call('HSET', META, 'reopen:' .. ARGV[2] .. ':' .. n, ARGV[3])
+return tostring(n)
+`;
+
+/**
  * ARGV[2..] every shard's close totals (JSON), as the shards returned them. Flips the run to joined
  * exactly once and records the totals; returns {'joined-now' | 'joined', joinedAt}.
  */
@@ -462,9 +480,16 @@ local state = redis.call('HGET', META, 'state')
 if not state then return {'no-run', '0'} end
 if state == 'joined' then return {'joined', redis.call('HGET', META, 'joinedAt')} end
 local shards = tonumber(redis.call('HGET', META, 'shards') or '1')
-if #ARGV - 1 ~= shards then return redis.error_reply('SHARDS_MISMATCH ' .. shards) end
+if #ARGV - 2 ~= shards then return redis.error_reply('SHARDS_MISMATCH ' .. shards) end
+-- A job re-opened since the shards were read (announceReopen): their totals are not final.
+local read = cjson.decode(ARGV[2])
+for i = 1, shards do
+  if tonumber(redis.call('HGET', META, 'reopens:' .. (i - 1)) or '0') ~= read[i] then
+    return {'jobs-unfinished', '1'}
+  end
+end
 local sum = {produced = 0, completed = 0, failed = 0, removed = 0, cancelled = 0}
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local t = cjson.decode(ARGV[i])
   for k, _ in pairs(sum) do sum[k] = sum[k] + (tonumber(t[k]) or 0) end
 end
@@ -704,9 +729,9 @@ return n
 `;
 
 /**
- * A producer instance reports done. KEYS[FIXED+1] its put bitmap; ARGV[1] instance, ARGV[2] how
- * many of its jobs on this shard it saw acknowledged. The instance is fenced here (a put after done
- * is refused: it could land after the join) and its bitmap dropped (no put of it is on its way).
+ * A producer instance reports done. ARGV[1] instance, ARGV[2] how many of its jobs on this shard it
+ * saw acknowledged. The instance is fenced here (a new put after done is refused: it could land after
+ * the join); its put bitmap stays until the retention, so any send of a stored put is answered truly.
  * Returns how many of those the shard does not hold (recorded once as lostAcks, never hidden).
  */
 export const tallyProducerLua =
@@ -719,7 +744,6 @@ if redis.call('HSETNX', SMETA, 'tallied:' .. ARGV[1], missing) == 1 and missing 
   redis.call('HINCRBY', SMETA, 'lostAcks', missing)
 end
 redis.call('SADD', FENCED, ARGV[1])
-redis.call('DEL', KEYS[FIXED + 1])
 keep_ttl()
 return tonumber(redis.call('HGET', SMETA, 'tallied:' .. ARGV[1]))
 `;
@@ -922,31 +946,67 @@ return removed
 
 /**
  * A job marked counted (COUNTED_MARK) is about to run again: it was put back to work (a retry from
- * Bull Board or job.retry(), with or without fresh attempt counters). KEYS[FIXED+1] its hash; ARGV[1]
- * job id. Decided by the run's own record of the id (cvAcct), never by BullMQ's counters: re-opened
- * while the shard is open (its old outcome taken back), or recorded as work after the join.
- * Returns 'open' (still unfinished), 'reopened', 'after-join', 'uncounted' or 'gone' (no such run).
+ * Bull Board or job.retry(), with or without fresh attempt counters). The run decides first
+ * (announceReopen): work after the join once it has joined, else a numbered announcement per shard
+ * that this script applies. Decided by the run's own records (its state, the job's cvAcct), never
+ * by BullMQ's counters nor by whether this shard has closed: a shard closes before its run joins,
+ * and until the run joins its totals are not final.
+ *
+ * ARGV[1] 'apply', then pairs (announcement number, job id), KEYS[FIXED+i] pair i's job hash: each
+ * announcement is applied once, by the consumer that made it or by a join check that found it
+ * pending (the consumer died in between); a counted job has its outcome taken back and is open again,
+ * and a closed shard opens again. Or ARGV[1] 'after-join', ARGV[2] the job id, KEYS[FIXED+1] its hash.
+ * Returns one outcome per job: 'open' (still unfinished), 'reopened', 'uncounted', 'applied' (applied
+ * before), 'after-join'; {'gone'} when the run is gone.
  */
 export const reopenLua =
   shardPrelude +
   /* lua */ `
-local id, jk = ARGV[1], KEYS[FIXED + 1]
-if not PREFIX then return 'gone' end
-if not owned(id) then return 'uncounted' end
-if redis.call('SISMEMBER', OPEN, id) == 1 then return 'open' end
-local mark = redis.call('HGET', jk, 'cvAcct')
-if mark ~= 'completed' and mark ~= 'failed' and mark ~= 'cancelled' then return 'uncounted' end
-if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
+if not PREFIX then return {'gone'} end
+local function counted_as(jk)
+  local mark = redis.call('HGET', jk, 'cvAcct')
+  if mark == 'completed' or mark == 'failed' or mark == 'cancelled' then return mark end
+  return nil
+end
+if ARGV[1] == 'after-join' then
+  local id, jk = ARGV[2], KEYS[FIXED + 1]
+  if not owned(id) then return {'uncounted'} end
+  if redis.call('SISMEMBER', OPEN, id) == 1 then return {'open'} end
+  if not counted_as(jk) then return {'uncounted'} end
   redis.call('HSET', jk, 'cvAcct', 'after-join')
   redis.call('HINCRBY', SMETA, 'afterJoin', 1)
   keep_ttl()
-  return 'after-join'
+  return {'after-join'}
 end
-redis.call('HINCRBY', SMETA, mark, -1)
-redis.call('HDEL', jk, 'cvAcct', 'cvReconciled')
-redis.call('HINCRBY', SMETA, 'reopened', 1)
-redis.call('SADD', OPEN, id)
-return 'reopened'
+local out, reopened = {}, false
+for i = 1, (#ARGV - 1) / 2 do
+  local n, id, jk = ARGV[2 * i], ARGV[2 * i + 1], KEYS[FIXED + i]
+  if redis.call('HSETNX', SMETA, 'reopenApplied:' .. n, 1) == 0 then
+    out[i] = 'applied'
+  else
+    redis.call('HINCRBY', SMETA, 'reopensApplied', 1)
+    local mark = owned(id) and counted_as(jk)
+    if owned(id) and redis.call('SISMEMBER', OPEN, id) == 1 then
+      out[i] = 'open'
+    elseif not mark then
+      out[i] = 'uncounted'
+    else
+      redis.call('HINCRBY', SMETA, mark, -1)
+      redis.call('HDEL', jk, 'cvAcct', 'cvReconciled')
+      redis.call('HINCRBY', SMETA, 'reopened', 1)
+      redis.call('SADD', OPEN, id)
+      reopened = true
+      out[i] = 'reopened'
+    end
+  end
+end
+if reopened and redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
+  -- closed before its run joined: the totals it closed with were not final, and its keys live on
+  redis.call('HDEL', SMETA, 'closedAt', 'closedTotals')
+  for i = 1, RUN_OWNED do redis.call('PERSIST', KEYS[i]) end
+end
+keep_ttl()
+return out
 `;
 
 /**
@@ -966,13 +1026,19 @@ return 1
 
 /**
  * The shard's half of the join, called once the run has every producer finished. ARGV[1] the run's
- * retention ms, ARGV[2] how often (ms) one reconcile pass may run across all processes. Returns
- * {'closed', totals} or {'open', unfinished count, reconcile cursor or '' when no pass is due}.
+ * retention ms, ARGV[2] how often (ms) one reconcile pass may run across all processes, ARGV[3] how
+ * many re-opens the run has announced for this shard. Returns {'closed', totals}, {'open', unfinished
+ * count, reconcile cursor or '' when no pass is due}, or {'behind', '0', ''} when an announced re-open
+ * is not applied here yet (the caller applies it, then asks again).
  */
 export const closeShardLua =
   shardPrelude +
   /* lua */ `
 if not PREFIX then return redis.error_reply('NO_RUN') end
+-- A re-open the run announced for this shard and nobody applied yet: the caller applies it first.
+if tonumber(redis.call('HGET', SMETA, 'reopensApplied') or '0') < tonumber(ARGV[3]) then
+  return {'behind', '0', ''}
+end
 if redis.call('HEXISTS', SMETA, 'closedAt') == 1 then
   keep_ttl()
   return {'closed', redis.call('HGET', SMETA, 'closedTotals')}

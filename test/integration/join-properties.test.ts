@@ -21,7 +21,8 @@ import { connect, dropQueue, testQueue } from '../helpers/redis.js';
  *   - once joined, nothing the run stored is left open, the totals add up, and each job is in the
  *     bucket its history says (completed, failed, cancelled, removed), exactly;
  *   - a job put back to work (with or without fresh attempt counters) is re-opened in its pending
- *     run, or is work after the join once its shard closed;
+ *     run, or is work after the join once its run joined (a shard that closed before the run
+ *     joined opens again);
  *   - a run id used again after its retention starts clean: the earlier creation's jobs (still in
  *     BullMQ) are neither counted nor cancelled in the new one;
  *   - a run whose producers all ended and whose jobs all finished joins (checked at the end of each case).
@@ -59,7 +60,7 @@ type JobModel = {
   goneByCancel: boolean;
   /** Someone asked to cancel it while it was not finished. */
   cancelRequested: boolean;
-  /** Put back to work after its shard closed: its bucket was fixed then. */
+  /** Put back to work after its run joined: its bucket was fixed then. */
   frozen?: Bucket;
   /** Deleted by hand while an earlier attempt's report was on its way, which then counted it. */
   countedByLateReport?: Outcome;
@@ -189,7 +190,6 @@ describe('join protocol properties (real Redis)', () => {
         list.length ? list[n % list.length] : undefined;
       const isFenced = async (inst: Instance, s: number) =>
         (await redis.sismember(k[s]!.fenced, inst.id)) === 1;
-      const shardClosed = async (s: number) => (await redis.hexists(k[s]!.meta, 'closedAt')) === 1;
 
       /** Sends a batch as the producer's put does; checks it was stored whole, or refused writing nothing. */
       const send = async (inst: Instance, s: number, batch: StoredJob[], again: boolean): Promise<void> => {
@@ -359,7 +359,6 @@ describe('join protocol properties (real Redis)', () => {
             const set = job.outcome === 'completed' ? k[job.shard]!.completed : k[job.shard]!.failed;
             if ((await redis.zscore(set, job.id)) === null) return;
             const wasCounted = (await redis.hget(jobKey(job), 'cvAcct')) !== null;
-            const closed = await shardClosed(job.shard);
             await redis.hdel(jobKey(job), 'finishedOn', 'processedOn', 'failedReason');
             if (st.reset) await redis.hset(jobKey(job), 'atm', 0, 'ats', 0);
             await redis.zrem(set, job.id);
@@ -371,7 +370,7 @@ describe('join protocol properties (real Redis)', () => {
             if (data?.counted) {
               const r = await run.reopen(job.shard, job.id);
               expect(r, `reopen of ${job.id}`).toBe(
-                !wasCounted ? 'open' : closed ? 'after-join' : 'reopened',
+                !wasCounted ? 'open' : joined ? 'after-join' : 'reopened',
               );
               if (r === 'after-join') job.frozen = bucketOf(job);
             }

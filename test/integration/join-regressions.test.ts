@@ -8,9 +8,16 @@ import { createProducer } from '../../producers/producer.js';
 import { runProducer } from '../../producers/run-producer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
-import { bullKeyPrefix, pendingRunsKey, putJobId, queuePrefix, runIndexKey } from '../../shared/keys.js';
+import {
+  bullKeyPrefix,
+  pendingRunsKey,
+  putJobId,
+  queuePrefix,
+  queueShards,
+  runIndexKey,
+} from '../../shared/keys.js';
 import { createLogger } from '../../shared/logger.js';
-import { jobOptions, openQueue } from '../../shared/queue.js';
+import { jobOptions, openQueue, openShardQueue } from '../../shared/queue.js';
 import { deliverCallbacks } from '../../shared/run/callbacks.js';
 import { RunError, RunStore } from '../../shared/run/run-store.js';
 import { putJobsLua } from '../../shared/run/scripts.js';
@@ -699,6 +706,47 @@ describe('join protocol regressions: exact by construction', () => {
     await expect(run.putJobs(0, 'p1', options, [batch[1]!, next])).rejects.toMatchObject({ code: 'fenced' });
     expect(await stored([next.id])).toBe(0);
     expect((await status())?.jobs.produced).toBe(2);
+  });
+
+  it('soak finding: a job retried on a shard that closed before its run joined is re-opened, and the run waits for it', async () => {
+    const { run, producer } = await producerIn('r', { shards: 2 });
+    // Round robin: the first job on shard 0, the second on shard 1.
+    const [first, second] = await producer.putMany([sleepJob(0), sleepJob(1)]);
+    await finishAndReport(ctx.redis, run, 0, [first!], 'failed');
+    await producer.done();
+    // Shard 0 has nothing open and closes; shard 1 still waits for its job, so the run has not joined.
+    expect(await run.tryJoin()).toMatchObject({ joined: false, reason: 'jobs-unfinished' });
+    expect(await ctx.redis.hexists(run.shardKeys[0]!.meta, 'closedAt')).toBe(1);
+    // An operator retries the failed job (Bull Board's button): the consumer that takes it asks the run.
+    const q = openShardQueue(queueShards(ctx.queue, 2)[0]!, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    await (await q.getJob(first!))!.retry('failed');
+    expect(await run.reopen(0, first!)).toBe('reopened');
+    await finishAndReport(ctx.redis, run, 1, [second!], 'completed');
+    expect(await run.tryJoin()).toMatchObject({ joined: false, reason: 'jobs-unfinished' });
+    // Its report empties the last shard, and joins the run.
+    expect((await finishAndReport(ctx.redis, run, 0, [first!], 'completed')).join.joinedNow).toBe(true);
+    expect((await status())?.join.totals).toMatchObject({ produced: 2, completed: 2, failed: 0 });
+  });
+
+  it('a re-open announced by a consumer that died before its shard heard of it is applied by the next join check', async () => {
+    const { run, producer } = await producerIn('r', { shards: 2 });
+    const [first, second] = await producer.putMany([sleepJob(0), sleepJob(1)]);
+    await finishAndReport(ctx.redis, run, 0, [first!], 'failed');
+    await finishAndReport(ctx.redis, run, 1, [second!], 'completed');
+    const q = openShardQueue(queueShards(ctx.queue, 2)[0]!, ctx.redis);
+    ctx.cleanups.push(() => q.close());
+    await (await q.getJob(first!))!.retry('failed');
+    // The consumer that took the retried job announced it in the run (what announceReopen writes)
+    // and died before telling shard 0.
+    await ctx.redis.hincrby(run.keys.meta, 'reopens:0', 1);
+    await ctx.redis.hset(run.keys.meta, 'reopen:0:1', first!);
+    // Every job has a counted outcome, yet the run does not join past the job running again.
+    const { join } = await producer.done();
+    expect(join).toMatchObject({ joined: false, reason: 'jobs-unfinished' });
+    expect((await status())?.jobs).toMatchObject({ reopened: 1, failed: 0, unfinished: 1 });
+    expect((await finishAndReport(ctx.redis, run, 0, [first!], 'completed')).join.joinedNow).toBe(true);
+    expect((await status())?.join.totals).toMatchObject({ produced: 2, completed: 2, failed: 0 });
   });
 
   it('put options that conveyor does not carry out (delay, priority, lifo) are refused, not dropped', async () => {
