@@ -32,6 +32,7 @@ import { allowedHostsOnly } from './hosts.js';
 import { LiveRuns } from './live-runs.js';
 import { registerStreamMetrics } from './stream-metrics.js';
 import { readQueueDepth } from './queue-depth.js';
+import { MAX_PAGE_ROWS, TABLES, tablePage, type Table } from './run-view.js';
 
 export type DashboardDeps = {
   config: Pick<
@@ -281,6 +282,40 @@ export function createApp(deps: DashboardDeps): Dashboard {
     }
     res.json(status);
   });
+  // A page of a run's producers or consumers (the stream carries the first): from the watched run's
+  // last reading when a page watches it, so paging through a big run costs Redis nothing.
+  app.get('/api/rows', async (req, res) => {
+    const runId = runParam(req);
+    const table = req.query.table;
+    const offset = Number(req.query.offset ?? 0);
+    const limit = Number(req.query.limit ?? 50);
+    if (!runId) {
+      res.status(400).json({ error: '?run= must be a run id' });
+      return;
+    }
+    if (typeof table !== 'string' || !TABLES.includes(table as Table)) {
+      res.status(400).json({ error: `?table= must be one of ${TABLES.join(', ')}` });
+      return;
+    }
+    if (
+      !Number.isInteger(offset) ||
+      offset < 0 ||
+      !Number.isInteger(limit) ||
+      limit < 1 ||
+      limit > MAX_PAGE_ROWS
+    ) {
+      res
+        .status(400)
+        .json({ error: `?offset= must be a whole number from 0, ?limit= one from 1 to ${MAX_PAGE_ROWS}` });
+      return;
+    }
+    const status = live.watchedStatus(runId) ?? (await readRunStatus(redis, queue, runId, config.leaseMs));
+    if (!status) {
+      res.status(404).json({ error: `no run "${runId}" on queue "${queue}"` });
+      return;
+    }
+    res.json(tablePage(status, table as Table, offset, limit));
+  });
   app.get('/api/events', async (req, res) => {
     const asked = runParam(req);
     if (asked === null) {
@@ -339,7 +374,10 @@ export function createApp(deps: DashboardDeps): Dashboard {
   actions.post('/cancel-run', async (req, res) => {
     const target = await actionTarget(req, res);
     if (!target) return;
-    const r = await target.run.cancel();
+    const r = await target.run.cancel({
+      by: `the dashboard (from ${req.ip ?? 'an unknown address'})`,
+      reason: target.reason,
+    });
     log.info({ runId: target.run.runId, reason: target.reason, ...r }, 'run cancel requested');
     // A joined run is left as it is, and the answer says so.
     res.status(r.outcome === 'joined' ? 200 : 202).json({ ok: true, run: target.run.runId, ...r });

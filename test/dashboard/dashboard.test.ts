@@ -11,6 +11,7 @@ import { createLogger } from '../../shared/logger.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
+import type { RunView } from '../../dashboard/run-view.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import type { LiveUpdate } from '../../dashboard/live-runs.js';
@@ -217,7 +218,7 @@ describe('dashboard', () => {
     const d = open();
     const { url } = await d.listen();
     const isUpdate = (e: SseEvent) => e.event === 'update';
-    const status = (e: SseEvent) => (e.data as { status: RunStatus }).status;
+    const status = (e: SseEvent) => (e.data as { status: RunView }).status;
 
     const first = await readEvents(`${url}/api/events?run=r`, isUpdate);
     expect(status(first).jobs).toMatchObject({ produced: 2, completed: 0 });
@@ -260,11 +261,13 @@ describe('dashboard', () => {
       const joined = await readEvents(
         `${url}/api/events?run=r`,
         (e) =>
-          isUpdate(e) && status(e).join.state === 'joined' && status(e).consumers[0]?.state === 'cancelled',
+          isUpdate(e) &&
+          status(e).join.state === 'joined' &&
+          status(e).consumers.page.rows[0]?.state === 'cancelled',
         { onOpen: async () => void (await run.producerDone('p1')) },
       );
       expect(status(joined).jobs).toMatchObject({ produced: 2, completed: 2, unfinished: 0 });
-      expect(status(joined).consumers[0]?.cancelledAt).toBeTypeOf('number');
+      expect(status(joined).consumers.page.rows[0]?.cancelledAt).toBeTypeOf('number');
       expect((await consumer!.exited).state).toBe('cancelled');
     } finally {
       await consumer?.stop('test over');
