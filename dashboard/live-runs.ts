@@ -8,7 +8,7 @@ import { listRuns, readRunStatus, type RunStatus } from '../shared/run/status.js
 import { EventStream, sseMessage } from './event-stream.js';
 import { readQueueDepth, type ShardDepth } from './queue-depth.js';
 import { viewOf, type RunView } from './run-view.js';
-import { CancelledInFailed } from './cancelled-in-failed.js';
+import { FailedKinds } from '../shared/metrics/failed-kinds.js';
 
 /**
  * Queue depth at one moment (queue-wide: every run on the queue shares these lists, summed over the
@@ -257,7 +257,7 @@ export class LiveRuns {
   private readonly watchers = new Map<string, RunWatcher>();
   private readonly drained: number[] = [];
   private readonly history: QueueHistory;
-  private readonly cancelledInFailed: CancelledInFailed;
+  private readonly failedKinds: FailedKinds;
   private readonly heartbeat: NodeJS.Timeout;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -276,7 +276,7 @@ export class LiveRuns {
 
   constructor(private readonly opts: LiveRunsOptions) {
     this.history = new QueueHistory(opts.historyMs);
-    this.cancelledInFailed = new CancelledInFailed(opts.redis, opts.queues);
+    this.failedKinds = new FailedKinds(opts.redis, opts.queues);
     opts.queueEvents?.on('drained', this.onDrained);
     // A comment line every so often keeps proxies and browsers from timing out a quiet stream.
     this.heartbeat = setInterval(() => {
@@ -422,7 +422,8 @@ export class LiveRuns {
           )
         : Promise.resolve([]),
     ]);
-    const cancelled = await this.cancelledInFailed.count(shards.map((s) => s.failed));
+    await this.failedKinds.update(shards.map((s) => s.failed));
+    const { cancelled } = this.failedKinds.total;
     const depth: DepthSample = {
       // Redis's clock, as the run's own times (the chart marks the join on it).
       t: Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000),
