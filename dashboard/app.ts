@@ -25,6 +25,7 @@ import {
   TOKEN_COOKIE,
 } from './access.js';
 import { BOARD_CSP, securityHeaders } from './headers.js';
+import { boardMessages } from './board-messages.js';
 import { Sessions } from './session.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { DashboardConfig } from './config.js';
@@ -226,6 +227,7 @@ export function createApp(deps: DashboardDeps): Dashboard {
       next();
     },
     withoutRemoteFonts,
+    boardMessages(),
     boardApp,
   );
 

@@ -14,6 +14,7 @@ import { finishAndReport } from '../helpers/finish-jobs.js';
 import { seedBigRun } from '../../bench/dashboard/big-run.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { readEvents } from './harness.js';
+import { QUEUE_METRICS_HINT } from '../../dashboard/board-messages.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const artifacts = resolve(projectRoot, 'test', 'artifacts');
@@ -358,6 +359,22 @@ describe('dashboard in a real browser', () => {
     expect(res?.headers()['content-security-policy']).toContain("default-src 'self'");
     await page.getByText(queue).first().waitFor();
     expect(problems, 'errors in the page (a CSP refusal shows as one)').toEqual([]);
+  });
+
+  it("Bull Board's empty metrics chart names conveyor's switch, QUEUE_METRICS=true", async () => {
+    browser = await launchChromium(profile);
+    await new RunStore(redis, queue, 'r').create(1);
+    dash = makeDashboard(queue);
+    const { url } = await dash.listen();
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    await page.goto(`${url}/queues/queue/${encodeURIComponent(queue)}`);
+    // The queue's page opens with its throughput chart, empty without QUEUE_METRICS.
+    await page.getByText(QUEUE_METRICS_HINT).waitFor();
+    // BullMQ's worker option, which a conveyor user cannot set, is no longer what it asks for.
+    expect(await page.getByText('maxDataPoints').count()).toBe(0);
+    expect(problems, 'errors in the page').toEqual([]);
   });
 
   it('token sign-in: the form signs in, the page works, Sign out ends the session', async () => {
