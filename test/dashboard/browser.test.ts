@@ -254,6 +254,10 @@ describe('dashboard in a real browser', () => {
     expect(await page.textContent('#n-failed')).toBe('0');
     expect(await page.textContent('#progress-text')).toBe('0 of 12 produced jobs finished, 12 cancelled');
     expect(await page.textContent('#cancelled-count')).toBe('12');
+    // One producer, one consumer: nothing to page, and no sign-out without a token.
+    expect(await page.isHidden('#producers-pager')).toBe(true);
+    expect(await page.isHidden('#consumers-pager')).toBe(true);
+    expect(await page.isHidden('#logout')).toBe(true);
     // The two aborted jobs sit in BullMQ's failed set: the chart counts them cancelled, not failed.
     await pollUntil('the chart to count the aborted jobs cancelled', async () =>
       (await page.getAttribute('#depth-chart', 'data-cancelled')) === '2' ? true : undefined,
