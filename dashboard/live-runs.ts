@@ -1,12 +1,14 @@
 import type { Queue, QueueEvents } from 'bullmq';
 import type { Response } from 'express';
-import { runKeys } from '../shared/keys.js';
+import { queueShards, runKeys, shardRunKeys } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { JobData } from '../shared/queue.js';
 import type { RedisClient } from '../shared/redis.js';
 import { listRuns, readRunStatus, type RunStatus } from '../shared/run/status.js';
 import { EventStream, sseMessage } from './event-stream.js';
 import { readQueueDepth, type ShardDepth } from './queue-depth.js';
+import { viewOf, type RunView } from './run-view.js';
+import { FailedKinds } from '../shared/metrics/failed-kinds.js';
 
 /**
  * Queue depth at one moment (queue-wide: every run on the queue shares these lists, summed over the
@@ -17,7 +19,10 @@ export type DepthSample = {
   waiting: number;
   active: number;
   delayed: number;
+  /** BullMQ's failed jobs that failed on their own (cancelled ones are counted apart). */
   failed: number;
+  /** BullMQ's failed jobs that conveyor cancelled (BullMQ keeps them in its failed set). */
+  cancelled: number;
   shards?: number[];
 };
 
@@ -25,7 +30,10 @@ export type DepthSample = {
 export type LiveUpdate = {
   runId: string | null;
   runs: string[];
-  status: RunStatus | null;
+  /** The run's counts, its producers and consumers as counts and a first page of rows (RunView). */
+  status: RunView | null;
+  /** Jobs of the run someone cancelled (one by one or with the run): how many, and up to CANCELLED_SHOWN ids. */
+  cancelledJobs: { total: number; ids: string[] };
   depth: DepthSample;
   /** Each shard's BullMQ counts, in shard order (one entry when the queue is not sharded). */
   shards: ShardDepth[];
@@ -73,6 +81,7 @@ export type LiveRunsOptions = {
 const RATE_WINDOW_MS = 10_000;
 const MAX_DRAINED = 20;
 const WAITING_SHOWN = 20;
+const CANCELLED_SHOWN = 20;
 /** A run is read at most every pollMs, and never more often than this many times the last read took. */
 const READ_DUTY_FACTOR = 10;
 
@@ -117,6 +126,8 @@ class RunWatcher {
   /** Since when nobody watches it (it lingers, costing nothing, until evicted or its time is up). */
   idleSince: number | null = null;
   private last: LiveUpdate | undefined;
+  /** The run's whole status as last read: later pages of its tables are served from it. */
+  lastStatus: RunStatus | null = null;
   private readonly finished: { t: number; n: number }[] = [];
   private lastRun: string | null = null;
   private lingerTimer: NodeJS.Timeout | undefined;
@@ -181,7 +192,10 @@ class RunWatcher {
   private async read(snapshot: QueueSnapshot): Promise<LiveUpdate> {
     const { redis, queue, leaseMs } = this.opts;
     const runId = this.key || this.opts.defaultRunId || snapshot.runs[0] || null;
-    const status = runId ? await readRunStatus(redis, queue, runId, leaseMs) : null;
+    const [status, cancelledJobs] = runId
+      ? await Promise.all([readRunStatus(redis, queue, runId, leaseMs), this.readCancelled(runId)])
+      : [null, { total: 0, ids: [] }];
+    this.lastStatus = status;
     // every job id of the run begins with `<run>+` (keys.ts)
     const waitingJobs = runId
       ? snapshot.notStarted.filter((id) => id.startsWith(`${runId}+`)).slice(0, WAITING_SHOWN)
@@ -204,7 +218,8 @@ class RunWatcher {
     return {
       runId,
       runs: snapshot.runs,
-      status,
+      status: status && viewOf(status),
+      cancelledJobs,
       depth: snapshot.depth,
       shards: snapshot.shards,
       rate,
@@ -213,6 +228,18 @@ class RunWatcher {
       waitingJobs,
       error: null,
     };
+  }
+
+  /** How many jobs of the run were cancelled, and the first few ids (one SCARD and one SSCAN per shard). */
+  private async readCancelled(runId: string): Promise<LiveUpdate['cancelledJobs']> {
+    const { redis, queue, queues } = this.opts;
+    const sets = queueShards(queue, queues.length).map((s) => shardRunKeys(s, runId).cancelled);
+    const [counts, scans] = await Promise.all([
+      Promise.all(sets.map((k) => redis.scard(k))),
+      Promise.all(sets.map((k) => redis.sscan(k, '0', 'COUNT', String(CANCELLED_SHOWN)))),
+    ]);
+    const ids = scans.flatMap(([, members]) => members).sort();
+    return { total: counts.reduce((a, b) => a + b, 0), ids: ids.slice(0, CANCELLED_SHOWN) };
   }
 }
 
@@ -230,6 +257,7 @@ export class LiveRuns {
   private readonly watchers = new Map<string, RunWatcher>();
   private readonly drained: number[] = [];
   private readonly history: QueueHistory;
+  private readonly failedKinds: FailedKinds;
   private readonly heartbeat: NodeJS.Timeout;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -248,6 +276,7 @@ export class LiveRuns {
 
   constructor(private readonly opts: LiveRunsOptions) {
     this.history = new QueueHistory(opts.historyMs);
+    this.failedKinds = new FailedKinds(opts.redis, opts.queues);
     opts.queueEvents?.on('drained', this.onDrained);
     // A comment line every so often keeps proxies and browsers from timing out a quiet stream.
     this.heartbeat = setInterval(() => {
@@ -393,13 +422,16 @@ export class LiveRuns {
           )
         : Promise.resolve([]),
     ]);
+    await this.failedKinds.update(shards.map((s) => s.failed));
+    const { cancelled } = this.failedKinds.total;
     const depth: DepthSample = {
       // Redis's clock, as the run's own times (the chart marks the join on it).
       t: Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000),
       waiting: total.waiting,
       active: total.active,
       delayed: total.delayed,
-      failed: total.failed,
+      failed: total.failed - cancelled,
+      cancelled,
       ...(shards.length > 1 ? { shards: shards.map((s) => s.waiting) } : {}),
     };
     return { runs, depth, shards, notStarted: notStarted.flat() };
@@ -411,6 +443,16 @@ export class LiveRuns {
       w.stop();
       this.watchers.delete(key);
     }
+  }
+
+  /**
+   * The whole status of `runId` as its watcher last read it, while anyone watches it (so pages of its
+   * tables cost Redis nothing); undefined otherwise.
+   */
+  watchedStatus(runId: string): RunStatus | undefined {
+    for (const w of this.watchers.values())
+      if (w.clients.size > 0 && w.lastStatus?.runId === runId) return w.lastStatus;
+    return undefined;
   }
 
   /** Stops the loop and ends every stream (so an HTTP server can close). Safe to call twice. */

@@ -5,13 +5,14 @@ import type { ConsumerRecord } from '../../shared/run/types.js';
 /**
  * Writes a run of `producers` registered producers and `consumers` consumer records into Redis, the
  * way those processes register themselves, without starting any: what a dashboard reads for a run
- * of that many processes. Producers hold their lease for `leaseMs` (then show as lost).
+ * of that many processes. Producers hold their lease for `leaseMs` (then show as lost). Every third
+ * consumer is busy with `held` jobs (default 1): many make each row of the consumers table big.
  */
 export async function seedBigRun(
   redis: RedisClient,
   queue: string,
   runId: string,
-  opts: { producers: number; consumers: number; leaseMs?: number },
+  opts: { producers: number; consumers: number; leaseMs?: number; held?: number },
 ): Promise<RunStore> {
   const leaseMs = opts.leaseMs ?? 3_600_000;
   const run = new RunStore(redis, queue, runId);
@@ -38,11 +39,14 @@ export async function seedBigRun(
           id: `consumer-${i}`,
           host: `host-${i % 89}.example.internal`,
           pid: 20_000 + i,
-          concurrency: 4,
+          concurrency: Math.max(4, opts.held ?? 1),
           state: i % 3 === 0 ? 'busy' : 'idle',
           jobsDone: i * 7,
           jobsFailed: i % 11 === 0 ? 1 : 0,
-          current: i % 3 === 0 ? [`${runId}+1+producer-${i}+${i}`] : [],
+          current:
+            i % 3 === 0
+              ? Array.from({ length: opts.held ?? 1 }, (_, j) => `${runId}+1+producer-${i}+${i}-${j}`)
+              : [],
           startedAt: now - 60_000,
           heartbeatAt: now,
           runs: { [runId]: i * 7 },

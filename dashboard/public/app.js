@@ -2,12 +2,19 @@
 // conveyor's live page: everything arrives over one EventSource (/api/events); nothing here polls.
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
-const SERIES = ['waiting', 'active', 'delayed', 'failed'];
+const SERIES = ['waiting', 'active', 'delayed', 'failed', 'cancelled'];
+/** Rows shown per table page: a run of 10,000 processes renders 50 rows of each, not 10,000. */
+const PAGE_ROWS = 50;
 
 let info = { queue: '?', actions: false, historyMs: 600000 };
 let samples = [];
 let source;
 let current = { runId: null, status: null };
+/** Each table's first shown row, and the rows of a later page as last fetched (the stream carries the first page). */
+const pages = {
+  producers: { offset: 0, fetched: null, loading: false },
+  consumers: { offset: 0, fetched: null, loading: false },
+};
 
 const time = (ms) => (ms ? new Date(ms).toLocaleTimeString('en-GB', { hour12: false }) : '–');
 const ago = (ms, now) => {
@@ -27,17 +34,18 @@ function el(tag, attrs = {}, ...children) {
 }
 
 /** Held job ids, shortened: the run id they all start with is left out (the full ids are in the tooltip). */
+const shortId = (id, runId) => (id.startsWith(`${runId}+`) ? id.slice(runId.length + 1) : id);
+
 function currentJobs(ids, runId) {
   if (ids.length === 0) return '–';
-  const short = ids
-    .map((id) => (id.startsWith(`${runId}.`) ? id.slice(runId.length + 1) : id))
-    .map((id) => (id.startsWith(`${runId}-`) ? id.slice(runId.length + 1) : id));
+  const short = ids.map((id) => shortId(id, runId));
   return short.length > 3 ? `${short.slice(0, 3).join(', ')} +${short.length - 3}` : short.join(', ');
 }
 
 /** One cancel button per job of the run (a consumer's current jobs, or the run's waiting ones). */
 function jobButtons(ids, runId) {
-  const mine = ids.filter((id) => id.startsWith(`${runId}.`));
+  // Every job id of a run begins with `<run>+`.
+  const mine = ids.filter((id) => id.startsWith(`${runId}+`));
   if (mine.length === 0) return currentJobs(ids, runId);
   return el(
     'span',
@@ -98,7 +106,10 @@ function drawChart() {
   const t1 = samples[samples.length - 1].t;
   const t0 = Math.min(samples[0].t, t1 - 10000);
   let max = 1;
-  for (const s of samples) for (const k of SERIES) max = Math.max(max, s[k]);
+  for (const s of samples) for (const k of SERIES) max = Math.max(max, s[k] ?? 0);
+  // The newest failed and cancelled counts, apart: BullMQ keeps cancelled jobs in its failed set.
+  svg.setAttribute('data-failed', String(samples[samples.length - 1].failed));
+  svg.setAttribute('data-cancelled', String(samples[samples.length - 1].cancelled ?? 0));
   const step = niceStep(max / 4);
   max = Math.ceil(max / step) * step;
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - 4);
@@ -146,7 +157,7 @@ function drawChart() {
   for (const k of SERIES) {
     add('polyline', {
       class: k,
-      points: samples.map((s) => `${x(s.t).toFixed(1)},${y(s[k]).toFixed(1)}`).join(' '),
+      points: samples.map((s) => `${x(s.t).toFixed(1)},${y(s[k] ?? 0).toFixed(1)}`).join(' '),
     });
   }
 }
@@ -171,7 +182,11 @@ function renderRun(u) {
   const j = s.jobs;
   const p = s.producers;
   renderChain(s);
-  if (s.join.state === 'joined') {
+  const cancelled = s.join.cancelledAt ? `cancelled at ${time(Date.parse(s.join.cancelledAt))}` : '';
+  if (s.join.state === 'joined' && cancelled) {
+    join.dataset.state = 'cancelled';
+    join.textContent = `${cancelled}, then joined at ${time(Date.parse(s.join.joinedAt))} (${j.cancelled} jobs cancelled, ${j.unfinished} unfinished)`;
+  } else if (s.join.state === 'joined') {
     join.dataset.state = 'joined';
     join.textContent = `joined at ${time(Date.parse(s.join.joinedAt))} (all ${p.expected} producers done, ${j.unfinished} unfinished)`;
     const open = (s.callbacks || []).filter((c) => !['completed', 'failed', 'skipped'].includes(c.state));
@@ -180,7 +195,7 @@ function renderRun(u) {
     join.dataset.state = 'abandoned';
     join.textContent = `abandoned at ${time(Date.parse(s.join.abandonedAt))}: ${s.join.abandonReason}; it will never join`;
   } else {
-    join.dataset.state = 'pending';
+    join.dataset.state = cancelled ? 'cancelled' : 'pending';
     const why = {
       'run-not-created': 'no producer has created the run yet (its consumers wait)',
       'producers-missing': `${p.expected - p.registered} of ${p.expected} producers not started yet`,
@@ -189,26 +204,55 @@ function renderRun(u) {
       'jobs-unfinished': `all producers finished, ${j.unfinished} jobs unfinished`,
       'join-check': 'everything finished: joins at the next check',
     }[s.join.waitingFor];
-    join.textContent = `not joined: ${why || s.join.waitingFor}`;
+    join.textContent = `${cancelled ? `${cancelled}; ` : ''}not joined: ${why || s.join.waitingFor}`;
   }
+  renderCancel(s, u.cancelledJobs);
   $('n-produced').textContent = j.produced;
   $('n-completed').textContent = j.completed;
   $('n-failed').textContent = j.failed;
   $('n-unfinished').textContent = j.unfinished;
+  $('n-cancelled').textContent = j.cancelled;
   $('n-rate').textContent = u.rate === null ? '–' : u.rate.toFixed(1);
   $('n-eta').textContent =
     s.join.state === 'joined' ? 'done' : u.etaSeconds === null ? '–' : `${Math.ceil(u.etaSeconds)} s`;
   const pct = (n) => (j.produced ? (100 * n) / j.produced : 0);
   $('progress-done').style.width = `${pct(j.completed)}%`;
   $('progress-failed').style.width = `${pct(j.failed)}%`;
-  $('progress').setAttribute('aria-valuenow', String(Math.round(pct(j.completed + j.failed))));
+  $('progress-cancelled').style.width = `${pct(j.cancelled)}%`;
+  $('progress').setAttribute('aria-valuenow', String(Math.round(pct(j.completed + j.failed + j.cancelled))));
   $('progress-text').textContent =
     `${j.completed + j.failed} of ${j.produced} produced jobs finished` +
+    (j.cancelled ? `, ${j.cancelled} cancelled` : '') +
     (p.running > 0 ? ' (producers still running, so the total can grow)' : '') +
     (j.removed ? `, ${j.removed} removed by hand` : '');
   $('producers-summary').textContent =
     `${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done, ${p.lost} lost`;
   $('run-actions').hidden = !info.actions || s.join.state === 'joined';
+}
+
+/** The run's cancellation: a banner saying who cancelled it, when and what it did, and the cancelled jobs. */
+function renderCancel(s, cancelledJobs) {
+  const banner = $('cancel-banner');
+  const j = s.jobs;
+  banner.hidden = !s.join.cancelledAt;
+  if (s.join.cancelledAt) {
+    const removed = s.join.cancelRemoved ?? 0;
+    banner.textContent =
+      `Run cancelled at ${time(Date.parse(s.join.cancelledAt))}` +
+      (s.join.cancelledBy ? ` by ${s.join.cancelledBy}` : '') +
+      (s.join.cancelReason ? ` (${s.join.cancelReason})` : '') +
+      `: it removed ${removed} job${removed === 1 ? '' : 's'} not yet started at once; ` +
+      `${j.cancelled} cancelled in all, the others aborted while running or removed once acknowledged.`;
+  }
+  const list = (cancelledJobs && cancelledJobs.ids) || [];
+  // The ids come from the jobs cancelled one by one or removed by the run's cancel; jobs aborted while
+  // running are in the run's count only.
+  const total = Math.max(j.cancelled, (cancelledJobs && cancelledJobs.total) || 0);
+  $('cancelled-jobs').hidden = total === 0;
+  $('cancelled-count').textContent = String(total);
+  $('cancelled-list').textContent =
+    list.map((id) => shortId(id, s.runId)).join(', ') +
+    (total > list.length ? ` +${total - list.length} more` : '');
 }
 
 /** Chained runs: the run whose join callback started this one, and the one this run's started. */
@@ -232,6 +276,113 @@ function otherRuns(runs, runId) {
   return others.length ? others.map(([run, n]) => `${run}: ${n}`).join(', ') : '–';
 }
 
+/** The rows a table shows: the stream's first page, or the later page last fetched for it. */
+function shownRows(table, first) {
+  const p = pages[table];
+  if (p.offset === 0 || !first) return first ? first.rows : [];
+  return p.fetched && p.fetched.offset === p.offset ? p.fetched.rows : [];
+}
+
+/** Fetches the page a table is on (one request at a time), then renders it from the newest update. */
+async function fetchPage(table) {
+  const p = pages[table];
+  const runId = current.status && current.status.runId;
+  if (p.loading || p.offset === 0 || !runId) return;
+  p.loading = true;
+  const asked = p.offset;
+  try {
+    const q = new URLSearchParams({ run: runId, table, offset: String(p.offset), limit: String(PAGE_ROWS) });
+    const res = await fetch(`/api/rows?${q}`, { credentials: 'same-origin' });
+    if (res.ok) p.fetched = await res.json();
+  } catch {
+    // the connection state says so; the next update asks again
+  } finally {
+    p.loading = false;
+  }
+  // Turned again while this one was on its way: ask for the page now shown.
+  if (p.offset !== asked) void fetchPage(table);
+  renderTables(current);
+}
+
+/** A table's pager: where it is, and previous/next (hidden when everything fits one page). */
+function renderPager(table, total) {
+  const p = pages[table];
+  if (p.offset >= total && total > 0) p.offset = Math.floor((total - 1) / PAGE_ROWS) * PAGE_ROWS;
+  const pager = $(`${table}-pager`);
+  pager.hidden = total <= PAGE_ROWS;
+  pager.querySelector('.pager-text').textContent =
+    total === 0 ? 'none' : `rows ${p.offset + 1}–${Math.min(total, p.offset + PAGE_ROWS)} of ${total}`;
+  pager.querySelector('.prev').disabled = p.offset === 0;
+  pager.querySelector('.next').disabled = p.offset + PAGE_ROWS >= total;
+}
+
+function turnPage(table, step) {
+  const p = pages[table];
+  p.offset = Math.max(0, p.offset + step * PAGE_ROWS);
+  p.fetched = null;
+  renderTables(current);
+  void fetchPage(table);
+}
+
+function producerRow(p, now) {
+  return el(
+    'tr',
+    { 'data-producer': p.id },
+    el('td', {}, p.id),
+    el('td', {}, p.host),
+    el(
+      'td',
+      { class: 'state-cell', title: p.stoppedEarly ? 'a signal stopped it before its planned jobs' : '' },
+      stateBadge(p.state),
+      p.stoppedEarly ? ' (stopped early)' : '',
+    ),
+    el('td', { class: 'num' }, p.produced),
+    el(
+      'td',
+      { title: time(p.heartbeatAt) },
+      p.state === 'running' ? ago(p.heartbeatAt, now) : time(p.doneAt ?? p.lostAt ?? p.heartbeatAt),
+    ),
+  );
+}
+
+function consumerRow(c, runId, now) {
+  const ended = c.state === 'cancelled' || c.state === 'stopped' || c.state === 'lost';
+  const cell = el('td');
+  if (info.actions && !ended && c.state !== 'cancelling') {
+    const b = el('button', { type: 'button', class: 'danger' }, 'Cancel');
+    b.addEventListener('click', () =>
+      act(
+        'cancel-consumer',
+        { run: runId, consumer: c.id },
+        `Cancel consumer ${c.id}? It finishes its current jobs, then exits.`,
+      ),
+    );
+    cell.append(b);
+  }
+  return el(
+    'tr',
+    { 'data-consumer': c.id, 'data-state': c.state },
+    el('td', {}, c.id),
+    el('td', {}, c.host),
+    el('td', { class: 'num' }, c.concurrency),
+    el('td', { class: 'state-cell' }, stateBadge(c.state)),
+    el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
+    el('td', { class: 'runs' }, otherRuns(c.runs, runId)),
+    el(
+      'td',
+      { class: 'current', title: c.current.join('\n') },
+      info.actions && !ended ? jobButtons(c.current, runId) : currentJobs(c.current, runId),
+    ),
+    el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
+    el(
+      'td',
+      { class: 'when', title: c.cancelReason || '' },
+      c.cancelledAt ? `${time(c.cancelledAt)}${c.cancelReason ? ` (${c.cancelReason})` : ''}` : '–',
+    ),
+    cell,
+  );
+}
+
 function renderTables(u) {
   const s = u.status;
   const now = s ? s.observedAt : Date.now();
@@ -240,67 +391,20 @@ function renderTables(u) {
   $('waiting-list').replaceChildren(
     info.actions ? jobButtons(waiting, s ? s.runId : '') : currentJobs(waiting, s ? s.runId : ''),
   );
+  const producers = s ? s.producers.page : null;
+  const consumers = s ? s.consumers.page : null;
+  renderPager('producers', producers ? producers.total : 0);
+  renderPager('consumers', consumers ? consumers.total : 0);
   $('producers').tBodies[0].replaceChildren(
-    ...(s ? s.producers.list : []).map((p) =>
-      el(
-        'tr',
-        { 'data-producer': p.id },
-        el('td', {}, p.id),
-        el('td', {}, p.host),
-        el(
-          'td',
-          { class: 'state-cell', title: p.stoppedEarly ? 'a signal stopped it before its planned jobs' : '' },
-          stateBadge(p.state),
-          p.stoppedEarly ? ' (stopped early)' : '',
-        ),
-        el('td', { class: 'num' }, p.produced),
-        el(
-          'td',
-          { title: time(p.heartbeatAt) },
-          p.state === 'running' ? ago(p.heartbeatAt, now) : time(p.doneAt ?? p.lostAt ?? p.heartbeatAt),
-        ),
-      ),
-    ),
+    ...shownRows('producers', producers).map((p) => producerRow(p, now)),
   );
   $('consumers').tBodies[0].replaceChildren(
-    ...(s ? s.consumers : []).map((c) => {
-      const ended = c.state === 'cancelled' || c.state === 'stopped' || c.state === 'lost';
-      const cell = el('td');
-      if (info.actions && !ended && c.state !== 'cancelling') {
-        const b = el('button', { type: 'button', class: 'danger' }, 'Cancel');
-        b.addEventListener('click', () =>
-          act(
-            'cancel-consumer',
-            { run: s.runId, consumer: c.id },
-            `Cancel consumer ${c.id}? It finishes its current jobs, then exits.`,
-          ),
-        );
-        cell.append(b);
-      }
-      return el(
-        'tr',
-        { 'data-consumer': c.id, 'data-state': c.state },
-        el('td', {}, c.id),
-        el('td', {}, c.host),
-        el('td', { class: 'num' }, c.concurrency),
-        el('td', { class: 'state-cell' }, stateBadge(c.state)),
-        el('td', { class: 'num' }, c.jobsDone + (c.jobsFailed ? ` (+${c.jobsFailed} failed)` : '')),
-        el('td', { class: 'runs' }, otherRuns(c.runs, s.runId)),
-        el(
-          'td',
-          { class: 'current', title: c.current.join('\n') },
-          info.actions && !ended ? jobButtons(c.current, s.runId) : currentJobs(c.current, s.runId),
-        ),
-        el('td', { title: time(c.heartbeatAt) }, ended ? time(c.heartbeatAt) : ago(c.heartbeatAt, now)),
-        el(
-          'td',
-          { class: 'when', title: c.cancelReason || '' },
-          c.cancelledAt ? `${time(c.cancelledAt)}${c.cancelReason ? ` (${c.cancelReason})` : ''}` : '–',
-        ),
-        cell,
-      );
-    }),
+    ...shownRows('consumers', consumers).map((c) => consumerRow(c, s.runId, now)),
   );
+  const byState = s ? Object.entries(s.consumers.byState) : [];
+  $('consumers-summary').textContent = s
+    ? `${s.consumers.total}${byState.length ? `: ${byState.map(([k, n]) => `${n} ${k}`).join(', ')}` : ''}`
+    : '';
 }
 
 /** Shown only for a sharded queue: each shard's BullMQ counts beside the run's numbers there. */
@@ -371,6 +475,8 @@ function onUpdate(u) {
   renderRun(u);
   renderDrained(u);
   renderTables(u);
+  void fetchPage('producers');
+  void fetchPage('consumers');
   renderShards(u);
   renderRuns(u);
   drawChart();
@@ -431,9 +537,15 @@ async function start() {
     if (e.target.value) url.searchParams.set('run', e.target.value);
     else url.searchParams.delete('run');
     history.replaceState(null, '', url);
+    for (const p of Object.values(pages)) Object.assign(p, { offset: 0, fetched: null });
     // The chart is the queue's, shared by every run: the new stream's history continues it.
     connect();
   });
+  for (const table of Object.keys(pages)) {
+    const pager = $(`${table}-pager`);
+    pager.querySelector('.prev').addEventListener('click', () => turnPage(table, -1));
+    pager.querySelector('.next').addEventListener('click', () => turnPage(table, 1));
+  }
   $('cancel-run').addEventListener('click', () => {
     if (current.status)
       act(

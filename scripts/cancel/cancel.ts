@@ -50,7 +50,7 @@ export async function runCancel(
       const result = await run.cancelJob(jobId);
       return { target: 'job', runId, jobId, result, message: jobMessage(runId, jobId, result) };
     }
-    const result = await run.cancel();
+    const result = await run.cancel({ by: 'conveyor cancel' });
     return { target: 'run', runId, result, message: runMessage(runId, result) };
   })();
   deps.out(config.json ? JSON.stringify(report) : report.message);

@@ -4,6 +4,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
 import { openQueues, type JobData } from '../queue.js';
 import { listRuns, readRunStatus, type RunStatus } from '../run/status.js';
+import { FailedKinds, type FailedCounts } from './failed-kinds.js';
 
 /** A queue to report on, and how many BullMQ queues it is spread over (its `SHARDS`). */
 export type MetricsQueue = { name: string; shards: number };
@@ -37,11 +38,15 @@ type QueueSnapshot = {
   /** The oldest waiting job of any shard. */
   oldestAgeSeconds: number;
   runs: RunStatus[];
+  /** Cancelled and timed-out jobs of each listed run still in BullMQ's failed set, by run id. */
+  failedKinds: Map<string, FailedCounts>;
 };
 
 const PRODUCER_STATES = ['running', 'done', 'lost'] as const;
 const CONSUMER_STATES = ['starting', 'idle', 'busy', 'cancelling', 'cancelled', 'stopped', 'lost'] as const;
-const RUN_JOB_STATES = ['produced', 'completed', 'failed', 'unfinished'] as const;
+/** produced = completed + failed + cancelled + removed + unfinished. */
+const RUN_JOB_STATES = ['produced', 'completed', 'failed', 'cancelled', 'removed', 'unfinished'] as const;
+const SHARD_JOB_STATES = ['produced', 'completed', 'failed', 'cancelled', 'unfinished'] as const;
 
 /**
  * Queue- and run-level metrics read from Redis at scrape time, for the dashboard's `/metrics`.
@@ -70,6 +75,7 @@ export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions):
       return [name, openQueues(name, shards, opts.redis, onError)];
     }),
   );
+  const kinds = new Map([...queues].map(([name, shards]) => [name, new FailedKinds(opts.redis, shards)]));
 
   const read = async (): Promise<QueueSnapshot[]> =>
     Promise.all(
@@ -79,9 +85,11 @@ export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions):
           Promise.all(shards.map((q) => q.getJobs(['waiting'], 0, 0, true))),
           listRuns(opts.redis, name, runLimit),
         ]);
-        const statuses = await Promise.all(
-          runIds.map((id) => readRunStatus(opts.redis, name, id, opts.leaseMs)),
-        );
+        const [statuses] = await Promise.all([
+          Promise.all(runIds.map((id) => readRunStatus(opts.redis, name, id, opts.leaseMs))),
+          kinds.get(name)!.update(shardCounts.map((c) => c.failed ?? 0)),
+        ]);
+        const runs = statuses.filter((s): s is RunStatus => s !== null);
         const counts: Record<string, number> = {};
         for (const c of shardCounts)
           for (const [state, n] of Object.entries(c)) counts[state] = (counts[state] ?? 0) + n;
@@ -91,7 +99,10 @@ export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions):
           counts,
           shardCounts,
           oldestAgeSeconds: firsts.length ? Math.max(0, now() - Math.min(...firsts)) / 1000 : 0,
-          runs: statuses.filter((s): s is RunStatus => s !== null),
+          runs,
+          failedKinds: new Map(
+            runs.map((r) => [r.runId, kinds.get(name)!.ofRun(r.idPrefix ?? `${r.runId}+`)]),
+          ),
         };
       }),
     );
@@ -168,26 +179,31 @@ export function registerRunMetrics(registry: Registry, opts: RunMetricsOptions):
     },
   );
 
-  const eachRun = (s: QueueSnapshot[], f: (labels: { queue: string; run: string }, r: RunStatus) => void) => {
-    for (const q of s) for (const r of q.runs) f({ queue: q.queue, run: r.runId }, r);
+  const eachRun = (
+    s: QueueSnapshot[],
+    f: (labels: { queue: string; run: string }, r: RunStatus, q: QueueSnapshot) => void,
+  ) => {
+    for (const q of s) for (const r of q.runs) f({ queue: q.queue, run: r.runId }, r, q);
   };
   gauge(
     'conveyor_run_jobs',
-    "A run's jobs from Redis: produced (acknowledged), completed, failed, unfinished.",
+    "A run's jobs from Redis: produced (acknowledged) = completed + failed + cancelled + removed + " +
+      'unfinished; timed-out: the failed ones whose last attempt ran out of time, while BullMQ keeps them.',
     ['queue', 'run', 'state'],
     (g, s) =>
-      eachRun(s, (l, r) => {
+      eachRun(s, (l, r, q) => {
         for (const state of RUN_JOB_STATES) g.set({ ...l, state }, r.jobs[state]);
+        g.set({ ...l, state: 'timed-out' }, q.failedKinds.get(r.runId)?.timedOut ?? 0);
       }),
   );
   gauge(
     'conveyor_run_shard_jobs',
-    "A run's jobs on each shard: produced (acknowledged), completed, failed, unfinished.",
+    "A run's jobs on each shard: produced (acknowledged), completed, failed, cancelled, unfinished.",
     ['queue', 'run', 'shard', 'state'],
     (g, s) =>
       eachRun(s, (l, r) => {
         for (const shard of r.shards)
-          for (const state of RUN_JOB_STATES)
+          for (const state of SHARD_JOB_STATES)
             g.set({ ...l, shard: String(shard.index), state }, shard[state]);
       }),
   );

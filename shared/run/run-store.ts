@@ -161,6 +161,9 @@ export type CancelJobResult = {
   joinedNow: boolean;
 };
 
+/** Who cancelled a run and why, as people will read it in status and on the dashboard. */
+export type CancelledBy = { by?: string; reason?: string };
+
 /** What cancelling the run did: `joined` is a no-op (the run had joined), `already` repeats the request. */
 export type CancelRunResult = {
   outcome: 'cancelled' | 'already' | 'joined';
@@ -849,12 +852,19 @@ export class RunStore {
    * acknowledged after this call are caught too), and consumers abort the run's active jobs. The run
    * then joins as usual, with the cancelled count in its totals. A joined run is left as it is.
    */
-  async cancel(): Promise<CancelRunResult> {
+  async cancel(who: CancelledBy = {}): Promise<CancelRunResult> {
     const [outcome, at] = (await this.runCall('cancelRun')) as [CancelRunResult['outcome'], string];
     if (outcome === 'joined') return { outcome, at: Number(at), removed: 0, joinedNow: false };
     // Unstarted jobs first, then the word to consumers (an aborted job releases its slot, and a
     // consumer could take, refuse and finish a waiting job while this sweep reads it).
     const removed = await this.sweepCancelled();
+    // For people (status, the dashboard): who asked, why, and what the first call removed at once.
+    if (outcome === 'cancelled')
+      await this.redis.hset(this.keys.meta, {
+        cancelRemoved: removed,
+        ...(who.by ? { cancelledBy: who.by.slice(0, 200) } : {}),
+        ...(who.reason ? { cancelReason: who.reason.slice(0, 200) } : {}),
+      });
     const event: RunEvent = {
       type: 'cancel-run',
       run: this.runId,

@@ -20,6 +20,12 @@ export type RunStatus = {
     abandonReason: string | null;
     /** When someone cancelled the run (it joins once its active jobs are aborted), or null. */
     cancelledAt: string | null;
+    /** Who cancelled it ("the dashboard (from 10.0.0.5)", "conveyor cancel"), when they said; else null. */
+    cancelledBy: string | null;
+    /** Why, when they said; else null. */
+    cancelReason: string | null;
+    /** Jobs not yet started that the cancel removed at once (the rest were aborted, or removed later); null before a cancel. */
+    cancelRemoved: number | null;
     /** What the join still waits for, when pending. */
     waitingFor:
       | 'run-not-created'
@@ -241,6 +247,9 @@ export async function readRunStatus(
         ? `waited ${duration(num(meta.abandonedAfterMs))} for ${num(meta.abandonedMissing)} of ${expected} producers, which never registered`
         : null,
       cancelledAt: iso(meta.cancelledAt),
+      cancelledBy: meta.cancelledBy ?? null,
+      cancelReason: meta.cancelReason ?? null,
+      cancelRemoved: meta.cancelRemoved === undefined ? null : Number(meta.cancelRemoved),
       waitingFor,
       totals: meta.totalsAtJoin ? (JSON.parse(meta.totalsAtJoin) as RunStatus['join']['totals']) : null,
     },

@@ -11,6 +11,10 @@ import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/r
 import { makeDashboard, type TestDashboard } from './harness.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 import { finishAndReport } from '../helpers/finish-jobs.js';
+import { seedBigRun } from '../../bench/dashboard/big-run.js';
+import { readRunStatus } from '../../shared/run/status.js';
+import { readEvents } from './harness.js';
+import { QUEUE_METRICS_HINT } from '../../dashboard/board-messages.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const artifacts = resolve(projectRoot, 'test', 'artifacts');
@@ -97,7 +101,7 @@ describe('dashboard in a real browser', () => {
       PRODUCERS: '2',
       JOBS: '6',
       PRODUCE_INTERVAL_MS: '100',
-      JOB_MS: '150',
+      JOB_MS: '400',
       HEARTBEAT_MS: '200',
       LOG_LEVEL: 'warn',
     };
@@ -108,7 +112,7 @@ describe('dashboard in a real browser', () => {
       spawnRole('producer', { ...env, PRODUCER_ID: 'p2' }, { label: 'p2' }),
     ];
 
-    // Mid-run: consumers busy, the join waits for producers.
+    // Mid-run: consumers busy, the join waits for producers (jobs of 400 ms, so a loaded machine still sees it).
     await page.waitForSelector('#consumers tbody tr[data-state="busy"]', { timeout: 30_000 });
     mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: join(artifacts, 'dashboard-running.png') });
@@ -135,7 +139,8 @@ describe('dashboard in a real browser', () => {
       'cancelled',
       'cancelled',
     ]);
-    expect(await page.locator('#depth-chart polyline').count()).toBe(4);
+    // waiting, active, delayed, failed and cancelled
+    expect(await page.locator('#depth-chart polyline').count()).toBe(5);
     // One BullMQ queue: no shard table, no per-shard lines.
     expect(await page.isHidden('#shards-card')).toBe(true);
     // BullMQ said "drained" at least once (when the last job finished), shown apart from the join.
@@ -146,6 +151,123 @@ describe('dashboard in a real browser', () => {
     await page.screenshot({ path: join(artifacts, 'dashboard.png'), fullPage: true });
     expect(problems, 'errors in the page').toEqual([]);
     expect(foreign, 'requests leaving the dashboard').toEqual([]);
+  });
+
+  it('a run of 4,000 processes: the stream carries a summary, each table shows a page, paging works', async () => {
+    browser = await launchChromium(profile);
+    await seedBigRun(redis, queue, 'big', { producers: 2_000, consumers: 2_000 });
+    dash = makeDashboard(queue, { RUN_ID: 'big', DASHBOARD_POLL_MS: '200' });
+    const { url } = await dash.listen();
+    const full = await readRunStatus(redis, queue, 'big', 3_600_000);
+    const fullBytes = JSON.stringify(full).length;
+    const update = await readEvents(`${url}/api/events?run=big`, (e) => e.event === 'update');
+    const updateBytes = JSON.stringify(update.data).length;
+    expect(updateBytes, `an update of ${updateBytes} bytes against a status of ${fullBytes}`).toBeLessThan(
+      60_000,
+    );
+    expect(fullBytes).toBeGreaterThan(600_000);
+
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    await page.goto(url);
+    await page.waitForSelector('#producers tbody tr');
+    expect(await page.locator('#producers tbody tr').count()).toBe(50);
+    expect(await page.locator('#consumers tbody tr').count()).toBe(50);
+    expect(await page.textContent('#producers-pager .pager-text')).toBe('rows 1–50 of 2000');
+    expect(await page.textContent('#consumers-pager .pager-text')).toBe('rows 1–50 of 2000');
+    expect(await page.textContent('#consumers-summary')).toMatch(/^2000: (\d+ (busy|idle)(, )?){2}$/);
+    // The whole page, not the run's size: 4,000 rows would be some 40,000 elements.
+    const elements = () => page.locator('*').count();
+    expect(await elements()).toBeLessThan(3_000);
+
+    // The second page of producers: the rows the run lists 51st to 100th, and they stay through updates.
+    const second = full!.producers.list.slice(50, 100).map((p) => p.id);
+    await page.click('#producers-pager .next');
+    await page.waitForSelector(`#producers tbody tr[data-producer="${second[0]}"]`);
+    expect(await page.textContent('#producers-pager .pager-text')).toBe('rows 51–100 of 2000');
+    const updated = await page.textContent('#updated');
+    await pollUntil('another update', async () =>
+      (await page.textContent('#updated')) !== updated ? true : undefined,
+    );
+    const shown = await Promise.all(
+      (await page.locator('#producers tbody tr').all()).map((r) => r.getAttribute('data-producer')),
+    );
+    expect(shown).toEqual(second);
+    expect(await page.locator('#producers-pager .prev').isDisabled()).toBe(false);
+    await page.click('#producers-pager .prev');
+    await page.waitForSelector(`#producers tbody tr[data-producer="${full!.producers.list[0]!.id}"]`);
+    expect(await page.locator('#producers-pager .prev').isDisabled()).toBe(true);
+    expect(await elements()).toBeLessThan(3_000);
+    expect(problems, 'errors in the page').toEqual([]);
+  });
+
+  it('a cancelled run looks cancelled: banner, tile, the cancelled jobs, the chart apart from failed', async () => {
+    browser = await launchChromium(profile);
+    dash = makeDashboard(queue, { RUN_ID: 'r', DASHBOARD_POLL_MS: '200' });
+    const { url } = await dash.listen();
+    const env = {
+      REDIS_URL: redisUrl(),
+      QUEUE: queue,
+      RUN_ID: 'r',
+      PRODUCERS: '1',
+      JOBS: '12',
+      PRODUCE_INTERVAL_MS: '0',
+      JOB_MS: '60000',
+      HEARTBEAT_MS: '200',
+      LOG_LEVEL: 'warn',
+    };
+    const consumer = spawnRole('consumer', { ...env, CONSUMER_ID: 'c1', CONCURRENCY: '2' }, { label: 'c1' });
+    const producer = spawnRole('producer', { ...env, PRODUCER_ID: 'p1' }, { label: 'p1' });
+    expect((await exitOf(producer, 30_000)).code).toBe(0);
+
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('dialog', (d) => void d.accept());
+    await page.goto(url);
+    // Two jobs running, ten not started: cancel one of those by hand first.
+    await page.waitForSelector('#consumers tbody tr[data-state="busy"]', { timeout: 30_000 });
+    await pollUntil('ten jobs listed as not started', async () =>
+      (await page.locator('#waiting-list button.job').count()) === 10 ? true : undefined,
+    );
+    const before = await page.textContent('#join-state');
+    expect(before).toBe('not joined: all producers finished, 12 jobs unfinished');
+    const oneJob = await page.getAttribute('#waiting-list button.job', 'data-job');
+    await page.click('#waiting-list button.job');
+    await page.waitForSelector('#cancelled-jobs:not([hidden])');
+    expect(await page.textContent('#cancelled-list')).toBe(oneJob!.slice('r+'.length));
+    expect(await page.isHidden('#cancel-banner')).toBe(true);
+
+    await page.click('#cancel-run');
+    await page.waitForSelector('#join-state[data-state="cancelled"]');
+    await pollUntil('the run to join after its cancel', async () =>
+      /then joined/.test((await page.textContent('#join-state')) ?? '') ? true : undefined,
+    );
+    expect(await page.textContent('#join-state')).toMatch(
+      /^cancelled at \d\d:\d\d:\d\d, then joined at \d\d:\d\d:\d\d \(12 jobs cancelled, 0 unfinished\)$/,
+    );
+    expect(await page.textContent('#cancel-banner')).toMatch(
+      /^Run cancelled at \d\d:\d\d:\d\d by the dashboard \(from [\d.:a-f]+\) \(cancelled from the dashboard\): it removed 9 jobs not yet started at once; 12 cancelled in all, the others aborted while running or removed once acknowledged\.$/,
+    );
+    expect(await page.textContent('#n-cancelled')).toBe('12');
+    expect(await page.textContent('#n-failed')).toBe('0');
+    expect(await page.textContent('#progress-text')).toBe('0 of 12 produced jobs finished, 12 cancelled');
+    expect(await page.textContent('#cancelled-count')).toBe('12');
+    // One producer, one consumer: nothing to page, and no sign-out without a token.
+    expect(await page.isHidden('#producers-pager')).toBe(true);
+    expect(await page.isHidden('#consumers-pager')).toBe(true);
+    expect(await page.isHidden('#logout')).toBe(true);
+    // The two aborted jobs sit in BullMQ's failed set: the chart counts them cancelled, not failed.
+    await pollUntil('the chart to count the aborted jobs cancelled', async () =>
+      (await page.getAttribute('#depth-chart', 'data-cancelled')) === '2' ? true : undefined,
+    );
+    expect(await page.getAttribute('#depth-chart', 'data-failed')).toBe('0');
+    expect(await page.locator('#depth-chart polyline.cancelled').count()).toBe(1);
+    expect((await exitOf(consumer, 30_000)).code).toBe(0);
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, 'dashboard-cancelled.png'), fullPage: true });
+    expect(problems, 'errors in the page').toEqual([]);
   });
 
   it('SHARDS=3: a per-shard table beside the totals, and one thin depth line per shard', async () => {
@@ -188,7 +310,7 @@ describe('dashboard in a real browser', () => {
     await pollUntil('the chart to draw', async () =>
       Number(await page.getAttribute('#depth-chart', 'data-points')) >= 2 ? true : undefined,
     );
-    expect(await page.locator('#depth-chart polyline:not(.shard)').count()).toBe(4);
+    expect(await page.locator('#depth-chart polyline:not(.shard)').count()).toBe(5);
     expect(await page.locator('#depth-chart polyline.shard').count()).toBe(3);
     await page.screenshot({ path: join(artifacts, 'dashboard-shards.png'), fullPage: true });
     expect(problems, 'errors in the page').toEqual([]);
@@ -241,6 +363,22 @@ describe('dashboard in a real browser', () => {
     expect(res?.headers()['content-security-policy']).toContain("default-src 'self'");
     await page.getByText(queue).first().waitFor();
     expect(problems, 'errors in the page (a CSP refusal shows as one)').toEqual([]);
+  });
+
+  it("Bull Board's empty metrics chart names conveyor's switch, QUEUE_METRICS=true", async () => {
+    browser = await launchChromium(profile);
+    await new RunStore(redis, queue, 'r').create(1);
+    dash = makeDashboard(queue);
+    const { url } = await dash.listen();
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    await page.goto(`${url}/queues/queue/${encodeURIComponent(queue)}`);
+    // The queue's page opens with its throughput chart, empty without QUEUE_METRICS.
+    await page.getByText(QUEUE_METRICS_HINT).waitFor();
+    // BullMQ's worker option, which a conveyor user cannot set, is no longer what it asks for.
+    expect(await page.getByText('maxDataPoints').count()).toBe(0);
+    expect(problems, 'errors in the page').toEqual([]);
   });
 
   it('token sign-in: the form signs in, the page works, Sign out ends the session', async () => {

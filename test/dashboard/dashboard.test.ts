@@ -11,12 +11,14 @@ import { createLogger } from '../../shared/logger.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
+import type { RowsPage, RunView } from '../../dashboard/run-view.js';
 import { exitOf, killLeftovers, spawnRole } from '../helpers/processes.js';
 import { connect, dropQueue, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
 import type { LiveUpdate } from '../../dashboard/live-runs.js';
 import { makeDashboard, readEvents, type SseEvent, type TestDashboard } from './harness.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 import { finishAndReport } from '../helpers/finish-jobs.js';
+import { seedBigRun } from '../../bench/dashboard/big-run.js';
 
 const registry = new JobRegistry(builtinJobs);
 const retry = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
@@ -93,6 +95,28 @@ describe('dashboard', () => {
       .get('/assets/app.js')
       .expect(200)
       .expect('content-type', /javascript/);
+  });
+
+  it("/api/rows pages through a run's producers and consumers, and says what is wrong with a bad request", async () => {
+    await seedBigRun(redis, queue, 'big', { producers: 120, consumers: 75 });
+    const { app } = open().dashboard;
+    const full = (await readRunStatus(redis, queue, 'big', 3_600_000))!;
+    type Page = RowsPage<{ id: string }>;
+    const rows = async (query: string) =>
+      (await request(app).get(`/api/rows?run=big&${query}`).expect(200)).body as Page;
+    const page = await rows('table=producers&offset=100&limit=50');
+    expect(page).toMatchObject({ offset: 100, total: 120 });
+    expect(page.rows.map((p) => p.id)).toEqual(full.producers.list.slice(100).map((p) => p.id));
+    const consumers = await rows('table=consumers&offset=50');
+    expect(consumers).toMatchObject({ offset: 50, total: 75 });
+    expect(consumers.rows).toHaveLength(25);
+    const error = async (query: string, status: number) =>
+      ((await request(app).get(`/api/rows?${query}`).expect(status)).body as { error: string }).error;
+    expect(await error('table=producers', 400)).toMatch(/\?run= must be a run id/);
+    expect(await error('run=big&table=jobs', 400)).toMatch(/\?table= must be one of producers, consumers/);
+    expect(await error('run=big&table=producers&offset=-1', 400)).toMatch(/\?offset= must be a whole number/);
+    expect(await error('run=big&table=producers&limit=201', 400)).toMatch(/\?limit= one from 1 to 200/);
+    expect(await error('run=nope&table=producers', 404)).toBe(`no run "nope" on queue "${queue}"`);
   });
 
   it('SHARDS=3: per-shard queue counts and run numbers beside their sums, and every shard in Bull Board', async () => {
@@ -217,7 +241,7 @@ describe('dashboard', () => {
     const d = open();
     const { url } = await d.listen();
     const isUpdate = (e: SseEvent) => e.event === 'update';
-    const status = (e: SseEvent) => (e.data as { status: RunStatus }).status;
+    const status = (e: SseEvent) => (e.data as { status: RunView }).status;
 
     const first = await readEvents(`${url}/api/events?run=r`, isUpdate);
     expect(status(first).jobs).toMatchObject({ produced: 2, completed: 0 });
@@ -260,11 +284,13 @@ describe('dashboard', () => {
       const joined = await readEvents(
         `${url}/api/events?run=r`,
         (e) =>
-          isUpdate(e) && status(e).join.state === 'joined' && status(e).consumers[0]?.state === 'cancelled',
+          isUpdate(e) &&
+          status(e).join.state === 'joined' &&
+          status(e).consumers.page.rows[0]?.state === 'cancelled',
         { onOpen: async () => void (await run.producerDone('p1')) },
       );
       expect(status(joined).jobs).toMatchObject({ produced: 2, completed: 2, unfinished: 0 });
-      expect(status(joined).consumers[0]?.cancelledAt).toBeTypeOf('number');
+      expect(status(joined).consumers.page.rows[0]?.cancelledAt).toBeTypeOf('number');
       expect((await consumer!.exited).state).toBe('cancelled');
     } finally {
       await consumer?.stop('test over');

@@ -16,8 +16,10 @@ describe('dashboard under hostile clients', () => {
   const ctx = useTestQueue();
 
   it("event streams that never read: the dashboard's memory stays flat", async () => {
-    // A run of 2,000 processes: each update of its status is some 400 KB, pushed every 100 ms.
-    await seedBigRun(ctx.redis, ctx.queue, 'big', { producers: 1_000, consumers: 1_000 });
+    // Updates carry a page of each table, so they are big when the first consumers hold many jobs:
+    // 1,000 producers and 150 consumers, every third holding 1,000 jobs, make an update of some 500 KB
+    // (pushed every 100 ms or so) while the run's whole status stays small enough to read cheaply.
+    await seedBigRun(ctx.redis, ctx.queue, 'big', { producers: 1_000, consumers: 150, held: 1_000 });
     const dashboard = spawnRole('dashboard', {
       REDIS_URL: redisUrl(),
       QUEUE: ctx.queue,
@@ -60,7 +62,7 @@ describe('dashboard under hostile clients', () => {
   });
 
   it('a client that stops reading is skipped, then dropped; a client that reads keeps getting updates', async () => {
-    await seedBigRun(ctx.redis, ctx.queue, 'big', { producers: 500, consumers: 500 });
+    await seedBigRun(ctx.redis, ctx.queue, 'big', { producers: 500, consumers: 500, held: 250 });
     const dash = makeDashboard(ctx.queue, { RUN_ID: 'big' }, { stallMs: 1_000 });
     ctx.cleanups.push(() => dash.close());
     const { url } = await dash.listen();

@@ -2,7 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { loadConsumerConfig } from '../../consumers/config.js';
+import { startConsumer } from '../../consumers/consumer.js';
 import { createProducer } from '../../producers/producer.js';
+import { createLogger } from '../../shared/logger.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
 import { registerRunMetrics, type RunMetrics } from '../../shared/metrics/run-metrics.js';
 import { shardForKey } from '../../shared/keys.js';
@@ -13,6 +16,7 @@ import type { ConsumerRecord } from '../../shared/run/types.js';
 import { promtool } from '../helpers/prometheus-server.js';
 import { parseMetrics, series, typeOf, value } from '../helpers/prometheus-text.js';
 import { useTestQueue } from '../helpers/test-queue.js';
+import { pollUntil, redisUrl } from '../helpers/redis.js';
 import { openShardedRun } from '../helpers/sharded-run.js';
 import { finishAndReport } from '../helpers/finish-jobs.js';
 
@@ -114,6 +118,65 @@ describe('run metrics from Redis', () => {
     expect(value(m, 'conveyor_run_joined', r)).toBe(1);
     const joinedAt = Number(await ctx.redis.hget(run.keys.meta, 'joinedAt'));
     expect(value(m, 'conveyor_run_joined_timestamp_seconds', r)).toBe(joinedAt / 1000);
+  });
+
+  it('a cancelled run: cancelled jobs (removed or aborted) and timed-out ones have their own series', async () => {
+    const run = new RunStore(ctx.redis, ctx.queue, 'rc');
+    await run.create(1);
+    await run.registerProducer('p1', { host: 'h', pid: 1 }, LEASE_MS);
+    const producer = createProducer({
+      run,
+      registry: new JobRegistry(builtinJobs),
+      producerId: 'p1',
+      jobOptions: jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 10, keepFailed: 10 }),
+    });
+    // One job runs out of time, two are running when the run is cancelled, one never starts.
+    const long = { type: 'sleep', payload: { value: 0, ms: 60_000 } };
+    await producer.putMany([{ ...long, timeoutMs: 200 }, long, long, long]);
+    await producer.flush();
+    await run.producerDone('p1');
+    const consumerRedis = new Redis(redisUrl(), { maxRetriesPerRequest: null });
+    ctx.cleanups.push(() => Promise.resolve(consumerRedis.disconnect()));
+    const config = loadConsumerConfig({
+      REDIS_URL: redisUrl(),
+      QUEUE: ctx.queue,
+      RUN_ID: 'rc',
+      CONSUMER_ID: 'c1',
+      CONCURRENCY: '2',
+      HEARTBEAT_MS: '100',
+    });
+    const consumer = await startConsumer(config, {
+      redis: consumerRedis,
+      registry: new JobRegistry(builtinJobs),
+      log: createLogger({ level: 'silent', service: 'test' }),
+      host: 'test',
+      pid: process.pid,
+    });
+    ctx.cleanups.push(() => consumer.stop('test over'));
+    const bull = openQueue(ctx.queue, ctx.redis);
+    ctx.cleanups.push(() => bull.close());
+    await pollUntil('one job to time out and two to run', async () => {
+      const c = await bull.getJobCounts('failed', 'active');
+      return c.failed === 1 && c.active === 2 ? true : undefined;
+    });
+    expect((await run.cancel({ by: 'a test' })).removed).toBe(1);
+    await consumer.exited;
+    await pollUntil('the run to join', async () => ((await run.isJoined()) ? true : undefined));
+
+    const registry = new Registry();
+    collector(registry);
+    const m = await parseMetrics(await registry.metrics());
+    const r = { queue: ctx.queue, run: 'rc' };
+    const jobs = (state: string) => value(m, 'conveyor_run_jobs', { ...r, state });
+    expect(jobs('produced')).toBe(4);
+    expect(jobs('cancelled')).toBe(3);
+    expect(jobs('failed')).toBe(1);
+    expect(jobs('timed-out')).toBe(1);
+    expect(jobs('removed')).toBe(0);
+    expect(
+      jobs('completed') + jobs('failed') + jobs('cancelled') + jobs('removed') + jobs('unfinished'),
+    ).toBe(jobs('produced'));
+    expect(value(m, 'conveyor_run_shard_jobs', { ...r, shard: '0', state: 'cancelled' })).toBe(3);
   });
 
   it('a queue over 3 shards: queue-wide sums, the oldest job of any shard, and per-shard queue and run series', async () => {
