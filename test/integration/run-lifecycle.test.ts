@@ -183,9 +183,11 @@ describe('run lifecycle regressions', () => {
     expect(await ctx.redis.zscore(pendingRunsKey(ctx.queue), 'r')).toBeNull();
     // Every key of the run now has the run's retention, its shard's too, and then expires.
     const keys = await runKeysLeft('r');
+    // ('p1': the producer's put bitmap, `puts:<creation>:p1`, which expires with the retention)
     expect(keys.map(([key]) => key.split(':').at(-1)).sort()).toEqual([
       'fenced',
       'meta',
+      'p1',
       'produced-by',
       'producers',
     ]);
