@@ -37,9 +37,28 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 log(
   `soak: seed ${options.seed} (SOAK_SEED=${options.seed} replays it), ${options.minutes} min${options.cluster ? ', 3-master cluster, SHARDS=3' : ''}; faults: ${options.faults.join(', ') || 'none'}`,
 );
-const report = await runSoak(options, { binary, log });
+// A first Ctrl-C (or SIGTERM) ends the schedule and lets the started runs finish and be checked; a
+// second stops at once. Either way every process the soak started is stopped before it exits.
+const stop = new AbortController();
+const halt = new AbortController();
+const onSignal = (signal: NodeJS.Signals) => {
+  if (!stop.signal.aborted) {
+    log(
+      `soak: ${signal}: no more runs or faults; the started runs finish and are checked (again to stop at once)`,
+    );
+    stop.abort();
+  } else if (!halt.signal.aborted) {
+    log(`soak: ${signal} again: stopping every process now`);
+    halt.abort();
+  }
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+const report = await runSoak(options, { binary, log, stop: stop.signal, halt: halt.signal });
 const out = options.out ?? join(tmpdir(), `conveyor-soak-${options.seed}.json`);
 writeFileSync(out, `${JSON.stringify({ ...report, summary: summarize(report) }, null, 2)}\n`);
 process.stdout.write(`\n${formatReport(report)}\n\nJSON report: ${out}\n`);
 if (report.kept) process.stdout.write(`logs and ledgers kept in ${report.kept}\n`);
 process.exitCode = report.failures.length === 0 ? 0 : 1;
+// A halted soak leaves its runs' drivers waiting on processes that are gone.
+if (halt.signal.aborted) process.exit();

@@ -52,7 +52,14 @@ const CLOSE_GRACE_MS = 15_000;
  */
 export async function runSoak(
   options: SoakOptions,
-  deps: { binary: string; log: (line: string) => void },
+  deps: {
+    binary: string;
+    log: (line: string) => void;
+    /** Ends the schedule early: no run starts and no fault comes after it; started runs drain. */
+    stop?: AbortSignal;
+    /** Stops at once: started runs are left unchecked, every process is stopped. */
+    halt?: AbortSignal;
+  },
 ): Promise<SoakReport> {
   const plan = makePlan(options);
   const world = await SoakWorld.open({ binary: deps.binary, cluster: options.cluster });
@@ -65,11 +72,22 @@ export async function runSoak(
   try {
     for (let i = 0; i < options.workers; i++) ctx.spawnWorker();
     ctx.t0 = Date.now();
-    const windowEnd = ctx.t0 + options.minutes * 60_000;
+    let windowEnd = ctx.t0 + options.minutes * 60_000;
+    const stopped = new Promise<void>((resolve) => {
+      if (deps.stop?.aborted) resolve();
+      deps.stop?.addEventListener('abort', () => resolve(), { once: true });
+    }).then(() => {
+      windowEnd = Math.min(windowEnd, Date.now());
+    });
+    const halted = new Promise<void>((resolve) => {
+      if (deps.halt?.aborted) resolve();
+      deps.halt?.addEventListener('abort', () => resolve(), { once: true });
+    });
     const drivers: Promise<void>[] = [];
     const startRuns = async () => {
       for (const rp of plan.runs) {
-        const run = await admit(ctx, rp, windowEnd);
+        if (deps.stop?.aborted) break;
+        const run = await admit(ctx, rp, windowEnd, { done: stopped, signal: deps.stop });
         if (!run) {
           skippedRuns.push(rp.key);
           continue;
@@ -87,36 +105,46 @@ export async function runSoak(
     };
     const injectFaults = async () => {
       for (const f of plan.faults) {
-        await sleepUntil(ctx.t0 + f.atS * 1000);
-        if (Date.now() > windowEnd) break;
+        await Promise.race([sleepUntil(ctx.t0 + f.atS * 1000), stopped]);
+        if (Date.now() > windowEnd || deps.stop?.aborted) break;
         ctx.faults.push(await injectFault(ctx, f));
       }
     };
-    await Promise.all([startRuns(), injectFaults()]);
-    await Promise.all(drivers);
-    reports.sort((a, b) => a.key.localeCompare(b.key));
-    for (const r of reports)
-      for (const f of r.findings)
-        failures.push({
-          run: r.key,
-          runId: r.runId,
-          kind: f.kind,
-          detail: f.detail,
-          jobs: f.jobs?.slice(0, 20),
-          atS: r.checkedAtS,
-        });
-    failures.push(...ctx.lateFailures);
-    // A joined run leaves the queue's list of runs to check: none of the soak's may linger there.
-    const notRetired = new Set(ctx.runs.filter((r) => r.phase !== 'retired').map((r) => r.runId));
-    for (const id of await world.client.zrange(pendingRunsKey(world.queue), '0', '-1'))
-      if (ctx.runs.some((r) => r.runId === id) && !notRetired.has(id))
-        failures.push({
-          run: '-',
-          runId: id,
-          kind: 'leftover-keys',
-          detail: 'a joined run is still listed as pending',
-          atS: ctx.elapsedS(),
-        });
+    await Promise.race([Promise.all([startRuns(), injectFaults()]), halted]);
+    await Promise.race([Promise.all(drivers), halted]);
+    if (deps.halt?.aborted)
+      failures.push({
+        run: '-',
+        runId: '-',
+        kind: 'halted',
+        detail: 'stopped at once by a second signal: the runs in flight were not checked',
+        atS: ctx.elapsedS(),
+      });
+    else {
+      reports.sort((a, b) => a.key.localeCompare(b.key));
+      for (const r of reports)
+        for (const f of r.findings)
+          failures.push({
+            run: r.key,
+            runId: r.runId,
+            kind: f.kind,
+            detail: f.detail,
+            jobs: f.jobs?.slice(0, 20),
+            atS: r.checkedAtS,
+          });
+      failures.push(...ctx.lateFailures);
+      // A joined run leaves the queue's list of runs to check: none of the soak's may linger there.
+      const notRetired = new Set(ctx.runs.filter((r) => r.phase !== 'retired').map((r) => r.runId));
+      for (const id of await world.client.zrange(pendingRunsKey(world.queue), '0', '-1'))
+        if (ctx.runs.some((r) => r.runId === id) && !notRetired.has(id))
+          failures.push({
+            run: '-',
+            runId: id,
+            kind: 'leftover-keys',
+            detail: 'a joined run is still listed as pending',
+            atS: ctx.elapsedS(),
+          });
+    }
     finished = true;
   } finally {
     await ctx.close();
@@ -155,8 +183,14 @@ export async function runSoak(
  * Starts a planned run at its time, once fewer than `maxRuns` runs are pending and, for a run id
  * used again, once the earlier run of that id has retired; null when that cannot happen in time.
  */
-async function admit(ctx: SoakContext, rp: RunPlan, windowEnd: number): Promise<LiveRun | null> {
-  await sleepUntil(ctx.t0 + rp.atS * 1000);
+async function admit(
+  ctx: SoakContext,
+  rp: RunPlan,
+  windowEnd: number,
+  stop: { done: Promise<void>; signal?: AbortSignal },
+): Promise<LiveRun | null> {
+  await Promise.race([sleepUntil(ctx.t0 + rp.atS * 1000), stop.done]);
+  if (stop.signal?.aborted) return null;
   const lastStart = windowEnd + LATE_START_MS;
   while (ctx.pending().length >= ctx.options.maxRuns) {
     if (Date.now() > lastStart) return null;
