@@ -83,7 +83,7 @@ export const commands = {
       run: { type: 'string', help: 'the run to show (default RUN_ID, else the latest)' },
       results: {
         type: 'boolean',
-        help: "a joined run's job results (COLLECT_RESULTS), per producer in put order",
+        help: "a joined run's puts in put order, each with its outcome and value or error (COLLECT_RESULTS)",
       },
       list: { type: 'boolean', help: "the queue's recent runs, newest first, with state, counts and times" },
       json: { type: 'boolean', help: 'machine-readable output' },
@@ -93,7 +93,7 @@ export const commands = {
   gather: {
     name: 'gather',
     summary:
-      "The seed's gather: N sleep jobs in a fresh run, waits for all of them and prints their results in order (starts a consumer in-process when none is attached).",
+      "The seed's gather: N sleep jobs in a fresh run, waits for all of them and prints one slot per job in order: its value, or { outcome, error } when it did not complete (exit 1 then). Starts a consumer in-process when none is attached.",
     synopsis: '[N]',
     options: {},
     allowPositionals: true,
