@@ -1,5 +1,6 @@
 import { commandArgsOrExit } from '../shared/args.js';
 import { commands } from '../shared/commands.js';
+import { createReadStream } from 'node:fs';
 import { hostname } from 'node:os';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
@@ -12,6 +13,8 @@ import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
 import { loadProducerConfig } from './config.js';
+import { checkReadable } from './jobs-file.js';
+import { JobLineError } from './job-lines.js';
 import { checkProducible, runProducer } from './run-producer.js';
 
 const started =
@@ -22,9 +25,16 @@ if (started) {
   const registry = await checkInput('producer', process, async () => {
     const r = await loadJobRegistry(config.jobModules, process.cwd());
     checkProducible(config, r);
+    if (config.jobsFile !== null) await checkReadable(config.jobsFile);
     return r;
   });
   if (!registry) process.exit(2);
+  const jobsInput =
+    config.jobsFile === null
+      ? undefined
+      : config.jobsFile === '-'
+        ? process.stdin
+        : createReadStream(config.jobsFile);
   const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
   const queues = openQueues(config.queue, config.shards, redis, (message) =>
@@ -66,6 +76,7 @@ if (started) {
         host: hostname(),
         pid: process.pid,
         observer: createProducerMetrics(metrics.registry, config.queue),
+        jobsInput,
       },
       stop.signal,
     );
@@ -73,7 +84,14 @@ if (started) {
     process.exitCode = outcome.lost ? 1 : 0;
     await metrics.linger(stop.signal);
   } catch (err) {
-    if (stop.signal.aborted && redis.status !== 'ready') {
+    if (err instanceof JobLineError) {
+      // Not reported done: run again with the same RUN_ID and PRODUCER_ID, and the lines already
+      // put are not put again (their keys), while this producer's lease has not run out.
+      process.stderr.write(
+        `producer: ${err.message}. Nothing after it was put; fix the line and run again with the same RUN_ID and PRODUCER_ID (lines already put are skipped).\n`,
+      );
+      process.exitCode = 2;
+    } else if (stop.signal.aborted && redis.status !== 'ready') {
       log.info('stopped before start-up finished');
       process.exitCode = 0;
     } else {

@@ -38,6 +38,7 @@ export const commands = {
       'JOB_TYPE          sleep (default), fetch, or a type from JOB_MODULES',
       'JOB_MODULES       comma-separated modules exporting defineJob(...) definitions (./jobs/resize.js)',
       'JOB_PAYLOAD       JSON payload for a JOB_MODULES type; JOB_MS for sleep; FETCH_URLS for fetch',
+      'JOBS_FILE         jobs from a file (- = standard input), one JSON object per line: {"type", "payload", "key"?, "timeoutMs"?}',
       'JOBS              a count or a range like 0-5 (default 0-5); PRODUCE_INTERVAL_MS, BATCH_SIZE, MAX_DEPTH',
       'ATTEMPTS, BACKOFF_MS, KEEP_COMPLETED, KEEP_FAILED   retry and retention',
       'METRICS_PORT      /metrics port (default 9464, 0 = any)',
