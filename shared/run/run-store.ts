@@ -1,6 +1,7 @@
 import type { RedisClient } from '../redis.js';
 import {
   callbacksDueKey,
+  idPrefixOfJob,
   pendingRunsKey,
   queueShards,
   runCreationsKey,
@@ -784,8 +785,10 @@ export class RunStore {
       await this.redis.publish(this.keys.events, JSON.stringify(event));
       return { outcome: 'signalled', shard, joinedNow: false };
     }
-    // Not found on any shard: a no-op either way, but `joined` only when the run itself has joined.
-    return { outcome: (await this.isJoined()) ? 'joined' : 'unknown', joinedNow: false };
+    // Not found on any shard: a no-op either way, but `joined` only for an id of this run (its job
+    // may have been trimmed since) when the run itself has joined; any other id is unknown.
+    const ours = idPrefixOfJob(jobId) === (await this.redis.hget(this.keys.meta, 'idPrefix'));
+    return { outcome: ours && (await this.isJoined()) ? 'joined' : 'unknown', joinedNow: false };
   }
 
   /**

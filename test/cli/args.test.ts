@@ -25,6 +25,24 @@ describe('command-line flags', () => {
     expect(parseCommandArgs(commands.producer, ['--help'])).toMatchObject({ kind: 'help' });
   });
 
+  it('an unknown flag that is a setting names its environment variable; a mistyped command gets a suggestion', async () => {
+    const message = (args: string[]) => {
+      const parsed = parseCommandArgs(commands.consumer, args);
+      return parsed.kind === 'usage-error' ? parsed.message : '';
+    };
+    expect(message(['--concurrency', '4'])).toContain(
+      "Unknown option '--concurrency'. Settings are environment variables: CONCURRENCY=4 conveyor consumer.",
+    );
+    expect(message(['--job-modules=./jobs/a.js'])).toContain('JOB_MODULES=./jobs/a.js conveyor consumer');
+    expect(message(['--colour'])).toContain('Settings are environment variables, not flags');
+    const p = script('cli/main.ts', ['producr']);
+    expect((await exitOf(p)).code).toBe(2);
+    expect(p.output()).toContain('conveyor: unknown command "producr". Did you mean "producer"?');
+    const far = script('cli/main.ts', ['frobnicate']);
+    expect((await exitOf(far)).code).toBe(2);
+    expect(far.output()).not.toContain('Did you mean');
+  });
+
   it('npm run producer -- --help prints help and starts no producer', async () => {
     const p = script('producers/main.ts', ['--help'], { REDIS_URL: 'redis://127.0.0.1:1' });
     expect((await exitOf(p)).code).toBe(0);

@@ -92,6 +92,12 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     expect(again.stdout()).toContain('has already joined');
     const unknown = cancelCommand(['--run', 'nope', '--job', 'x']);
     expect((await exitOf(unknown)).code).toBe(1);
+    // On the joined run: a job of it is left as it is (exit 0), an id that is not one of its jobs is unknown.
+    const ofRun = cancelCommand(['--run', 'r', '--job', running!]);
+    expect((await exitOf(ofRun)).code).toBe(0);
+    const notOfRun = cancelCommand(['--run', 'r', '--job', 'nope']);
+    expect((await exitOf(notOfRun)).code, notOfRun.output()).toBe(1);
+    expect(notOfRun.stdout()).toContain('no job nope in run r');
   });
 
   it('a sandboxed handler that ignores its abort is really terminated: a child process killed, a worker thread stopped', async () => {
