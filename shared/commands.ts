@@ -6,7 +6,8 @@ const common = [
   'QUEUE             queue name (default conveyor)',
   'SHARDS            BullMQ queues the queue is spread over (default 1)',
   'LOG_LEVEL         trace|debug|info|warn|error|fatal|silent (default info)',
-  'LEASE_MS, HEARTBEAT_MS, SHUTDOWN_GRACE_MS   protocol timings (see docs/operations.md)',
+  'LEASE_MS, HEARTBEAT_MS, SHUTDOWN_GRACE_MS   protocol timings',
+  'Every variable: docs/reference.md (in the package: node_modules/conveyor/docs/reference.md)',
 ];
 
 /** Every `conveyor` subcommand, its flags and the environment it reads. */
@@ -35,12 +36,16 @@ export const commands = {
     options: {},
     env: [
       'RUN_ID            the run (default "default"); PRODUCERS: how many producers it expects (default 1)',
+      'PRODUCER_ID       this producer in the run (default <host>-<pid>); the same id again takes its place after a crash',
       'JOB_TYPE          sleep (default), fetch, or a type from JOB_MODULES',
       'JOB_MODULES       comma-separated modules exporting defineJob(...) definitions (./jobs/resize.js)',
       'JOB_PAYLOAD       JSON payload for a JOB_MODULES type; JOB_MS for sleep; FETCH_URLS for fetch',
       'JOBS_FILE         jobs from a file (- = standard input), one JSON object per line: {"type", "payload", "key"?, "timeoutMs"?}',
       'JOBS              a count or a range like 0-5 (default 0-5); PRODUCE_INTERVAL_MS, BATCH_SIZE, MAX_DEPTH',
       'ATTEMPTS, BACKOFF_MS, KEEP_COMPLETED, KEEP_FAILED   retry and retention',
+      'COLLECT_RESULTS   true: keep how each job ended, for status --results (RESULT_MAX_BYTES, RUN_RESULTS_MAX_BYTES)',
+      'ON_JOIN_TYPE      a job type enqueued once when the run joins (ON_JOIN_PAYLOAD); ON_SUCCESS_TYPE: only when none failed',
+      'RUN_RETENTION_S   how long a joined run stays in Redis (default 7 days)',
       'METRICS_PORT      /metrics port (default 9464, 0 = any)',
       ...common,
     ],

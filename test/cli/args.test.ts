@@ -47,6 +47,8 @@ describe('command-line flags', () => {
     const p = script('producers/main.ts', ['--help'], { REDIS_URL: 'redis://127.0.0.1:1' });
     expect((await exitOf(p)).code).toBe(0);
     expect(p.stdout()).toMatch(/^Usage: conveyor producer/);
+    for (const variable of ['PRODUCER_ID', 'COLLECT_RESULTS', 'ON_JOIN_TYPE', 'JOBS_FILE'])
+      expect(p.stdout()).toMatch(new RegExp(`^  ${variable} `, 'm'));
     expect(p.output()).not.toContain('producer starting');
   });
 

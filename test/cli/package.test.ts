@@ -96,6 +96,9 @@ describe('the packed package, installed into an empty folder', () => {
         'package/dist/index.d.ts',
         'package/dist/cli/main.js',
         'package/dashboard/public/index.html',
+        // what --help and the README point to
+        'package/docs/reference.md',
+        'package/docs/operations.md',
       ]),
     );
     expect(files.filter((f) => /^package\/(dist\/)?(test|bench|chaos|examples)\//.test(f))).toEqual([]);

@@ -6,7 +6,7 @@ import { loadJobRegistry } from '../../shared/jobs/index.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { projectRoot } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
-import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
+import { formatRunStatus, readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
 import { FAST } from '../helpers/demo.js';
 import { pollUntil, redisUrl } from '../helpers/redis.js';
@@ -185,6 +185,11 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     const s = await status();
     expect(s.join.state).toBe('joined');
     expect(s.join.cancelledAt).not.toBeNull();
+    // Said as it happened: no signal stopped the producers, and "joined" as status --list says it.
+    const text = formatRunStatus(s);
+    expect(text).toMatch(/^run r on queue \S+: joined at \S+ \(cancelled at \S+\)$/m);
+    expect(text).toMatch(/stopped early: the run was cancelled/);
+    expect(text).not.toContain('signal');
     const t = s.join.totals!;
     expect(t.completed).toBe(0);
     expect(t.failed).toBe(0);
