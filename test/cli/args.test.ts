@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { parseCommandArgs } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
@@ -59,6 +60,34 @@ describe('command-line flags', () => {
       expect.stringMatching(/^conveyor status: Option '--run <value>' argument missing/),
     ]);
   });
+});
+
+describe('logs in a terminal', () => {
+  const ctx = useTestQueue();
+
+  it('a producer on a terminal writes readable lines, not JSON (no development package needed)', () => {
+    // `script` gives the command a pseudo-terminal, as a person's shell does.
+    const command = `${process.execPath} --import tsx ${projectRoot}/producers/main.ts`;
+    const tty = spawnSync('script', ['-qec', command, '/dev/null'], {
+      cwd: projectRoot,
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH,
+        REDIS_URL: redisUrl(),
+        QUEUE: ctx.queue,
+        JOBS: '1',
+        JOB_MS: '0',
+        PRODUCE_INTERVAL_MS: '0',
+        METRICS_PORT: '0',
+      },
+      timeout: 30_000,
+    });
+    expect(tty.status, tty.stdout).toBe(0);
+    expect(tty.stdout).toMatch(
+      /^\S*\d\d:\d\d:\d\d\.\d{3}\S* \S*INFO \S* \S*producer\S* {2}producer starting/m,
+    );
+    expect(tty.stdout).not.toContain('"level"');
+  }, 40_000);
 });
 
 describe('status --list', () => {

@@ -149,7 +149,7 @@ describe('the packed package, installed into an empty folder', () => {
     ]);
   });
 
-  it('on a terminal without pino-pretty (a production install), logs plain JSON instead of crashing; status gives up on a closed port', async () => {
+  it('on a terminal, logs readable lines with what the package installs (no pino-pretty); status gives up on a closed port', async () => {
     const closed = await freePort();
     // `script` gives the command a pseudo-terminal, as `docker run -it` or a person's shell does.
     const tty = spawnSync('script', ['-qec', 'npx conveyor status', '/dev/null'], {
@@ -161,7 +161,17 @@ describe('the packed package, installed into an empty folder', () => {
     expect(tty.stdout).not.toContain('pino-pretty');
     expect(tty.stdout).toContain(`status: no answer from Redis at redis://127.0.0.1:${closed} within 5 s`);
     expect(tty.status).toBe(1);
-  }, 40_000);
+    // A producer's logs on a terminal are readable lines, with what the installed package has.
+    const producer = spawnSync('script', ['-qec', 'npx conveyor producer', '/dev/null'], {
+      cwd: app,
+      encoding: 'utf8',
+      env: { ...process.env, ...FAST, REDIS_URL: redisUrl(), QUEUE: ctx.queue, JOBS: '1', JOB_MS: '0' },
+      timeout: 30_000,
+    });
+    expect(producer.status, producer.stdout).toBe(0);
+    expect(producer.stdout).toMatch(/\d\d:\d\d:\d\d\.\d{3}\S* \S*INFO .*producer starting/);
+    expect(producer.stdout).not.toContain('"level"');
+  }, 60_000);
 
   it('npx conveyor demo joins (private Redis, dashboard from the package)', async () => {
     const demo = spawnTracked(
