@@ -37,13 +37,18 @@ if (started) {
         : createReadStream(config.jobsFile);
   const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
-  const queues = openQueues(config.queue, config.shards, redis, (message) =>
-    log.warn({ err: message }, 'queue error'),
-  );
+  // A lost connection is said once by the connection itself (waiting for Redis, reachable again).
+  const queues = openQueues(config.queue, config.shards, redis, (message) => {
+    if (redis.status === 'ready') log.warn({ err: message }, 'queue error');
+  });
   const stop = new AbortController();
   const close = makeCloser(
     () => [
-      { name: 'queues', run: () => Promise.all(queues.map((q) => q.close())) },
+      // BullMQ's close waits for the connection: without one there is nothing of theirs to close.
+      {
+        name: 'queues',
+        run: () => (redis.status === 'ready' ? Promise.all(queues.map((q) => q.close())) : Promise.resolve()),
+      },
       { name: 'redis', run: () => closeRedis(redis) },
       { name: 'metrics', run: () => metrics.close() },
     ],
@@ -60,7 +65,7 @@ if (started) {
       { redis: redactUrl(config.redisUrl), queue: config.queue, shards: config.shards },
       'producer starting',
     );
-    await waitUntilReady(redis, log);
+    await waitUntilReady(redis, log, stop.signal);
     await assertNoEviction(redis);
     // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
     const resolved = await resolveRunId(redis, config.queue, config.runId);

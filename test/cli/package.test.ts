@@ -235,6 +235,34 @@ describe('the packed package, installed into an empty folder', () => {
     }
   });
 
+  it('a job module in a CommonJS folder, or with a syntax error, stops the consumer saying why and where', async () => {
+    // What `npm init -y` makes: a CommonJS package; and a TypeScript module with a stray comma.
+    mkdirSync(join(app, 'cjs'), { recursive: true });
+    writeFileSync(join(app, 'cjs', 'package.json'), JSON.stringify({ name: 'cjs', type: 'commonjs' }));
+    writeFileSync(join(app, 'cjs', 'slow.ts'), SHOUT_JS);
+    writeFileSync(
+      join(app, 'jobs', 'broken.ts'),
+      SHOUT_JS.replace('text.toUpperCase()', 'text.toUpperCase(,)'),
+    );
+    for (const [module, message] of [
+      [
+        './cjs/slow.ts',
+        /is loaded as CommonJS because cjs\/package\.json has "type": "commonjs", and conveyor is an ES module package: set "type": "module"/,
+      ],
+      ['./jobs/broken.ts', /syntax error in jobs\/broken\.ts at line 6, column \d+:/],
+    ] as const) {
+      const consumer = spawnTracked(
+        'npx conveyor consumer',
+        'npx',
+        ['conveyor', 'consumer'],
+        { REDIS_URL: redisUrl(), QUEUE: ctx.queue, JOB_MODULES: module },
+        { cwd: app },
+      );
+      expect((await exitOf(consumer)).code, consumer.output()).toBe(2);
+      expect(consumer.output()).toMatch(message);
+    }
+  });
+
   it("the user's own job types (JavaScript, and TypeScript with tsx) through npx conveyor producer/consumer, joined", async () => {
     const env = {
       ...FAST,
