@@ -51,7 +51,7 @@ const shape = {
   ON_JOIN_PAYLOAD: text(''),
   ON_SUCCESS_TYPE: optionalName(),
   ON_SUCCESS_PAYLOAD: text(''),
-  // Keep each job's return value for `status --results` / openRun().results(), bounded in bytes of JSON.
+  // Keep how each job ended for `status --results` / openRun().results(), bounded in bytes of JSON.
   COLLECT_RESULTS: bool(false),
   RESULT_MAX_BYTES: int(64 * 1024, 1, 16 * 1024 * 1024),
   RUN_RESULTS_MAX_BYTES: int(64 * 1024 * 1024, 1, 1024 * 1024 * 1024),
