@@ -35,6 +35,35 @@ console.log('joined', JSON.stringify(status.jobs));
 await run.close();
 `;
 
+/**
+ * The issue's gather: slow(x) for x in [3, 1, 2, 6, 4], the first cancelled before it starts and the
+ * third failing; prints the run's results() and what stream() yielded, as JSON.
+ */
+const GATHER_MJS = `import { openProducer, openRun, startConsumer, defineJob, UnrecoverableError, z } from 'conveyor';
+
+const slow = defineJob({
+  name: 'slow',
+  schema: z.strictObject({ x: z.number() }),
+  handler: async ({ x }) => {
+    if (x === 2) throw new UnrecoverableError('two is not allowed');
+    return x * 10;
+  },
+});
+const where = { redisUrl: process.env.REDIS_URL, queue: process.env.QUEUE, runId: 'slots' };
+const producer = await openProducer({ ...where, jobs: [slow], collectResults: true });
+const ids = await producer.putMany([3, 1, 2, 6, 4].map((x) => ({ type: 'slow', payload: { x } })));
+await producer.done();
+const run = openRun(where);
+await run.cancelJob(ids[0]);
+const consumer = await startConsumer({ ...where, jobs: [slow], concurrency: 2 });
+const streamed = [];
+for await (const r of run.stream({ pollMs: 50 })) streamed.push(r.jobId);
+const results = await run.results();
+console.log(JSON.stringify({ ids, streamed, results }));
+await run.close();
+await consumer.exited;
+`;
+
 const run = (cmd: string, args: string[], cwd: string) =>
   execFileSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, CI: 'true' }, stdio: 'pipe' });
 
@@ -77,6 +106,7 @@ describe('the packed package, installed into an empty folder', () => {
     copyFileSync(join(projectRoot, 'examples', 'jobs', 'resize.ts'), join(app, 'jobs', 'resize.ts'));
     copyFileSync(join(projectRoot, 'examples', 'app.ts'), join(app, 'app.ts'));
     writeFileSync(join(app, 'join.mjs'), JOIN_MJS);
+    writeFileSync(join(app, 'gather.mjs'), GATHER_MJS);
     http = createServer((req, res) => {
       if (req.url === '/missing.png') res.writeHead(404).end('no such image');
       else res.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.alloc(1234));
@@ -205,6 +235,32 @@ describe('the packed package, installed into an empty folder', () => {
     );
     expect((await exitOf(p, 60_000)).code, p.output()).toBe(0);
     expect(p.stdout()).toMatch(/^resize-\d+ joined: 1 completed, 0 failed$/m);
+  }, 70_000);
+
+  it('results() keeps one slot per put with its outcome, and stream() yields every put, through the installed package', async () => {
+    const p = spawnTracked(
+      'gather.mjs',
+      process.execPath,
+      ['gather.mjs'],
+      { REDIS_URL: redisUrl(), QUEUE: ctx.queue },
+      { cwd: app },
+    );
+    expect((await exitOf(p, 60_000)).code, p.output()).toBe(0);
+    const { ids, streamed, results } = JSON.parse(p.stdout().trim().split('\n').pop()!) as {
+      ids: string[];
+      streamed: string[];
+      results: { jobId: string; outcome: string; value?: unknown; error?: string }[];
+    };
+    expect(
+      results.map(({ jobId, outcome, value, error }) => [jobId, outcome, value ?? error ?? null]),
+    ).toEqual([
+      [ids[0], 'cancelled', null],
+      [ids[1], 'completed', 10],
+      [ids[2], 'failed', 'two is not allowed'],
+      [ids[3], 'completed', 60],
+      [ids[4], 'completed', 40],
+    ]);
+    expect([...streamed].sort()).toEqual([...ids].sort());
   }, 70_000);
 
   it("the image's way: a job module placed inside the project folder runs with the compiled roles", async () => {
