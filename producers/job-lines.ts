@@ -58,10 +58,17 @@ const FIELDS = new Set(['type', 'payload', 'key', 'timeoutMs', 'delay', 'priorit
 /**
  * One line as a put: `{"type": ..., "payload": ..., "key"?, "timeoutMs"?}`, checked as a put checks
  * it (the type's schema, the payload limits). Its idempotency key is the line's `key`, else
- * `l<line>.<hash of the line>`: running the same file again in the same run puts only the lines the
- * run has not accepted yet, and an edited line is a new job. Throws JobLineError saying what is wrong.
+ * `l<line>.<hash of the producer id and the line>`: the same producer running the same file again in
+ * the same run puts only the lines the run has not accepted yet, an edited line is a new job, and
+ * two producers whose files share a line each put it. Throws JobLineError saying what is wrong.
  */
-export function parseJobLine(text: string, line: number, source: string, registry: JobRegistry): PutItem {
+export function parseJobLine(
+  text: string,
+  line: number,
+  source: string,
+  registry: JobRegistry,
+  producerId: string,
+): PutItem {
   const fail = (reason: string): never => {
     throw new JobLineError(source, line, reason);
   };
@@ -94,15 +101,17 @@ export function parseJobLine(text: string, line: number, source: string, registr
     !(typeof job.timeoutMs === 'number' && Number.isInteger(job.timeoutMs) && job.timeoutMs > 0)
   )
     fail('"timeoutMs" must be a positive whole number of milliseconds');
-  const key =
-    (job.key as string | undefined) ??
-    `l${line}.${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
+  const key = (job.key as string | undefined) ?? defaultKey(producerId, line, text);
   return {
     type,
     payload: v.ok ? v.payload : undefined,
     key,
     ...(job.timeoutMs !== undefined ? { timeoutMs: job.timeoutMs as number } : {}),
   };
+}
+
+function defaultKey(producerId: string, line: number, text: string): string {
+  return `l${line}.${createHash('sha256').update(producerId).update('\n').update(text).digest('hex').slice(0, 16)}`;
 }
 
 /**
@@ -115,11 +124,12 @@ export async function* jobBatches(
   source: string,
   registry: JobRegistry,
   batchSize: number,
+  producerId: string,
 ): AsyncGenerator<PutItem[]> {
   let batch: PutItem[] = [];
   for await (const { line, text } of readLines(input, source)) {
     if (text.trim() === '') continue;
-    batch.push(parseJobLine(text, line, source, registry));
+    batch.push(parseJobLine(text, line, source, registry, producerId));
     if (batch.length >= batchSize) {
       yield batch;
       batch = [];

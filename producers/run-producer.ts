@@ -133,7 +133,13 @@ export async function runProducer(
   });
   const batches =
     config.jobsFile !== null && deps.jobsInput
-      ? jobBatches(deps.jobsInput, sourceName(config.jobsFile), deps.registry, config.batchSize)
+      ? jobBatches(
+          deps.jobsInput,
+          sourceName(config.jobsFile),
+          deps.registry,
+          config.batchSize,
+          config.producerId,
+        )
       : countedBatches(config, planned);
   let sent = 0;
   let exhausted = false;

@@ -52,7 +52,7 @@ describe('jobs file lines', () => {
         ).join('');
       }
     }
-    const batches = jobBatches(endless(), 'stdin', registry, 50);
+    const batches = jobBatches(endless(), 'stdin', registry, 50, 'p');
     for (let i = 0; i < 10; i++) {
       const next = await batches.next();
       expect(next.value).toHaveLength(50);
@@ -62,13 +62,15 @@ describe('jobs file lines', () => {
     expect(pulled).toBeLessThanOrEqual(6);
   });
 
-  it("gives each line a key from its number and content, or the line's own", async () => {
+  it("gives each line a key from its number, its content and the producer, or the line's own", async () => {
     const registry = await loadJobRegistry([], process.cwd());
     const text = '{"type":"sleep","payload":{"value":1,"ms":0}}';
-    const key = (t: string, line: number) => parseJobLine(t, line, 'f', registry).key;
+    const key = (t: string, line: number, producer = 'p') =>
+      parseJobLine(t, line, 'f', registry, producer).key;
     expect(key(text, 7)).toBe(key(text, 7));
     expect(key(text, 7)).toMatch(/^l7\.[0-9a-f]{16}$/);
     expect(key(text, 8)).not.toBe(key(text, 7));
+    expect(key(text, 7, 'other')).not.toBe(key(text, 7));
     expect(key(text.replace('"value":1', '"value":2'), 7)).not.toBe(key(text, 7));
     expect(key('{"type":"sleep","payload":{"value":1,"ms":0},"key":"mine"}', 7)).toBe('mine');
   });
