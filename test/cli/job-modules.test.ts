@@ -1,10 +1,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { explainLoadError } from '../../shared/jobs/load-errors.js';
 import { projectRoot } from '../../shared/roles.js';
-import { exitOf, spawnTracked } from '../helpers/processes.js';
+import { exitOf, killLeftovers, spawnTracked } from '../helpers/processes.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 
 const BAD_SYNTAX = 'export const x = {\n  a: 1,,\n};\n';
@@ -13,6 +13,8 @@ const PLAIN_JOB = "export const slow = { name: 'slow', schema: {}, handler: asyn
 /** JOB_MODULES that cannot load: the message says where and what to do. */
 describe('job modules that do not load', () => {
   const dir = useTempDir('conveyor-modules-');
+  // A consumer that loaded its module after all would wait for Redis for ever: a leak fails the test.
+  afterEach(async () => expect(await killLeftovers()).toEqual([]));
   const project = (name: string, type: string, files: Record<string, string>) => {
     const root = join(dir.path, name);
     mkdirSync(root);
