@@ -15,7 +15,7 @@ export { openProducer, type ProducerOptions, type ProducerClient } from './lib/p
 export { PayloadError, type PutItem } from './producers/producer.js';
 export { startConsumer, type ConsumerOptions } from './lib/consumer.js';
 export type { ConsumerHandle, ConsumerExit } from './consumers/consumer.js';
-export { openRun, type RunHandle, type RunResults } from './lib/run.js';
+export { openRun, type RunHandle, type RunResult, type StreamedResult } from './lib/run.js';
 export type { CancelJobResult, CancelRunResult } from './shared/run/run-store.js';
 export type { RunStatus, ShardStatus } from './shared/run/status.js';
 export { RunError } from './shared/run/run-store.js';

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { closestWord } from '../shared/args.js';
 import { commands, type CommandName } from '../shared/commands.js';
 import { projectRoot } from '../shared/roles.js';
 
@@ -38,8 +39,9 @@ if (command === undefined || command === '--help' || command === '-h' || command
   };
   process.stdout.write(`${pkg.version}\n`);
 } else if (!Object.hasOwn(entries, command)) {
+  const meant = closestWord(command, Object.keys(entries));
   process.stderr.write(
-    `conveyor: unknown command "${command}". Commands: ${Object.keys(entries).join(', ')} (see conveyor --help)\n`,
+    `conveyor: unknown command "${command}".${meant ? ` Did you mean "${meant}"?` : ''} Commands: ${Object.keys(entries).join(', ')} (see conveyor --help)\n`,
   );
   process.exitCode = 2;
 } else {

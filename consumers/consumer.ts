@@ -22,6 +22,8 @@ import { runSandboxed } from './sandbox.js';
 import { HandlerContext } from './handler-context.js';
 import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from './job-control.js';
 import { withBoundedErrors } from './bounded-error.js';
+import { withEndRecords, type KeepEnd } from './outcome-records.js';
+import { encodeEnded } from '../shared/run/outcomes.js';
 
 /** The types JOB_TIMEOUT_MS applies to (a user's own type sets `timeoutMs` in its definition). */
 const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
@@ -153,6 +155,14 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       throw err;
     }
   };
+  const keepEnd = async (shard: number, ...[job, outcome, message]: Parameters<KeepEnd>) => {
+    const data = readJobData(job.data);
+    if (!data || data.afterRun || !job.id || bounds.get(data.run) === null) return;
+    const pending = boundsOf(data.run);
+    const b = pending instanceof Promise ? await pending : pending;
+    const stored = b && encodeEnded(outcome, message, b.maxJobBytes);
+    if (stored) await recorder.store(data.run).storeResult(shard, job.id, stored, b, outcome);
+  };
   const onRunaway = (jobId: string, still: boolean) => {
     if (still)
       log.warn(
@@ -268,18 +278,24 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   const slots = splitConcurrency(config.concurrency, shards.length);
   const workers = shards.map(
     (shard, i) =>
-      new Worker<JobData>(shard.name, withBoundedErrors(processorFor(i)), {
-        connection: redis,
-        prefix: shard.prefix,
-        concurrency: slots[i]!,
-        lockDuration: config.lockMs,
-        stalledInterval: config.stalledIntervalMs,
-        maxStalledCount: config.maxStalled,
-        // Per-minute completed/failed counts for Bull Board's chart (two weeks, a few hundred KB in Redis);
-        // off by default because BullMQ then does extra Redis work on every finished job.
-        ...(config.queueMetrics ? { metrics: { maxDataPoints: MetricsTime.TWO_WEEKS } } : {}),
-        autorun: false,
-      }),
+      new Worker<JobData>(
+        shard.name,
+        withEndRecords(withBoundedErrors(processorFor(i)), keepEnd.bind(null, i), (job, err) =>
+          log.warn({ jobId: job.id, err }, "could not keep the job's failure in its run's results"),
+        ),
+        {
+          connection: redis,
+          prefix: shard.prefix,
+          concurrency: slots[i]!,
+          lockDuration: config.lockMs,
+          stalledInterval: config.stalledIntervalMs,
+          maxStalledCount: config.maxStalled,
+          // Per-minute completed/failed counts for Bull Board's chart (two weeks, a few hundred KB in Redis);
+          // off by default because BullMQ then does extra Redis work on every finished job.
+          ...(config.queueMetrics ? { metrics: { maxDataPoints: MetricsTime.TWO_WEEKS } } : {}),
+          autorun: false,
+        },
+      ),
   );
   const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
   const finished = (shard: number, job: Job, outcome: 'completed' | 'failed' | 'cancelled') => {

@@ -42,7 +42,7 @@ if (started) {
       { redis: redactUrl(config.redisUrl), queue: config.queue, shards: config.shards },
       'consumer starting',
     );
-    await waitUntilReady(redis, log);
+    await waitUntilReady(redis, log, signalled.signal);
     await assertNoEviction(redis);
     // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
     const resolved = config.runId && (await resolveRunId(redis, config.queue, config.runId));

@@ -31,8 +31,8 @@ export type ProducerOptions = ConnectionOptions & {
   /** The run whose join callback starts this one (shown as its predecessor in status). */
   afterRun?: string;
   /**
-   * Keep each job's return value (JSON), for `openRun(...).results()` in put order once the run has
-   * joined. Bounded: `maxJobBytes` per job (default 64 KiB), `maxRunBytes` per run and shard (default
+   * Keep how each job ended (its return value as JSON, or its error), for `openRun(...).results()`
+   * (one entry per put, in put order, once the run has joined) and `stream()`. Bounded: `maxJobBytes` per job (default 64 KiB), `maxRunBytes` per run and shard (default
    * 64 MiB); a value past a bound fails its job with an error saying so.
    */
   collectResults?: boolean | { maxJobBytes?: number; maxRunBytes?: number };

@@ -8,13 +8,17 @@ import {
   type CancelJobResult,
   type CancelRunResult,
 } from '../shared/run/run-store.js';
+import type { RunResult } from '../shared/run/outcomes.js';
+import { streamRunResults, type StreamedResult } from '../shared/run/results-stream.js';
+import { readRunResults } from '../shared/run/run-results.js';
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
 import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
 
 /** How long `join()` waits for a run that no producer has created yet before it rejects. */
 export const DEFAULT_EXIST_GRACE_MS = 5_000;
 
-export type RunResults = { producer: string; results: { jobId: string; value: unknown }[] }[];
+export type { RunResult } from '../shared/run/outcomes.js';
+export type { StreamedResult } from '../shared/run/results-stream.js';
 
 export type RunHandle = {
   readonly runId: string;
@@ -46,11 +50,18 @@ export type RunHandle = {
   /** Cancels one job of the run: waiting, it never runs; running, the consumer holding it aborts it. */
   cancelJob(jobId: string): Promise<CancelJobResult>;
   /**
-   * The jobs' return values of a run created with collectResults, per producer in put order (jobs
-   * put with an idempotency key come under `keyed`). Only once the run has joined: before that they
-   * are incomplete, and this rejects saying so.
+   * asyncio's `gather(..., return_exceptions=True)` for a run created with collectResults: one entry
+   * per put, in put order (per producer instance; puts with an idempotency key last, under `keyed`),
+   * each with its outcome: `completed` with its value, `failed` with its error message, `cancelled`,
+   * or `removed`. Only once the run has joined: before that it is incomplete, and this rejects saying so.
    */
-  results(): Promise<RunResults>;
+  results(): Promise<RunResult[]>;
+  /**
+   * asyncio's `as_completed`: each put's result as its job ends, then (at the join) the puts that
+   * ended without reaching a consumer; ends once the run has joined. Each result's `cursor` given
+   * back as `after` resumes just past it, from any process (after a disconnect or a restart).
+   */
+  stream(opts?: { after?: string; pollMs?: number; signal?: AbortSignal }): AsyncGenerator<StreamedResult>;
   /** Asks every consumer of the run (or one, by id) to stop taking work and exit after its jobs. */
   cancelConsumers(reason?: string, consumerId?: string): Promise<void>;
   /** Closes the connections this handle opened (not a `redis` you passed in). */
@@ -68,6 +79,11 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
   const waiters = new Set<RedisClient>();
   const status = () => readRunStatus(redis, config.queue, opts.runId, config.leaseMs);
   const where = `run "${opts.runId}" on queue "${config.queue}"`;
+  const keepsResults = async () => {
+    if (!(await store.exists())) throw new Error(`run "${opts.runId}" does not exist`);
+    if (!(await store.resultBounds()))
+      throw new Error(`run "${opts.runId}" was not created with collectResults: it kept no results`);
+  };
 
   const join: RunHandle['join'] = async ({
     timeoutMs,
@@ -156,14 +172,16 @@ export function openRun(opts: ConnectionOptions & { runId: string; redis?: Redis
     cancelJob: (jobId) => store.cancelJob(jobId),
     cancelConsumers: (reason = 'cancelled', consumerId = '*') => store.requestCancel(consumerId, reason),
     results: async () => {
-      if (!(await store.exists())) throw new Error(`run "${opts.runId}" does not exist`);
-      if (!(await store.resultBounds()))
-        throw new Error(`run "${opts.runId}" was not created with collectResults: it kept no results`);
+      await keepsResults();
       if (!(await store.isJoined()))
         throw new Error(
           `run "${opts.runId}" has not joined yet: its results are complete only after the join`,
         );
-      return store.readResults();
+      return readRunResults(redis, store);
+    },
+    stream: async function* (streamOpts) {
+      await keepsResults();
+      yield* streamRunResults(redis, store, streamOpts);
     },
     close: async () => {
       for (const w of waiters) w.disconnect();

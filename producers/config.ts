@@ -38,6 +38,8 @@ const shape = {
   FETCH_URLS: text(''),
   JOB_PAYLOAD: text(''),
   JOB_MODULES: text(''),
+  // Jobs read from a file (or '-': standard input), one JSON object per line, instead of JOBS of JOB_TYPE.
+  JOBS_FILE: text(''),
   ATTEMPTS: int(3, 1, 1_000),
   BACKOFF_MS: int(1_000, 0, 3_600_000),
   KEEP_COMPLETED: int(1_000, 0, 10_000_000),
@@ -49,7 +51,7 @@ const shape = {
   ON_JOIN_PAYLOAD: text(''),
   ON_SUCCESS_TYPE: optionalName(),
   ON_SUCCESS_PAYLOAD: text(''),
-  // Keep each job's return value for `status --results` / openRun().results(), bounded in bytes of JSON.
+  // Keep how each job ended for `status --results` / openRun().results(), bounded in bytes of JSON.
   COLLECT_RESULTS: bool(false),
   RESULT_MAX_BYTES: int(64 * 1024, 1, 16 * 1024 * 1024),
   RUN_RESULTS_MAX_BYTES: int(64 * 1024 * 1024, 1, 1024 * 1024 * 1024),
@@ -88,6 +90,13 @@ export function loadProducerConfig(env: Env) {
   };
   const onJoinPayload = callbackPayloadOf('ON_JOIN_PAYLOAD', e.ON_JOIN_PAYLOAD, e.ON_JOIN_TYPE);
   const onSuccessPayload = callbackPayloadOf('ON_SUCCESS_PAYLOAD', e.ON_SUCCESS_PAYLOAD, e.ON_SUCCESS_TYPE);
+  const jobsFile = e.JOBS_FILE === '' ? null : e.JOBS_FILE;
+  if (jobsFile !== null)
+    for (const variable of ['JOBS', 'JOB_TYPE', 'JOB_PAYLOAD', 'JOB_MS', 'FETCH_URLS'])
+      if (env[variable] !== undefined && env[variable] !== '')
+        problems.push(
+          `${variable}: not used with JOBS_FILE (each line of the file names its type and payload)`,
+        );
   if (problems.length) throw new ConfigError(problems);
   const callbacks: CallbackSpec[] = [];
   const policy = { attempts: e.ATTEMPTS, backoffMs: e.BACKOFF_MS };
@@ -119,8 +128,10 @@ export function loadProducerConfig(env: Env) {
     retentionMs: e.RUN_RETENTION_S * 1000,
     producerId: e.PRODUCER_ID ?? defaultProcessId(hostname(), process.pid),
     jobs: e.JOBS,
-    intervalMs: e.PRODUCE_INTERVAL_MS,
-    batchSize: e.BATCH_SIZE,
+    // A file's lines are put as fast as the run takes them, in batches, unless told otherwise.
+    intervalMs: jobsFile !== null && env.PRODUCE_INTERVAL_MS === undefined ? 0 : e.PRODUCE_INTERVAL_MS,
+    batchSize: jobsFile !== null && env.BATCH_SIZE === undefined ? 500 : e.BATCH_SIZE,
+    jobsFile,
     putLingerMs: e.PUT_LINGER_MS,
     maxDepth: e.MAX_DEPTH,
     jobType: e.JOB_TYPE,

@@ -1,5 +1,6 @@
 import { commandArgsOrExit } from '../shared/args.js';
 import { commands } from '../shared/commands.js';
+import { createReadStream } from 'node:fs';
 import { hostname } from 'node:os';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
@@ -12,6 +13,8 @@ import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
 import { loadProducerConfig } from './config.js';
+import { checkReadable } from './jobs-file.js';
+import { JobLineError } from './job-lines.js';
 import { checkProducible, runProducer } from './run-producer.js';
 
 const started =
@@ -22,18 +25,30 @@ if (started) {
   const registry = await checkInput('producer', process, async () => {
     const r = await loadJobRegistry(config.jobModules, process.cwd());
     checkProducible(config, r);
+    if (config.jobsFile !== null) await checkReadable(config.jobsFile);
     return r;
   });
   if (!registry) process.exit(2);
+  const jobsInput =
+    config.jobsFile === null
+      ? undefined
+      : config.jobsFile === '-'
+        ? process.stdin
+        : createReadStream(config.jobsFile);
   const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
-  const queues = openQueues(config.queue, config.shards, redis, (message) =>
-    log.warn({ err: message }, 'queue error'),
-  );
+  // A lost connection is said once by the connection itself (waiting for Redis, reachable again).
+  const queues = openQueues(config.queue, config.shards, redis, (message) => {
+    if (redis.status === 'ready') log.warn({ err: message }, 'queue error');
+  });
   const stop = new AbortController();
   const close = makeCloser(
     () => [
-      { name: 'queues', run: () => Promise.all(queues.map((q) => q.close())) },
+      // BullMQ's close waits for the connection: without one there is nothing of theirs to close.
+      {
+        name: 'queues',
+        run: () => (redis.status === 'ready' ? Promise.all(queues.map((q) => q.close())) : Promise.resolve()),
+      },
       { name: 'redis', run: () => closeRedis(redis) },
       { name: 'metrics', run: () => metrics.close() },
     ],
@@ -50,7 +65,7 @@ if (started) {
       { redis: redactUrl(config.redisUrl), queue: config.queue, shards: config.shards },
       'producer starting',
     );
-    await waitUntilReady(redis, log);
+    await waitUntilReady(redis, log, stop.signal);
     await assertNoEviction(redis);
     // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
     const resolved = await resolveRunId(redis, config.queue, config.runId);
@@ -66,6 +81,7 @@ if (started) {
         host: hostname(),
         pid: process.pid,
         observer: createProducerMetrics(metrics.registry, config.queue),
+        jobsInput,
       },
       stop.signal,
     );
@@ -73,7 +89,14 @@ if (started) {
     process.exitCode = outcome.lost ? 1 : 0;
     await metrics.linger(stop.signal);
   } catch (err) {
-    if (stop.signal.aborted && redis.status !== 'ready') {
+    if (err instanceof JobLineError) {
+      // Not reported done: run again with the same RUN_ID and PRODUCER_ID, and the lines already
+      // put are not put again (their keys), while this producer's lease has not run out.
+      process.stderr.write(
+        `producer: ${err.message}. Nothing after it was put; fix the line and run again with the same RUN_ID and PRODUCER_ID (lines already put are skipped).\n`,
+      );
+      process.exitCode = 2;
+    } else if (stop.signal.aborted && redis.status !== 'ready') {
       log.info('stopped before start-up finished');
       process.exitCode = 0;
     } else {

@@ -7,6 +7,7 @@ import { jobOptions, keepOf, type JobData } from '../shared/queue.js';
 import { deliverCallbacks } from '../shared/run/callbacks.js';
 import { RunError, type RunStore } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
+import { jobBatches } from './job-lines.js';
 import { createProducer, type PutItem } from './producer.js';
 
 export type ProducerOutcome = {
@@ -28,6 +29,8 @@ export type RunProducerDeps = {
   pid: number;
   random?: () => number;
   observer?: ProducerObserver;
+  /** JOBS_FILE's bytes (a file, or standard input), when the jobs come from there. */
+  jobsInput?: AsyncIterable<Buffer | string>;
 };
 
 /** Optional listener for what a producer does (metrics hang off this). */
@@ -48,7 +51,8 @@ export async function runProducer(
   signal: AbortSignal,
 ): Promise<ProducerOutcome> {
   const { run, log } = deps;
-  const planned = drawCount(config.jobs, deps.random);
+  // A file's jobs are counted as they are read (planned: how many were read).
+  let planned = config.jobsFile !== null ? 0 : drawCount(config.jobs, deps.random);
   await run.create(
     config.expectedProducers,
     config.leaseMs,
@@ -127,34 +131,48 @@ export async function runProducer(
     jobOptions: jobOptions(config.retry),
     batching: { lingerMs: config.putLingerMs },
   });
-  const payloadFor = makePayloadFactory(config);
+  const batches =
+    config.jobsFile !== null && deps.jobsInput
+      ? jobBatches(
+          deps.jobsInput,
+          sourceName(config.jobsFile),
+          deps.registry,
+          config.batchSize,
+          config.producerId,
+        )
+      : countedBatches(config, planned);
   let sent = 0;
+  let exhausted = false;
   try {
-    while (sent < planned && !stopping.aborted && !lost) {
+    while (!stopping.aborted && !lost) {
       if (config.intervalMs > 0)
         await sleep(config.intervalMs, undefined, { signal: stopping }).catch(() => undefined);
       if (stopping.aborted || lost) break;
       if (config.maxDepth > 0) await waitForRoom(run, config.maxDepth, stopping);
       if (stopping.aborted) break;
-      const n = Math.min(config.batchSize, planned - sent);
-      const items: PutItem[] = Array.from({ length: n }, (_, i) => ({
-        type: config.jobType,
-        payload: payloadFor(sent + i),
-      }));
+      // The next batch is read only now: a slow run holds a file's reading back (backpressure). A
+      // signal ends a wait for input that may never come (standard input from a terminal).
+      const next = await nextUnlessAborted(batches, stopping);
+      if (next === null) break;
+      if (next.done) {
+        exhausted = true;
+        break;
+      }
       const before = producer.enqueued;
-      await producer.putMany(items);
+      await producer.putMany(next.value);
       deps.observer?.jobsProduced?.(producer.enqueued - before);
-      sent += n;
+      sent += next.value.length;
+      if (config.jobsFile !== null) planned = sent;
       log.debug({ sent, planned }, 'put');
     }
     const isCancelled = () => cancelled.signal.aborted;
     if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
-    const { state, join } = await producer.done({ stoppedEarly: sent < planned });
+    const { state, join } = await producer.done({ stoppedEarly: !exhausted });
     if (state !== 'done') {
       markLost(`the run marked this producer ${state} before it reported done: its count stands as settled`);
       return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
     }
-    const stoppedEarly = sent < planned;
+    const stoppedEarly = !exhausted;
     log.info(
       { produced: producer.produced, planned, stoppedEarly, state: isCancelled() ? 'cancelled' : 'done' },
       isCancelled() ? 'producer done: the run was cancelled' : 'producer done',
@@ -186,6 +204,9 @@ async function waitForRoom(run: RunStore, maxDepth: number, signal: AbortSignal)
  * whose payload its schema rejects, naming the variable to fix.
  */
 export function checkProducible(config: ProducerConfig, registry: JobRegistry): void {
+  checkCallbacks(config, registry);
+  // A jobs file's lines are checked one by one as they are read.
+  if (config.jobsFile !== null) return;
   if (!registry.get(config.jobType))
     throw new ConfigError([
       `JOB_TYPE: unknown job type "${config.jobType}" (known: ${registry.names().join(', ')})`,
@@ -194,11 +215,46 @@ export function checkProducible(config: ProducerConfig, registry: JobRegistry): 
     config.jobType === 'sleep' ? 'JOB_MS' : config.jobType === 'fetch' ? 'FETCH_URLS' : 'JOB_PAYLOAD';
   const v = registry.validate(config.jobType, makePayloadFactory(config)(0));
   if (!v.ok) throw new ConfigError([`${variable}: not a valid "${config.jobType}" payload: ${v.reason}`]);
+}
+
+function checkCallbacks(config: ProducerConfig, registry: JobRegistry): void {
   for (const cb of config.callbacks)
     if (!registry.get(cb.type))
       throw new ConfigError([
         `${cb.name === 'on-join' ? 'ON_JOIN_TYPE' : 'ON_SUCCESS_TYPE'}: unknown job type "${cb.type}" (known: ${registry.names().join(', ')})`,
       ]);
+}
+
+/**
+ * The iterator's next value, or null once the signal aborts first. Its listener goes with each call:
+ * a race against one promise that stays pending would keep every value it was raced with.
+ */
+function nextUnlessAborted<T>(
+  it: AsyncIterator<T> | Iterator<T>,
+  signal: AbortSignal,
+): Promise<IteratorResult<T> | null> {
+  if (signal.aborted) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(null);
+    signal.addEventListener('abort', onAbort, { once: true });
+    Promise.resolve(it.next())
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** JOBS of JOB_TYPE in batches of BATCH_SIZE (the seed's producer). */
+function* countedBatches(config: ProducerConfig, planned: number): Generator<PutItem[]> {
+  const payloadFor = makePayloadFactory(config);
+  for (let sent = 0; sent < planned; sent += config.batchSize) {
+    const n = Math.min(config.batchSize, planned - sent);
+    yield Array.from({ length: n }, (_, i) => ({ type: config.jobType, payload: payloadFor(sent + i) }));
+  }
+}
+
+/** How a jobs file is named in errors. */
+export function sourceName(jobsFile: string): string {
+  return jobsFile === '-' ? 'standard input' : jobsFile;
 }
 
 function makePayloadFactory(config: ProducerConfig): (i: number) => unknown {

@@ -59,10 +59,11 @@ export function parseCommandArgs(spec: CommandSpec, args: readonly string[]): Pa
     const raw = err instanceof Error ? err.message : String(err);
     // parseArgs explains itself in a sentence, sometimes followed by advice for programmers: keep the first.
     const first = raw.split('\n')[0]!.replace(/\. To specify a positional argument.*$/, '');
+    const hint = settingHint(spec, /^Unknown option '--([\w-]+)'/.exec(first)?.[1], args);
     return {
       kind: 'usage-error',
       message:
-        `conveyor ${spec.name}: ${first.replace(/\.$/, '')}. Usage: conveyor ${spec.name} ${spec.synopsis}`.trimEnd() +
+        `conveyor ${spec.name}: ${first.replace(/\.$/, '')}.${hint} Usage: conveyor ${spec.name} ${spec.synopsis}`.trimEnd() +
         ` (see conveyor ${spec.name} --help)`,
     };
   }
@@ -94,4 +95,40 @@ export function commandArgsOrExit(
     return null;
   }
   return parsed;
+}
+
+/**
+ * For an unknown `--some-setting`: settings are environment variables, so name the one it means
+ * (`SOME_SETTING=4 conveyor consumer`) when the command reads it, or say where settings go.
+ */
+function settingHint(spec: CommandSpec, flag: string | undefined, args: readonly string[]): string {
+  if (flag === undefined) return '';
+  const variable = flag.replace(/-/g, '_').toUpperCase();
+  if (!spec.env.some((line) => new RegExp(`(^|[ ,+])${variable}([ ,:=+]|$)`).test(line)))
+    return ` Settings are environment variables, not flags (conveyor ${spec.name} --help lists them).`;
+  const at = args.findIndex((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
+  const given = args[at]?.includes('=') ? args[at].split('=').slice(1).join('=') : args[at + 1];
+  const value = given !== undefined && !given.startsWith('-') ? given : '...';
+  return ` Settings are environment variables: ${variable}=${value} conveyor ${spec.name}.`;
+}
+
+/** The candidate a mistyped word most likely meant (at most two edits away), or null. */
+export function closestWord(word: string, candidates: readonly string[]): string | null {
+  let best: { name: string; distance: number } | null = null;
+  for (const name of candidates) {
+    const distance = editDistance(word.toLowerCase(), name);
+    if (distance <= 2 && (!best || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name ?? null;
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++)
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
 }

@@ -6,7 +6,8 @@ const common = [
   'QUEUE             queue name (default conveyor)',
   'SHARDS            BullMQ queues the queue is spread over (default 1)',
   'LOG_LEVEL         trace|debug|info|warn|error|fatal|silent (default info)',
-  'LEASE_MS, HEARTBEAT_MS, SHUTDOWN_GRACE_MS   protocol timings (see docs/operations.md)',
+  'LEASE_MS, HEARTBEAT_MS, SHUTDOWN_GRACE_MS   protocol timings',
+  'Every variable: docs/reference.md (in the package: node_modules/conveyor/docs/reference.md)',
 ];
 
 /** Every `conveyor` subcommand, its flags and the environment it reads. */
@@ -35,11 +36,16 @@ export const commands = {
     options: {},
     env: [
       'RUN_ID            the run (default "default"); PRODUCERS: how many producers it expects (default 1)',
+      'PRODUCER_ID       this producer in the run (default <host>-<pid>); the same id again takes its place after a crash',
       'JOB_TYPE          sleep (default), fetch, or a type from JOB_MODULES',
       'JOB_MODULES       comma-separated modules exporting defineJob(...) definitions (./jobs/resize.js)',
       'JOB_PAYLOAD       JSON payload for a JOB_MODULES type; JOB_MS for sleep; FETCH_URLS for fetch',
+      'JOBS_FILE         jobs from a file (- = standard input), one JSON object per line: {"type", "payload", "key"?, "timeoutMs"?}',
       'JOBS              a count or a range like 0-5 (default 0-5); PRODUCE_INTERVAL_MS, BATCH_SIZE, MAX_DEPTH',
       'ATTEMPTS, BACKOFF_MS, KEEP_COMPLETED, KEEP_FAILED   retry and retention',
+      'COLLECT_RESULTS   true: keep how each job ended, for status --results (RESULT_MAX_BYTES, RUN_RESULTS_MAX_BYTES)',
+      'ON_JOIN_TYPE      a job type enqueued once when the run joins (ON_JOIN_PAYLOAD); ON_SUCCESS_TYPE: only when none failed',
+      'RUN_RETENTION_S   how long a joined run stays in Redis (default 7 days)',
       'METRICS_PORT      /metrics port (default 9464, 0 = any)',
       ...common,
     ],
@@ -83,7 +89,7 @@ export const commands = {
       run: { type: 'string', help: 'the run to show (default RUN_ID, else the latest)' },
       results: {
         type: 'boolean',
-        help: "a joined run's job results (COLLECT_RESULTS), per producer in put order",
+        help: "a joined run's puts in put order, each with its outcome and value or error (COLLECT_RESULTS)",
       },
       list: { type: 'boolean', help: "the queue's recent runs, newest first, with state, counts and times" },
       json: { type: 'boolean', help: 'machine-readable output' },
@@ -93,7 +99,7 @@ export const commands = {
   gather: {
     name: 'gather',
     summary:
-      "The seed's gather: N sleep jobs in a fresh run, waits for all of them and prints their results in order (starts a consumer in-process when none is attached).",
+      "The seed's gather: N sleep jobs in a fresh run, waits for all of them and prints one slot per job in order: its value, or { outcome, error } when it did not complete (exit 1 then). Starts a consumer in-process when none is attached.",
     synopsis: '[N]',
     options: {},
     allowPositionals: true,

@@ -152,8 +152,10 @@ export type ShardRunKeys = {
   fenced: string;
   /** Set: job ids someone cancelled (one by one, or swept out of a cancelled run). */
   cancelled: string;
-  /** Hash: job id → its return value (JSON), for a run created with collectResults. */
+  /** Hash: job id → its return value (JSON) or how it ended otherwise, for a run created with collectResults. */
   results: string;
+  /** Stream: the run's jobs in the order they ended here (`job`, `outcome`), for a run created with collectResults. */
+  finished: string;
   /** BullMQ's failed set of this shard. */
   failed: string;
   /** BullMQ's completed set of this shard. */
@@ -199,6 +201,7 @@ export function shardRunKeys(shard: Shard, runId: string): ShardRunKeys {
     fenced: `${base}:fenced`,
     cancelled: `${base}:cancelled`,
     results: `${base}:results`,
+    finished: `${base}:finished`,
     failed: `${shardJobPrefix(shard)}failed`,
     completed: `${shardJobPrefix(shard)}completed`,
     putsPrefix: `${base}:puts:`,

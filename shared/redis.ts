@@ -116,16 +116,20 @@ export function fatalRedisError(err: Error, url: string): RedisConfigError | nul
 export function createRedis(config: RedisConnectionConfig, log: Logger, name: string): RedisClient {
   let lastError: Error | undefined;
   let everReady = false;
+  // An outage is said once when it starts and once when it ends; the retries between are debug.
+  let downSince: number | undefined;
+  let retries = 0;
   const retryStrategy = (attempt: number): number | null => {
     const fatal = lastError && fatalRedisError(lastError, config.redisUrl);
     // The error reaches the process through waitUntilReady, which says it once; nothing to log here.
     if (fatal && !everReady) return null;
     const delay = Math.min(100 * 2 ** Math.min(attempt, 6), 5_000);
-    const logFn = attempt === 1 || attempt % 10 === 0 ? log.warn.bind(log) : log.debug.bind(log);
-    logFn(
-      { attempt, retryInMs: delay, redis: redactUrl(config.redisUrl), err: lastError?.message },
-      'waiting for Redis',
-    );
+    const fields = { attempt, retryInMs: delay, redis: redactUrl(config.redisUrl), err: lastError?.message };
+    retries++;
+    if (downSince === undefined) {
+      downSince = Date.now();
+      log.warn(fields, everReady ? 'Redis unreachable: waiting for it' : 'waiting for Redis');
+    } else log.debug(fields, 'still waiting for Redis');
     return delay;
   };
   const options: RedisOptions = {
@@ -153,6 +157,13 @@ export function createRedis(config: RedisConnectionConfig, log: Logger, name: st
   (redis as RedisWithFatal)[fatalError] = () => lastError && fatalRedisError(lastError, config.redisUrl);
   redis.on('ready', () => {
     if (!everReady) warnIfPasswordUnneeded(target, log);
+    if (downSince !== undefined)
+      log.info(
+        { downMs: Date.now() - downSince, retries, redis: redactUrl(config.redisUrl) },
+        everReady ? 'Redis is reachable again' : 'Redis is reachable',
+      );
+    downSince = undefined;
+    retries = 0;
     everReady = true;
     lastError = undefined;
   });
@@ -215,23 +226,38 @@ export function duplicateClient(redis: RedisClient, name: string): RedisClient {
 const fatalError = Symbol('fatalError');
 type RedisWithFatal = RedisClient & { [fatalError]?: () => RedisConfigError | null | undefined };
 
-/** Resolves once the connection is ready (after any retries), logging that it is. */
-export async function waitUntilReady(redis: RedisClient, log: Logger): Promise<void> {
+/**
+ * Resolves once the connection is ready (after any retries), logging that it is. Rejects when the
+ * connection ends first, or when `signal` aborts (a shutdown: a connection between retries may never
+ * emit 'end', even after disconnect()).
+ */
+export async function waitUntilReady(redis: RedisClient, log: Logger, signal?: AbortSignal): Promise<void> {
   if (redis.status !== 'ready') {
     await new Promise<void>((resolve, reject) => {
-      const onReady = () => {
+      const done = () => {
+        redis.off('ready', onReady);
         redis.off('end', onEnd);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onReady = () => {
+        done();
         resolve();
       };
       const onEnd = () => {
-        redis.off('ready', onReady);
+        done();
         reject(
           (redis as RedisWithFatal)[fatalError]?.() ??
             new Error('Redis connection closed before it became ready.'),
         );
       };
+      const onAbort = () => {
+        done();
+        reject(new Error('stopped while waiting for Redis'));
+      };
       redis.once('ready', onReady);
       redis.once('end', onEnd);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) onAbort();
     });
   }
   log.debug('redis ready');
@@ -240,6 +266,11 @@ export async function waitUntilReady(redis: RedisClient, log: Logger): Promise<v
 /** Closes a connection politely, falling back to a hard disconnect if QUIT cannot be sent. */
 export async function closeRedis(redis: RedisClient): Promise<void> {
   if (redis.status === 'end') return;
+  // Not connected (an outage, or never connected): nothing to be polite to, and QUIT would wait.
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
   try {
     await Promise.race([redis.quit(), new Promise((_, rej) => setTimeout(rej, 1_000).unref())]);
   } catch {

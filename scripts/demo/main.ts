@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { endedWell, endSummary, type ChildExit } from './end-summary.js';
 import { createInterface } from 'node:readline';
 import { commandArgsOrExit } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
@@ -19,7 +20,7 @@ import { roleCommand, runningCompiled, type Role } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { readRunStatus } from '../../shared/run/status.js';
 import { pickPort, startDashboardChild, type DashboardChild } from './dashboard-child.js';
-import { joinSummary, progressLine, readableLogLine } from './progress.js';
+import { progressLine, readableLogLine } from './progress.js';
 import { makeSignalCounter } from '../../shared/shutdown.js';
 
 /**
@@ -110,7 +111,7 @@ async function main(env: Env): Promise<number> {
     process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : ''}${line}\n`);
   const redis = createRedis(producerConfig, log, 'conveyor:demo');
   const queues = openQueues(producerConfig.queue, producerConfig.shards, redis);
-  const children: { label: string; child: ChildProcess; exit: Promise<number | null> }[] = [];
+  const children: { label: string; child: ChildProcess; exit: Promise<ChildExit> }[] = [];
   let dashboard: DashboardChild | undefined;
   try {
     await waitUntilReady(redis, log);
@@ -125,10 +126,6 @@ async function main(env: Env): Promise<number> {
       keepOf(producerConfig.retry),
     );
     const startedAt = Date.now();
-    process.stdout.write(
-      `Run ${demo.RUN_ID} on queue ${producerConfig.queue} at ${redactUrl(redisUrl)}: ` +
-        `${demo.PRODUCERS} producers, ${demo.CONSUMERS} consumers. Ctrl-C stops everything.\n`,
-    );
     let interrupted = 0;
     const count = makeSignalCounter();
     const onSignal = () => {
@@ -142,6 +139,11 @@ async function main(env: Env): Promise<number> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Said only once a Ctrl-C is handled.
+    process.stdout.write(
+      `Run ${demo.RUN_ID} on queue ${producerConfig.queue} at ${redactUrl(redisUrl)}: ` +
+        `${demo.PRODUCERS} producers, ${demo.CONSUMERS} consumers. Ctrl-C stops everything.\n`,
+    );
 
     // Started before the producers and consumers so the page can show the whole run; not waited for yet.
     let dashboardStarting: Promise<DashboardChild> | undefined;
@@ -167,7 +169,9 @@ async function main(env: Env): Promise<number> {
           printAbove(`[${label}] ${readableLogLine(line)}`),
         );
       }
-      const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const exit = new Promise<ChildExit>((resolve) =>
+        child.once('exit', (code, signal) => resolve({ code, signal })),
+      );
       children.push({ label, child, exit });
     };
     if (interrupted === 0) {
@@ -209,21 +213,15 @@ async function main(env: Env): Promise<number> {
       return status;
     };
     const ticker = setInterval(() => void show().catch(() => undefined), 250);
-    const codes = await Promise.all(children.map((c) => c.exit));
+    const exits = await Promise.all(children.map((c) => c.exit));
     clearInterval(ticker);
     const final = await show();
     process.stdout.write('\n');
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
 
-    if (final?.join.state === 'joined') process.stdout.write(`${joinSummary(final, startedAt)}\n`);
-    else process.stdout.write(`run ${demo.RUN_ID} did not join (${final?.join.waitingFor ?? 'no status'})\n`);
-    const failed = children.filter((_, i) => codes[i] !== 0);
-    for (const { label } of failed)
-      process.stdout.write(
-        `  ${label} exited with code ${String(codes[children.findIndex((c) => c.label === label)])}\n`,
-      );
-    if (failed.length === 0) process.stdout.write(`All ${children.length} processes exited 0.\n`);
+    process.stdout.write(`${endSummary(demo.RUN_ID, final, startedAt, interrupted > 0, children, exits)}\n`);
+    const failed = children.filter((_, i) => !endedWell(exits[i]!, interrupted > 0));
 
     let dashboardCode: number | null = 0;
     if (dashboard?.url) {

@@ -7,6 +7,8 @@ import { createProducer } from '../../producers/producer.js';
 import type { JobRegistry } from '../../shared/jobs/registry.js';
 import type { Logger } from '../../shared/logger.js';
 import { jobOptions, keepOf, type JobData, type RetryPolicy } from '../../shared/queue.js';
+import type { RunResult } from '../../shared/run/outcomes.js';
+import { readRunResults } from '../../shared/run/run-results.js';
 import { parseRunEvent, RunStore } from '../../shared/run/run-store.js';
 
 export type GatherDeps = {
@@ -21,7 +23,8 @@ export type GatherDeps = {
 
 /**
  * The seed's `run_async_tasks(n)`: `slow(i)` for i in 0..n-1 as jobs of a fresh run, then
- * `gather`: waits for every one and returns their results in order. With no consumer attached to
+ * `gather`: waits for every one and returns one result per job in order, each with its outcome
+ * (asyncio's `return_exceptions=True`: a failure takes its slot). With no consumer attached to
  * the queue it starts one in this process (cancelled by the join, like the seed's consumers).
  */
 export async function gather(
@@ -29,7 +32,7 @@ export async function gather(
   jobMs: number,
   retry: RetryPolicy,
   deps: GatherDeps,
-): Promise<unknown[]> {
+): Promise<RunResult[]> {
   const { redis, queue, log } = deps;
   const runId = `gather-${Date.now()}-${randomBytes(3).toString('hex')}`;
   const run = new RunStore(redis, queue.name, runId);
@@ -73,7 +76,7 @@ export async function gather(
       producerId: 'gather',
       jobOptions: jobOptions(retry),
     });
-    const ids = await producer.putMany(
+    await producer.putMany(
       Array.from({ length: n }, (_, i) => ({ type: 'sleep', payload: { value: i, ms: jobMs } })),
     );
     await producer.done();
@@ -86,14 +89,10 @@ export async function gather(
           resolve();
         };
       });
-    const byId = new Map(
-      (await run.readResults()).flatMap((p) => p.results.map((r) => [r.jobId, r.value] as const)),
-    );
-    const missing = ids.filter((id) => !byId.has(id));
-    if (missing.length > 0)
-      throw new Error(`${missing.length} of ${n} jobs failed or were removed (first: ${missing[0]})`);
+    // One slot per put, in put order (only this run's one producer puts, without keys).
+    const results = await readRunResults(redis, run);
     if (own) await own.exited;
-    return ids.map((id) => byId.get(id));
+    return results;
   } finally {
     subscriber.disconnect();
   }

@@ -8,6 +8,7 @@ import { loadJobRegistry } from '../../shared/jobs/index.js';
 import { startProcess } from '../../shared/process.js';
 import { openQueue } from '../../shared/queue.js';
 import { closeRedis, createRedis, waitUntilReady } from '../../shared/redis.js';
+import { slotOf } from '../../shared/run/outcomes.js';
 import { gather } from './gather.js';
 
 const args = commandArgsOrExit(commands.gather, process);
@@ -57,7 +58,12 @@ if (started) {
       pid: process.pid,
       consumerConfig: config,
     });
-    process.stdout.write(`${inspect(results)}\n`);
+    process.stdout.write(`${inspect(results.map(slotOf), { depth: 4 })}\n`);
+    const ended = results.filter((r) => r.outcome !== 'completed').length;
+    if (ended > 0) {
+      process.stderr.write(`gather: ${ended} of ${results.length} jobs did not complete\n`);
+      process.exitCode = 1;
+    }
   } catch (err) {
     process.stderr.write(`gather: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 1;

@@ -3,6 +3,8 @@ import { commands } from '../../shared/commands.js';
 import { nameSchema } from '../../shared/config.js';
 import { startOneShotCommand } from '../../shared/one-shot-command.js';
 import { closeRedis } from '../../shared/redis.js';
+import { formatRunResults } from '../../shared/run/outcomes.js';
+import { readRunResults } from '../../shared/run/run-results.js';
 import { RunStore } from '../../shared/run/run-store.js';
 import { formatRunList, formatRunStatus, listRuns, readRunStatus } from '../../shared/run/status.js';
 
@@ -44,17 +46,8 @@ if (args && started) {
           throw new Error(
             `run "${status.runId}" has not joined yet: its results are complete only after the join`,
           );
-        const results = await store.readResults();
-        process.stdout.write(
-          values.json
-            ? `${JSON.stringify(results)}\n`
-            : results
-                .map(
-                  (r) =>
-                    `${r.producer}:\n${r.results.map((x) => `  ${x.jobId}  ${JSON.stringify(x.value)}`).join('\n')}`,
-                )
-                .join('\n') + '\n',
-        );
+        const results = await readRunResults(redis, store);
+        process.stdout.write(values.json ? `${JSON.stringify(results)}\n` : `${formatRunResults(results)}\n`);
       } else {
         process.stdout.write(values.json ? `${JSON.stringify(status)}\n` : `${formatRunStatus(status)}\n`);
       }

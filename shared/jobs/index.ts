@@ -5,6 +5,7 @@ import { ConfigError } from '../config.js';
 import { pathToFileURL } from 'node:url';
 import type { AnyJobDefinition } from './define.js';
 import { fetchJob } from './fetch-job.js';
+import { explainLoadError } from './load-errors.js';
 import { JobRegistry } from './registry.js';
 import { runReportJob } from './run-report-job.js';
 import { sleepJob } from './sleep-job.js';
@@ -33,9 +34,7 @@ export async function loadJobRegistry(modules: readonly string[], cwd: string): 
       mod = await importJobModule(spec, url, cwd);
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      throw new ConfigError([
-        `JOB_MODULES: cannot load "${spec}": ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`,
-      ]);
+      throw new ConfigError([`JOB_MODULES: cannot load "${spec}": ${explainLoadError(spec, url, cwd, err)}`]);
     }
     const defs = Object.values(mod).filter(isDefinition);
     if (defs.length === 0)

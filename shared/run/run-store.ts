@@ -2,7 +2,6 @@ import type { RedisClient } from '../redis.js';
 import {
   callbacksDueKey,
   idPrefixOfJob,
-  parseJobId,
   pendingRunsKey,
   putsKey,
   queueShards,
@@ -436,41 +435,27 @@ export class RunStore {
     return raw ? (JSON.parse(raw) as ResultBounds) : null;
   }
 
-  /** Keeps a completed job's return value; a RunError when it is past the run's bounds. */
-  async storeResult(shard: number, jobId: string, json: string, bounds: ResultBounds): Promise<void> {
-    await this.shardCall(shard, 'storeResult', [], jobId, json, bounds.maxJobBytes, bounds.maxRunBytes);
-  }
-
   /**
-   * Every kept return value, per producer instance in put order (its job ids' sequence numbers);
-   * jobs put with an idempotency key come under `keyed`, in key order.
+   * Keeps how a job ended (outcomes.ts: a completed job's value as JSON, or an ended record) and
+   * appends it to the shard's stream of finished jobs; a RunError when it is past the run's bounds.
    */
-  async readResults(): Promise<{ producer: string; results: { jobId: string; value: unknown }[] }[]> {
-    const prefix = await this.idPrefix();
-    const byProducer = new Map<string, { jobId: string; order: number | string; value: unknown }[]>();
-    for (const k of this.shardKeys) {
-      for (const [jobId, json] of Object.entries(await this.redis.hgetall(k.results))) {
-        const origin = parseJobId(prefix, jobId);
-        if (!origin || origin.kind === 'callback') continue;
-        const producer = origin.kind === 'keyed' ? 'keyed' : origin.instance;
-        const order = origin.kind === 'keyed' ? origin.key : origin.seq;
-        const list = byProducer.get(producer) ?? [];
-        list.push({ jobId, order, value: JSON.parse(json) as unknown });
-        byProducer.set(producer, list);
-      }
-    }
-    return [...byProducer.entries()]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([producer, list]) => ({
-        producer,
-        results: list
-          .sort((a, b) =>
-            typeof a.order === 'number' && typeof b.order === 'number'
-              ? a.order - b.order
-              : String(a.order).localeCompare(String(b.order)),
-          )
-          .map(({ jobId, value }) => ({ jobId, value })),
-      }));
+  async storeResult(
+    shard: number,
+    jobId: string,
+    stored: string,
+    bounds: ResultBounds,
+    outcome: 'completed' | 'failed' | 'cancelled' = 'completed',
+  ): Promise<void> {
+    await this.shardCall(
+      shard,
+      'storeResult',
+      [this.keysOf(shard).finished],
+      jobId,
+      stored,
+      bounds.maxJobBytes,
+      bounds.maxRunBytes,
+      outcome,
+    );
   }
 
   /** Reads ('check') or sets the callback job's mark on the shard that holds it. */
@@ -842,8 +827,10 @@ export class RunStore {
       await this.redis.publish(this.keys.events, JSON.stringify(event));
       return { outcome: 'signalled', shard, joinedNow: false };
     }
-    // Not found on any shard: a no-op either way, but `joined` only when the run itself has joined.
-    return { outcome: (await this.isJoined()) ? 'joined' : 'unknown', joinedNow: false };
+    // Not found on any shard: a no-op either way, but `joined` only for an id of this run (its job
+    // may have been trimmed since) when the run itself has joined; any other id is unknown.
+    const ours = idPrefixOfJob(jobId) === (await this.redis.hget(this.keys.meta, 'idPrefix'));
+    return { outcome: ours && (await this.isJoined()) ? 'joined' : 'unknown', joinedNow: false };
   }
 
   /**

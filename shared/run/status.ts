@@ -285,7 +285,9 @@ export function formatRunStatus(s: RunStatus): string {
   const p = s.producers;
   const join =
     s.join.state === 'joined'
-      ? `${s.state === 'done' ? 'done' : 'joined'} (joined at ${s.join.joinedAt ?? '?'})${s.join.cancelledAt ? ` (cancelled at ${s.join.cancelledAt})` : ''}`
+      ? `joined at ${s.join.joinedAt ?? '?'}${s.join.cancelledAt ? ` (cancelled at ${s.join.cancelledAt})` : ''}` +
+        // The same word as status --list: the callbacks' progress is said beside it.
+        (s.callbacks.length > 0 ? `; callbacks ${s.state === 'done' ? 'done' : 'running'}` : '')
       : s.join.state === 'abandoned'
         ? `abandoned at ${s.join.abandonedAt ?? '?'}: ${s.join.abandonReason ?? '?'}; it will never join`
         : `${s.join.cancelledAt ? `cancelling since ${s.join.cancelledAt}` : 'pending'} (waiting for ${s.join.waitingFor ?? '?'})`;
@@ -310,7 +312,9 @@ export function formatRunStatus(s: RunStatus): string {
       (j.reopened ? `, re-opened ${j.reopened}` : '') +
       (j.afterJoin ? `, ${j.afterJoin} put back to work after the join` : ''),
     `  producers  ${p.registered}/${p.expected} registered: ${p.running} running, ${p.done} done` +
-      (stoppedEarly ? ` (${stoppedEarly} stopped early by a signal)` : '') +
+      (stoppedEarly
+        ? ` (${stoppedEarly} stopped early${s.join.cancelledAt ? ': the run was cancelled' : ' by a signal'})`
+        : '') +
       `, ${p.lost} lost`,
     `  consumers  ${consumers}`,
     ...(s.afterRun ? [`  after run  ${s.afterRun}`] : []),

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { parseCommandArgs } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
@@ -25,10 +26,30 @@ describe('command-line flags', () => {
     expect(parseCommandArgs(commands.producer, ['--help'])).toMatchObject({ kind: 'help' });
   });
 
+  it('an unknown flag that is a setting names its environment variable; a mistyped command gets a suggestion', async () => {
+    const message = (args: string[]) => {
+      const parsed = parseCommandArgs(commands.consumer, args);
+      return parsed.kind === 'usage-error' ? parsed.message : '';
+    };
+    expect(message(['--concurrency', '4'])).toContain(
+      "Unknown option '--concurrency'. Settings are environment variables: CONCURRENCY=4 conveyor consumer.",
+    );
+    expect(message(['--job-modules=./jobs/a.js'])).toContain('JOB_MODULES=./jobs/a.js conveyor consumer');
+    expect(message(['--colour'])).toContain('Settings are environment variables, not flags');
+    const p = script('cli/main.ts', ['producr']);
+    expect((await exitOf(p)).code).toBe(2);
+    expect(p.output()).toContain('conveyor: unknown command "producr". Did you mean "producer"?');
+    const far = script('cli/main.ts', ['frobnicate']);
+    expect((await exitOf(far)).code).toBe(2);
+    expect(far.output()).not.toContain('Did you mean');
+  });
+
   it('npm run producer -- --help prints help and starts no producer', async () => {
     const p = script('producers/main.ts', ['--help'], { REDIS_URL: 'redis://127.0.0.1:1' });
     expect((await exitOf(p)).code).toBe(0);
     expect(p.stdout()).toMatch(/^Usage: conveyor producer/);
+    for (const variable of ['PRODUCER_ID', 'COLLECT_RESULTS', 'ON_JOIN_TYPE', 'JOBS_FILE'])
+      expect(p.stdout()).toMatch(new RegExp(`^  ${variable} `, 'm'));
     expect(p.output()).not.toContain('producer starting');
   });
 
@@ -39,6 +60,34 @@ describe('command-line flags', () => {
       expect.stringMatching(/^conveyor status: Option '--run <value>' argument missing/),
     ]);
   });
+});
+
+describe('logs in a terminal', () => {
+  const ctx = useTestQueue();
+
+  it('a producer on a terminal writes readable lines, not JSON (no development package needed)', () => {
+    // `script` gives the command a pseudo-terminal, as a person's shell does.
+    const command = `${process.execPath} --import tsx ${projectRoot}/producers/main.ts`;
+    const tty = spawnSync('script', ['-qec', command, '/dev/null'], {
+      cwd: projectRoot,
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH,
+        REDIS_URL: redisUrl(),
+        QUEUE: ctx.queue,
+        JOBS: '1',
+        JOB_MS: '0',
+        PRODUCE_INTERVAL_MS: '0',
+        METRICS_PORT: '0',
+      },
+      timeout: 30_000,
+    });
+    expect(tty.status, tty.stdout).toBe(0);
+    expect(tty.stdout).toMatch(
+      /^\S*\d\d:\d\d:\d\d\.\d{3}\S* \S*INFO \S* \S*producer\S* {2}producer starting/m,
+    );
+    expect(tty.stdout).not.toContain('"level"');
+  }, 40_000);
 });
 
 describe('status --list', () => {

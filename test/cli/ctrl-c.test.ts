@@ -47,6 +47,24 @@ describe('one Ctrl-C is graceful', () => {
     expect(out).toContain('All 4 processes exited 0.');
   }, 60_000);
 
+  it('npm start interrupted while its processes are starting: says the run stopped before it started, no "code null"', async () => {
+    const demo = spawnTracked(
+      'npm start',
+      'npm',
+      ['start', '--silent'],
+      { ...FAST, PRODUCERS: '2', CONSUMERS: '2', JOBS: '5', DEMO_DASHBOARD: 'false' },
+      { group: true },
+    );
+    // The first progress line: the processes are launched and still loading when the Ctrl-C comes.
+    await demo.waitFor('consumers none yet', 30_000);
+    ctrlC(demo);
+    await npmEnded(demo);
+    const out = demo.output();
+    expect(out).toContain('Stopping every process gracefully');
+    expect(out).not.toMatch(/did not join|code null|Forcing/);
+    expect(out).toMatch(/stopped before the run started|stopped before it joined/);
+  }, 60_000);
+
   it('npm run consumer: one Ctrl-C lets the held job finish (npm relaying the signal is not a second one)', async () => {
     const base = {
       ...FAST,

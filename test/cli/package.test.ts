@@ -35,6 +35,35 @@ console.log('joined', JSON.stringify(status.jobs));
 await run.close();
 `;
 
+/**
+ * The issue's gather: slow(x) for x in [3, 1, 2, 6, 4], the first cancelled before it starts and the
+ * third failing; prints the run's results() and what stream() yielded, as JSON.
+ */
+const GATHER_MJS = `import { openProducer, openRun, startConsumer, defineJob, UnrecoverableError, z } from 'conveyor';
+
+const slow = defineJob({
+  name: 'slow',
+  schema: z.strictObject({ x: z.number() }),
+  handler: async ({ x }) => {
+    if (x === 2) throw new UnrecoverableError('two is not allowed');
+    return x * 10;
+  },
+});
+const where = { redisUrl: process.env.REDIS_URL, queue: process.env.QUEUE, runId: 'slots' };
+const producer = await openProducer({ ...where, jobs: [slow], collectResults: true });
+const ids = await producer.putMany([3, 1, 2, 6, 4].map((x) => ({ type: 'slow', payload: { x } })));
+await producer.done();
+const run = openRun(where);
+await run.cancelJob(ids[0]);
+const consumer = await startConsumer({ ...where, jobs: [slow], concurrency: 2 });
+const streamed = [];
+for await (const r of run.stream({ pollMs: 50 })) streamed.push(r.jobId);
+const results = await run.results();
+console.log(JSON.stringify({ ids, streamed, results }));
+await run.close();
+await consumer.exited;
+`;
+
 const run = (cmd: string, args: string[], cwd: string) =>
   execFileSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, CI: 'true' }, stdio: 'pipe' });
 
@@ -77,6 +106,7 @@ describe('the packed package, installed into an empty folder', () => {
     copyFileSync(join(projectRoot, 'examples', 'jobs', 'resize.ts'), join(app, 'jobs', 'resize.ts'));
     copyFileSync(join(projectRoot, 'examples', 'app.ts'), join(app, 'app.ts'));
     writeFileSync(join(app, 'join.mjs'), JOIN_MJS);
+    writeFileSync(join(app, 'gather.mjs'), GATHER_MJS);
     http = createServer((req, res) => {
       if (req.url === '/missing.png') res.writeHead(404).end('no such image');
       else res.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.alloc(1234));
@@ -96,6 +126,9 @@ describe('the packed package, installed into an empty folder', () => {
         'package/dist/index.d.ts',
         'package/dist/cli/main.js',
         'package/dashboard/public/index.html',
+        // what --help and the README point to
+        'package/docs/reference.md',
+        'package/docs/operations.md',
       ]),
     );
     expect(files.filter((f) => /^package\/(dist\/)?(test|bench|chaos|examples)\//.test(f))).toEqual([]);
@@ -146,7 +179,7 @@ describe('the packed package, installed into an empty folder', () => {
     ]);
   });
 
-  it('on a terminal without pino-pretty (a production install), logs plain JSON instead of crashing; status gives up on a closed port', async () => {
+  it('on a terminal, logs readable lines with what the package installs (no pino-pretty); status gives up on a closed port', async () => {
     const closed = await freePort();
     // `script` gives the command a pseudo-terminal, as `docker run -it` or a person's shell does.
     const tty = spawnSync('script', ['-qec', 'npx conveyor status', '/dev/null'], {
@@ -158,7 +191,17 @@ describe('the packed package, installed into an empty folder', () => {
     expect(tty.stdout).not.toContain('pino-pretty');
     expect(tty.stdout).toContain(`status: no answer from Redis at redis://127.0.0.1:${closed} within 5 s`);
     expect(tty.status).toBe(1);
-  }, 40_000);
+    // A producer's logs on a terminal are readable lines, with what the installed package has.
+    const producer = spawnSync('script', ['-qec', 'npx conveyor producer', '/dev/null'], {
+      cwd: app,
+      encoding: 'utf8',
+      env: { ...process.env, ...FAST, REDIS_URL: redisUrl(), QUEUE: ctx.queue, JOBS: '1', JOB_MS: '0' },
+      timeout: 30_000,
+    });
+    expect(producer.status, producer.stdout).toBe(0);
+    expect(producer.stdout).toMatch(/\d\d:\d\d:\d\d\.\d{3}\S* \S*INFO .*producer starting/);
+    expect(producer.stdout).not.toContain('"level"');
+  }, 60_000);
 
   it('npx conveyor demo joins (private Redis, dashboard from the package)', async () => {
     const demo = spawnTracked(
@@ -194,6 +237,32 @@ describe('the packed package, installed into an empty folder', () => {
     expect(p.stdout()).toMatch(/^resize-\d+ joined: 1 completed, 0 failed$/m);
   }, 70_000);
 
+  it('results() keeps one slot per put with its outcome, and stream() yields every put, through the installed package', async () => {
+    const p = spawnTracked(
+      'gather.mjs',
+      process.execPath,
+      ['gather.mjs'],
+      { REDIS_URL: redisUrl(), QUEUE: ctx.queue },
+      { cwd: app },
+    );
+    expect((await exitOf(p, 60_000)).code, p.output()).toBe(0);
+    const { ids, streamed, results } = JSON.parse(p.stdout().trim().split('\n').pop()!) as {
+      ids: string[];
+      streamed: string[];
+      results: { jobId: string; outcome: string; value?: unknown; error?: string }[];
+    };
+    expect(
+      results.map(({ jobId, outcome, value, error }) => [jobId, outcome, value ?? error ?? null]),
+    ).toEqual([
+      [ids[0], 'cancelled', null],
+      [ids[1], 'completed', 10],
+      [ids[2], 'failed', 'two is not allowed'],
+      [ids[3], 'completed', 60],
+      [ids[4], 'completed', 40],
+    ]);
+    expect([...streamed].sort()).toEqual([...ids].sort());
+  }, 70_000);
+
   it("the image's way: a job module placed inside the project folder runs with the compiled roles", async () => {
     // What `-v "$PWD/jobs:/app/jobs"` or `COPY jobs /app/jobs` does: 'conveyor' resolves to the package itself.
     const jobs = join(projectRoot, 'test', 'artifacts', `mounted-${ctx.queue}`);
@@ -219,6 +288,34 @@ describe('the packed package, installed into an empty folder', () => {
       expect(status?.jobs).toMatchObject({ produced: 2, completed: 2, failed: 0 });
     } finally {
       rmSync(jobs, { recursive: true, force: true });
+    }
+  });
+
+  it('a job module in a CommonJS folder, or with a syntax error, stops the consumer saying why and where', async () => {
+    // What `npm init -y` makes: a CommonJS package; and a TypeScript module with a stray comma.
+    mkdirSync(join(app, 'cjs'), { recursive: true });
+    writeFileSync(join(app, 'cjs', 'package.json'), JSON.stringify({ name: 'cjs', type: 'commonjs' }));
+    writeFileSync(join(app, 'cjs', 'slow.ts'), SHOUT_JS);
+    writeFileSync(
+      join(app, 'jobs', 'broken.ts'),
+      SHOUT_JS.replace('text.toUpperCase()', 'text.toUpperCase(,)'),
+    );
+    for (const [module, message] of [
+      [
+        './cjs/slow.ts',
+        /is loaded as CommonJS because cjs\/package\.json has "type": "commonjs", and conveyor is an ES module package: set "type": "module"/,
+      ],
+      ['./jobs/broken.ts', /syntax error in jobs\/broken\.ts at line 6, column \d+:/],
+    ] as const) {
+      const consumer = spawnTracked(
+        'npx conveyor consumer',
+        'npx',
+        ['conveyor', 'consumer'],
+        { REDIS_URL: redisUrl(), QUEUE: ctx.queue, JOB_MODULES: module },
+        { cwd: app },
+      );
+      expect((await exitOf(consumer)).code, consumer.output()).toBe(2);
+      expect(consumer.output()).toMatch(message);
     }
   });
 

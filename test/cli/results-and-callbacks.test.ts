@@ -10,7 +10,7 @@ import { useTestQueue } from '../helpers/test-queue.js';
 describe('callbacks and results from the commands', () => {
   const ctx = useTestQueue();
 
-  it('a run with ON_JOIN_TYPE=run-report and COLLECT_RESULTS: the consumer runs the callback before it exits; status --results lists values in put order', async () => {
+  it('a run with ON_JOIN_TYPE=run-report and COLLECT_RESULTS: the consumer runs the callback before it exits; status --results lists each put with its outcome and value in put order', async () => {
     const base = {
       ...FAST,
       REDIS_URL: redisUrl(),
@@ -45,9 +45,8 @@ describe('callbacks and results from the commands', () => {
       { REDIS_URL: redisUrl(), QUEUE: ctx.queue },
     );
     expect((await exitOf(status)).code, status.output()).toBe(0);
-    const results = JSON.parse(status.stdout()) as { producer: string; results: { value: unknown }[] }[];
-    expect(results).toHaveLength(1);
-    expect(results[0]!.results.map((r) => r.value)).toEqual([0, 1, 2, 3]);
+    const results = JSON.parse(status.stdout()) as { outcome: string; value: unknown }[];
+    expect(results.map((r) => [r.outcome, r.value])).toEqual([0, 1, 2, 3].map((v) => ['completed', v]));
   });
 
   it('ON_JOIN_PAYLOAD without ON_JOIN_TYPE, bad JSON, an unknown type: each refused naming the variable', async () => {

@@ -6,7 +6,7 @@ import { loadJobRegistry } from '../../shared/jobs/index.js';
 import { jobOptions, openQueue } from '../../shared/queue.js';
 import { projectRoot } from '../../shared/roles.js';
 import { RunStore } from '../../shared/run/run-store.js';
-import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
+import { formatRunStatus, readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, spawnRole, spawnTracked, type Spawned } from '../helpers/processes.js';
 import { FAST } from '../helpers/demo.js';
 import { pollUntil, redisUrl } from '../helpers/redis.js';
@@ -92,6 +92,12 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     expect(again.stdout()).toContain('has already joined');
     const unknown = cancelCommand(['--run', 'nope', '--job', 'x']);
     expect((await exitOf(unknown)).code).toBe(1);
+    // On the joined run: a job of it is left as it is (exit 0), an id that is not one of its jobs is unknown.
+    const ofRun = cancelCommand(['--run', 'r', '--job', running!]);
+    expect((await exitOf(ofRun)).code).toBe(0);
+    const notOfRun = cancelCommand(['--run', 'r', '--job', 'nope']);
+    expect((await exitOf(notOfRun)).code, notOfRun.output()).toBe(1);
+    expect(notOfRun.stdout()).toContain('no job nope in run r');
   });
 
   it('a sandboxed handler that ignores its abort is really terminated: a child process killed, a worker thread stopped', async () => {
@@ -179,6 +185,11 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     const s = await status();
     expect(s.join.state).toBe('joined');
     expect(s.join.cancelledAt).not.toBeNull();
+    // Said as it happened: no signal stopped the producers, and "joined" as status --list says it.
+    const text = formatRunStatus(s);
+    expect(text).toMatch(/^run r on queue \S+: joined at \S+ \(cancelled at \S+\)$/m);
+    expect(text).toMatch(/stopped early: the run was cancelled/);
+    expect(text).not.toContain('signal');
     const t = s.join.totals!;
     expect(t.completed).toBe(0);
     expect(t.failed).toBe(0);
