@@ -22,6 +22,7 @@ import { runSandboxed } from './sandbox.js';
 import { HandlerContext } from './handler-context.js';
 import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from './job-control.js';
 import { withBoundedErrors } from './bounded-error.js';
+import { traceAttempts } from './attempt-span.js';
 
 /** The types JOB_TIMEOUT_MS applies to (a user's own type sets `timeoutMs` in its definition). */
 const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
@@ -268,7 +269,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   const slots = splitConcurrency(config.concurrency, shards.length);
   const workers = shards.map(
     (shard, i) =>
-      new Worker<JobData>(shard.name, withBoundedErrors(processorFor(i)), {
+      new Worker<JobData>(shard.name, withBoundedErrors(traceAttempts(config.queue, processorFor(i))), {
         connection: redis,
         prefix: shard.prefix,
         concurrency: slots[i]!,

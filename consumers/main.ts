@@ -10,6 +10,7 @@ import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js
 import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError } from '../shared/run/run-store.js';
 import { onShutdownSignal } from '../shared/shutdown.js';
+import { startTracingFromEnv } from '../shared/tracing/index.js';
 import { loadConsumerConfig } from './config.js';
 import { startConsumer, type ConsumerHandle } from './consumer.js';
 
@@ -25,6 +26,10 @@ if (started) {
     loadJobRegistry(config.jobModules, process.cwd()),
   );
   if (!registry) process.exit(2);
+  const tracing = await checkInput('consumer', process, () =>
+    startTracingFromEnv(process.env, 'conveyor-consumer', log),
+  );
+  if (!tracing) process.exit(2);
   const metrics = await startProcessEndpoint(config.metrics, 'consumer', log);
   const redis = createRedis(config, log, `conveyor:consumer:${config.consumerId}`);
   let consumer: ConsumerHandle | undefined;
@@ -77,6 +82,7 @@ if (started) {
   } finally {
     await closeRedis(redis);
     await metrics.close();
+    await tracing.shutdown();
     // The consumer has ended and said so; a connection BullMQ could not close (one stuck
     // reconnecting through a Redis Cluster failover) must not keep the process alive.
     setTimeout(() => {

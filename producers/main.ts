@@ -11,6 +11,7 @@ import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js
 import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
+import { startTracingFromEnv } from '../shared/tracing/index.js';
 import { loadProducerConfig } from './config.js';
 import { checkProducible, runProducer } from './run-producer.js';
 
@@ -25,6 +26,10 @@ if (started) {
     return r;
   });
   if (!registry) process.exit(2);
+  const tracing = await checkInput('producer', process, () =>
+    startTracingFromEnv(process.env, 'conveyor-producer', log),
+  );
+  if (!tracing) process.exit(2);
   const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
   const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
   const queues = openQueues(config.queue, config.shards, redis, (message) =>
@@ -36,6 +41,7 @@ if (started) {
       { name: 'queues', run: () => Promise.all(queues.map((q) => q.close())) },
       { name: 'redis', run: () => closeRedis(redis) },
       { name: 'metrics', run: () => metrics.close() },
+      { name: 'tracing', run: () => tracing.shutdown() },
     ],
     log,
     config.shutdownGraceMs,
