@@ -37,6 +37,7 @@ if (started) {
   const signalled = new AbortController();
   onShutdownSignal(process, log, config.shutdownGraceMs, (signal) => {
     stopping = true;
+    metrics.setReady(false);
     signalled.abort();
     // Before start-up finishes there is nothing held: dropping the connection ends the wait for Redis.
     if (consumer) void consumer.stop(signal);
@@ -65,7 +66,9 @@ if (started) {
       observer: createConsumerMetrics(metrics.registry, config.queue),
     });
     if (stopping) void consumer.stop('signal during start-up');
+    else metrics.setReady(true);
     const exit = await consumer.exited;
+    metrics.setReady(false);
     if (resolved) await markRunSeen(redis, config.queue, resolved);
     process.exitCode = exit.state === 'aborted' ? 1 : 0;
     await metrics.linger(signalled.signal);

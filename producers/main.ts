@@ -47,6 +47,7 @@ if (started) {
     config.shutdownGraceMs,
   );
   onShutdownSignal(process, log, config.shutdownGraceMs, () => {
+    metrics.setReady(false);
     stop.abort();
     // Still waiting for Redis at start-up: nothing enqueued yet, so give up the wait.
     if (redis.status !== 'ready') redis.disconnect();
@@ -58,6 +59,7 @@ if (started) {
     );
     await waitUntilReady(redis, log);
     await assertNoEviction(redis);
+    metrics.setReady(!stop.signal.aborted);
     // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
     const resolved = await resolveRunId(redis, config.queue, config.runId);
     const { runId, source } = resolved;
@@ -75,6 +77,7 @@ if (started) {
       },
       stop.signal,
     );
+    metrics.setReady(false);
     await markRunSeen(redis, config.queue, resolved);
     process.exitCode = outcome.lost ? 1 : 0;
     await metrics.linger(stop.signal);
