@@ -57,7 +57,7 @@ export async function openRunTrace(
     };
     await run.client.hsetnx(run.keys.meta, traceField(idPrefix), JSON.stringify(value));
     return parseStored(await run.client.hget(run.keys.meta, traceField(idPrefix)))?.run ?? null;
-  })();
+  })().catch(() => null); // tracing never fails the run: its puts are then traced without a parent
   contexts.set(run, opening);
   await opening;
 }

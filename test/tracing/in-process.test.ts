@@ -59,7 +59,7 @@ describe('tracing in one process (the SDK on, exporting to a receiver in the tes
   it('a plain BullMQ worker with bullmq-otel continues the trace of a job conveyor put', async () => {
     const run = new RunStore(ctx.redis, ctx.queue, 'plain');
     await run.create(1, 10_000);
-    const { instance, idPrefix } = (await run.registerProducer('p', { host: 'test', pid: 1 }, 10_000));
+    const { instance, idPrefix } = await run.registerProducer('p', { host: 'test', pid: 1 }, 10_000);
     const producer = createProducer({
       run,
       registry: await loadJobRegistry([], projectRoot),

@@ -17,7 +17,7 @@ describe('one trace per run, across real processes exporting over OTLP/HTTP', ()
   });
   afterEach(() => receiver.close());
 
-  it('2 producers x 2 consumers with a retry, a cancel and a join callback: every span under its run, the run span ending at the join', async () => {
+  it('2 producers x 2 consumers with a retry, a timeout, a cancel and a join callback: every span under its run, the run span ending at the join', async () => {
     const env = {
       ...FAST,
       REDIS_URL: redisUrl(),
@@ -114,7 +114,7 @@ describe('one trace per run, across real processes exporting over OTLP/HTTP', ()
             Number(x.attributes['conveyor.job.attempt']) - Number(y.attributes['conveyor.job.attempt']),
         );
     expect(new Set(attempts.map((a) => a.attributes['messaging.message.id'])).size).toBe(8);
-    expect(attempts).toHaveLength(9);
+    expect(attempts).toHaveLength(10);
     // The retry: two attempts under the same put batch.
     const retried = ofJob('+p1+0');
     expect(
@@ -124,6 +124,10 @@ describe('one trace per run, across real processes exporting over OTLP/HTTP', ()
       [2, 'completed'],
     ]);
     expect(retried[0]!.parentSpanId).toBe(retried[1]!.parentSpanId);
+    // The timeout: an event on the attempt it ended, then a retry.
+    const timedOut = ofJob('+p2+2');
+    expect(timedOut.map((a) => a.attributes['conveyor.job.outcome'])).toEqual(['retried', 'completed']);
+    expect(timedOut[0]!.events.map((e) => e.name)).toContain('timeout');
     // The cancel: an event on the attempt it ended.
     const [cancelled] = ofJob('+p2+1');
     expect(cancelled!.attributes['conveyor.job.outcome']).toBe('cancelled');
