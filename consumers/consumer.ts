@@ -24,6 +24,7 @@ import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from '
 import { withBoundedErrors } from './bounded-error.js';
 import { withEndRecords, type KeepEnd } from './outcome-records.js';
 import { encodeEnded } from '../shared/run/outcomes.js';
+import { traceAttempts } from './attempt-span.js';
 
 /** The types JOB_TIMEOUT_MS applies to (a user's own type sets `timeoutMs` in its definition). */
 const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
@@ -280,8 +281,11 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     (shard, i) =>
       new Worker<JobData>(
         shard.name,
-        withEndRecords(withBoundedErrors(processorFor(i)), keepEnd.bind(null, i), (job, err) =>
-          log.warn({ jobId: job.id, err }, "could not keep the job's failure in its run's results"),
+        withEndRecords(
+          withBoundedErrors(traceAttempts(config.queue, processorFor(i))),
+          keepEnd.bind(null, i),
+          (job, err) =>
+            log.warn({ jobId: job.id, err }, "could not keep the job's failure in its run's results"),
         ),
         {
           connection: redis,

@@ -10,6 +10,7 @@ import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js
 import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError } from '../shared/run/run-store.js';
 import { onShutdownSignal } from '../shared/shutdown.js';
+import { startTracingFromEnv } from '../shared/tracing/index.js';
 import { loadConsumerConfig } from './config.js';
 import { startConsumer, type ConsumerHandle } from './consumer.js';
 
@@ -25,6 +26,10 @@ if (started) {
     loadJobRegistry(config.jobModules, process.cwd()),
   );
   if (!registry) process.exit(2);
+  const tracing = await checkInput('consumer', process, () =>
+    startTracingFromEnv(process.env, 'conveyor-consumer', log),
+  );
+  if (!tracing) process.exit(2);
   const metrics = await startProcessEndpoint(config.metrics, 'consumer', log);
   const redis = createRedis(config, log, `conveyor:consumer:${config.consumerId}`);
   let consumer: ConsumerHandle | undefined;
@@ -32,6 +37,7 @@ if (started) {
   const signalled = new AbortController();
   onShutdownSignal(process, log, config.shutdownGraceMs, (signal) => {
     stopping = true;
+    metrics.setReady(false);
     signalled.abort();
     // Before start-up finishes there is nothing held: dropping the connection ends the wait for Redis.
     if (consumer) void consumer.stop(signal);
@@ -60,7 +66,9 @@ if (started) {
       observer: createConsumerMetrics(metrics.registry, config.queue),
     });
     if (stopping) void consumer.stop('signal during start-up');
+    else metrics.setReady(true);
     const exit = await consumer.exited;
+    metrics.setReady(false);
     if (resolved) await markRunSeen(redis, config.queue, resolved);
     process.exitCode = exit.state === 'aborted' ? 1 : 0;
     await metrics.linger(signalled.signal);
@@ -77,6 +85,7 @@ if (started) {
   } finally {
     await closeRedis(redis);
     await metrics.close();
+    await tracing.shutdown();
     // The consumer has ended and said so; a connection BullMQ could not close (one stuck
     // reconnecting through a Redis Cluster failover) must not keep the process alive.
     setTimeout(() => {

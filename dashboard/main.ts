@@ -5,10 +5,11 @@ import { Registry } from 'prom-client';
 import { queuePrefix } from '../shared/keys.js';
 import { registerDefaultMetrics } from '../shared/metrics/process-metrics.js';
 import { registerRunMetrics } from '../shared/metrics/run-metrics.js';
-import { startProcess } from '../shared/process.js';
+import { checkInput, startProcess } from '../shared/process.js';
 import { openQueues } from '../shared/queue.js';
 import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
+import { startTracingFromEnv } from '../shared/tracing/index.js';
 import { createApp } from './app.js';
 import { loadDashboardConfig } from './config.js';
 import { startServer, type RunningServer } from './server.js';
@@ -17,6 +18,11 @@ const started =
   commandArgsOrExit(commands.dashboard, process) && startProcess('dashboard', loadDashboardConfig, process);
 if (started) {
   const { config, log } = started;
+  // Its cancel buttons may join a run: then this process ends the run's trace.
+  const tracing = await checkInput('dashboard', process, () =>
+    startTracingFromEnv(process.env, 'conveyor-dashboard', log),
+  );
+  if (!tracing) process.exit(2);
   const redis = createRedis(config, log, 'conveyor:dashboard');
   const queues = openQueues(config.queue, config.shards, redis);
   // BullMQ's "drained" is per BullMQ queue: with shards, one draining says nothing about the queue, so
@@ -48,6 +54,7 @@ if (started) {
         name: 'redis',
         run: () => Promise.all([eventsRedis ? closeRedis(eventsRedis) : undefined, closeRedis(redis)]),
       },
+      { name: 'tracing', run: () => tracing.shutdown() },
     ],
     log,
     Math.max(1_000, Math.floor(config.shutdownGraceMs / 2)),

@@ -12,6 +12,7 @@ import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js
 import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
+import { startTracingFromEnv } from '../shared/tracing/index.js';
 import { loadProducerConfig } from './config.js';
 import { checkReadable } from './jobs-file.js';
 import { JobLineError } from './job-lines.js';
@@ -29,6 +30,10 @@ if (started) {
     return r;
   });
   if (!registry) process.exit(2);
+  const tracing = await checkInput('producer', process, () =>
+    startTracingFromEnv(process.env, 'conveyor-producer', log),
+  );
+  if (!tracing) process.exit(2);
   const jobsInput =
     config.jobsFile === null
       ? undefined
@@ -51,11 +56,13 @@ if (started) {
       },
       { name: 'redis', run: () => closeRedis(redis) },
       { name: 'metrics', run: () => metrics.close() },
+      { name: 'tracing', run: () => tracing.shutdown() },
     ],
     log,
     config.shutdownGraceMs,
   );
   onShutdownSignal(process, log, config.shutdownGraceMs, () => {
+    metrics.setReady(false);
     stop.abort();
     // Still waiting for Redis at start-up: nothing enqueued yet, so give up the wait.
     if (redis.status !== 'ready') redis.disconnect();
@@ -67,6 +74,7 @@ if (started) {
     );
     await waitUntilReady(redis, log, stop.signal);
     await assertNoEviction(redis);
+    metrics.setReady(!stop.signal.aborted);
     // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
     const resolved = await resolveRunId(redis, config.queue, config.runId);
     const { runId, source } = resolved;
@@ -85,6 +93,7 @@ if (started) {
       },
       stop.signal,
     );
+    metrics.setReady(false);
     await markRunSeen(redis, config.queue, resolved);
     process.exitCode = outcome.lost ? 1 : 0;
     await metrics.linger(stop.signal);

@@ -3,6 +3,7 @@ import type { JobRegistry } from '../shared/jobs/registry.js';
 import { keyedJobId, putJobId, shardForKey } from '../shared/keys.js';
 import type { ConveyorJobOptions } from '../shared/queue.js';
 import type { RunStore, StoredJob } from '../shared/run/run-store.js';
+import { tracePut } from '../shared/tracing/put-span.js';
 import { PutBatcher, type BatcherOptions } from './put-batcher.js';
 
 /** A payload refused before it reached Redis; `reason` says what is wrong with it. */
@@ -109,7 +110,12 @@ export function createProducer(deps: ProducerDeps): Producer {
         ...(item.timeoutMs !== undefined ? { timeoutMs: item.timeoutMs } : {}),
       }),
     }));
-    const { acknowledged, storedBefore } = await run.putJobs(shard, producerId, options, jobs);
+    const { acknowledged, storedBefore } = await tracePut(
+      run,
+      { shard, jobs: jobs.length, producer: producerId },
+      options,
+      (opts) => run.putJobs(shard, producerId, opts, jobs),
+    );
     producedOn[shard]! += acknowledged + storedBefore;
   };
   // Every put goes through the batcher, so an instance's seqs reach each shard in increasing order.

@@ -30,18 +30,31 @@ export type MetricsServer = {
   close(): Promise<void>;
 };
 
-/** Serves `GET /metrics` (and nothing else) on `host:port`; resolves once listening. */
+/**
+ * Serves `GET /metrics`, and the probes an orchestrator asks: `/healthz` (200 while the process
+ * answers at all) and `/readyz` (200 while `ready()` says so, else 503), on `host:port`; resolves
+ * once listening.
+ */
 export async function startMetricsServer(opts: {
   registry: Registry;
   port: number;
   host: string;
+  /** Whether the process is ready for work (connected, started, not stopping); always, if not given. */
+  ready?: () => boolean;
 }): Promise<MetricsServer> {
   const handle = metricsHandler(opts.registry);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) return handle(req, res);
+    const read = req.method === 'GET' || req.method === 'HEAD';
+    if (path === '/metrics' && read) return handle(req, res);
+    if ((path === '/healthz' || path === '/readyz') && read) {
+      const ok = path === '/healthz' || (opts.ready?.() ?? true);
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ ok }));
+      return;
+    }
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
-    res.end('Not found: metrics are served at /metrics\n');
+    res.end('Not found: metrics are served at /metrics, probes at /healthz and /readyz\n');
   });
   // Keep-alive connections from a scraper must not hold the process open after close().
   server.keepAliveTimeout = 5_000;

@@ -10,6 +10,8 @@ export type ProcessEndpoint = {
   registry: Registry;
   /** The bound port, or null when disabled or the port could not be bound. */
   port: number | null;
+  /** What `/readyz` answers: false (503) until set, and again once the process starts stopping. */
+  setReady(ready: boolean): void;
   /** Keeps serving for `lingerMs` (ends early when `signal` aborts), so the last scrape sees final values. */
   linger(signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
@@ -27,9 +29,10 @@ export async function startProcessEndpoint(
   const registry = new Registry();
   registerDefaultMetrics(registry, service);
   let server: MetricsServer | null = null;
+  let ready = false;
   if (config.enabled) {
     try {
-      server = await listen(registry, config);
+      server = await listen(registry, config, () => ready);
       const moved = config.port !== 0 && server.port !== config.port;
       log.info(
         { metricsPort: server.port, metricsUrl: server.url },
@@ -48,6 +51,9 @@ export async function startProcessEndpoint(
   return {
     registry,
     port: server?.port ?? null,
+    setReady: (value) => {
+      ready = value;
+    },
     linger: async (signal) => {
       if (!server || config.lingerMs === 0 || signal.aborted) return;
       log.info({ lingerMs: config.lingerMs }, 'work done; serving final metrics before exiting');
@@ -64,11 +70,15 @@ export async function startProcessEndpoint(
  * one host, outside containers), a free port is used instead and logged; a port that was asked for
  * explicitly is never swapped.
  */
-async function listen(registry: Registry, config: MetricsConfig): Promise<MetricsServer> {
+async function listen(
+  registry: Registry,
+  config: MetricsConfig,
+  ready: () => boolean,
+): Promise<MetricsServer> {
   try {
-    return await startMetricsServer({ registry, port: config.port, host: config.host });
+    return await startMetricsServer({ registry, port: config.port, host: config.host, ready });
   } catch (err) {
     if (!config.portIsDefault || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-    return startMetricsServer({ registry, port: 0, host: config.host });
+    return startMetricsServer({ registry, port: 0, host: config.host, ready });
   }
 }

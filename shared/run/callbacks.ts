@@ -3,6 +3,7 @@ import type { Queue } from 'bullmq';
 import { callbackJobId, shardForKey } from '../keys.js';
 import type { JobData } from '../queue.js';
 import type { RunStore } from './run-store.js';
+import { underRun } from '../tracing/run-trace.js';
 import type { CallbackSpec } from './types.js';
 
 /**
@@ -87,7 +88,10 @@ export async function deliverCallbacks(
         failedJobsMore: failed.more,
         payload: spec.payload ?? null,
       };
-      await queue.add(spec.type, callbackData(store.runId, name, payload), callbackOptions(idPrefix, spec));
+      await queue.add(spec.type, callbackData(store.runId, name, payload), {
+        ...callbackOptions(idPrefix, spec),
+        ...(await underRun(store)),
+      });
       await opts.onStep?.('added', name);
       await store.callbackMark(shard, name, 'added');
       await opts.onStep?.('marked', name);

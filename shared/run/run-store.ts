@@ -16,6 +16,8 @@ import {
 } from '../keys.js';
 import { openShardQueue } from '../queue.js';
 import { luaScript } from './lua-script.js';
+import { endRunSpan, openRunTrace } from '../tracing/run-trace.js';
+import { tracingOn } from '../tracing/tracer.js';
 import {
   cancelJobLua,
   cancelRunLua,
@@ -392,6 +394,7 @@ export class RunStore {
         this.shardCall(i, 'initShard', [], prefix, keep?.completed ?? -1, keep?.failed ?? -1, retentionMs),
       ),
     );
+    if (tracingOn()) await openRunTrace(this, prefix, afterRun ? runKeys(this.queue, afterRun).meta : null);
     return created === 1;
   }
 
@@ -728,6 +731,8 @@ export class RunStore {
       JSON.stringify(announced),
       ...shards.map(([, totals]) => totals),
     )) as [JoinReason, string];
+    // Exactly one call joins the run: it ends the run's trace (a failed export never fails the join).
+    if (r === 'joined-now' && tracingOn()) await endRunSpan(this).catch(() => undefined);
     return toAttempt(r, d);
   }
 

@@ -143,6 +143,20 @@ describe('a process’s metrics endpoint', () => {
   const log = createLogger({ level: 'silent', service: 'test' });
   const base = { enabled: true, host: '127.0.0.1', lingerMs: 0 };
 
+  it('answers the probes: /healthz always, /readyz only while the process says it is ready', async () => {
+    const endpoint = await startProcessEndpoint({ ...base, port: 0, portIsDefault: false }, 'consumer', log);
+    const status = async (path: string) => (await fetch(`http://127.0.0.1:${endpoint.port}${path}`)).status;
+    try {
+      expect([await status('/healthz'), await status('/readyz')]).toEqual([200, 503]);
+      endpoint.setReady(true);
+      expect([await status('/healthz'), await status('/readyz')]).toEqual([200, 200]);
+      endpoint.setReady(false);
+      expect([await status('/healthz'), await status('/readyz')]).toEqual([200, 503]);
+    } finally {
+      await endpoint.close();
+    }
+  });
+
   it('moves off a taken default port, but never off one that was asked for', async () => {
     const taken = await serve(new Registry());
     const moved = await startProcessEndpoint(

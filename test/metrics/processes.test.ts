@@ -103,6 +103,11 @@ describe('metrics of real producer and consumer processes', () => {
 
     const ports = await Promise.all([producerA, producerB, ...consumers].map(metricsPortOf));
     const [a, b, ...cs] = await Promise.all(ports.map((port) => scrape(metricsUrl(port))));
+    // The probes: consumers waiting for the join are ready; producers past done no longer are.
+    const probe = async (port: number, path: string) =>
+      (await fetch(`http://127.0.0.1:${port}${path}`)).status;
+    expect(await Promise.all(ports.map((port) => probe(port, '/healthz')))).toEqual([200, 200, 200, 200]);
+    expect(await Promise.all(ports.map((port) => probe(port, '/readyz')))).toEqual([503, 503, 200, 200]);
     expect(value(a!, 'conveyor_jobs_produced_total', { queue: ctx.queue, service: 'producer' })).toBe(12);
     expect(value(b!, 'conveyor_jobs_produced_total', { queue: ctx.queue })).toBe(2);
     for (const c of cs) {
