@@ -9,6 +9,10 @@ export type ConnectionOptions = {
   queue?: string;
   /** BullMQ queues the queue is spread over (default 1); every process of a run must agree. */
   shards?: number;
+  /** How often a producer or consumer renews its lease (ms, default 1000; at most a third of `leaseMs`). */
+  heartbeatMs?: number;
+  /** How long a producer or consumer counts as alive without a heartbeat (ms, default 10000). */
+  leaseMs?: number;
   /** A pino logger; default: JSON warnings and errors on stderr. */
   log?: Logger;
   /**
@@ -28,6 +32,8 @@ export function toEnv(
     REDIS_URL: opts.redisUrl,
     QUEUE: opts.queue,
     SHARDS: opts.shards,
+    HEARTBEAT_MS: opts.heartbeatMs,
+    LEASE_MS: opts.leaseMs,
     ...more,
   };
   const env: Record<string, string | undefined> = { ...opts.env };

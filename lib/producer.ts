@@ -1,16 +1,20 @@
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../shared/jobs/index.js';
-import { loadProducerConfig } from '../producers/config.js';
+import { loadProducerConfig, type ProducerConfig } from '../producers/config.js';
 import { createProducer, type Producer } from '../producers/producer.js';
-import { jobOptions, keepOf, openQueues } from '../shared/queue.js';
-import { closeRedis, createRedis } from '../shared/redis.js';
+import { ProducerLease, type ProducerLeaseState } from '../producers/producer-lease.js';
+import type { Queue } from 'bullmq';
+import { jobOptions, keepOf, openQueues, type JobData } from '../shared/queue.js';
+import { closeRedis, createRedis, type RedisClient } from '../shared/redis.js';
+import { assertNoEviction } from '../shared/redis-policy.js';
 import { deliverCallbacks } from '../shared/run/callbacks.js';
-import { RunStore } from '../shared/run/run-store.js';
+import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
+import { RunError, RunStore } from '../shared/run/run-store.js';
 import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
 
 export type ProducerOptions = ConnectionOptions & {
+  /** The run to put into; `auto`: the queue's open run, or a new one once the last has joined. */
   runId: string;
   /** How many producers the run expects (it joins only once that many reported done); default 1. */
   producers?: number;
@@ -38,8 +42,23 @@ export type ProducerOptions = ConnectionOptions & {
   collectResults?: boolean | { maxJobBytes?: number; maxRunBytes?: number };
 };
 
+/** Where the producer stands: its lease's state until `done()` or `close()` ends it. */
+export type ProducerClientState = ProducerLeaseState | 'done' | 'closed';
+
 export type ProducerClient = Omit<Producer, 'done'> & {
+  /** The run this producer put into (what `runId: 'auto'` resolved to). */
   readonly runId: string;
+  /**
+   * `running`; `cancelled` once its heartbeat heard the run was cancelled; `fenced` once the run
+   * stopped accepting this instance (it missed its lease, or another producer registered with its
+   * id); `gone` when the run's state vanished from Redis; `done`/`closed` after those calls.
+   */
+  readonly state: ProducerClientState;
+  /**
+   * Fires within a heartbeat of the run being cancelled or this producer being fenced; its reason is
+   * the RunError that every later `put` rejects with. Hand it to whatever feeds the producer.
+   */
+  readonly signal: AbortSignal;
   /** Reports this producer done (the run joins when all are and every job finished), then closes. */
   done(): ReturnType<Producer['done']>;
   /** Stops the heartbeat and closes the connections without reporting done (the lease then runs out). */
@@ -47,8 +66,10 @@ export type ProducerClient = Omit<Producer, 'done'> & {
 };
 
 /**
- * The seed's `q.put()` side: creates the run if needed, registers this producer in it and keeps its
- * lease alive until `done()`. Payloads are validated against their job type before anything is sent.
+ * Opens a producer: creates the run if needed, registers this producer in it and keeps its lease
+ * alive until `done()`. Payloads are validated against their job type before anything is sent.
+ * Refuses a Redis that may evict keys (EvictionPolicyError); `runId: 'auto'` means the queue's open
+ * run, or the next one, as for the commands.
  */
 export async function openProducer(opts: ProducerOptions): Promise<ProducerClient> {
   const config = loadProducerConfig(
@@ -69,66 +90,70 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
         opts.onSuccess?.payload === undefined ? undefined : JSON.stringify(opts.onSuccess.payload),
     }),
   );
-  const log = loggerFor(opts, 'producer').child({ runId: config.runId, producerId: config.producerId });
   const registry = new JobRegistry([...builtinJobs, ...(opts.jobs ?? [])]);
   for (const cb of config.callbacks)
     if (!registry.get(cb.type))
       throw new TypeError(
         `${cb.name === 'on-join' ? 'onJoin' : 'onSuccess'}.type: unknown job type "${cb.type}" (known: ${registry.names().join(', ')})`,
       );
-  const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
-  const queues = openQueues(config.queue, config.shards, redis);
-  const run = new RunStore(redis, config.queue, config.runId, config.shards);
-  const stopHeartbeat = new AbortController();
-  let heartbeat: Promise<void> = Promise.resolve();
-  const close = async () => {
-    stopHeartbeat.abort();
-    await heartbeat;
-    await Promise.all(queues.map((q) => q.close()));
-    await closeRedis(redis);
-  };
-  let registered;
+  const baseLog = loggerFor(opts, 'producer').child({ producerId: config.producerId });
+  const redis = createRedis(config, baseLog, `conveyor:producer:${config.producerId}`);
+  // Opened once the run is registered: a BullMQ queue on an evicting Redis would warn before we refuse it.
+  let queues: Queue<JobData>[] = [];
+  let closing: Promise<void> | undefined;
+  const close = (lease?: ProducerLease) =>
+    (closing ??= (async () => {
+      await lease?.stop();
+      await Promise.all(queues.map((q) => q.close()));
+      await closeRedis(redis);
+    })());
+
+  let opened;
   try {
-    await run.create(
-      config.expectedProducers,
-      config.leaseMs,
-      config.retentionMs,
-      config.callbacks,
-      opts.afterRun ?? '',
-      config.collectResults,
-      keepOf(config.retry),
-    );
-    registered = await run.registerProducer(
-      config.producerId,
-      { host: hostname(), pid: process.pid },
-      config.leaseMs,
-    );
+    opened = await register(config, redis, opts.afterRun ?? '');
   } catch (err) {
     await close();
     throw err;
   }
-  const { incarnation, instance, idPrefix } = registered;
-  heartbeat = (async () => {
-    while (!stopHeartbeat.signal.aborted) {
-      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
-      if (stopHeartbeat.signal.aborted) break;
-      await run
-        .heartbeatProducer(config.producerId, config.leaseMs, incarnation)
-        .catch((err: unknown) => log.warn({ err: String(err) }, 'heartbeat failed'));
-    }
-  })();
+  const { run, resolved, registered } = opened;
+  const log = baseLog.child({ runId: run.runId });
+  queues = openQueues(config.queue, config.shards, redis);
+  const lease = new ProducerLease({
+    run,
+    producerId: config.producerId,
+    incarnation: registered.incarnation,
+    leaseMs: config.leaseMs,
+    heartbeatMs: config.heartbeatMs,
+    log,
+  });
   const producer = createProducer({
     run,
     registry,
     producerId: config.producerId,
-    instance,
-    idPrefix,
+    instance: registered.instance,
+    idPrefix: registered.idPrefix,
     jobOptions: jobOptions(config.retry),
   });
+  const ended = lease.signal;
+  let finished: 'done' | 'closed' | undefined;
+  /** Refuses a put once the run was cancelled or this instance fenced; learns a fence from a refused put. */
+  const guarded = async <T>(put: () => Promise<T>): Promise<T> => {
+    if (ended.aborted) throw ended.reason;
+    try {
+      return await put();
+    } catch (err) {
+      if (err instanceof RunError && err.code === 'fenced') lease.fenced(err);
+      throw err;
+    }
+  };
   return {
-    runId: config.runId,
-    put: (type, payload, o) => producer.put(type, payload, o),
-    putMany: (items) => producer.putMany(items),
+    runId: run.runId,
+    get state() {
+      return finished ?? lease.state;
+    },
+    signal: ended,
+    put: (type, payload, o) => guarded(() => producer.put(type, payload, o)),
+    putMany: (items) => guarded(() => producer.putMany(items)),
     flush: () => producer.flush(),
     get enqueued() {
       return producer.enqueued;
@@ -139,12 +164,40 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
     done: async () => {
       try {
         const outcome = await producer.done();
+        finished = 'done';
         if (outcome.join.joined) await deliverCallbacks(run, queues);
+        await markRunSeen(redis, config.queue, resolved);
         return outcome;
       } finally {
-        await close();
+        await close(lease);
       }
     },
-    close,
+    close: async () => {
+      finished ??= 'closed';
+      await close(lease);
+    },
   };
+}
+
+/** Checks Redis, resolves the run id, creates the run if needed and registers this producer in it. */
+async function register(config: ProducerConfig, redis: RedisClient, afterRun: string) {
+  await assertNoEviction(redis);
+  // runId 'auto': the queue's open run, or the next one (shared/run/current-run.ts).
+  const resolved = await resolveRunId(redis, config.queue, config.runId);
+  const run = new RunStore(redis, config.queue, resolved.runId, config.shards);
+  await run.create(
+    config.expectedProducers,
+    config.leaseMs,
+    config.retentionMs,
+    config.callbacks,
+    afterRun,
+    config.collectResults,
+    keepOf(config.retry),
+  );
+  const registered = await run.registerProducer(
+    config.producerId,
+    { host: hostname(), pid: process.pid },
+    config.leaseMs,
+  );
+  return { run, resolved, registered };
 }

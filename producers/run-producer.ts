@@ -8,6 +8,7 @@ import { deliverCallbacks } from '../shared/run/callbacks.js';
 import { RunError, type RunStore } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
 import { createProducer, type PutItem } from './producer.js';
+import { ProducerLease } from './producer-lease.js';
 
 export type ProducerOutcome = {
   produced: number;
@@ -87,36 +88,26 @@ export async function runProducer(
     lost = true;
     log.error(why);
   };
-  // A cancel of the run stops production like a signal does, but the outcome says so.
-  const cancelled = new AbortController();
-  const stopping = AbortSignal.any([signal, cancelled.signal]);
-  // The heartbeat runs until done() has been answered: a slow final flush must not cost the lease.
-  const stopHeartbeat = new AbortController();
-  const heartbeat = (async () => {
-    while (!stopHeartbeat.signal.aborted) {
-      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
-      if (stopHeartbeat.signal.aborted) break;
-      const state = await run
-        .heartbeatProducer(config.producerId, config.leaseMs, incarnation)
-        .catch((err: unknown) => {
-          log.warn({ err: String(err) }, 'heartbeat failed');
-          return 'running' as const;
-        });
-      if (state === 'cancelled' && !cancelled.signal.aborted) {
-        log.info('the run was cancelled: stopping production');
-        cancelled.abort();
-      }
-      if (state === 'running' || state === 'done' || state === 'cancelled') continue;
-      markLost(
-        state === 'missing'
-          ? "the run's state is gone from Redis (restarted without persistence, or flushed): stopping"
-          : state === 'superseded'
-            ? 'another producer registered with this PRODUCER_ID: stopping'
-            : 'this producer missed its lease and the run marked it lost: stopping',
-      );
-      return;
-    }
-  })();
+  // The lease runs until done() has been answered: a slow final flush must not cost it.
+  const lease = new ProducerLease({
+    run,
+    producerId: config.producerId,
+    incarnation,
+    leaseMs: config.leaseMs,
+    heartbeatMs: config.heartbeatMs,
+    log,
+  });
+  // A cancel of the run stops production like a signal does, but the outcome says so; a fence or a
+  // vanished run stops it as lost.
+  lease.signal.addEventListener(
+    'abort',
+    () => {
+      if (lease.state === 'cancelled') log.info('the run was cancelled: stopping production');
+      else markLost((lease.signal.reason as Error).message);
+    },
+    { once: true },
+  );
+  const stopping = AbortSignal.any([signal, lease.signal]);
 
   const producer = createProducer({
     run,
@@ -147,7 +138,7 @@ export async function runProducer(
       sent += n;
       log.debug({ sent, planned }, 'put');
     }
-    const isCancelled = () => cancelled.signal.aborted;
+    const isCancelled = () => lease.state === 'cancelled';
     if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
     const { state, join } = await producer.done({ stoppedEarly: sent < planned });
     if (state !== 'done') {
@@ -169,8 +160,7 @@ export async function runProducer(
     }
     throw err;
   } finally {
-    stopHeartbeat.abort();
-    await heartbeat;
+    await lease.stop();
   }
 }
 
