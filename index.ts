@@ -13,7 +13,7 @@ export { callbackPayload } from './shared/jobs/run-report-job.js';
 export type { CallbackPayload } from './shared/run/callbacks.js';
 export { openProducer, type ProducerOptions, type ProducerClient } from './lib/producer.js';
 export { PayloadError, type PutItem } from './producers/producer.js';
-export { startConsumer, type ConsumerOptions } from './lib/consumer.js';
+export { startConsumer, type ConsumerOptions, type ConsumerClient } from './lib/consumer.js';
 export type { ConsumerHandle, ConsumerExit } from './consumers/consumer.js';
 export { openRun, type RunHandle, type RunResults } from './lib/run.js';
 export type { CancelJobResult, CancelRunResult } from './shared/run/run-store.js';
