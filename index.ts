@@ -28,6 +28,7 @@ export {
 export type { ConnectionOptions } from './lib/options.js';
 export { ConfigError, type Env } from './shared/config.js';
 export { RedisConfigError } from './shared/redis.js';
+export { EvictionPolicyError } from './shared/redis-policy.js';
 /** The zod that payload schemas are written with (the same copy conveyor validates with). */
 export { z } from 'zod';
 /** Throw it from a handler to fail the job at once, without retries. */

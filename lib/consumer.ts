@@ -6,7 +6,7 @@ import { builtinJobs, JobRegistry } from '../shared/jobs/index.js';
 import { closeRedis, createRedis, waitUntilReady } from '../shared/redis.js';
 import { assertNoEviction } from '../shared/redis-policy.js';
 import { markRunSeen, resolveRunId, type ResolvedRun } from '../shared/run/current-run.js';
-import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+import { loggerFor, parseOptions, type ConnectionOptions } from './options.js';
 
 export type ConsumerOptions = ConnectionOptions & {
   /**
@@ -21,6 +21,18 @@ export type ConsumerOptions = ConnectionOptions & {
   concurrency?: number;
   /** Your job types (the built-in `sleep` and `fetch` are always there). */
   jobs?: readonly AnyJobDefinition[];
+  /** BullMQ's job lock (ms, default 30000), stall check interval (default 30000) and stalls allowed (default 1). */
+  lockMs?: number;
+  stalledIntervalMs?: number;
+  maxStalled?: number;
+  /** How long finished jobs are gathered before one write records them in the run (ms, default 10). */
+  flushMs?: number;
+  /** A handler that ignores a cancel or timeout is recorded ended this long after the abort (ms, default 5000). */
+  cancelGraceMs?: number;
+  /** Time limit per attempt of the built-in job types (ms, default 0: none). */
+  jobTimeoutMs?: number;
+  /** Give up on a run waiting this long for producers that never register (s; default its retention; 0 = never). */
+  abandonAfterS?: number;
 };
 
 export type ConsumerClient = ConsumerHandle & {
@@ -35,9 +47,18 @@ export type ConsumerClient = ConsumerHandle & {
  * commands.
  */
 export async function startConsumer(opts: ConsumerOptions): Promise<ConsumerClient> {
-  const config = loadConsumerConfig(
-    toEnv(opts, { RUN_ID: opts.runId, CONSUMER_ID: opts.consumerId, CONCURRENCY: opts.concurrency }),
-  );
+  const config = parseOptions(loadConsumerConfig, opts, {
+    RUN_ID: ['runId', opts.runId],
+    CONSUMER_ID: ['consumerId', opts.consumerId],
+    CONCURRENCY: ['concurrency', opts.concurrency],
+    LOCK_MS: ['lockMs', opts.lockMs],
+    STALLED_INTERVAL_MS: ['stalledIntervalMs', opts.stalledIntervalMs],
+    MAX_STALLED: ['maxStalled', opts.maxStalled],
+    FLUSH_MS: ['flushMs', opts.flushMs],
+    CANCEL_GRACE_MS: ['cancelGraceMs', opts.cancelGraceMs],
+    JOB_TIMEOUT_MS: ['jobTimeoutMs', opts.jobTimeoutMs],
+    RUN_ABANDON_S: ['abandonAfterS', opts.abandonAfterS],
+  });
   const log = loggerFor(opts, 'consumer').child({
     runId: config.runId ?? null,
     consumerId: config.consumerId,

@@ -11,7 +11,7 @@ import { assertNoEviction } from '../shared/redis-policy.js';
 import { deliverCallbacks } from '../shared/run/callbacks.js';
 import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
 import { RunError, RunStore } from '../shared/run/run-store.js';
-import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+import { loggerFor, parseOptions, type ConnectionOptions } from './options.js';
 
 export type ProducerOptions = ConnectionOptions & {
   /** The run to put into; `auto`: the queue's open run, or a new one once the last has joined. */
@@ -25,6 +25,13 @@ export type ProducerOptions = ConnectionOptions & {
   /** Tries per job (default 3) and the first retry's delay (default 1000 ms, doubling). */
   attempts?: number;
   backoffMs?: number;
+  /** Finished jobs BullMQ keeps per shard (defaults 1000 completed, 10000 failed). */
+  keepCompleted?: number;
+  keepFailed?: number;
+  /** How long a joined run's keys stay in Redis (s, default 7 days; 0 = for ever). */
+  retentionS?: number;
+  /** How long a lone put waits for concurrent ones to share its script call (ms, default 0). */
+  putLingerMs?: number;
   /**
    * A job enqueued exactly once when the run joins (`onSuccess`: only when no job failed or was
    * removed). Its payload is `callbackPayload(...)`: the run id, final totals, failed job ids and
@@ -72,24 +79,26 @@ export type ProducerClient = Omit<Producer, 'done'> & {
  * run, or the next one, as for the commands.
  */
 export async function openProducer(opts: ProducerOptions): Promise<ProducerClient> {
-  const config = loadProducerConfig(
-    toEnv(opts, {
-      RUN_ID: opts.runId,
-      PRODUCERS: opts.producers ?? 1,
-      PRODUCER_ID: opts.producerId,
-      ATTEMPTS: opts.attempts,
-      BACKOFF_MS: opts.backoffMs,
-      ON_JOIN_TYPE: opts.onJoin?.type,
-      ON_JOIN_PAYLOAD: opts.onJoin?.payload === undefined ? undefined : JSON.stringify(opts.onJoin.payload),
-      ON_SUCCESS_TYPE: opts.onSuccess?.type,
-      COLLECT_RESULTS: opts.collectResults ? true : undefined,
-      RESULT_MAX_BYTES: typeof opts.collectResults === 'object' ? opts.collectResults.maxJobBytes : undefined,
-      RUN_RESULTS_MAX_BYTES:
-        typeof opts.collectResults === 'object' ? opts.collectResults.maxRunBytes : undefined,
-      ON_SUCCESS_PAYLOAD:
-        opts.onSuccess?.payload === undefined ? undefined : JSON.stringify(opts.onSuccess.payload),
-    }),
-  );
+  const results = typeof opts.collectResults === 'object' ? opts.collectResults : {};
+  const json = (v: unknown) => (v === undefined ? undefined : JSON.stringify(v));
+  const config = parseOptions(loadProducerConfig, opts, {
+    RUN_ID: ['runId', opts.runId],
+    PRODUCERS: ['producers', opts.producers ?? 1],
+    PRODUCER_ID: ['producerId', opts.producerId],
+    ATTEMPTS: ['attempts', opts.attempts],
+    BACKOFF_MS: ['backoffMs', opts.backoffMs],
+    KEEP_COMPLETED: ['keepCompleted', opts.keepCompleted],
+    KEEP_FAILED: ['keepFailed', opts.keepFailed],
+    RUN_RETENTION_S: ['retentionS', opts.retentionS],
+    PUT_LINGER_MS: ['putLingerMs', opts.putLingerMs],
+    ON_JOIN_TYPE: ['onJoin.type', opts.onJoin?.type],
+    ON_JOIN_PAYLOAD: ['onJoin.payload', json(opts.onJoin?.payload)],
+    ON_SUCCESS_TYPE: ['onSuccess.type', opts.onSuccess?.type],
+    ON_SUCCESS_PAYLOAD: ['onSuccess.payload', json(opts.onSuccess?.payload)],
+    COLLECT_RESULTS: ['collectResults', opts.collectResults ? true : undefined],
+    RESULT_MAX_BYTES: ['collectResults.maxJobBytes', results.maxJobBytes],
+    RUN_RESULTS_MAX_BYTES: ['collectResults.maxRunBytes', results.maxRunBytes],
+  });
   const registry = new JobRegistry([...builtinJobs, ...(opts.jobs ?? [])]);
   for (const cb of config.callbacks)
     if (!registry.get(cb.type))
@@ -133,6 +142,7 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
     instance: registered.instance,
     idPrefix: registered.idPrefix,
     jobOptions: jobOptions(config.retry),
+    batching: { lingerMs: config.putLingerMs },
   });
   const ended = lease.signal;
   let finished: 'done' | 'closed' | undefined;
