@@ -1,17 +1,15 @@
 import { commandArgsOrExit } from '../shared/args.js';
 import { commands } from '../shared/commands.js';
-import { hostname } from 'node:os';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
 import { createConsumerMetrics } from '../shared/metrics/process-metrics.js';
 import { checkInput, startProcess } from '../shared/process.js';
-import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
-import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
-import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
+import { RedisConfigError } from '../shared/redis.js';
+import { EvictionPolicyError } from '../shared/redis-policy.js';
 import { RunError } from '../shared/run/run-store.js';
 import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadConsumerConfig } from './config.js';
-import { startConsumer, type ConsumerHandle } from './consumer.js';
+import { launchConsumer, type ConsumerClient } from './launch.js';
 
 /** How long an ended consumer may wait for its connections to close before it exits anyway. */
 const EXIT_AFTER_MS = 5_000;
@@ -26,46 +24,26 @@ if (started) {
   );
   if (!registry) process.exit(2);
   const metrics = await startProcessEndpoint(config.metrics, 'consumer', log);
-  const redis = createRedis(config, log, `conveyor:consumer:${config.consumerId}`);
-  let consumer: ConsumerHandle | undefined;
-  let stopping = false;
+  let consumer: ConsumerClient | undefined;
   const signalled = new AbortController();
   onShutdownSignal(process, log, config.shutdownGraceMs, (signal) => {
-    stopping = true;
     signalled.abort();
-    // Before start-up finishes there is nothing held: dropping the connection ends the wait for Redis.
+    // Before start-up finishes nothing is held: the aborted signal ends the wait for Redis.
     if (consumer) void consumer.stop(signal);
-    else redis.disconnect();
   });
   try {
-    log.info(
-      { redis: redactUrl(config.redisUrl), queue: config.queue, shards: config.shards },
-      'consumer starting',
-    );
-    await waitUntilReady(redis, log);
-    await assertNoEviction(redis);
-    // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
-    const resolved = config.runId && (await resolveRunId(redis, config.queue, config.runId));
-    if (resolved && resolved.source !== 'explicit')
-      log.info(
-        { resolvedRunId: resolved.runId, source: resolved.source },
-        `RUN_ID=auto: run ${resolved.runId}`,
-      );
-    consumer = await startConsumer(resolved ? { ...config, runId: resolved.runId } : config, {
-      redis,
+    consumer = await launchConsumer(config, {
       registry,
-      log,
-      host: hostname(),
-      pid: process.pid,
+      log: baseLog,
       observer: createConsumerMetrics(metrics.registry, config.queue),
+      signal: signalled.signal,
     });
-    if (stopping) void consumer.stop('signal during start-up');
+    if (signalled.signal.aborted) void consumer.stop('signal during start-up');
     const exit = await consumer.exited;
-    if (resolved) await markRunSeen(redis, config.queue, resolved);
     process.exitCode = exit.state === 'aborted' ? 1 : 0;
     await metrics.linger(signalled.signal);
   } catch (err) {
-    if (stopping) {
+    if (signalled.signal.aborted) {
       log.info('stopped before start-up finished');
       process.exitCode = 0;
     } else {
@@ -75,7 +53,6 @@ if (started) {
       process.exitCode = 1;
     }
   } finally {
-    await closeRedis(redis);
     await metrics.close();
     // The consumer has ended and said so; a connection BullMQ could not close (one stuck
     // reconnecting through a Redis Cluster failover) must not keep the process alive.
