@@ -1,17 +1,10 @@
-import { hostname } from 'node:os';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../shared/jobs/index.js';
-import { loadProducerConfig, type ProducerConfig } from '../producers/config.js';
-import { createProducer, type Producer } from '../producers/producer.js';
-import { ProducerLease, type ProducerLeaseState } from '../producers/producer-lease.js';
-import type { Queue } from 'bullmq';
-import { jobOptions, keepOf, openQueues, type JobData } from '../shared/queue.js';
-import { closeRedis, createRedis, type RedisClient } from '../shared/redis.js';
-import { assertNoEviction } from '../shared/redis-policy.js';
-import { deliverCallbacks } from '../shared/run/callbacks.js';
-import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
-import { RunError, RunStore } from '../shared/run/run-store.js';
+import { loadProducerConfig } from '../producers/config.js';
+import { openProducerClient, type ProducerClient } from '../producers/open.js';
 import { loggerFor, parseOptions, type ConnectionOptions } from './options.js';
+
+export type { ProducerClient, ProducerClientState } from '../producers/open.js';
 
 export type ProducerOptions = ConnectionOptions & {
   /** The run to put into; `auto`: the queue's open run, or a new one once the last has joined. */
@@ -49,29 +42,6 @@ export type ProducerOptions = ConnectionOptions & {
   collectResults?: boolean | { maxJobBytes?: number; maxRunBytes?: number };
 };
 
-/** Where the producer stands: its lease's state until `done()` or `close()` ends it. */
-export type ProducerClientState = ProducerLeaseState | 'done' | 'closed';
-
-export type ProducerClient = Omit<Producer, 'done'> & {
-  /** The run this producer put into (what `runId: 'auto'` resolved to). */
-  readonly runId: string;
-  /**
-   * `running`; `cancelled` once its heartbeat heard the run was cancelled; `fenced` once the run
-   * stopped accepting this instance (it missed its lease, or another producer registered with its
-   * id); `gone` when the run's state vanished from Redis; `done`/`closed` after those calls.
-   */
-  readonly state: ProducerClientState;
-  /**
-   * Fires within a heartbeat of the run being cancelled or this producer being fenced; its reason is
-   * the RunError that every later `put` rejects with. Hand it to whatever feeds the producer.
-   */
-  readonly signal: AbortSignal;
-  /** Reports this producer done (the run joins when all are and every job finished), then closes. */
-  done(): ReturnType<Producer['done']>;
-  /** Stops the heartbeat and closes the connections without reporting done (the lease then runs out). */
-  close(): Promise<void>;
-};
-
 /**
  * Opens a producer: creates the run if needed, registers this producer in it and keeps its lease
  * alive until `done()`. Payloads are validated against their job type before anything is sent.
@@ -105,109 +75,9 @@ export async function openProducer(opts: ProducerOptions): Promise<ProducerClien
       throw new TypeError(
         `${cb.name === 'on-join' ? 'onJoin' : 'onSuccess'}.type: unknown job type "${cb.type}" (known: ${registry.names().join(', ')})`,
       );
-  const baseLog = loggerFor(opts, 'producer').child({ producerId: config.producerId });
-  const redis = createRedis(config, baseLog, `conveyor:producer:${config.producerId}`);
-  // Opened once the run is registered: a BullMQ queue on an evicting Redis would warn before we refuse it.
-  let queues: Queue<JobData>[] = [];
-  let closing: Promise<void> | undefined;
-  const close = (lease?: ProducerLease) =>
-    (closing ??= (async () => {
-      await lease?.stop();
-      await Promise.all(queues.map((q) => q.close()));
-      await closeRedis(redis);
-    })());
-
-  let opened;
-  try {
-    opened = await register(config, redis, opts.afterRun ?? '');
-  } catch (err) {
-    await close();
-    throw err;
-  }
-  const { run, resolved, registered } = opened;
-  const log = baseLog.child({ runId: run.runId });
-  queues = openQueues(config.queue, config.shards, redis);
-  const lease = new ProducerLease({
-    run,
-    producerId: config.producerId,
-    incarnation: registered.incarnation,
-    leaseMs: config.leaseMs,
-    heartbeatMs: config.heartbeatMs,
-    log,
-  });
-  const producer = createProducer({
-    run,
+  return openProducerClient(config, {
     registry,
-    producerId: config.producerId,
-    instance: registered.instance,
-    idPrefix: registered.idPrefix,
-    jobOptions: jobOptions(config.retry),
-    batching: { lingerMs: config.putLingerMs },
+    log: loggerFor(opts, 'producer'),
+    afterRun: opts.afterRun,
   });
-  const ended = lease.signal;
-  let finished: 'done' | 'closed' | undefined;
-  /** Refuses a put once the run was cancelled or this instance fenced; learns a fence from a refused put. */
-  const guarded = async <T>(put: () => Promise<T>): Promise<T> => {
-    if (ended.aborted) throw ended.reason;
-    try {
-      return await put();
-    } catch (err) {
-      if (err instanceof RunError && err.code === 'fenced') lease.fenced(err);
-      throw err;
-    }
-  };
-  return {
-    runId: run.runId,
-    get state() {
-      return finished ?? lease.state;
-    },
-    signal: ended,
-    put: (type, payload, o) => guarded(() => producer.put(type, payload, o)),
-    putMany: (items) => guarded(() => producer.putMany(items)),
-    flush: () => producer.flush(),
-    get enqueued() {
-      return producer.enqueued;
-    },
-    get produced() {
-      return producer.produced;
-    },
-    done: async () => {
-      try {
-        const outcome = await producer.done();
-        finished = 'done';
-        if (outcome.join.joined) await deliverCallbacks(run, queues);
-        await markRunSeen(redis, config.queue, resolved);
-        return outcome;
-      } finally {
-        await close(lease);
-      }
-    },
-    close: async () => {
-      finished ??= 'closed';
-      await close(lease);
-    },
-  };
-}
-
-/** Checks Redis, resolves the run id, creates the run if needed and registers this producer in it. */
-async function register(config: ProducerConfig, redis: RedisClient, afterRun: string) {
-  await assertNoEviction(redis);
-  // runId 'auto': the queue's open run, or the next one (shared/run/current-run.ts).
-  const resolved = await resolveRunId(redis, config.queue, config.runId);
-  const run = new RunStore(redis, config.queue, resolved.runId, config.shards);
-  await run.create(
-    config.expectedProducers,
-    config.leaseMs,
-    config.retentionMs,
-    config.callbacks,
-    afterRun,
-    config.collectResults,
-    keepOf(config.retry),
-  );
-  const registered = await run.registerProducer(
-    config.producerId,
-    { host: hostname(), pid: process.pid },
-    config.leaseMs,
-  );
-  return { run, resolved, registered };
 }

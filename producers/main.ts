@@ -1,17 +1,15 @@
 import { commandArgsOrExit } from '../shared/args.js';
 import { commands } from '../shared/commands.js';
-import { hostname } from 'node:os';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
 import { createProducerMetrics } from '../shared/metrics/process-metrics.js';
 import { checkInput, startProcess } from '../shared/process.js';
-import { openQueues } from '../shared/queue.js';
-import { closeRedis, createRedis, redactUrl, RedisConfigError, waitUntilReady } from '../shared/redis.js';
-import { assertNoEviction, EvictionPolicyError } from '../shared/redis-policy.js';
-import { markRunSeen, resolveRunId } from '../shared/run/current-run.js';
-import { RunError, RunStore } from '../shared/run/run-store.js';
-import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
+import { RedisConfigError } from '../shared/redis.js';
+import { EvictionPolicyError } from '../shared/redis-policy.js';
+import { RunError } from '../shared/run/run-store.js';
+import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadProducerConfig } from './config.js';
+import { openProducerClient } from './open.js';
 import { checkProducible, runProducer } from './run-producer.js';
 
 const started =
@@ -26,54 +24,33 @@ if (started) {
   });
   if (!registry) process.exit(2);
   const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
-  const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
-  const queues = openQueues(config.queue, config.shards, redis, (message) =>
-    log.warn({ err: message }, 'queue error'),
-  );
   const stop = new AbortController();
-  const close = makeCloser(
-    () => [
-      { name: 'queues', run: () => Promise.all(queues.map((q) => q.close())) },
-      { name: 'redis', run: () => closeRedis(redis) },
-      { name: 'metrics', run: () => metrics.close() },
-    ],
-    log,
-    config.shutdownGraceMs,
-  );
-  onShutdownSignal(process, log, config.shutdownGraceMs, () => {
-    stop.abort();
-    // Still waiting for Redis at start-up: nothing enqueued yet, so give up the wait.
-    if (redis.status !== 'ready') redis.disconnect();
-  });
+  onShutdownSignal(process, log, config.shutdownGraceMs, () => stop.abort());
+  let opened = false;
   try {
-    log.info(
-      { redis: redactUrl(config.redisUrl), queue: config.queue, shards: config.shards },
-      'producer starting',
-    );
-    await waitUntilReady(redis, log);
-    await assertNoEviction(redis);
-    // RUN_ID=auto: the queue's open run, or the next one (shared/run/current-run.ts).
-    const resolved = await resolveRunId(redis, config.queue, config.runId);
-    const { runId, source } = resolved;
-    if (source !== 'explicit') log.info({ resolvedRunId: runId, source }, `RUN_ID=auto: run ${runId}`);
     const outcome = await runProducer(
-      { ...config, runId },
+      config,
       {
-        queues,
-        run: new RunStore(redis, config.queue, runId, config.shards),
-        registry,
+        open: async () => {
+          const producer = await openProducerClient(config, {
+            registry,
+            log: baseLog,
+            signal: stop.signal,
+            onQueueError: (message) => log.warn({ err: message }, 'queue error'),
+          });
+          opened = true;
+          return producer;
+        },
         log,
-        host: hostname(),
-        pid: process.pid,
         observer: createProducerMetrics(metrics.registry, config.queue),
       },
       stop.signal,
     );
-    await markRunSeen(redis, config.queue, resolved);
     process.exitCode = outcome.lost ? 1 : 0;
     await metrics.linger(stop.signal);
   } catch (err) {
-    if (stop.signal.aborted && redis.status !== 'ready') {
+    // A signal while waiting for Redis at start-up: nothing was enqueued, so giving up is a clean stop.
+    if (stop.signal.aborted && !opened) {
       log.info('stopped before start-up finished');
       process.exitCode = 0;
     } else {
@@ -84,6 +61,6 @@ if (started) {
       process.exitCode = 1;
     }
   } finally {
-    await close();
+    await metrics.close().catch((err: unknown) => log.warn({ err: String(err) }, 'metrics close failed'));
   }
 }

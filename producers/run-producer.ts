@@ -1,14 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Queue } from 'bullmq';
 import { ConfigError, drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
-import { jobOptions, keepOf, type JobData } from '../shared/queue.js';
-import { deliverCallbacks } from '../shared/run/callbacks.js';
-import { RunError, type RunStore } from '../shared/run/run-store.js';
+import { RunError } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
-import { createProducer, type PutItem } from './producer.js';
-import { ProducerLease } from './producer-lease.js';
+import type { ProducerClient } from './open.js';
+import type { PutItem } from './producer.js';
 
 export type ProducerOutcome = {
   produced: number;
@@ -20,13 +17,9 @@ export type ProducerOutcome = {
 };
 
 export type RunProducerDeps = {
-  /** One BullMQ queue per shard, in shard order. */
-  queues: readonly Queue<JobData>[];
-  run: RunStore;
-  registry: JobRegistry;
+  /** Opens the producer in its run (producers/open.ts): what the library's openProducer does. */
+  open: () => Promise<ProducerClient>;
   log: Logger;
-  host: string;
-  pid: number;
   random?: () => number;
   observer?: ProducerObserver;
 };
@@ -38,135 +31,107 @@ export type ProducerObserver = {
 };
 
 /**
- * The seed's `produce(q)`: registers in the run, enqueues a random number of jobs with a pause before
- * each, waits while the run has `maxDepth` unfinished jobs, then reports done (which may join the run).
- * `signal` stops production early; the producer still reports done with what it had enqueued. So
- * does a cancel of the run (seen on the heartbeat): the outcome then says `cancelled`.
+ * The producer command's work, on the library's producer: enqueues a random number of jobs with a
+ * pause before each, waits while the run has `maxDepth` unfinished jobs, then reports done (which may
+ * join the run). `signal` stops production early; the producer still reports done with what it had
+ * enqueued. So does a cancel of the run (the producer's own signal): the outcome then says
+ * `cancelled`. A fence ends it lost, reporting nothing.
  */
 export async function runProducer(
   config: ProducerConfig,
   deps: RunProducerDeps,
   signal: AbortSignal,
 ): Promise<ProducerOutcome> {
-  const { run, log } = deps;
+  const { log } = deps;
   const planned = drawCount(config.jobs, deps.random);
-  await run.create(
-    config.expectedProducers,
-    config.leaseMs,
-    config.retentionMs,
-    config.callbacks,
-    '',
-    config.collectResults,
-    keepOf(config.retry),
-  );
-  const registered = await run
-    .registerProducer(config.producerId, { host: deps.host, pid: deps.pid }, config.leaseMs)
-    .catch((err: unknown) => {
-      if (err instanceof RunError && err.code === 'cancelled') return null;
-      throw err;
-    });
-  if (!registered) {
+  const producer = await deps.open().catch((err: unknown) => {
+    if (err instanceof RunError && err.code === 'cancelled') return null;
+    throw err;
+  });
+  if (!producer) {
     log.info({ state: 'cancelled' }, 'the run was cancelled before this producer registered: nothing to put');
     return { produced: 0, planned, stoppedEarly: true, lost: false, cancelled: true };
   }
-  const { incarnation, instance, idPrefix } = registered;
-  log.info(
-    {
-      planned,
-      expectedProducers: config.expectedProducers,
-      idPrefix,
-      ...(incarnation > 1 ? { incarnation } : {}),
-    },
-    incarnation > 1
-      ? 'producer registered again: its earlier incarnation is settled and fenced'
-      : 'producer registered',
-  );
-
-  let lost = false;
-  const markLost = (why: string) => {
-    if (lost) return;
-    lost = true;
-    log.error(why);
-  };
-  // The lease runs until done() has been answered: a slow final flush must not cost it.
-  const lease = new ProducerLease({
-    run,
-    producerId: config.producerId,
-    incarnation,
-    leaseMs: config.leaseMs,
-    heartbeatMs: config.heartbeatMs,
-    log,
-  });
-  // A cancel of the run stops production like a signal does, but the outcome says so; a fence or a
-  // vanished run stops it as lost.
-  lease.signal.addEventListener(
+  log.info({ planned }, 'producing');
+  // Read when the signal fires: once done() answered, the handle's state says `done`.
+  let runCancelled = false;
+  const cancelled = () => runCancelled;
+  const fenced = () => producer.state === 'fenced' || producer.state === 'gone';
+  producer.signal.addEventListener(
     'abort',
     () => {
-      if (lease.state === 'cancelled') log.info('the run was cancelled: stopping production');
-      else markLost((lease.signal.reason as Error).message);
+      runCancelled = producer.state === 'cancelled';
+      if (runCancelled) log.info('the run was cancelled: stopping production');
+      else log.error((producer.signal.reason as Error).message);
     },
     { once: true },
   );
-  const stopping = AbortSignal.any([signal, lease.signal]);
-
-  const producer = createProducer({
-    run,
-    registry: deps.registry,
-    producerId: config.producerId,
-    instance,
-    idPrefix,
-    jobOptions: jobOptions(config.retry),
-    batching: { lingerMs: config.putLingerMs },
-  });
-  const payloadFor = makePayloadFactory(config);
+  const lost = async (why?: string) => {
+    if (why) log.error(why);
+    await producer.close();
+    return { produced: producer.produced, planned, stoppedEarly: true, lost: true, cancelled: false };
+  };
   let sent = 0;
   try {
-    while (sent < planned && !stopping.aborted && !lost) {
-      if (config.intervalMs > 0)
-        await sleep(config.intervalMs, undefined, { signal: stopping }).catch(() => undefined);
-      if (stopping.aborted || lost) break;
-      if (config.maxDepth > 0) await waitForRoom(run, config.maxDepth, stopping);
-      if (stopping.aborted) break;
-      const n = Math.min(config.batchSize, planned - sent);
-      const items: PutItem[] = Array.from({ length: n }, (_, i) => ({
-        type: config.jobType,
-        payload: payloadFor(sent + i),
-      }));
-      const before = producer.enqueued;
-      await producer.putMany(items);
-      deps.observer?.jobsProduced?.(producer.enqueued - before);
-      sent += n;
-      log.debug({ sent, planned }, 'put');
-    }
-    const isCancelled = () => lease.state === 'cancelled';
-    if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
-    const { state, join } = await producer.done({ stoppedEarly: sent < planned });
-    if (state !== 'done') {
-      markLost(`the run marked this producer ${state} before it reported done: its count stands as settled`);
-      return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
-    }
-    const stoppedEarly = sent < planned;
-    log.info(
-      { produced: producer.produced, planned, stoppedEarly, state: isCancelled() ? 'cancelled' : 'done' },
-      isCancelled() ? 'producer done: the run was cancelled' : 'producer done',
-    );
-    if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
-    if (join.joined) await deliverCallbacks(run, deps.queues);
-    return { produced: producer.produced, planned, stoppedEarly, lost, cancelled: isCancelled() };
+    sent = await putPlanned(config, producer, planned, AbortSignal.any([signal, producer.signal]), deps);
   } catch (err) {
-    if (err instanceof RunError && err.code === 'fenced') {
-      markLost(err.message);
-      return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
+    if (
+      err instanceof RunError &&
+      (err.code === 'fenced' || err.code === 'cancelled' || err.code === 'gone')
+    ) {
+      // Refused by the run (the producer's signal already said why) or fenced between heartbeats.
+      if (err.code === 'fenced' && !fenced()) log.error(err.message);
+    } else {
+      await producer.close();
+      throw err;
     }
-    throw err;
-  } finally {
-    await lease.stop();
   }
+  if (fenced()) return lost();
+  const stoppedEarly = sent < planned;
+  const { state, join } = await producer.done({ stoppedEarly });
+  if (state !== 'done')
+    return lost(`the run marked this producer ${state} before it reported done: its count stands as settled`);
+  log.info(
+    { produced: producer.produced, planned, stoppedEarly, state: cancelled() ? 'cancelled' : 'done' },
+    cancelled() ? 'producer done: the run was cancelled' : 'producer done',
+  );
+  if (join.joinedNow) log.info({ runId: producer.runId }, 'run joined');
+  return { produced: producer.produced, planned, stoppedEarly, lost: false, cancelled: cancelled() };
+}
+
+/** Puts the planned jobs in batches, pausing and waiting for room as configured; how many it sent. */
+async function putPlanned(
+  config: ProducerConfig,
+  producer: ProducerClient,
+  planned: number,
+  stopping: AbortSignal,
+  deps: RunProducerDeps,
+): Promise<number> {
+  const payloadFor = makePayloadFactory(config);
+  let sent = 0;
+  while (sent < planned && !stopping.aborted) {
+    if (config.intervalMs > 0)
+      await sleep(config.intervalMs, undefined, { signal: stopping }).catch(() => undefined);
+    if (stopping.aborted) break;
+    if (config.maxDepth > 0) await waitForRoom(producer, config.maxDepth, stopping);
+    if (stopping.aborted) break;
+    const n = Math.min(config.batchSize, planned - sent);
+    const items: PutItem[] = Array.from({ length: n }, (_, i) => ({
+      type: config.jobType,
+      payload: payloadFor(sent + i),
+    }));
+    const before = producer.enqueued;
+    await producer.putMany(items);
+    deps.observer?.jobsProduced?.(producer.enqueued - before);
+    sent += n;
+    deps.log.debug({ sent, planned }, 'put');
+  }
+  return sent;
 }
 
 /** asyncio.Queue(maxsize) semantics across processes: wait while the run has too many unfinished jobs. */
-async function waitForRoom(run: RunStore, maxDepth: number, signal: AbortSignal): Promise<void> {
-  while (!signal.aborted && (await run.unfinished()) >= maxDepth) {
+async function waitForRoom(producer: ProducerClient, maxDepth: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted && (await producer.unfinished()) >= maxDepth) {
     await sleep(20, undefined, { signal }).catch(() => undefined);
   }
 }
