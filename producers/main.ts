@@ -1,9 +1,10 @@
+import type { Env } from '../shared/config.js';
 import { commandArgsOrExit } from '../shared/args.js';
 import { commands } from '../shared/commands.js';
 import { loadJobRegistry } from '../shared/jobs/index.js';
 import { startProcessEndpoint } from '../shared/metrics/process-endpoint.js';
 import { createProducerMetrics } from '../shared/metrics/process-metrics.js';
-import { checkInput, startProcess } from '../shared/process.js';
+import { checkInput, startProcess, isEntryModule } from '../shared/process.js';
 import { RedisConfigError } from '../shared/redis.js';
 import { EvictionPolicyError } from '../shared/redis-policy.js';
 import { RunError } from '../shared/run/run-store.js';
@@ -11,56 +12,61 @@ import { onShutdownSignal } from '../shared/shutdown.js';
 import { loadProducerConfig } from './config.js';
 import { openProducerClient } from './open.js';
 import { checkProducible, runProducer } from './run-producer.js';
-
-const started =
-  commandArgsOrExit(commands.producer, process) && startProcess('producer', loadProducerConfig, process);
-if (started) {
-  const { config, log: baseLog } = started;
-  const log = baseLog.child({ runId: config.runId, producerId: config.producerId });
-  const registry = await checkInput('producer', process, async () => {
-    const r = await loadJobRegistry(config.jobModules, process.cwd());
-    checkProducible(config, r);
-    return r;
-  });
-  if (!registry) process.exit(2);
-  const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
-  const stop = new AbortController();
-  onShutdownSignal(process, log, config.shutdownGraceMs, () => stop.abort());
-  let opened = false;
-  try {
-    const outcome = await runProducer(
-      config,
-      {
-        open: async () => {
-          const producer = await openProducerClient(config, {
-            registry,
-            log: baseLog,
-            signal: stop.signal,
-            onQueueError: (message) => log.warn({ err: message }, 'queue error'),
-          });
-          opened = true;
-          return producer;
+/** `conveyor producer`: one producer process, on the same producer handle as the library's openProducer. */
+export async function main(argv: readonly string[], env: Env): Promise<void> {
+  const started =
+    commandArgsOrExit(commands.producer, argv, process) &&
+    startProcess('producer', loadProducerConfig, env, process);
+  if (started) {
+    const { config, log: baseLog } = started;
+    const log = baseLog.child({ runId: config.runId, producerId: config.producerId });
+    const registry = await checkInput('producer', process, async () => {
+      const r = await loadJobRegistry(config.jobModules, process.cwd());
+      checkProducible(config, r);
+      return r;
+    });
+    if (!registry) process.exit(2);
+    const metrics = await startProcessEndpoint(config.metrics, 'producer', log);
+    const stop = new AbortController();
+    onShutdownSignal(process, log, config.shutdownGraceMs, () => stop.abort());
+    let opened = false;
+    try {
+      const outcome = await runProducer(
+        config,
+        {
+          open: async () => {
+            const producer = await openProducerClient(config, {
+              registry,
+              log: baseLog,
+              signal: stop.signal,
+              onQueueError: (message) => log.warn({ err: message }, 'queue error'),
+            });
+            opened = true;
+            return producer;
+          },
+          log,
+          observer: createProducerMetrics(metrics.registry, config.queue),
         },
-        log,
-        observer: createProducerMetrics(metrics.registry, config.queue),
-      },
-      stop.signal,
-    );
-    process.exitCode = outcome.lost ? 1 : 0;
-    await metrics.linger(stop.signal);
-  } catch (err) {
-    // A signal while waiting for Redis at start-up: nothing was enqueued, so giving up is a clean stop.
-    if (stop.signal.aborted && !opened) {
-      log.info('stopped before start-up finished');
-      process.exitCode = 0;
-    } else {
-      // These carry a message that says what to do; anything else gets its stack.
-      if (err instanceof RunError || err instanceof RedisConfigError || err instanceof EvictionPolicyError)
-        log.error(err.message);
-      else log.error({ err }, 'producer failed');
-      process.exitCode = 1;
+        stop.signal,
+      );
+      process.exitCode = outcome.lost ? 1 : 0;
+      await metrics.linger(stop.signal);
+    } catch (err) {
+      // A signal while waiting for Redis at start-up: nothing was enqueued, so giving up is a clean stop.
+      if (stop.signal.aborted && !opened) {
+        log.info('stopped before start-up finished');
+        process.exitCode = 0;
+      } else {
+        // These carry a message that says what to do; anything else gets its stack.
+        if (err instanceof RunError || err instanceof RedisConfigError || err instanceof EvictionPolicyError)
+          log.error(err.message);
+        else log.error({ err }, 'producer failed');
+        process.exitCode = 1;
+      }
+    } finally {
+      await metrics.close().catch((err: unknown) => log.warn({ err: String(err) }, 'metrics close failed'));
     }
-  } finally {
-    await metrics.close().catch((err: unknown) => log.warn({ err: String(err) }, 'metrics close failed'));
   }
 }
+
+if (isEntryModule(import.meta.url, process.argv[1])) await main(process.argv.slice(2), process.env);

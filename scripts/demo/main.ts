@@ -1,3 +1,4 @@
+import { isEntryModule } from '../../shared/process.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { commandArgsOrExit } from '../../shared/args.js';
@@ -29,7 +30,7 @@ import { makeSignalCounter } from '../../shared/shutdown.js';
  * CONSUMERS consumer processes, shows live progress, prints the join, stops the dashboard (or keeps it
  * until Ctrl-C with DEMO_KEEP_DASHBOARD=true), and exits 0 when every process exited 0.
  */
-async function main(env: Env): Promise<number> {
+async function runDemo(env: Env): Promise<number> {
   let demo;
   try {
     demo = parseEnv(
@@ -259,4 +260,9 @@ async function main(env: Env): Promise<number> {
   }
 }
 
-if (commandArgsOrExit(commands.demo, process)) process.exitCode = await main(process.env);
+/** `conveyor demo`. */
+export async function main(argv: readonly string[], env: Env): Promise<void> {
+  if (commandArgsOrExit(commands.demo, argv, process)) process.exitCode = await runDemo(env);
+}
+
+if (isEntryModule(import.meta.url, process.argv[1])) await main(process.argv.slice(2), process.env);
