@@ -1,3 +1,12 @@
+import {
+  luaKeyLocals,
+  luaQueueWideSet,
+  RUN_SCRIPT_KEYS,
+  SHARD_FIXED,
+  SHARD_RUN_KEYS,
+  SHARD_SCRIPT_KEYS,
+} from './script-keys.js';
+
 /**
  * The run protocol's Lua scripts. Every decision that more than one process could race on
  * (registering, acknowledging, finishing, losing a producer, closing a shard, joining) happens inside
@@ -22,42 +31,7 @@
  * or lost instance is settled on every shard and fenced there: its later acknowledgements are refused.
  */
 
-/** The run's keys, in the order run scripts receive them. */
-export const RUN_KEY_NAMES = [
-  'meta',
-  'producers',
-  'leases',
-  'runIndex',
-  'credited',
-  'unsettled',
-  'pendingRuns',
-  'expiries',
-  'consumers',
-  'beats',
-  'cancel',
-  'callbacksDue',
-  'creations',
-] as const;
-
-/** A shard's fixed keys, in the order shard scripts receive them (per-call keys follow). */
-export const SHARD_KEY_NAMES = [
-  'meta',
-  'open',
-  'keyed',
-  'producedBy',
-  'suspect',
-  'fenced',
-  'cancelled',
-  'results',
-  // queue-wide on the shard (not the run's: they get no TTL)
-  'countedCompleted',
-  'countedFailed',
-] as const;
-const SHARD_FIXED = SHARD_KEY_NAMES.length;
-/** The first SHARD_RUN_KEYS of SHARD_KEY_NAMES are the run's own, and expire with it. */
-const SHARD_RUN_KEYS = 8;
-/** A shard's keys that belong to the run (the rest are the queue's). */
-export const SHARD_RUN_KEY_NAMES = SHARD_KEY_NAMES.slice(0, SHARD_RUN_KEYS);
+export { RUN_KEY_NAMES, SHARD_KEY_NAMES, SHARD_RUN_KEY_NAMES } from './script-keys.js';
 
 /** How long the record of a consumer waiting for a run that does not exist lives without a heartbeat. */
 const WAITING_CONSUMER_TTL_MS = 3_600_000;
@@ -78,10 +52,8 @@ end
 const runPrelude =
   common +
   /* lua */ `
-local META, PRODUCERS, LEASES, RUN_INDEX, CREDITED, UNSETTLED, PENDING, EXPIRIES, CONSUMERS, BEATS, CANCEL =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local CALLBACKS_DUE, CREATIONS = KEYS[12], KEYS[13]
-local QUEUE_WIDE = {[4] = true, [7] = true, [8] = true, [12] = true, [13] = true}
+${luaKeyLocals(RUN_SCRIPT_KEYS)}
+local QUEUE_WIDE, RUN_KEY_COUNT = ${luaQueueWideSet()}, ${RUN_SCRIPT_KEYS.length}
 
 local function load_producer(id)
   local raw = redis.call('HGET', PRODUCERS, id)
@@ -155,9 +127,7 @@ end
 const shardPrelude =
   common +
   /* lua */ `
-local SMETA, OPEN, KEYED, PRODUCED_BY, SUSPECT, FENCED, CANCELLED, RESULTS =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local COUNTED_COMPLETED, COUNTED_FAILED = KEYS[9], KEYS[10]
+${luaKeyLocals(SHARD_SCRIPT_KEYS)}
 local FIXED, RUN_OWNED = ${SHARD_FIXED}, ${SHARD_RUN_KEYS}
 
 -- The run's id prefix on this shard ('<run>+<creation>'), or nil when the run is gone (its retention
@@ -227,9 +197,8 @@ end
 /**
  * ARGV[2] runId, ARGV[3] expected producers, ARGV[4] lease ms, ARGV[5] shard count, ARGV[6]
  * retention ms after the join (0 = keep), ARGV[7] the run's join callbacks (JSON list, '' for none;
- * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none; KEYS[14] its meta,
- * which records this run as its next), ARGV[9] the
- * bounds of its collected results (JSON {maxJobBytes, maxRunBytes}; '' when it collects none).
+ * see callbacks.ts), ARGV[8] the run whose callback started this one ('' for none; the key after the
+ * run's keys is its meta, which records this run as its next), ARGV[9] the bounds of its collected results (JSON {maxJobBytes, maxRunBytes}; '' when it collects none).
  * A new run gets the next creation number of its queue: its id prefix is '<runId>+<n>'.
  * Returns {1 when created or 0 when it already existed, the run's id prefix}.
  */
@@ -250,9 +219,10 @@ local now = now_ms()
 prune_index(now)
 -- A run id used again (its retention passed) starts clean: leftovers of the earlier creation go, and
 -- the new one's creation number makes all its job ids new. Consumers already waiting for this run
--- keep their records (9, 10).
-for i = 2, 13 do
-  if not QUEUE_WIDE[i] and i ~= 9 and i ~= 10 then redis.call('DEL', KEYS[i]) end
+-- keep their records (CONSUMERS, BEATS).
+for i = 2, RUN_KEY_COUNT do
+  local key = KEYS[i]
+  if not QUEUE_WIDE[i] and key ~= CONSUMERS and key ~= BEATS then redis.call('DEL', key) end
 end
 redis.call('ZREM', RUN_INDEX, ARGV[2])
 redis.call('ZREM', PENDING, ARGV[2])
@@ -265,8 +235,8 @@ redis.call('HSET', META, 'runId', ARGV[2], 'expectedProducers', ARGV[3], 'create
 if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', META, 'callbacks', ARGV[7]) end
 if ARGV[8] and ARGV[8] ~= '' then
   redis.call('HSET', META, 'afterRun', ARGV[8])
-  -- KEYS[14]: the predecessor's meta when it is on the same queue; it names this run as its next
-  local PREV = KEYS[14]
+  -- KEYS[RUN_KEY_COUNT + 1]: the predecessor's meta when it is on the same queue; it names this run as its next
+  local PREV = KEYS[RUN_KEY_COUNT + 1]
   if PREV and redis.call('EXISTS', PREV) == 1 then redis.call('HSET', PREV, 'nextRun', ARGV[2]) end
 end
 if ARGV[9] and ARGV[9] ~= '' then redis.call('HSET', META, 'collectResults', ARGV[9]) end
