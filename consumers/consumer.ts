@@ -16,6 +16,7 @@ import {
   RunStore,
 } from '../shared/run/run-store.js';
 import type { ConsumerRecord, ConsumerState, ResultBounds } from '../shared/run/types.js';
+import { runSteps, type ShutdownStep } from '../shared/shutdown.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
 import { runSandboxed } from './sandbox.js';
@@ -399,38 +400,35 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         { reason },
         mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs',
       );
-      await save('cancelling').catch(() => undefined);
-      const closing = closeWorkers();
-      // A cancel waits for held jobs as long as they take (asyncio's cancel after join has none);
-      // a signal gives them the grace period, then releases them for another consumer to retry.
-      if (graceMs === null) await Promise.race([closing, whenNoJobHeld()]);
-      else if (!(await settlesWithin(closing, graceMs))) {
-        log.warn(
-          { held: [...active] },
-          'grace period over: aborting held jobs so they are retried elsewhere',
-        );
-        control.stopAll(new Error('consumer stopping'));
-        await Promise.race([closing, whenNoJobHeld()]);
-      }
-      // With no job held, a worker whose blocking connection is stuck reconnecting (a Redis Cluster
-      // failing over) must not keep the consumer from leaving: nothing of the run is lost. BullMQ
-      // memoises close(), so a forced close cannot unstick it.
-      if (!(await settlesWithin(closing, CLOSE_WHEN_IDLE_MS)))
-        log.warn(
-          { waitedMs: CLOSE_WHEN_IDLE_MS },
-          'a worker did not close with no job held (its connection is reconnecting): leaving without it',
-        );
-      await recorder.flush();
-      stopHeartbeat.abort();
-      record.cancelledAt = Date.now();
-      record.cancelReason = reason;
-      await save(mode === 'cancel' ? 'cancelled' : 'stopped').catch(() => undefined);
-      recorder.dispose();
-      if (queues) await Promise.all(queues.map((q) => q.close())).catch(() => undefined);
-      if (subscriber) subscriber.disconnect();
-      for (const [def, r] of resources) await def.disposeResources?.(r);
+      const finalState = mode === 'cancel' ? 'cancelled' : mode === 'stop' ? 'stopped' : 'aborted';
+      await runSteps(
+        closeSteps({
+          graceMs,
+          finalState: finalState === 'cancelled' ? 'cancelled' : 'stopped',
+          reason,
+          log,
+          record,
+          save,
+          closeWorkers,
+          whenNoJobHeld,
+          abortHeldJobs: () => {
+            log.warn(
+              { held: [...active] },
+              'grace period over: aborting held jobs so they are retried elsewhere',
+            );
+            control.stopAll(new Error('consumer stopping'));
+          },
+          recorder,
+          stopHeartbeat: () => stopHeartbeat.abort(),
+          queues: () => queues ?? [],
+          subscriber,
+          resources,
+        }),
+        log,
+        REDIS_STEP_MS,
+      );
       const exit: ConsumerExit = {
-        state: mode === 'cancel' ? 'cancelled' : mode === 'stop' ? 'stopped' : 'aborted',
+        state: finalState,
         reason,
         jobsDone: record.jobsDone,
         jobsFailed: record.jobsFailed,
@@ -608,6 +606,85 @@ function wakeable(): { wait(ms: number): Promise<void>; notify(): void } {
 }
 
 /** Once a cancelled consumer holds no job, how long its workers get to close before it leaves without them. */
+/** How long a close step that only talks to Redis may take before the close moves on without it. */
+const REDIS_STEP_MS = 2_000;
+/** How long job types' disposeResources may take, together, before the consumer leaves without them. */
+const DISPOSE_STEP_MS = 5_000;
+
+type CloseContext = {
+  /** Held jobs' grace on a stop; null on a cancel, which waits for them as long as they take. */
+  graceMs: number | null;
+  finalState: 'cancelled' | 'stopped';
+  reason: string;
+  log: Logger;
+  record: ConsumerRecord;
+  save: (state?: ConsumerState) => Promise<unknown>;
+  closeWorkers: () => Promise<unknown>;
+  whenNoJobHeld: () => Promise<unknown>;
+  abortHeldJobs: () => void;
+  recorder: FinishRecorder;
+  stopHeartbeat: () => void;
+  queues: () => readonly { close(): Promise<void> }[];
+  subscriber: RedisClient;
+  resources: Map<AnyJobDefinition, unknown>;
+};
+
+/**
+ * A consumer's close, as an ordered list of steps: stop taking work, finish or release held jobs,
+ * record finishes and the final state, then release everything. Each step is bounded and isolated
+ * (runSteps), so a Redis that does not answer costs each of its steps their bound, and disposing
+ * resources still happens. Finishes a timed-out flush could not record are what a crashed consumer
+ * leaves too: the run's reconcile pass counts them.
+ */
+function closeSteps(c: CloseContext): ShutdownStep[] {
+  let closing: Promise<unknown> = Promise.resolve();
+  return [
+    { name: 'record cancelling', run: () => c.save('cancelling') },
+    {
+      name: 'close workers',
+      // Bounded inside: a stop by the grace period, then by CLOSE_WHEN_IDLE_MS; a cancel waits for
+      // held jobs as long as they take (asyncio's cancel after join has none), by design.
+      timeoutMs: null,
+      run: async () => {
+        closing = c.closeWorkers();
+        if (c.graceMs === null) await Promise.race([closing, c.whenNoJobHeld()]);
+        else if (!(await settlesWithin(closing, c.graceMs))) {
+          c.abortHeldJobs();
+          await Promise.race([closing, c.whenNoJobHeld()]);
+        }
+        // With no job held, a worker whose blocking connection is stuck reconnecting (a Redis Cluster
+        // failing over) must not keep the consumer from leaving: nothing of the run is lost. BullMQ
+        // memoises close(), so a forced close cannot unstick it.
+        if (!(await settlesWithin(closing, CLOSE_WHEN_IDLE_MS)))
+          c.log.warn(
+            { waitedMs: CLOSE_WHEN_IDLE_MS },
+            'a worker did not close with no job held (its connection is reconnecting): leaving without it',
+          );
+      },
+    },
+    { name: 'record finishes', run: () => c.recorder.flush() },
+    { name: 'stop heartbeat', run: c.stopHeartbeat },
+    {
+      name: 'record final state',
+      run: () => {
+        c.record.cancelledAt = Date.now();
+        c.record.cancelReason = c.reason;
+        return c.save(c.finalState);
+      },
+    },
+    { name: 'dispose finish recorder', run: () => c.recorder.dispose() },
+    { name: 'close queues', run: () => Promise.all(c.queues().map((q) => q.close())) },
+    { name: 'disconnect subscriber', run: () => c.subscriber.disconnect() },
+    {
+      name: 'dispose job resources',
+      timeoutMs: DISPOSE_STEP_MS,
+      run: async () => {
+        for (const [def, r] of c.resources) await def.disposeResources?.(r);
+      },
+    },
+  ];
+}
+
 const CLOSE_WHEN_IDLE_MS = 10_000;
 
 /** `total` slots over `parts` workers, as evenly as possible, at least one each. */

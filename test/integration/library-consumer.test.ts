@@ -1,9 +1,11 @@
 import { describe, expect, inject, it } from 'vitest';
+import { z } from 'zod';
 import { startConsumer } from '../../lib/consumer.js';
 import { openProducer } from '../../lib/producer.js';
+import { defineJob } from '../../shared/jobs/define.js';
 import { EvictionPolicyError } from '../../shared/redis-policy.js';
 import { startRedisServer } from '../../shared/redis-server.js';
-import { redisUrl } from '../helpers/redis.js';
+import { pollUntil, redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
 
 /** startConsumer, the library's consumer: the same start-up checks as the command. */
@@ -34,4 +36,47 @@ describe('startConsumer', () => {
     expect(err).toBeInstanceOf(EvictionPolicyError);
     expect((err as Error).message).toContain('maxmemory-policy noeviction');
   });
+
+  it(
+    'leaves, disposing its job resources, when Redis stops answering during stop()',
+    { timeout: 120_000 },
+    async () => {
+      const binary = inject('redisServerBinary');
+      if (!binary)
+        throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
+      const server = await startRedisServer({ binary });
+      const pid = server.process.pid!;
+      ctx.cleanups.push(async () => {
+        process.kill(pid, 'SIGCONT');
+        await server.stop();
+      });
+      let ran = false;
+      let disposed = false;
+      const held = defineJob({
+        name: 'held',
+        schema: z.object({}),
+        createResources: () => ({}),
+        disposeResources: () => void (disposed = true),
+        handler: () => Promise.resolve((ran = true)),
+      });
+      const where = {
+        redisUrl: server.url,
+        queue: ctx.queue,
+        runId: 'r',
+        jobs: [held],
+        heartbeatMs: 100,
+        leaseMs: 3_000,
+      };
+      const consumer = await startConsumer(where);
+      const producer = await openProducer({ ...where, producers: 2 });
+      await producer.put('held', {});
+      await pollUntil('the job to run', () => Promise.resolve(ran || undefined));
+      await producer.close();
+      // Paused: connections stay open and every command waits for a reply that does not come.
+      process.kill(pid, 'SIGSTOP');
+      const exit = await consumer.stop('test over');
+      expect(exit.state).toBe('stopped');
+      expect(disposed).toBe(true);
+    },
+  );
 });
