@@ -51,7 +51,7 @@ export type ConsumerHandle = {
   readonly id: string;
   /** Resolves when the consumer has finished its held jobs and released everything. */
   readonly exited: Promise<ConsumerExit>;
-  /** The seed's `c.cancel()`: stop taking work, finish held jobs, mark cancelled. */
+  /** Stop taking work, finish held jobs, mark cancelled. */
   cancel(reason: string): Promise<ConsumerExit>;
   /** Graceful stop on a signal: like cancel, but held jobs get `graceMs` before being released. */
   stop(reason: string): Promise<ConsumerExit>;
@@ -87,7 +87,7 @@ export type ConsumerDeps = {
 };
 
 /**
- * The seed's `consume(q)` as a process: a BullMQ Worker whose finished jobs are reported to their
+ * A consumer: a BullMQ Worker whose finished jobs are reported to their
  * runs, and which cancels itself when its run joins (pub/sub for speed, the heartbeat as a backstop).
  */
 export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps): Promise<ConsumerHandle> {

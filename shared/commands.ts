@@ -93,7 +93,7 @@ export const commands = {
   gather: {
     name: 'gather',
     summary:
-      "The seed's gather: N sleep jobs in a fresh run, waits for all of them and prints their results in order (starts a consumer in-process when none is attached).",
+      'Puts N sleep jobs in a fresh run, waits for all of them and prints their results in put order (starts a consumer in-process when none is attached).',
     synopsis: '[N]',
     options: {},
     allowPositionals: true,

@@ -24,7 +24,7 @@ import { joinSummary, progressLine, readableLogLine } from './progress.js';
 import { makeSignalCounter } from '../../shared/shutdown.js';
 
 /**
- * `npm start`: the seed's main() as processes. Starts a private Redis when REDIS_URL is unset, creates
+ * `npm start`: the whole pipeline as processes. Starts a private Redis when REDIS_URL is unset, creates
  * a run (DEMO_CLUSTER=n: a local Redis Cluster of n masters, each with a replica, the queue spread
  * over SHARDS, by default n, shards), starts the dashboard (DASHBOARD_PORT, else a free port), launches PRODUCERS producer and
  * CONSUMERS consumer processes, shows live progress, prints the join, stops the dashboard (or keeps it
