@@ -6,19 +6,14 @@ import type { JobRegistry } from '../shared/jobs/registry.js';
 import { builtinJobs } from '../shared/jobs/index.js';
 import { idPrefixOfJob, queueShards, runEventsPattern } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import { openQueues, readJobData, type JobData } from '../shared/queue.js';
-import { deliverCallbacks } from '../shared/run/callbacks.js';
-import {
-  claimDueCallbacks,
-  claimDuePendingRuns,
-  parseRunEvent,
-  RunError,
-  RunStore,
-} from '../shared/run/run-store.js';
-import type { ConsumerRecord, ConsumerState, ResultBounds } from '../shared/run/types.js';
+import { readJobData, type JobData } from '../shared/queue.js';
+import { claimDuePendingRuns, parseRunEvent, RunError, RunStore } from '../shared/run/run-store.js';
+import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
 import { runSteps, type ShutdownStep } from '../shared/shutdown.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
+import { ResultKeeper } from './result-keeper.js';
+import { CallbackWaiter } from './callback-waiter.js';
 import { runSandboxed } from './sandbox.js';
 import { HandlerContext } from './handler-context.js';
 import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from './job-control.js';
@@ -127,33 +122,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     return resources.get(def);
   };
 
-  // A run created with collectResults keeps each job's return value (bounded). Its bounds are read
-  // once per run; once they are known, a run that keeps no results costs nothing more per job.
-  const bounds = new Map<string, ResultBounds | null | Promise<ResultBounds | null>>();
-  const boundsOf = (runId: string): ResultBounds | null | Promise<ResultBounds | null> => {
-    const known = bounds.get(runId);
-    if (known !== undefined) return known;
-    const read = recorder.store(runId).resultBounds();
-    bounds.set(runId, read);
-    // A failed read is not remembered: the next job of the run reads again.
-    read.then(
-      (b) => bounds.set(runId, b),
-      () => bounds.delete(runId),
-    );
-    return read;
-  };
-  const keepResult = async (runId: string, shard: number, jobId: string, result: unknown) => {
-    const pending = boundsOf(runId);
-    const b = pending instanceof Promise ? await pending : pending;
-    if (!b) return;
-    try {
-      await recorder.store(runId).storeResult(shard, jobId, JSON.stringify(result ?? null), b);
-    } catch (err) {
-      // past the run's bounds: a retry would return as much again
-      if (err instanceof RunError) throw new UnrecoverableError(err.message);
-      throw err;
-    }
-  };
+  // A run created with collectResults keeps each job's return value (bounded).
+  const results = new ResultKeeper((runId) => recorder.store(runId));
   const onRunaway = (jobId: string, still: boolean) => {
     if (still)
       log.warn(
@@ -256,8 +226,8 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           onRunaway,
         );
         // Most runs keep no results: once that is known, not even an await per job.
-        if (!data.afterRun && job.id && bounds.get(data.run) !== null)
-          await keepResult(data.run, shard, job.id, result);
+        if (!data.afterRun && job.id && !results.keepsNone(data.run))
+          await results.keep(data.run, shard, job.id, result);
         return result;
       } finally {
         active.delete(jobId);
@@ -302,7 +272,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       const store = recorder.store(data.afterRun);
       void store
         .callbackState(name, outcome)
-        .then(() => callbackSettled.notify())
+        .then(() => callbacks.settled())
         .then(() => (job.id ? store.countCallback(shard, job.id, outcome) : undefined))
         .catch((err: unknown) =>
           log.warn({ err: String(err), callback: name }, 'callback state not recorded'),
@@ -335,49 +305,16 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     while (active.size > 0) await sleep(100);
   };
 
-  // Join callbacks: this process delivers any that are due (its run's, and the queue's outbox).
-  let queues: ReturnType<typeof openQueues> | undefined;
-  const deliver = async (runId: string) => {
-    queues ??= openQueues(config.queue, config.shards, redis);
-    const n = await deliverCallbacks(recorder.store(runId), queues);
-    if (n > 0) log.info({ run: runId, callbacks: n }, 'join callbacks delivered');
-  };
-  const deliverDue = async () => {
-    const due = await claimDueCallbacks(redis, config.queue, PENDING_RUNS_CHECKED, config.heartbeatMs);
-    for (const runId of due) {
-      const fits = await recorder
-        .store(runId)
-        .checkShards()
-        .then(
-          () => true,
-          () => false,
-        );
-      if (fits) await deliver(runId);
-    }
-  };
-  const callbackSettled = wakeable();
-  // After its run joined, the consumer works on until the run's callbacks have finished, so a run
-  // ends with its callback jobs instead of leaving them to some later worker.
-  let stopWaitingForCallbacks = false;
-  const awaitCallbacks = async () => {
-    if (!run) return;
-    let said = false;
-    for (;;) {
-      try {
-        await deliver(run.runId);
-        const states = Object.values(await run.callbackStates());
-        if (states.every((s) => s === 'completed' || s === 'failed' || s === 'skipped')) return;
-        if (!said) log.info('run joined: finishing its callbacks before leaving');
-        said = true;
-        await save(active.size > 0 ? 'busy' : 'idle');
-      } catch (err) {
-        log.warn({ err: String(err) }, 'waiting for callbacks failed');
-      }
-      if (stopWaitingForCallbacks) return;
-      await callbackSettled.wait(config.heartbeatMs);
-      if (stopWaitingForCallbacks) return;
-    }
-  };
+  const callbacks = new CallbackWaiter({
+    redis,
+    queue: config.queue,
+    shards: config.shards,
+    heartbeatMs: config.heartbeatMs,
+    recorder,
+    log,
+    run,
+    saveProgress: () => save(active.size > 0 ? 'busy' : 'idle'),
+  });
 
   let ending: Promise<ConsumerExit> | undefined;
   let resolveExited!: (e: ConsumerExit) => void;
@@ -390,12 +327,9 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     reason: string,
     graceMs: number | null,
   ): Promise<ConsumerExit> => {
-    if (mode !== 'cancel') {
-      stopWaitingForCallbacks = true;
-      callbackSettled.notify();
-    }
+    if (mode !== 'cancel') callbacks.stop();
     ending ??= (async () => {
-      if (mode === 'cancel' && reason === 'run joined') await awaitCallbacks();
+      if (mode === 'cancel' && reason === 'run joined') await callbacks.untilRunCallbacksFinish();
       log.info(
         { reason },
         mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs',
@@ -420,7 +354,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           },
           recorder,
           stopHeartbeat: () => stopHeartbeat.abort(),
-          queues: () => queues ?? [],
+          queues: () => callbacks.queues,
           subscriber,
           resources,
         }),
@@ -528,7 +462,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           const attempt = await run.tryJoin({ abandonMs: config.runAbandonMs });
           if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
           if (attempt.reason === 'abandoned-now') logAbandoned(log, run.runId);
-          await deliverDue();
+          await callbacks.deliverDue();
           if (attempt.reason !== 'no-run') sawRun = true;
           else if (sawRun) {
             log.error(
@@ -541,7 +475,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
           // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
           // served only by such workers still settles lost producers, reconciles, and joins.
           await checkPendingRuns(recorder, config, log, catchUpCancels);
-          await deliverDue();
+          await callbacks.deliverDue();
         }
       } catch (err) {
         log.warn({ err: String(err) }, 'heartbeat failed');
@@ -588,24 +522,7 @@ function logAbandoned(log: Logger, runId: string): void {
 }
 
 /** A wait that a notify ends early (or its timeout). */
-function wakeable(): { wait(ms: number): Promise<void>; notify(): void } {
-  let wake: (() => void) | undefined;
-  return {
-    wait: (ms) =>
-      new Promise<void>((resolve) => {
-        const t = setTimeout(done, ms);
-        function done() {
-          clearTimeout(t);
-          wake = undefined;
-          resolve();
-        }
-        wake = done;
-      }),
-    notify: () => wake?.(),
-  };
-}
 
-/** Once a cancelled consumer holds no job, how long its workers get to close before it leaves without them. */
 /** How long a close step that only talks to Redis may take before the close moves on without it. */
 const REDIS_STEP_MS = 2_000;
 /** How long job types' disposeResources may take, together, before the consumer leaves without them. */
@@ -685,6 +602,7 @@ function closeSteps(c: CloseContext): ShutdownStep[] {
   ];
 }
 
+/** Once a cancelled consumer holds no job, how long its workers get to close before it leaves without them. */
 const CLOSE_WHEN_IDLE_MS = 10_000;
 
 /** `total` slots over `parts` workers, as evenly as possible, at least one each. */

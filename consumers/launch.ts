@@ -26,7 +26,8 @@ export type LaunchDeps = {
  * run was marked seen and the connection closed.
  */
 export async function launchConsumer(config: ConsumerConfig, deps: LaunchDeps): Promise<ConsumerClient> {
-  const log = deps.log.child({ runId: config.runId ?? null, consumerId: config.consumerId });
+  const base = deps.log.child({ consumerId: config.consumerId });
+  const log = base.child({ runId: config.runId ?? null });
   const redis = createRedis(config, log, `conveyor:consumer:${config.consumerId}`);
   const giveUp = () => redis.disconnect();
   deps.signal?.addEventListener('abort', giveUp, { once: true });
@@ -44,7 +45,7 @@ export async function launchConsumer(config: ConsumerConfig, deps: LaunchDeps): 
     const handle = await startConsumer(run ? { ...config, runId: run.runId } : config, {
       redis,
       registry: deps.registry,
-      log: run ? log.child({ runId: run.runId }) : log,
+      log: run ? base.child({ runId: run.runId }) : log,
       host: hostname(),
       pid: process.pid,
       observer: deps.observer,
