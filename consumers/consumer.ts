@@ -4,16 +4,18 @@ import { duplicateClient, type RedisClient } from '../shared/redis.js';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import { builtinJobs } from '../shared/jobs/index.js';
-import { idPrefixOfJob, queueShards, runEventsPattern } from '../shared/keys.js';
+import { idPrefixOfJob, queueShards } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { readJobData, type JobData } from '../shared/queue.js';
-import { claimDuePendingRuns, parseRunEvent, RunError, RunStore } from '../shared/run/run-store.js';
+import { RunStore } from '../shared/run/run-store.js';
 import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
 import { runSteps, type ShutdownStep } from '../shared/shutdown.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
 import { ResultKeeper } from './result-keeper.js';
 import { CallbackWaiter } from './callback-waiter.js';
+import { CancelListener } from './cancel-listener.js';
+import { runConsumerHeartbeat } from './consumer-heartbeat.js';
 import { runSandboxed } from './sandbox.js';
 import { HandlerContext } from './handler-context.js';
 import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from './job-control.js';
@@ -24,12 +26,6 @@ const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
 
 /** How long a terminated sandbox gets to exit before its job is given up on like any ignored abort. */
 const SANDBOX_EXIT_MS = 2_000;
-
-/**
- * How many runs a consumer takes per heartbeat from the queue's pending runs (a worker without RUN_ID)
- * and from its callbacks outbox: the most overdue ones, each then due again a heartbeat later.
- */
-const PENDING_RUNS_CHECKED = 20;
 
 export type ConsumerExit = {
   /**
@@ -375,54 +371,15 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   };
   const cancel = (reason: string) => end('cancel', reason, null);
 
-  const onCancelEvent = (event: ReturnType<typeof parseRunEvent>) => {
-    if (event?.type === 'cancel-job' && control.cancelJob(event.jobId))
-      log.info({ jobId: event.jobId }, 'job cancelled while running: aborting its handler');
-    if (event?.type === 'cancel-run' && !control.isRunCancelled(event.creation)) {
-      const n = control.cancelRun(event.creation);
-      log.info({ cancelledRun: event.run, aborted: n }, 'run cancelled: aborting its running jobs');
-    }
-  };
-  if (run) {
-    subscriber.on('message', (_channel: string, message: string) => {
-      const event = parseRunEvent(message);
-      onCancelEvent(event);
-      if (event?.type === 'joined') void cancel('run joined');
-      if (event?.type === 'abandoned') void cancel('run abandoned');
-      if (event?.type === 'cancel' && (event.consumer === record.id || event.consumer === '*'))
-        void cancel(event.reason);
-    });
-    subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
-    await subscriber.subscribe(run.keys.events);
-  } else {
-    // A worker without RUN_ID serves every run on its queue: it hears every run's cancels.
-    subscriber.on('pmessage', (_pattern: string, _channel: string, message: string) =>
-      onCancelEvent(parseRunEvent(message)),
-    );
-    subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
-    // An ACL grants a pattern subscription only for a pattern it lists verbatim (docs/security.md):
-    // without it, cancels reach this worker through its heartbeat instead.
-    await subscriber
-      .psubscribe(runEventsPattern(config.queue))
-      .catch((err: unknown) =>
-        log.warn(
-          { err: err instanceof Error ? err.message : String(err) },
-          "cannot listen to every run's events: cancels reach this worker on its heartbeat instead",
-        ),
-      );
-  }
-  // What was cancelled before this consumer listened (the heartbeat repeats this as a backstop).
-  const cancelCounts = new Map<string, number[]>();
-  const catchUpCancels = async (store: RunStore) => {
-    const creation = await store.cancelledCreation();
-    if (creation !== null && !control.isRunCancelled(creation))
-      onCancelEvent({ type: 'cancel-run', run: store.runId, creation, at: 0 });
-    const seen = await store.cancelledJobs(cancelCounts.get(store.runId));
-    if (cancelCounts.size >= 64 && !cancelCounts.has(store.runId)) cancelCounts.clear();
-    cancelCounts.set(store.runId, seen.counts);
-    for (const jobId of seen.ids) onCancelEvent({ type: 'cancel-job', run: store.runId, jobId, at: 0 });
-  };
-  if (run) await catchUpCancels(run);
+  const cancels = new CancelListener(control, log);
+  await cancels.listen(subscriber, run, config.queue, (event) => {
+    if (event.type === 'joined') void cancel('run joined');
+    if (event.type === 'abandoned') void cancel('run abandoned');
+    if (event.type === 'cancel' && (event.consumer === record.id || event.consumer === '*'))
+      void cancel(event.reason);
+  });
+  // What was cancelled before this consumer listened.
+  if (run) await cancels.catchUp(run);
 
   await save('idle');
   for (const worker of workers)
@@ -432,96 +389,24 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     'consumer ready',
   );
 
-  // Heartbeat: keeps the record fresh, catches a missed cancel message, and gives the run a join
-  // check even when no job finishes (a producer whose lease ran out is settled here).
-  let sawRun = false;
-  void (async () => {
-    while (!stopHeartbeat.signal.aborted) {
-      try {
-        if (run) {
-          await catchUpCancels(run);
-          const why = await run.cancelReason(record.id);
-          if (why) {
-            void cancel(why);
-            return;
-          }
-          if (!ending) await save(active.size > 0 ? 'busy' : 'idle');
-          if (!sawRun) {
-            // A run created after this consumer started may have another shard count: its jobs
-            // would sit on queues this consumer never reads.
-            const mismatch = await run.checkShards().then(
-              () => null,
-              (err: unknown) => (err instanceof RunError ? err : null),
-            );
-            if (mismatch) {
-              log.error(mismatch.message);
-              void end('abort', 'shard count differs from the run', config.shutdownGraceMs);
-              return;
-            }
-          }
-          const attempt = await run.tryJoin({ abandonMs: config.runAbandonMs });
-          if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
-          if (attempt.reason === 'abandoned-now') logAbandoned(log, run.runId);
-          await callbacks.deliverDue();
-          if (attempt.reason !== 'no-run') sawRun = true;
-          else if (sawRun) {
-            log.error(
-              "the run's state is gone from Redis (restarted without persistence, or flushed): it cannot join; stopping",
-            );
-            void end('abort', 'run state lost', config.shutdownGraceMs);
-            return;
-          }
-        } else {
-          // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
-          // served only by such workers still settles lost producers, reconciles, and joins.
-          await checkPendingRuns(recorder, config, log, catchUpCancels);
-          await callbacks.deliverDue();
-        }
-      } catch (err) {
-        log.warn({ err: String(err) }, 'heartbeat failed');
-      }
-      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
-    }
-  })();
+  void runConsumerHeartbeat(
+    {
+      config,
+      run,
+      consumerId: record.id,
+      recorder,
+      cancels,
+      callbacks,
+      log,
+      saveProgress: () => (ending ? Promise.resolve() : save(active.size > 0 ? 'busy' : 'idle')),
+      cancel: (why) => void cancel(why),
+      abort: (why) => void end('abort', why, config.shutdownGraceMs),
+    },
+    stopHeartbeat.signal,
+  );
 
   return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
 }
-
-/**
- * One join check for each of the queue's pending runs that is due (the most overdue few), skipping
- * other shard counts. A run taken is due again a heartbeat later, so runs that never join cannot
- * crowd out the others.
- */
-async function checkPendingRuns(
-  recorder: FinishRecorder,
-  config: Pick<ConsumerConfig, 'queue' | 'heartbeatMs' | 'runAbandonMs'>,
-  log: Logger,
-  catchUpCancels: (store: RunStore) => Promise<void>,
-): Promise<void> {
-  const { queue, heartbeatMs } = config;
-  const due = await claimDuePendingRuns(recorder.redisClient, queue, PENDING_RUNS_CHECKED, heartbeatMs);
-  for (const runId of due) {
-    const store = recorder.store(runId);
-    const fits = await store.checkShards().then(
-      () => true,
-      () => false,
-    );
-    if (!fits) continue;
-    await catchUpCancels(store);
-    const attempt = await store.tryJoin({ abandonMs: config.runAbandonMs });
-    if (attempt.joinedNow) log.info({ joinedRun: runId }, 'run joined');
-    if (attempt.reason === 'abandoned-now') logAbandoned(log, runId);
-  }
-}
-
-function logAbandoned(log: Logger, runId: string): void {
-  log.warn(
-    { abandonedRun: runId },
-    'run abandoned: it waited longer than its abandon time (RUN_ABANDON_S) for producers that never registered',
-  );
-}
-
-/** A wait that a notify ends early (or its timeout). */
 
 /** How long a close step that only talks to Redis may take before the close moves on without it. */
 const REDIS_STEP_MS = 2_000;
