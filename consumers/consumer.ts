@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MetricsTime, Worker, type Job } from 'bullmq';
+import { MetricsTime, Worker } from 'bullmq';
 import { duplicateClient, type RedisClient } from '../shared/redis.js';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import { queueShards } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import { readJobData, type JobData } from '../shared/queue.js';
+import type { JobData } from '../shared/queue.js';
 import { RunStore } from '../shared/run/run-store.js';
 import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
 import { runSteps, type ShutdownStep } from '../shared/shutdown.js';
@@ -15,8 +15,9 @@ import { ResultKeeper } from './result-keeper.js';
 import { CallbackWaiter } from './callback-waiter.js';
 import { CancelListener } from './cancel-listener.js';
 import { runConsumerHeartbeat } from './consumer-heartbeat.js';
-import { isCancelReason, isTimeoutReason, JobControl } from './job-control.js';
+import { JobControl } from './job-control.js';
 import { makeProcessor } from './job-processor.js';
+import { watchOutcomes } from './job-outcomes.js';
 import { withBoundedErrors } from './bounded-error.js';
 
 export type ConsumerExit = {
@@ -151,6 +152,17 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     onRunaway,
   });
 
+  const callbacks = new CallbackWaiter({
+    redis,
+    queue: config.queue,
+    shards: config.shards,
+    heartbeatMs: config.heartbeatMs,
+    recorder,
+    log,
+    run,
+    saveProgress: () => save(active.size > 0 ? 'busy' : 'idle'),
+  });
+
   // One worker per shard, sharing the process's concurrency (at least one slot each).
   const shards = queueShards(config.queue, config.shards);
   const slots = splitConcurrency(config.concurrency, shards.length);
@@ -169,69 +181,13 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         autorun: false,
       }),
   );
-  const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
-  const finished = (shard: number, job: Job, outcome: 'completed' | 'failed' | 'cancelled') => {
-    if (outcome === 'completed') record.jobsDone++;
-    else if (outcome === 'failed') record.jobsFailed++;
-    else record.jobsCancelled = (record.jobsCancelled ?? 0) + 1;
-    const timedOut = outcome === 'failed' && isTimeoutReason(job.failedReason);
-    observer.jobFinished?.({
-      id: job.id ?? '?',
-      name: job.name,
-      outcome,
-      durationMs: durationOf(job),
-      ...(timedOut ? { timedOut } : {}),
-    });
-    const data = readJobData(job.data);
-    if (data) (record.runs ??= {})[data.run] = (record.runs[data.run] ?? 0) + 1;
-    if (data?.afterRun && data.callback) {
-      const name = data.callback;
-      const store = recorder.store(data.afterRun);
-      void store
-        .callbackState(name, outcome)
-        .then(() => callbacks.settled())
-        .then(() => (job.id ? store.countCallback(shard, job.id, outcome) : undefined))
-        .catch((err: unknown) =>
-          log.warn({ err: String(err), callback: name }, 'callback state not recorded'),
-        );
-    } else if (data && job.id) recorder.add(data.run, shard, job.id, outcome);
-  };
-  workers.forEach((worker, shard) => {
-    worker.on('completed', (job) => finished(shard, job, 'completed'));
-    worker.on('failed', (job, err) => {
-      if (!job) return;
-      // BullMQ sets finishedOn only when the job leaves for the failed set; otherwise it will retry.
-      const final = Boolean(job.finishedOn);
-      if (isCancelReason(err.message)) {
-        log.info({ jobId: job.id, reason: err.message }, 'job cancelled');
-        finished(shard, job, 'cancelled');
-        return;
-      }
-      if (isTimeoutReason(err.message)) observer.jobTimedOut?.({ id: job.id ?? '?', name: job.name });
-      log.warn(
-        { jobId: job.id, attempt: job.attemptsMade, final, err: err.message },
-        final ? 'job failed' : 'job failed; will retry',
-      );
-      if (final) finished(shard, job, 'failed');
-      else observer.jobRetried?.({ id: job.id ?? '?', name: job.name });
-    });
-    worker.on('error', (err) => log.warn({ err: err.message, shard }, 'worker error'));
-  });
+  workers.forEach((worker, shard) =>
+    watchOutcomes(worker, shard, { record, recorder, callbacks, observer, log }),
+  );
   const closeWorkers = () => Promise.all(workers.map((w) => w.close()));
   const whenNoJobHeld = async () => {
     while (active.size > 0) await sleep(100);
   };
-
-  const callbacks = new CallbackWaiter({
-    redis,
-    queue: config.queue,
-    shards: config.shards,
-    heartbeatMs: config.heartbeatMs,
-    recorder,
-    log,
-    run,
-    saveProgress: () => save(active.size > 0 ? 'busy' : 'idle'),
-  });
 
   let ending: Promise<ConsumerExit> | undefined;
   let resolveExited!: (e: ConsumerExit) => void;
