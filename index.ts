@@ -13,7 +13,7 @@ export { callbackPayload } from './shared/jobs/run-report-job.js';
 export type { CallbackPayload } from './shared/run/callbacks.js';
 export { openProducer, type ProducerOptions, type ProducerClient } from './lib/producer.js';
 export { PayloadError, type PutItem } from './producers/producer.js';
-export { startConsumer, type ConsumerOptions } from './lib/consumer.js';
+export { startConsumer, type ConsumerOptions, type ConsumerClient } from './lib/consumer.js';
 export type { ConsumerHandle, ConsumerExit } from './consumers/consumer.js';
 export { openRun, type RunHandle, type RunResult, type StreamedResult } from './lib/run.js';
 export { startTracing, type TracingOptions } from './lib/tracing.js';
@@ -30,6 +30,7 @@ export {
 export type { ConnectionOptions } from './lib/options.js';
 export { ConfigError, type Env } from './shared/config.js';
 export { RedisConfigError } from './shared/redis.js';
+export { EvictionPolicyError } from './shared/redis-policy.js';
 /** The zod that payload schemas are written with (the same copy conveyor validates with). */
 export { z } from 'zod';
 /** Throw it from a handler to fail the job at once, without retries. */

@@ -1,19 +1,27 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { main as consumer } from '../consumers/main.js';
+import { main as dashboard } from '../dashboard/main.js';
+import { main as producer } from '../producers/main.js';
+import { main as cancel } from '../scripts/cancel/main.js';
+import { main as demo } from '../scripts/demo/main.js';
+import { main as gather } from '../scripts/gather/main.js';
+import { main as status } from '../scripts/status/main.js';
 import { closestWord } from '../shared/args.js';
 import { commands, type CommandName } from '../shared/commands.js';
+import type { Env } from '../shared/config.js';
 import { projectRoot } from '../shared/roles.js';
 
-/** The module each subcommand runs; each parses its own flags (so `npm run <name> -- --help` works too). */
-const entries: Record<CommandName, string> = {
-  demo: '../scripts/demo/main',
-  producer: '../producers/main',
-  consumer: '../consumers/main',
-  dashboard: '../dashboard/main',
-  status: '../scripts/status/main',
-  gather: '../scripts/gather/main',
-  cancel: '../scripts/cancel/main',
+/** Each subcommand's main; each parses its own flags (so `npm run <name> -- --help` works too). */
+const entries: Record<CommandName, (argv: readonly string[], env: Env) => Promise<void>> = {
+  demo,
+  producer,
+  consumer,
+  dashboard,
+  status,
+  gather,
+  cancel,
 };
 
 function usage(): string {
@@ -45,8 +53,5 @@ if (command === undefined || command === '--help' || command === '-h' || command
   );
   process.exitCode = 2;
 } else {
-  // Compiled (.js) or run from source under tsx (.ts): the subcommand's module has the same extension.
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  process.argv = [process.argv[0]!, process.argv[1]!, ...rest];
-  await import(new URL(`${entries[command as CommandName]}${ext}`, import.meta.url).href);
+  await entries[command as CommandName](rest, process.env);
 }

@@ -1,42 +1,26 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { MetricsTime, Worker } from 'bullmq';
 import { duplicateClient, type RedisClient } from '../shared/redis.js';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
-import { builtinJobs } from '../shared/jobs/index.js';
-import { idPrefixOfJob, queueShards, runEventsPattern } from '../shared/keys.js';
+import { queueShards } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import { openQueues, readJobData, type JobData } from '../shared/queue.js';
-import { deliverCallbacks } from '../shared/run/callbacks.js';
-import {
-  claimDueCallbacks,
-  claimDuePendingRuns,
-  parseRunEvent,
-  RunError,
-  RunStore,
-} from '../shared/run/run-store.js';
-import type { ConsumerRecord, ConsumerState, ResultBounds } from '../shared/run/types.js';
+import type { JobData } from '../shared/queue.js';
+import { RunStore } from '../shared/run/run-store.js';
+import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
+import { runSteps, type ShutdownStep } from '../shared/shutdown.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
-import { runSandboxed } from './sandbox.js';
-import { HandlerContext } from './handler-context.js';
-import { isCancelReason, isTimeoutReason, JobCancelledError, JobControl } from './job-control.js';
+import { ResultKeeper } from './result-keeper.js';
+import { CallbackWaiter } from './callback-waiter.js';
+import { CancelListener } from './cancel-listener.js';
+import { runConsumerHeartbeat } from './consumer-heartbeat.js';
+import { JobControl } from './job-control.js';
+import { makeProcessor } from './job-processor.js';
+import { watchOutcomes } from './job-outcomes.js';
 import { withBoundedErrors } from './bounded-error.js';
 import { withEndRecords, type KeepEnd } from './outcome-records.js';
-import { encodeEnded } from '../shared/run/outcomes.js';
 import { traceAttempts } from './attempt-span.js';
-
-/** The types JOB_TIMEOUT_MS applies to (a user's own type sets `timeoutMs` in its definition). */
-const builtinTypes: ReadonlySet<AnyJobDefinition> = new Set(builtinJobs);
-
-/** How long a terminated sandbox gets to exit before its job is given up on like any ignored abort. */
-const SANDBOX_EXIT_MS = 2_000;
-
-/**
- * How many runs a consumer takes per heartbeat from the queue's pending runs (a worker without RUN_ID)
- * and from its callbacks outbox: the most overdue ones, each then due again a heartbeat later.
- */
-const PENDING_RUNS_CHECKED = 20;
 
 export type ConsumerExit = {
   /**
@@ -53,7 +37,7 @@ export type ConsumerHandle = {
   readonly id: string;
   /** Resolves when the consumer has finished its held jobs and released everything. */
   readonly exited: Promise<ConsumerExit>;
-  /** The seed's `c.cancel()`: stop taking work, finish held jobs, mark cancelled. */
+  /** Stop taking work, finish held jobs, mark cancelled. */
   cancel(reason: string): Promise<ConsumerExit>;
   /** Graceful stop on a signal: like cancel, but held jobs get `graceMs` before being released. */
   stop(reason: string): Promise<ConsumerExit>;
@@ -89,7 +73,7 @@ export type ConsumerDeps = {
 };
 
 /**
- * The seed's `consume(q)` as a process: a BullMQ Worker whose finished jobs are reported to their
+ * A consumer: a BullMQ Worker whose finished jobs are reported to their
  * runs, and which cancels itself when its run joins (pub/sub for speed, the heartbeat as a backstop).
  */
 export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps): Promise<ConsumerHandle> {
@@ -129,41 +113,11 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     return resources.get(def);
   };
 
-  // A run created with collectResults keeps each job's return value (bounded). Its bounds are read
-  // once per run; once they are known, a run that keeps no results costs nothing more per job.
-  const bounds = new Map<string, ResultBounds | null | Promise<ResultBounds | null>>();
-  const boundsOf = (runId: string): ResultBounds | null | Promise<ResultBounds | null> => {
-    const known = bounds.get(runId);
-    if (known !== undefined) return known;
-    const read = recorder.store(runId).resultBounds();
-    bounds.set(runId, read);
-    // A failed read is not remembered: the next job of the run reads again.
-    read.then(
-      (b) => bounds.set(runId, b),
-      () => bounds.delete(runId),
-    );
-    return read;
-  };
-  const keepResult = async (runId: string, shard: number, jobId: string, result: unknown) => {
-    const pending = boundsOf(runId);
-    const b = pending instanceof Promise ? await pending : pending;
-    if (!b) return;
-    try {
-      await recorder.store(runId).storeResult(shard, jobId, JSON.stringify(result ?? null), b);
-    } catch (err) {
-      // past the run's bounds: a retry would return as much again
-      if (err instanceof RunError) throw new UnrecoverableError(err.message);
-      throw err;
-    }
-  };
-  const keepEnd = async (shard: number, ...[job, outcome, message]: Parameters<KeepEnd>) => {
-    const data = readJobData(job.data);
-    if (!data || data.afterRun || !job.id || bounds.get(data.run) === null) return;
-    const pending = boundsOf(data.run);
-    const b = pending instanceof Promise ? await pending : pending;
-    const stored = b && encodeEnded(outcome, message, b.maxJobBytes);
-    if (stored) await recorder.store(data.run).storeResult(shard, job.id, stored, b, outcome);
-  };
+  // A run created with collectResults keeps each job's return value (bounded), and how a job that
+  // did not complete ended.
+  const results = new ResultKeeper((runId) => recorder.store(runId));
+  const keepEnd = (shard: number, ...[job, outcome, message]: Parameters<KeepEnd>) =>
+    results.keepEnd(shard, job, outcome, message);
   const onRunaway = (jobId: string, still: boolean) => {
     if (still)
       log.warn(
@@ -190,89 +144,29 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     log.info({ joinedRun: runId }, 'run joined'),
   );
 
-  const processorFor =
-    (shard: number) =>
-    async (job: Job<JobData>): Promise<unknown> => {
-      const def = registry.get(job.name);
-      if (!def)
-        throw new UnrecoverableError(
-          `unknown job type "${job.name}" (known: ${registry.names().join(', ')})`,
-        );
-      const data = readJobData(job.data);
-      if (!data) throw new UnrecoverableError('job data is not a conveyor job ({ run, producer, payload })');
-      const valid = registry.validate(job.name, data.payload, { measureSize: false });
-      if (!valid.ok) throw new UnrecoverableError(`invalid payload: ${valid.reason}`);
-      if (def.isolation && !registry.sourceOf(def.name))
-        throw new UnrecoverableError(
-          `job type "${def.name}" asks for isolation "${def.isolation}" but was not loaded from JOB_MODULES`,
-        );
-      if (data.afterRun && data.callback) {
-        // A join callback: marked started on its shard before the handler runs, so no deliverer adds
-        // it again once it can leave the queue (see callbacks.ts). It is not part of its run's totals.
-        const store = recorder.store(data.afterRun);
-        await store.callbackMark(shard, data.callback, 'started');
-        await store.callbackState(data.callback, 'started');
-      }
-      // The run marked it counted: it was put back to work (a retry from Bull Board or job.retry(),
-      // with or without fresh attempt counters), and the run must take its outcome back first.
-      if (job.id && !data.afterRun && data.counted) {
-        const reopened = await recorder.store(data.run).reopen(shard, job.id);
-        if (reopened === 'reopened')
-          log.warn({ jobId: job.id }, 'job put back to work: re-opened in its run');
-        if (reopened === 'after-join')
-          log.warn(
-            { jobId: job.id },
-            'job put back to work after its run joined: reported as work after the join',
-          );
-      }
-      const jobId = job.id ?? '?';
-      // Cancelled (by id, or with its run) before it started: the handler never runs.
-      // Cancelled runs are known by creation (a run id used again is a new run); a join callback
-      // belongs to no run's work and is never refused with it.
-      const creation = data.afterRun ? '' : (idPrefixOfJob(jobId) ?? '');
-      const refused = control.refusal(jobId, creation);
-      if (refused) throw new JobCancelledError(refused);
-      active.add(jobId);
-      observer.jobStarted?.({ id: jobId, name: job.name, waitMs: Math.max(0, Date.now() - job.timestamp) });
-      const timeoutMs = data.timeoutMs ?? def.timeoutMs ?? (builtinTypes.has(def) ? config.jobTimeoutMs : 0);
-      const source = def.isolation ? registry.sourceOf(def.name) : undefined;
-      // A sandbox is terminated CANCEL_GRACE_MS after its abort; the wait here is a little longer.
-      const graceMs = source ? config.cancelGraceMs + SANDBOX_EXIT_MS : config.cancelGraceMs;
-      const attempt = job.attemptsMade + 1;
-      try {
-        const result = await control.run(
-          { id: jobId, run: creation, timeoutMs, graceMs },
-          (signal) =>
-            def.isolation && source
-              ? runSandboxed(
-                  def.isolation,
-                  {
-                    type: 'run',
-                    source,
-                    name: def.name,
-                    payload: valid.payload,
-                    jobId,
-                    attempt,
-                    logLevel: log.level,
-                  },
-                  signal(),
-                  config.cancelGraceMs,
-                  log,
-                )
-              : def.handler(
-                  valid.payload,
-                  new HandlerContext(jobId, attempt, resourcesFor(def), signal, log),
-                ),
-          onRunaway,
-        );
-        // Most runs keep no results: once that is known, not even an await per job.
-        if (!data.afterRun && job.id && bounds.get(data.run) !== null)
-          await keepResult(data.run, shard, job.id, result);
-        return result;
-      } finally {
-        active.delete(jobId);
-      }
-    };
+  const processorFor = makeProcessor({
+    config,
+    registry,
+    recorder,
+    results,
+    control,
+    active,
+    log,
+    observer,
+    resourcesFor,
+    onRunaway,
+  });
+
+  const callbacks = new CallbackWaiter({
+    redis,
+    queue: config.queue,
+    shards: config.shards,
+    heartbeatMs: config.heartbeatMs,
+    recorder,
+    log,
+    run,
+    saveProgress: () => save(active.size > 0 ? 'busy' : 'idle'),
+  });
 
   // One worker per shard, sharing the process's concurrency (at least one slot each).
   const shards = queueShards(config.queue, config.shards);
@@ -301,101 +195,12 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         },
       ),
   );
-  const durationOf = (job: Job) => (job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : 0);
-  const finished = (shard: number, job: Job, outcome: 'completed' | 'failed' | 'cancelled') => {
-    if (outcome === 'completed') record.jobsDone++;
-    else if (outcome === 'failed') record.jobsFailed++;
-    else record.jobsCancelled = (record.jobsCancelled ?? 0) + 1;
-    const timedOut = outcome === 'failed' && isTimeoutReason(job.failedReason);
-    observer.jobFinished?.({
-      id: job.id ?? '?',
-      name: job.name,
-      outcome,
-      durationMs: durationOf(job),
-      ...(timedOut ? { timedOut } : {}),
-    });
-    const data = readJobData(job.data);
-    if (data) (record.runs ??= {})[data.run] = (record.runs[data.run] ?? 0) + 1;
-    if (data?.afterRun && data.callback) {
-      const name = data.callback;
-      const store = recorder.store(data.afterRun);
-      void store
-        .callbackState(name, outcome)
-        .then(() => callbackSettled.notify())
-        .then(() => (job.id ? store.countCallback(shard, job.id, outcome) : undefined))
-        .catch((err: unknown) =>
-          log.warn({ err: String(err), callback: name }, 'callback state not recorded'),
-        );
-    } else if (data && job.id) recorder.add(data.run, shard, job.id, outcome);
-  };
-  workers.forEach((worker, shard) => {
-    worker.on('completed', (job) => finished(shard, job, 'completed'));
-    worker.on('failed', (job, err) => {
-      if (!job) return;
-      // BullMQ sets finishedOn only when the job leaves for the failed set; otherwise it will retry.
-      const final = Boolean(job.finishedOn);
-      if (isCancelReason(err.message)) {
-        log.info({ jobId: job.id, reason: err.message }, 'job cancelled');
-        finished(shard, job, 'cancelled');
-        return;
-      }
-      if (isTimeoutReason(err.message)) observer.jobTimedOut?.({ id: job.id ?? '?', name: job.name });
-      log.warn(
-        { jobId: job.id, attempt: job.attemptsMade, final, err: err.message },
-        final ? 'job failed' : 'job failed; will retry',
-      );
-      if (final) finished(shard, job, 'failed');
-      else observer.jobRetried?.({ id: job.id ?? '?', name: job.name });
-    });
-    worker.on('error', (err) => log.warn({ err: err.message, shard }, 'worker error'));
-  });
+  workers.forEach((worker, shard) =>
+    watchOutcomes(worker, shard, { record, recorder, callbacks, observer, log }),
+  );
   const closeWorkers = () => Promise.all(workers.map((w) => w.close()));
   const whenNoJobHeld = async () => {
     while (active.size > 0) await sleep(100);
-  };
-
-  // Join callbacks: this process delivers any that are due (its run's, and the queue's outbox).
-  let queues: ReturnType<typeof openQueues> | undefined;
-  const deliver = async (runId: string) => {
-    queues ??= openQueues(config.queue, config.shards, redis);
-    const n = await deliverCallbacks(recorder.store(runId), queues);
-    if (n > 0) log.info({ run: runId, callbacks: n }, 'join callbacks delivered');
-  };
-  const deliverDue = async () => {
-    const due = await claimDueCallbacks(redis, config.queue, PENDING_RUNS_CHECKED, config.heartbeatMs);
-    for (const runId of due) {
-      const fits = await recorder
-        .store(runId)
-        .checkShards()
-        .then(
-          () => true,
-          () => false,
-        );
-      if (fits) await deliver(runId);
-    }
-  };
-  const callbackSettled = wakeable();
-  // After its run joined, the consumer works on until the run's callbacks have finished, so a run
-  // ends with its callback jobs instead of leaving them to some later worker.
-  let stopWaitingForCallbacks = false;
-  const awaitCallbacks = async () => {
-    if (!run) return;
-    let said = false;
-    for (;;) {
-      try {
-        await deliver(run.runId);
-        const states = Object.values(await run.callbackStates());
-        if (states.every((s) => s === 'completed' || s === 'failed' || s === 'skipped')) return;
-        if (!said) log.info('run joined: finishing its callbacks before leaving');
-        said = true;
-        await save(active.size > 0 ? 'busy' : 'idle');
-      } catch (err) {
-        log.warn({ err: String(err) }, 'waiting for callbacks failed');
-      }
-      if (stopWaitingForCallbacks) return;
-      await callbackSettled.wait(config.heartbeatMs);
-      if (stopWaitingForCallbacks) return;
-    }
   };
 
   let ending: Promise<ConsumerExit> | undefined;
@@ -409,48 +214,42 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     reason: string,
     graceMs: number | null,
   ): Promise<ConsumerExit> => {
-    if (mode !== 'cancel') {
-      stopWaitingForCallbacks = true;
-      callbackSettled.notify();
-    }
+    if (mode !== 'cancel') callbacks.stop();
     ending ??= (async () => {
-      if (mode === 'cancel' && reason === 'run joined') await awaitCallbacks();
+      if (mode === 'cancel' && reason === 'run joined') await callbacks.untilRunCallbacksFinish();
       log.info(
         { reason },
         mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs',
       );
-      await save('cancelling').catch(() => undefined);
-      const closing = closeWorkers();
-      // A cancel waits for held jobs as long as they take (asyncio's cancel after join has none);
-      // a signal gives them the grace period, then releases them for another consumer to retry.
-      if (graceMs === null) await Promise.race([closing, whenNoJobHeld()]);
-      else if (!(await settlesWithin(closing, graceMs))) {
-        log.warn(
-          { held: [...active] },
-          'grace period over: aborting held jobs so they are retried elsewhere',
-        );
-        control.stopAll(new Error('consumer stopping'));
-        await Promise.race([closing, whenNoJobHeld()]);
-      }
-      // With no job held, a worker whose blocking connection is stuck reconnecting (a Redis Cluster
-      // failing over) must not keep the consumer from leaving: nothing of the run is lost. BullMQ
-      // memoises close(), so a forced close cannot unstick it.
-      if (!(await settlesWithin(closing, CLOSE_WHEN_IDLE_MS)))
-        log.warn(
-          { waitedMs: CLOSE_WHEN_IDLE_MS },
-          'a worker did not close with no job held (its connection is reconnecting): leaving without it',
-        );
-      await recorder.flush();
-      stopHeartbeat.abort();
-      record.cancelledAt = Date.now();
-      record.cancelReason = reason;
-      await save(mode === 'cancel' ? 'cancelled' : 'stopped').catch(() => undefined);
-      recorder.dispose();
-      if (queues) await Promise.all(queues.map((q) => q.close())).catch(() => undefined);
-      if (subscriber) subscriber.disconnect();
-      for (const [def, r] of resources) await def.disposeResources?.(r);
+      const finalState = mode === 'cancel' ? 'cancelled' : mode === 'stop' ? 'stopped' : 'aborted';
+      await runSteps(
+        closeSteps({
+          graceMs,
+          finalState: finalState === 'cancelled' ? 'cancelled' : 'stopped',
+          reason,
+          log,
+          record,
+          save,
+          closeWorkers,
+          whenNoJobHeld,
+          abortHeldJobs: () => {
+            log.warn(
+              { held: [...active] },
+              'grace period over: aborting held jobs so they are retried elsewhere',
+            );
+            control.stopAll(new Error('consumer stopping'));
+          },
+          recorder,
+          stopHeartbeat: () => stopHeartbeat.abort(),
+          queues: () => callbacks.queues,
+          subscriber,
+          resources,
+        }),
+        log,
+        REDIS_STEP_MS,
+      );
       const exit: ConsumerExit = {
-        state: mode === 'cancel' ? 'cancelled' : mode === 'stop' ? 'stopped' : 'aborted',
+        state: finalState,
         reason,
         jobsDone: record.jobsDone,
         jobsFailed: record.jobsFailed,
@@ -463,54 +262,15 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   };
   const cancel = (reason: string) => end('cancel', reason, null);
 
-  const onCancelEvent = (event: ReturnType<typeof parseRunEvent>) => {
-    if (event?.type === 'cancel-job' && control.cancelJob(event.jobId))
-      log.info({ jobId: event.jobId }, 'job cancelled while running: aborting its handler');
-    if (event?.type === 'cancel-run' && !control.isRunCancelled(event.creation)) {
-      const n = control.cancelRun(event.creation);
-      log.info({ cancelledRun: event.run, aborted: n }, 'run cancelled: aborting its running jobs');
-    }
-  };
-  if (run) {
-    subscriber.on('message', (_channel: string, message: string) => {
-      const event = parseRunEvent(message);
-      onCancelEvent(event);
-      if (event?.type === 'joined') void cancel('run joined');
-      if (event?.type === 'abandoned') void cancel('run abandoned');
-      if (event?.type === 'cancel' && (event.consumer === record.id || event.consumer === '*'))
-        void cancel(event.reason);
-    });
-    subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
-    await subscriber.subscribe(run.keys.events);
-  } else {
-    // A worker without RUN_ID serves every run on its queue: it hears every run's cancels.
-    subscriber.on('pmessage', (_pattern: string, _channel: string, message: string) =>
-      onCancelEvent(parseRunEvent(message)),
-    );
-    subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'subscriber error'));
-    // An ACL grants a pattern subscription only for a pattern it lists verbatim (docs/security.md):
-    // without it, cancels reach this worker through its heartbeat instead.
-    await subscriber
-      .psubscribe(runEventsPattern(config.queue))
-      .catch((err: unknown) =>
-        log.warn(
-          { err: err instanceof Error ? err.message : String(err) },
-          "cannot listen to every run's events: cancels reach this worker on its heartbeat instead",
-        ),
-      );
-  }
-  // What was cancelled before this consumer listened (the heartbeat repeats this as a backstop).
-  const cancelCounts = new Map<string, number[]>();
-  const catchUpCancels = async (store: RunStore) => {
-    const creation = await store.cancelledCreation();
-    if (creation !== null && !control.isRunCancelled(creation))
-      onCancelEvent({ type: 'cancel-run', run: store.runId, creation, at: 0 });
-    const seen = await store.cancelledJobs(cancelCounts.get(store.runId));
-    if (cancelCounts.size >= 64 && !cancelCounts.has(store.runId)) cancelCounts.clear();
-    cancelCounts.set(store.runId, seen.counts);
-    for (const jobId of seen.ids) onCancelEvent({ type: 'cancel-job', run: store.runId, jobId, at: 0 });
-  };
-  if (run) await catchUpCancels(run);
+  const cancels = new CancelListener(control, log);
+  await cancels.listen(subscriber, run, config.queue, (event) => {
+    if (event.type === 'joined') void cancel('run joined');
+    if (event.type === 'abandoned') void cancel('run abandoned');
+    if (event.type === 'cancel' && (event.consumer === record.id || event.consumer === '*'))
+      void cancel(event.reason);
+  });
+  // What was cancelled before this consumer listened.
+  if (run) await cancels.catchUp(run);
 
   await save('idle');
   for (const worker of workers)
@@ -520,111 +280,102 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     'consumer ready',
   );
 
-  // Heartbeat: keeps the record fresh, catches a missed cancel message, and gives the run a join
-  // check even when no job finishes (a producer whose lease ran out is settled here).
-  let sawRun = false;
-  void (async () => {
-    while (!stopHeartbeat.signal.aborted) {
-      try {
-        if (run) {
-          await catchUpCancels(run);
-          const why = await run.cancelReason(record.id);
-          if (why) {
-            void cancel(why);
-            return;
-          }
-          if (!ending) await save(active.size > 0 ? 'busy' : 'idle');
-          if (!sawRun) {
-            // A run created after this consumer started may have another shard count: its jobs
-            // would sit on queues this consumer never reads.
-            const mismatch = await run.checkShards().then(
-              () => null,
-              (err: unknown) => (err instanceof RunError ? err : null),
-            );
-            if (mismatch) {
-              log.error(mismatch.message);
-              void end('abort', 'shard count differs from the run', config.shutdownGraceMs);
-              return;
-            }
-          }
-          const attempt = await run.tryJoin({ abandonMs: config.runAbandonMs });
-          if (attempt.joinedNow) log.info({ joinedRun: run.runId }, 'run joined');
-          if (attempt.reason === 'abandoned-now') logAbandoned(log, run.runId);
-          await deliverDue();
-          if (attempt.reason !== 'no-run') sawRun = true;
-          else if (sawRun) {
-            log.error(
-              "the run's state is gone from Redis (restarted without persistence, or flushed): it cannot join; stopping",
-            );
-            void end('abort', 'run state lost', config.shutdownGraceMs);
-            return;
-          }
-        } else {
-          // A worker without RUN_ID serves every run on its queue: it checks them too, so a run
-          // served only by such workers still settles lost producers, reconciles, and joins.
-          await checkPendingRuns(recorder, config, log, catchUpCancels);
-          await deliverDue();
-        }
-      } catch (err) {
-        log.warn({ err: String(err) }, 'heartbeat failed');
-      }
-      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
-    }
-  })();
+  void runConsumerHeartbeat(
+    {
+      config,
+      run,
+      consumerId: record.id,
+      recorder,
+      cancels,
+      callbacks,
+      log,
+      saveProgress: () => (ending ? Promise.resolve() : save(active.size > 0 ? 'busy' : 'idle')),
+      cancel: (why) => void cancel(why),
+      abort: (why) => void end('abort', why, config.shutdownGraceMs),
+    },
+    stopHeartbeat.signal,
+  );
 
   return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
 }
 
+/** How long a close step that only talks to Redis may take before the close moves on without it. */
+const REDIS_STEP_MS = 2_000;
+/** How long job types' disposeResources may take, together, before the consumer leaves without them. */
+const DISPOSE_STEP_MS = 5_000;
+
+type CloseContext = {
+  /** Held jobs' grace on a stop; null on a cancel, which waits for them as long as they take. */
+  graceMs: number | null;
+  finalState: 'cancelled' | 'stopped';
+  reason: string;
+  log: Logger;
+  record: ConsumerRecord;
+  save: (state?: ConsumerState) => Promise<unknown>;
+  closeWorkers: () => Promise<unknown>;
+  whenNoJobHeld: () => Promise<unknown>;
+  abortHeldJobs: () => void;
+  recorder: FinishRecorder;
+  stopHeartbeat: () => void;
+  queues: () => readonly { close(): Promise<void> }[];
+  subscriber: RedisClient;
+  resources: Map<AnyJobDefinition, unknown>;
+};
+
 /**
- * One join check for each of the queue's pending runs that is due (the most overdue few), skipping
- * other shard counts. A run taken is due again a heartbeat later, so runs that never join cannot
- * crowd out the others.
+ * A consumer's close, as an ordered list of steps: stop taking work, finish or release held jobs,
+ * record finishes and the final state, then release everything. Each step is bounded and isolated
+ * (runSteps), so a Redis that does not answer costs each of its steps their bound, and disposing
+ * resources still happens. Finishes a timed-out flush could not record are what a crashed consumer
+ * leaves too: the run's reconcile pass counts them.
  */
-async function checkPendingRuns(
-  recorder: FinishRecorder,
-  config: Pick<ConsumerConfig, 'queue' | 'heartbeatMs' | 'runAbandonMs'>,
-  log: Logger,
-  catchUpCancels: (store: RunStore) => Promise<void>,
-): Promise<void> {
-  const { queue, heartbeatMs } = config;
-  const due = await claimDuePendingRuns(recorder.redisClient, queue, PENDING_RUNS_CHECKED, heartbeatMs);
-  for (const runId of due) {
-    const store = recorder.store(runId);
-    const fits = await store.checkShards().then(
-      () => true,
-      () => false,
-    );
-    if (!fits) continue;
-    await catchUpCancels(store);
-    const attempt = await store.tryJoin({ abandonMs: config.runAbandonMs });
-    if (attempt.joinedNow) log.info({ joinedRun: runId }, 'run joined');
-    if (attempt.reason === 'abandoned-now') logAbandoned(log, runId);
-  }
-}
-
-function logAbandoned(log: Logger, runId: string): void {
-  log.warn(
-    { abandonedRun: runId },
-    'run abandoned: it waited longer than its abandon time (RUN_ABANDON_S) for producers that never registered',
-  );
-}
-
-/** A wait that a notify ends early (or its timeout). */
-function wakeable(): { wait(ms: number): Promise<void>; notify(): void } {
-  let wake: (() => void) | undefined;
-  return {
-    wait: (ms) =>
-      new Promise<void>((resolve) => {
-        const t = setTimeout(done, ms);
-        function done() {
-          clearTimeout(t);
-          wake = undefined;
-          resolve();
+function closeSteps(c: CloseContext): ShutdownStep[] {
+  let closing: Promise<unknown> = Promise.resolve();
+  return [
+    { name: 'record cancelling', run: () => c.save('cancelling') },
+    {
+      name: 'close workers',
+      // Bounded inside: a stop by the grace period, then by CLOSE_WHEN_IDLE_MS; a cancel waits for
+      // held jobs as long as they take (asyncio's cancel after join has none), by design.
+      timeoutMs: null,
+      run: async () => {
+        closing = c.closeWorkers();
+        if (c.graceMs === null) await Promise.race([closing, c.whenNoJobHeld()]);
+        else if (!(await settlesWithin(closing, c.graceMs))) {
+          c.abortHeldJobs();
+          await Promise.race([closing, c.whenNoJobHeld()]);
         }
-        wake = done;
-      }),
-    notify: () => wake?.(),
-  };
+        // With no job held, a worker whose blocking connection is stuck reconnecting (a Redis Cluster
+        // failing over) must not keep the consumer from leaving: nothing of the run is lost. BullMQ
+        // memoises close(), so a forced close cannot unstick it.
+        if (!(await settlesWithin(closing, CLOSE_WHEN_IDLE_MS)))
+          c.log.warn(
+            { waitedMs: CLOSE_WHEN_IDLE_MS },
+            'a worker did not close with no job held (its connection is reconnecting): leaving without it',
+          );
+      },
+    },
+    { name: 'record finishes', run: () => c.recorder.flush() },
+    { name: 'stop heartbeat', run: c.stopHeartbeat },
+    {
+      name: 'record final state',
+      run: () => {
+        c.record.cancelledAt = Date.now();
+        c.record.cancelReason = c.reason;
+        return c.save(c.finalState);
+      },
+    },
+    { name: 'dispose finish recorder', run: () => c.recorder.dispose() },
+    { name: 'close queues', run: () => Promise.all(c.queues().map((q) => q.close())) },
+    { name: 'disconnect subscriber', run: () => c.subscriber.disconnect() },
+    {
+      name: 'dispose job resources',
+      timeoutMs: DISPOSE_STEP_MS,
+      run: async () => {
+        for (const [def, r] of c.resources) await def.disposeResources?.(r);
+      },
+    },
+  ];
 }
 
 /** Once a cancelled consumer holds no job, how long its workers get to close before it leaves without them. */

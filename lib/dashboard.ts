@@ -6,7 +6,7 @@ import { startServer } from '../dashboard/server.js';
 import { registerDefaultMetrics } from '../shared/metrics/process-metrics.js';
 import { openQueues } from '../shared/queue.js';
 import { closeRedis, createRedis } from '../shared/redis.js';
-import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+import { loggerFor, parseOptions, type ConnectionOptions } from './options.js';
 
 export type DashboardOptions = ConnectionOptions & {
   /** Default 3000; 0 = any free port. */
@@ -44,18 +44,16 @@ export type DashboardHandle = {
 };
 
 function buildDashboard(opts: DashboardOptions) {
-  const config = loadDashboardConfig(
-    toEnv(opts, {
-      DASHBOARD_PORT: opts.port,
-      DASHBOARD_HOST: opts.host,
-      DASHBOARD_HOSTS: opts.hosts?.join(','),
-      DASHBOARD_USER: opts.user,
-      DASHBOARD_PASSWORD: opts.password,
-      DASHBOARD_TOKEN: opts.token,
-      DASHBOARD_READONLY: opts.readOnly,
-      RUN_ID: opts.runId,
-    }),
-  );
+  const config = parseOptions(loadDashboardConfig, opts, {
+    DASHBOARD_PORT: ['port', opts.port],
+    DASHBOARD_HOST: ['host', opts.host],
+    DASHBOARD_HOSTS: ['hosts', opts.hosts?.join(',')],
+    DASHBOARD_USER: ['user', opts.user],
+    DASHBOARD_PASSWORD: ['password', opts.password],
+    DASHBOARD_TOKEN: ['token', opts.token],
+    DASHBOARD_READONLY: ['readOnly', opts.readOnly],
+    RUN_ID: ['runId', opts.runId],
+  });
   const log = loggerFor(opts, 'dashboard');
   const redis = createRedis(config, log, 'conveyor:dashboard');
   const queues = openQueues(config.queue, config.shards, redis);

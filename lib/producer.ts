@@ -1,16 +1,13 @@
-import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../shared/jobs/index.js';
 import { loadProducerConfig } from '../producers/config.js';
-import { createProducer, type Producer } from '../producers/producer.js';
-import { jobOptions, keepOf, openQueues } from '../shared/queue.js';
-import { closeRedis, createRedis } from '../shared/redis.js';
-import { deliverCallbacks } from '../shared/run/callbacks.js';
-import { RunStore } from '../shared/run/run-store.js';
-import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+import { openProducerClient, type ProducerClient } from '../producers/open.js';
+import { loggerFor, parseOptions, type ConnectionOptions } from './options.js';
+
+export type { ProducerClient, ProducerClientState } from '../producers/open.js';
 
 export type ProducerOptions = ConnectionOptions & {
+  /** The run to put into; `auto`: the queue's open run, or a new one once the last has joined. */
   runId: string;
   /** How many producers the run expects (it joins only once that many reported done); default 1. */
   producers?: number;
@@ -21,6 +18,13 @@ export type ProducerOptions = ConnectionOptions & {
   /** Tries per job (default 3) and the first retry's delay (default 1000 ms, doubling). */
   attempts?: number;
   backoffMs?: number;
+  /** Finished jobs BullMQ keeps per shard (defaults 1000 completed, 10000 failed). */
+  keepCompleted?: number;
+  keepFailed?: number;
+  /** How long a joined run's keys stay in Redis (s, default 7 days; 0 = for ever). */
+  retentionS?: number;
+  /** How long a lone put waits for concurrent ones to share its script call (ms, default 0). */
+  putLingerMs?: number;
   /**
    * A job enqueued exactly once when the run joins (`onSuccess`: only when no job failed or was
    * removed). Its payload is `callbackPayload(...)`: the run id, final totals, failed job ids and
@@ -38,113 +42,42 @@ export type ProducerOptions = ConnectionOptions & {
   collectResults?: boolean | { maxJobBytes?: number; maxRunBytes?: number };
 };
 
-export type ProducerClient = Omit<Producer, 'done'> & {
-  readonly runId: string;
-  /** Reports this producer done (the run joins when all are and every job finished), then closes. */
-  done(): ReturnType<Producer['done']>;
-  /** Stops the heartbeat and closes the connections without reporting done (the lease then runs out). */
-  close(): Promise<void>;
-};
-
 /**
- * The seed's `q.put()` side: creates the run if needed, registers this producer in it and keeps its
- * lease alive until `done()`. Payloads are validated against their job type before anything is sent.
+ * Opens a producer: creates the run if needed, registers this producer in it and keeps its lease
+ * alive until `done()`. Payloads are validated against their job type before anything is sent.
+ * Refuses a Redis that may evict keys (EvictionPolicyError); `runId: 'auto'` means the queue's open
+ * run, or the next one, as for the commands.
  */
 export async function openProducer(opts: ProducerOptions): Promise<ProducerClient> {
-  const config = loadProducerConfig(
-    toEnv(opts, {
-      RUN_ID: opts.runId,
-      PRODUCERS: opts.producers ?? 1,
-      PRODUCER_ID: opts.producerId,
-      ATTEMPTS: opts.attempts,
-      BACKOFF_MS: opts.backoffMs,
-      ON_JOIN_TYPE: opts.onJoin?.type,
-      ON_JOIN_PAYLOAD: opts.onJoin?.payload === undefined ? undefined : JSON.stringify(opts.onJoin.payload),
-      ON_SUCCESS_TYPE: opts.onSuccess?.type,
-      COLLECT_RESULTS: opts.collectResults ? true : undefined,
-      RESULT_MAX_BYTES: typeof opts.collectResults === 'object' ? opts.collectResults.maxJobBytes : undefined,
-      RUN_RESULTS_MAX_BYTES:
-        typeof opts.collectResults === 'object' ? opts.collectResults.maxRunBytes : undefined,
-      ON_SUCCESS_PAYLOAD:
-        opts.onSuccess?.payload === undefined ? undefined : JSON.stringify(opts.onSuccess.payload),
-    }),
-  );
-  const log = loggerFor(opts, 'producer').child({ runId: config.runId, producerId: config.producerId });
+  const results = typeof opts.collectResults === 'object' ? opts.collectResults : {};
+  const json = (v: unknown) => (v === undefined ? undefined : JSON.stringify(v));
+  const config = parseOptions(loadProducerConfig, opts, {
+    RUN_ID: ['runId', opts.runId],
+    PRODUCERS: ['producers', opts.producers ?? 1],
+    PRODUCER_ID: ['producerId', opts.producerId],
+    ATTEMPTS: ['attempts', opts.attempts],
+    BACKOFF_MS: ['backoffMs', opts.backoffMs],
+    KEEP_COMPLETED: ['keepCompleted', opts.keepCompleted],
+    KEEP_FAILED: ['keepFailed', opts.keepFailed],
+    RUN_RETENTION_S: ['retentionS', opts.retentionS],
+    PUT_LINGER_MS: ['putLingerMs', opts.putLingerMs],
+    ON_JOIN_TYPE: ['onJoin.type', opts.onJoin?.type],
+    ON_JOIN_PAYLOAD: ['onJoin.payload', json(opts.onJoin?.payload)],
+    ON_SUCCESS_TYPE: ['onSuccess.type', opts.onSuccess?.type],
+    ON_SUCCESS_PAYLOAD: ['onSuccess.payload', json(opts.onSuccess?.payload)],
+    COLLECT_RESULTS: ['collectResults', opts.collectResults ? true : undefined],
+    RESULT_MAX_BYTES: ['collectResults.maxJobBytes', results.maxJobBytes],
+    RUN_RESULTS_MAX_BYTES: ['collectResults.maxRunBytes', results.maxRunBytes],
+  });
   const registry = new JobRegistry([...builtinJobs, ...(opts.jobs ?? [])]);
   for (const cb of config.callbacks)
     if (!registry.get(cb.type))
       throw new TypeError(
         `${cb.name === 'on-join' ? 'onJoin' : 'onSuccess'}.type: unknown job type "${cb.type}" (known: ${registry.names().join(', ')})`,
       );
-  const redis = createRedis(config, log, `conveyor:producer:${config.producerId}`);
-  const queues = openQueues(config.queue, config.shards, redis);
-  const run = new RunStore(redis, config.queue, config.runId, config.shards);
-  const stopHeartbeat = new AbortController();
-  let heartbeat: Promise<void> = Promise.resolve();
-  const close = async () => {
-    stopHeartbeat.abort();
-    await heartbeat;
-    await Promise.all(queues.map((q) => q.close()));
-    await closeRedis(redis);
-  };
-  let registered;
-  try {
-    await run.create(
-      config.expectedProducers,
-      config.leaseMs,
-      config.retentionMs,
-      config.callbacks,
-      opts.afterRun ?? '',
-      config.collectResults,
-      keepOf(config.retry),
-    );
-    registered = await run.registerProducer(
-      config.producerId,
-      { host: hostname(), pid: process.pid },
-      config.leaseMs,
-    );
-  } catch (err) {
-    await close();
-    throw err;
-  }
-  const { incarnation, instance, idPrefix } = registered;
-  heartbeat = (async () => {
-    while (!stopHeartbeat.signal.aborted) {
-      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
-      if (stopHeartbeat.signal.aborted) break;
-      await run
-        .heartbeatProducer(config.producerId, config.leaseMs, incarnation)
-        .catch((err: unknown) => log.warn({ err: String(err) }, 'heartbeat failed'));
-    }
-  })();
-  const producer = createProducer({
-    run,
+  return openProducerClient(config, {
     registry,
-    producerId: config.producerId,
-    instance,
-    idPrefix,
-    jobOptions: jobOptions(config.retry),
+    log: loggerFor(opts, 'producer'),
+    afterRun: opts.afterRun,
   });
-  return {
-    runId: config.runId,
-    put: (type, payload, o) => producer.put(type, payload, o),
-    putMany: (items) => producer.putMany(items),
-    flush: () => producer.flush(),
-    get enqueued() {
-      return producer.enqueued;
-    },
-    get produced() {
-      return producer.produced;
-    },
-    done: async () => {
-      try {
-        const outcome = await producer.done();
-        if (outcome.join.joined) await deliverCallbacks(run, queues);
-        return outcome;
-      } finally {
-        await close();
-      }
-    },
-    close,
-  };
 }

@@ -12,7 +12,7 @@ import type { RunResult } from '../shared/run/outcomes.js';
 import { streamRunResults, type StreamedResult } from '../shared/run/results-stream.js';
 import { readRunResults } from '../shared/run/run-results.js';
 import { readRunStatus, type RunStatus } from '../shared/run/status.js';
-import { loggerFor, toEnv, type ConnectionOptions } from './options.js';
+import { loggerFor, parseOptions, type ConnectionOptions } from './options.js';
 
 /** How long `join()` waits for a run that no producer has created yet before it rejects. */
 export const DEFAULT_EXIST_GRACE_MS = 5_000;
@@ -72,7 +72,7 @@ export type RunHandle = {
 export function openRun(opts: ConnectionOptions & { runId: string; redis?: RedisClient }): RunHandle {
   if (!nameSchema.safeParse(opts.runId).success)
     throw new TypeError(`runId: "${opts.runId}" must be 1-64 characters of letters, digits, "_", "." or "-"`);
-  const config = toCommonConfig(parseEnv(commonShape, toEnv(opts)));
+  const config = parseOptions((env) => toCommonConfig(parseEnv(commonShape, env)), opts, {});
   const log = loggerFor(opts, 'run');
   const redis = opts.redis ?? createRedis(config, log, `conveyor:run:${opts.runId}`);
   const store = new RunStore(redis, config.queue, opts.runId, config.shards);

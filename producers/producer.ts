@@ -45,7 +45,8 @@ export type Producer = {
   /** Resolves when every put made so far has settled (what `done` waits for). */
   flush(): Promise<void>;
   /**
-   * Reports this producer done in the run, after `flush`: the seed's producer coroutine returning.
+   * Reports this producer done in the run, after `flush` (the run joins once every producer is done
+   * and every job finished).
    * `stoppedEarly`: a signal ended it before its planned jobs (status says so).
    */
   done(opts?: { stoppedEarly?: boolean }): ReturnType<RunStore['producerDone']>;

@@ -1,14 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Queue } from 'bullmq';
 import { ConfigError, drawCount } from '../shared/config.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
 import type { Logger } from '../shared/logger.js';
-import { jobOptions, keepOf, type JobData } from '../shared/queue.js';
-import { deliverCallbacks } from '../shared/run/callbacks.js';
-import { RunError, type RunStore } from '../shared/run/run-store.js';
+import { RunError } from '../shared/run/run-store.js';
 import type { ProducerConfig } from './config.js';
 import { jobBatches } from './job-lines.js';
-import { createProducer, type PutItem } from './producer.js';
+import type { ProducerClient } from './open.js';
+import type { PutItem } from './producer.js';
 
 export type ProducerOutcome = {
   produced: number;
@@ -20,17 +18,15 @@ export type ProducerOutcome = {
 };
 
 export type RunProducerDeps = {
-  /** One BullMQ queue per shard, in shard order. */
-  queues: readonly Queue<JobData>[];
-  run: RunStore;
-  registry: JobRegistry;
+  /** Opens the producer in its run (producers/open.ts): what the library's openProducer does. */
+  open: () => Promise<ProducerClient>;
   log: Logger;
-  host: string;
-  pid: number;
   random?: () => number;
   observer?: ProducerObserver;
   /** JOBS_FILE's bytes (a file, or standard input), when the jobs come from there. */
   jobsInput?: AsyncIterable<Buffer | string>;
+  /** The job types a jobs file's lines are checked against. */
+  registry?: JobRegistry;
 };
 
 /** Optional listener for what a producer does (metrics hang off this). */
@@ -40,161 +36,129 @@ export type ProducerObserver = {
 };
 
 /**
- * The seed's `produce(q)`: registers in the run, enqueues a random number of jobs with a pause before
- * each, waits while the run has `maxDepth` unfinished jobs, then reports done (which may join the run).
- * `signal` stops production early; the producer still reports done with what it had enqueued. So
- * does a cancel of the run (seen on the heartbeat): the outcome then says `cancelled`.
+ * The producer command's work, on the library's producer: enqueues a random number of jobs with a
+ * pause before each, waits while the run has `maxDepth` unfinished jobs, then reports done (which may
+ * join the run). `signal` stops production early; the producer still reports done with what it had
+ * enqueued. So does a cancel of the run (the producer's own signal): the outcome then says
+ * `cancelled`. A fence ends it lost, reporting nothing.
  */
 export async function runProducer(
   config: ProducerConfig,
   deps: RunProducerDeps,
   signal: AbortSignal,
 ): Promise<ProducerOutcome> {
-  const { run, log } = deps;
+  const { log } = deps;
   // A file's jobs are counted as they are read (planned: how many were read).
   let planned = config.jobsFile !== null ? 0 : drawCount(config.jobs, deps.random);
-  await run.create(
-    config.expectedProducers,
-    config.leaseMs,
-    config.retentionMs,
-    config.callbacks,
-    '',
-    config.collectResults,
-    keepOf(config.retry),
-  );
-  const registered = await run
-    .registerProducer(config.producerId, { host: deps.host, pid: deps.pid }, config.leaseMs)
-    .catch((err: unknown) => {
-      if (err instanceof RunError && err.code === 'cancelled') return null;
-      throw err;
-    });
-  if (!registered) {
+  const producer = await deps.open().catch((err: unknown) => {
+    if (err instanceof RunError && err.code === 'cancelled') return null;
+    throw err;
+  });
+  if (!producer) {
     log.info({ state: 'cancelled' }, 'the run was cancelled before this producer registered: nothing to put');
     return { produced: 0, planned, stoppedEarly: true, lost: false, cancelled: true };
   }
-  const { incarnation, instance, idPrefix } = registered;
-  log.info(
-    {
-      planned,
-      expectedProducers: config.expectedProducers,
-      idPrefix,
-      ...(incarnation > 1 ? { incarnation } : {}),
+  log.info({ planned }, 'producing');
+  // Read when the signal fires: once done() answered, the handle's state says `done`.
+  let runCancelled = false;
+  const cancelled = () => runCancelled;
+  const fenced = () => producer.state === 'fenced' || producer.state === 'gone';
+  producer.signal.addEventListener(
+    'abort',
+    () => {
+      runCancelled = producer.state === 'cancelled';
+      if (runCancelled) log.info('the run was cancelled: stopping production');
+      else log.error((producer.signal.reason as Error).message);
     },
-    incarnation > 1
-      ? 'producer registered again: its earlier incarnation is settled and fenced'
-      : 'producer registered',
+    { once: true },
   );
-
-  let lost = false;
-  const markLost = (why: string) => {
-    if (lost) return;
-    lost = true;
-    log.error(why);
+  const lost = async (why?: string) => {
+    if (why) log.error(why);
+    await producer.close();
+    return { produced: producer.produced, planned, stoppedEarly: true, lost: true, cancelled: false };
   };
-  // A cancel of the run stops production like a signal does, but the outcome says so.
-  const cancelled = new AbortController();
-  const stopping = AbortSignal.any([signal, cancelled.signal]);
-  // The heartbeat runs until done() has been answered: a slow final flush must not cost the lease.
-  const stopHeartbeat = new AbortController();
-  const heartbeat = (async () => {
-    while (!stopHeartbeat.signal.aborted) {
-      await sleep(config.heartbeatMs, undefined, { signal: stopHeartbeat.signal }).catch(() => undefined);
-      if (stopHeartbeat.signal.aborted) break;
-      const state = await run
-        .heartbeatProducer(config.producerId, config.leaseMs, incarnation)
-        .catch((err: unknown) => {
-          log.warn({ err: String(err) }, 'heartbeat failed');
-          return 'running' as const;
-        });
-      if (state === 'cancelled' && !cancelled.signal.aborted) {
-        log.info('the run was cancelled: stopping production');
-        cancelled.abort();
-      }
-      if (state === 'running' || state === 'done' || state === 'cancelled') continue;
-      markLost(
-        state === 'missing'
-          ? "the run's state is gone from Redis (restarted without persistence, or flushed): stopping"
-          : state === 'superseded'
-            ? 'another producer registered with this PRODUCER_ID: stopping'
-            : 'this producer missed its lease and the run marked it lost: stopping',
-      );
-      return;
+  const progress = { sent: 0, exhausted: false };
+  try {
+    await putBatches(config, producer, planned, AbortSignal.any([signal, producer.signal]), deps, progress);
+  } catch (err) {
+    if (
+      err instanceof RunError &&
+      (err.code === 'fenced' || err.code === 'cancelled' || err.code === 'gone')
+    ) {
+      // Refused by the run (the producer's signal already said why) or fenced between heartbeats.
+      if (err.code === 'fenced' && !fenced()) log.error(err.message);
+    } else {
+      await producer.close();
+      throw err;
     }
-  })();
+  }
+  if (config.jobsFile !== null) planned = progress.sent;
+  if (fenced()) return lost();
+  const stoppedEarly = !progress.exhausted;
+  const { state, join } = await producer.done({ stoppedEarly });
+  if (state !== 'done')
+    return lost(`the run marked this producer ${state} before it reported done: its count stands as settled`);
+  log.info(
+    { produced: producer.produced, planned, stoppedEarly, state: cancelled() ? 'cancelled' : 'done' },
+    cancelled() ? 'producer done: the run was cancelled' : 'producer done',
+  );
+  if (join.joinedNow) log.info({ runId: producer.runId }, 'run joined');
+  return { produced: producer.produced, planned, stoppedEarly, lost: false, cancelled: cancelled() };
+}
 
-  const producer = createProducer({
-    run,
-    registry: deps.registry,
-    producerId: config.producerId,
-    instance,
-    idPrefix,
-    jobOptions: jobOptions(config.retry),
-    batching: { lingerMs: config.putLingerMs },
-  });
+/**
+ * Puts the jobs in batches (JOBS of JOB_TYPE, or a jobs file's lines), pausing and waiting for room
+ * as configured; `progress` says how many it sent and whether it put them all.
+ */
+async function putBatches(
+  config: ProducerConfig,
+  producer: ProducerClient,
+  planned: number,
+  stopping: AbortSignal,
+  deps: RunProducerDeps,
+  progress: { sent: number; exhausted: boolean },
+): Promise<void> {
+  const fromFile = config.jobsFile !== null;
   const batches =
-    config.jobsFile !== null && deps.jobsInput
+    fromFile && deps.jobsInput && deps.registry
       ? jobBatches(
           deps.jobsInput,
-          sourceName(config.jobsFile),
+          sourceName(config.jobsFile!),
           deps.registry,
           config.batchSize,
           config.producerId,
         )
       : countedBatches(config, planned);
-  let sent = 0;
-  let exhausted = false;
-  try {
-    while (!stopping.aborted && !lost) {
-      if (config.intervalMs > 0)
-        await sleep(config.intervalMs, undefined, { signal: stopping }).catch(() => undefined);
-      if (stopping.aborted || lost) break;
-      if (config.maxDepth > 0) await waitForRoom(run, config.maxDepth, stopping);
-      if (stopping.aborted) break;
-      // The next batch is read only now: a slow run holds a file's reading back (backpressure). A
-      // signal ends a wait for input that may never come (standard input from a terminal).
-      const next = await nextUnlessAborted(batches, stopping);
-      if (next === null) break;
-      if (next.done) {
-        exhausted = true;
-        break;
-      }
-      const before = producer.enqueued;
-      await producer.putMany(next.value);
-      deps.observer?.jobsProduced?.(producer.enqueued - before);
-      sent += next.value.length;
-      if (config.jobsFile !== null) planned = sent;
-      log.debug({ sent, planned }, 'put');
+  while (!stopping.aborted) {
+    // Counted jobs end without one more pause; a file's end is known only once read.
+    if (!fromFile && progress.sent >= planned) {
+      progress.exhausted = true;
+      break;
     }
-    const isCancelled = () => cancelled.signal.aborted;
-    if (lost) return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
-    const { state, join } = await producer.done({ stoppedEarly: !exhausted });
-    if (state !== 'done') {
-      markLost(`the run marked this producer ${state} before it reported done: its count stands as settled`);
-      return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
+    if (config.intervalMs > 0)
+      await sleep(config.intervalMs, undefined, { signal: stopping }).catch(() => undefined);
+    if (stopping.aborted) break;
+    if (config.maxDepth > 0) await waitForRoom(producer, config.maxDepth, stopping);
+    if (stopping.aborted) break;
+    // The next batch is read only now: a slow run holds a file's reading back (backpressure). A
+    // signal ends a wait for input that may never come (standard input from a terminal).
+    const next = await nextUnlessAborted(batches, stopping);
+    if (next === null) break;
+    if (next.done) {
+      progress.exhausted = true;
+      break;
     }
-    const stoppedEarly = !exhausted;
-    log.info(
-      { produced: producer.produced, planned, stoppedEarly, state: isCancelled() ? 'cancelled' : 'done' },
-      isCancelled() ? 'producer done: the run was cancelled' : 'producer done',
-    );
-    if (join.joinedNow) log.info({ runId: run.runId }, 'run joined');
-    if (join.joined) await deliverCallbacks(run, deps.queues);
-    return { produced: producer.produced, planned, stoppedEarly, lost, cancelled: isCancelled() };
-  } catch (err) {
-    if (err instanceof RunError && err.code === 'fenced') {
-      markLost(err.message);
-      return { produced: producer.produced, planned, stoppedEarly: true, lost, cancelled: false };
-    }
-    throw err;
-  } finally {
-    stopHeartbeat.abort();
-    await heartbeat;
+    const before = producer.enqueued;
+    await producer.putMany(next.value);
+    deps.observer?.jobsProduced?.(producer.enqueued - before);
+    progress.sent += next.value.length;
+    deps.log.debug({ sent: progress.sent, planned: fromFile ? progress.sent : planned }, 'put');
   }
 }
 
 /** asyncio.Queue(maxsize) semantics across processes: wait while the run has too many unfinished jobs. */
-async function waitForRoom(run: RunStore, maxDepth: number, signal: AbortSignal): Promise<void> {
-  while (!signal.aborted && (await run.unfinished()) >= maxDepth) {
+async function waitForRoom(producer: ProducerClient, maxDepth: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted && (await producer.unfinished()) >= maxDepth) {
     await sleep(20, undefined, { signal }).catch(() => undefined);
   }
 }

@@ -76,14 +76,15 @@ export function parseCommandArgs(spec: CommandSpec, args: readonly string[]): Pa
 }
 
 /**
- * For a `main.ts`: parse, print help (exit 0) or a usage error (exit 2), else return what was parsed.
+ * For a `main.ts`: parse `argv` (the arguments after the command's name), print help (exit 0) or a usage error (exit 2), else return what was parsed.
  * Returns null when the process should stop; `exitCode` is then set.
  */
 export function commandArgsOrExit(
   spec: CommandSpec,
-  proc: Pick<NodeJS.Process, 'argv' | 'stdout' | 'stderr' | 'exitCode'>,
+  argv: readonly string[],
+  proc: Pick<NodeJS.Process, 'stdout' | 'stderr' | 'exitCode'>,
 ): { values: Record<string, string | boolean | undefined>; positionals: string[] } | null {
-  const parsed = parseCommandArgs(spec, proc.argv.slice(2));
+  const parsed = parseCommandArgs(spec, argv);
   if (parsed.kind === 'help') {
     proc.stdout.write(parsed.text);
     proc.exitCode = 0;

@@ -99,7 +99,7 @@ export const commands = {
   gather: {
     name: 'gather',
     summary:
-      "The seed's gather: N sleep jobs in a fresh run, waits for all of them and prints one slot per job in order: its value, or { outcome, error } when it did not complete (exit 1 then). Starts a consumer in-process when none is attached.",
+      'Puts N sleep jobs in a fresh run, waits for all of them and prints one slot per job in put order: its value, or { outcome, error } when it did not complete (exit 1 then). Starts a consumer in-process when none is attached.',
     synopsis: '[N]',
     options: {},
     allowPositionals: true,

@@ -52,7 +52,7 @@ export const name = (fallback: string) =>
 
 export const optionalName = () => z.preprocess(emptyToUndefined, nameSchema.optional());
 
-/** A count or a range `a-b` (inclusive), like the seed's `randint(0, 5)`. */
+/** A count or a range `a-b` (inclusive), drawn from at random like `randint(0, 5)`. */
 export type CountSpec = { min: number; max: number };
 export const countSpec = (fallback: CountSpec) =>
   z.preprocess(

@@ -1,4 +1,11 @@
-import { commonShape, optionalName, parseEnv, toCommonConfig, type CommonConfig } from './config.js';
+import {
+  commonShape,
+  optionalName,
+  parseEnv,
+  toCommonConfig,
+  type CommonConfig,
+  type Env,
+} from './config.js';
 import type { Logger } from './logger.js';
 import { startProcess } from './process.js';
 import { createRedis, readyWithin, type RedisClient } from './redis.js';
@@ -20,13 +27,14 @@ export type OneShotCommand = {
  * the environment, and a Redis client named `conveyor:<service>`. Null when the environment is
  * refused: startProcess has then printed why and set exit code 2.
  */
-export function startOneShotCommand(service: string, proc: NodeJS.Process): OneShotCommand | null {
+export function startOneShotCommand(service: string, env: Env, proc: NodeJS.Process): OneShotCommand | null {
   const started = startProcess(
     service,
     (env) => {
       const e = parseEnv({ ...commonShape, RUN_ID: optionalName() }, env);
       return { ...toCommonConfig(e), runId: e.RUN_ID };
     },
+    env,
     proc,
   );
   if (!started) return null;

@@ -1,3 +1,5 @@
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { ConfigError, type Env } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 
@@ -8,10 +10,11 @@ import { createLogger, type Logger } from './logger.js';
 export function startProcess<C extends { logLevel: string }>(
   service: string,
   load: (env: Env) => C,
+  env: Env,
   proc: NodeJS.Process,
 ): { config: C; log: Logger } | null {
   try {
-    const config = load(proc.env);
+    const config = load(env);
     const log = createLogger({ level: config.logLevel, service, pretty: proc.stderr.isTTY });
     return { config, log };
   } catch (err) {
@@ -41,4 +44,18 @@ function refuseBadInput(service: string, proc: NodeJS.Process, err: unknown): nu
   proc.stderr.write(`${service}: ${err.message}\n`);
   proc.exitCode = 2;
   return null;
+}
+
+/**
+ * True when the module at `moduleUrl` is the script node was started with (`script`: process.argv[1]),
+ * so a command's `main.ts` runs itself when started directly and only exports `main` when the
+ * `conveyor` command imports it.
+ */
+export function isEntryModule(moduleUrl: string, script: string | undefined): boolean {
+  if (!script) return false;
+  try {
+    return pathToFileURL(realpathSync(script)).href === moduleUrl;
+  } catch {
+    return false;
+  }
 }

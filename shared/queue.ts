@@ -29,8 +29,10 @@ export type ConveyorJobOptions = {
   backoff: { type: 'exponential'; delay: number };
 };
 
-/** BullMQ job options from the retry policy: exponential backoff. */
-export function jobOptions(policy: RetryPolicy): ConveyorJobOptions {
+/** BullMQ job options from a retry policy (tries, first delay doubling): every job's and every callback's. */
+export function jobOptions<P extends Pick<RetryPolicy, 'attempts' | 'backoffMs'>>(
+  policy: P,
+): ConveyorJobOptions {
   return { attempts: policy.attempts, backoff: { type: 'exponential', delay: policy.backoffMs } };
 }
 

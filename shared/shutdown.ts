@@ -1,43 +1,53 @@
 import type { Logger } from './logger.js';
 
-export type ShutdownStep = { name: string; run: () => Promise<unknown> };
+/**
+ * One cleanup step. `timeoutMs` overrides the closer's bound; null: unbounded, for a step that must
+ * wait as long as it takes (say why where you use it).
+ */
+export type ShutdownStep = { name: string; run: () => unknown; timeoutMs?: number | null };
 
 /**
- * Runs cleanup steps in order, once: a second call gets the same promise. Each step is bounded by
- * `stepTimeoutMs` and its failure is logged, never allowed to stop the steps after it.
+ * Runs cleanup steps in order. Each is bounded by its `timeoutMs` (else `stepTimeoutMs`) and isolated:
+ * a step that throws or times out is logged and the next one runs, as BullMQ's Worker.close does, so
+ * one step that cannot finish (a Redis that does not answer) never holds back the others.
  */
+export async function runSteps(
+  steps: readonly ShutdownStep[],
+  log: Logger,
+  stepTimeoutMs: number,
+): Promise<void> {
+  for (const step of steps) {
+    const timeoutMs = step.timeoutMs === undefined ? stepTimeoutMs : step.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const run = Promise.resolve().then(step.run);
+      await (timeoutMs === null
+        ? run
+        : Promise.race([
+            run,
+            new Promise((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+            }),
+          ]));
+    } catch (err) {
+      log.warn(
+        { step: step.name, err: err instanceof Error ? err.message : String(err) },
+        'shutdown step failed',
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** runSteps, once: a second call gets the same promise. */
 export function makeCloser(
   steps: () => ShutdownStep[],
   log: Logger,
   stepTimeoutMs: number,
 ): () => Promise<void> {
   let closing: Promise<void> | undefined;
-  return () => {
-    closing ??= (async () => {
-      for (const step of steps()) {
-        let timer: NodeJS.Timeout | undefined;
-        try {
-          await Promise.race([
-            step.run(),
-            new Promise((_, reject) => {
-              timer = setTimeout(
-                () => reject(new Error(`timed out after ${stepTimeoutMs} ms`)),
-                stepTimeoutMs,
-              );
-            }),
-          ]);
-        } catch (err) {
-          log.warn(
-            { step: step.name, err: err instanceof Error ? err.message : String(err) },
-            'shutdown step failed',
-          );
-        } finally {
-          clearTimeout(timer);
-        }
-      }
-    })();
-    return closing;
-  };
+  return () => (closing ??= runSteps(steps(), log, stepTimeoutMs));
 }
 
 /**

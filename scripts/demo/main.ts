@@ -1,3 +1,4 @@
+import { isEntryModule } from '../../shared/process.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { endedWell, endSummary, type ChildExit } from './end-summary.js';
 import { createInterface } from 'node:readline';
@@ -24,13 +25,13 @@ import { progressLine, readableLogLine } from './progress.js';
 import { makeSignalCounter } from '../../shared/shutdown.js';
 
 /**
- * `npm start`: the seed's main() as processes. Starts a private Redis when REDIS_URL is unset, creates
+ * `npm start`: the whole pipeline as processes. Starts a private Redis when REDIS_URL is unset, creates
  * a run (DEMO_CLUSTER=n: a local Redis Cluster of n masters, each with a replica, the queue spread
  * over SHARDS, by default n, shards), starts the dashboard (DASHBOARD_PORT, else a free port), launches PRODUCERS producer and
  * CONSUMERS consumer processes, shows live progress, prints the join, stops the dashboard (or keeps it
  * until Ctrl-C with DEMO_KEEP_DASHBOARD=true), and exits 0 when every process exited 0.
  */
-async function main(env: Env): Promise<number> {
+async function runDemo(env: Env): Promise<number> {
   let demo;
   try {
     demo = parseEnv(
@@ -257,4 +258,9 @@ async function main(env: Env): Promise<number> {
   }
 }
 
-if (commandArgsOrExit(commands.demo, process)) process.exitCode = await main(process.env);
+/** `conveyor demo`. */
+export async function main(argv: readonly string[], env: Env): Promise<void> {
+  if (commandArgsOrExit(commands.demo, argv, process)) process.exitCode = await runDemo(env);
+}
+
+if (isEntryModule(import.meta.url, process.argv[1])) await main(process.argv.slice(2), process.env);

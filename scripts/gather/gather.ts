@@ -22,10 +22,10 @@ export type GatherDeps = {
 };
 
 /**
- * The seed's `run_async_tasks(n)`: `slow(i)` for i in 0..n-1 as jobs of a fresh run, then
- * `gather`: waits for every one and returns one result per job in order, each with its outcome
- * (asyncio's `return_exceptions=True`: a failure takes its slot). With no consumer attached to
- * the queue it starts one in this process (cancelled by the join, like the seed's consumers).
+ * Puts n `sleep` jobs (values 0..n-1) in a fresh run, then waits for every one and returns one result
+ * per job in put order, each with its outcome (as asyncio's `gather(return_exceptions=True)`: a
+ * failure takes its slot). With no consumer attached to the queue it starts one in this process
+ * (cancelled by the join, like any run's consumers).
  */
 export async function gather(
   n: number,

@@ -9,9 +9,9 @@ type Agents = { http: http.Agent; https: https.Agent };
 const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
- * The seed's aiohttp example: GET a URL and measure the body. An HTTP error fails the attempt (so
+ * GET a URL and measure the body. An HTTP error fails the attempt (so
  * it is retried per ATTEMPTS); a 4xx other than 408 and 429 fails the job at once. One keep-alive agent pair per consumer
- * process plays the part of the seed's shared `ClientSession`.
+ * process shares one HTTP client (keep-alive connections) across its jobs.
  */
 export const fetchJob = defineJob({
   name: 'fetch',

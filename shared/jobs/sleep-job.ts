@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { defineJob } from './define.js';
 
-/** The seed's `slow(n)`: waits, then returns its value. */
+/** Waits `ms`, then returns its value: the built-in job for demos and benchmarks. */
 export const sleepJob = defineJob({
   name: 'sleep',
   schema: z.strictObject({

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { callbackJobId, shardForKey } from '../keys.js';
-import type { JobData } from '../queue.js';
+import { jobOptions, type JobData } from '../queue.js';
 import type { RunStore } from './run-store.js';
 import { underRun } from '../tracing/run-trace.js';
 import type { CallbackSpec } from './types.js';
@@ -109,11 +109,7 @@ function callbackData(runId: string, name: string, payload: CallbackPayload): Jo
 
 /** No removeOnComplete/removeOnFail: BullMQ would trim the run's uncounted jobs too (RunStore.countCallback). */
 function callbackOptions(idPrefix: string, spec: CallbackSpec) {
-  return {
-    jobId: callbackJobId(idPrefix, spec.name),
-    attempts: spec.attempts,
-    backoff: { type: 'exponential', delay: spec.backoffMs },
-  };
+  return { jobId: callbackJobId(idPrefix, spec.name), ...jobOptions(spec) };
 }
 
 /** Ids of the run's failed jobs still in BullMQ's failed sets (trimmed ones are only counted). */

@@ -50,6 +50,7 @@ import {
   tallyProducerLua,
   trimCountedLua,
 } from './scripts.js';
+import { keysInOrder, RUN_SCRIPT_KEYS, SHARD_SCRIPT_KEYS } from './script-keys.js';
 import type {
   CallbackSpec,
   ResultBounds,
@@ -225,22 +226,14 @@ export class RunStore {
     this.keys = runKeys(queue, runId);
     this.shards = queueShards(queue, shardCount);
     this.shardKeys = this.shards.map((shard) => shardRunKeys(shard, runId));
-    const k = this.keys;
-    this.runScriptKeys = [
-      k.meta,
-      k.producers,
-      k.leases,
-      runIndexKey(queue),
-      k.credited,
-      k.unsettled,
-      pendingRunsKey(queue),
-      runExpiriesKey(queue),
-      k.consumers,
-      k.beats,
-      k.cancel,
-      callbacksDueKey(queue),
-      runCreationsKey(queue),
-    ];
+    this.runScriptKeys = keysInOrder(RUN_SCRIPT_KEYS, {
+      ...this.keys,
+      runIndex: runIndexKey(queue),
+      pendingRuns: pendingRunsKey(queue),
+      expiries: runExpiriesKey(queue),
+      callbacksDue: callbacksDueKey(queue),
+      creations: runCreationsKey(queue),
+    });
   }
 
   private runCall(script: keyof typeof runScripts, ...args: (string | number)[]): Promise<unknown> {
@@ -270,20 +263,7 @@ export class RunStore {
     extraKeys: readonly string[],
     ...args: (string | number)[]
   ): Promise<unknown> {
-    const k = this.keysOf(shard);
-    const keys = [
-      k.meta,
-      k.open,
-      k.keyed,
-      k.producedBy,
-      k.suspect,
-      k.fenced,
-      k.cancelled,
-      k.results,
-      k.countedCompleted,
-      k.countedFailed,
-      ...extraKeys,
-    ];
+    const keys = [...keysInOrder(SHARD_SCRIPT_KEYS, this.keysOf(shard)), ...extraKeys];
     return shardScripts[script](this.redis, keys, args).catch((err: unknown) => {
       throw this.translate(err);
     });

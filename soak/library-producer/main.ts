@@ -1,5 +1,7 @@
 import { appendFileSync } from 'node:fs';
-import { openProducer } from '../../lib/producer.js';
+import type { ConnectionOptions } from '../../lib/options.js';
+import { openProducer, type ProducerOptions } from '../../lib/producer.js';
+import { loadProducerConfig } from '../../producers/config.js';
 import { ConfigError, int, name, parseEnv, text } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import { RunError } from '../../shared/run/run-store.js';
@@ -14,8 +16,9 @@ import { putInWaves } from './put-waves.js';
  *   reject <tag> <producer> <pid> <why>            a put that rejected
  *   done <tag> <producer> <pid> <state> <joinedNow>, or refused <tag> <producer> <pid> <why>
  *
- * Every protocol setting (REDIS_URL, QUEUE, RUN_ID, PRODUCERS, PRODUCER_ID, LEASE_MS, KEEP_COMPLETED,
- * RUN_RETENTION_S...) is read by openProducer from the same environment, as the commands read it.
+ * Every protocol setting (REDIS_URL, QUEUE, SHARDS, LEASE_MS, HEARTBEAT_MS, KEEP_COMPLETED,
+ * RUN_RETENTION_S...) is read from the environment by the producer command's own parser, then handed
+ * to openProducer as its options.
  */
 const shape = {
   RUN_ID: name('default'),
@@ -38,9 +41,10 @@ const log = createLogger({
   level: process.env.LOG_LEVEL === 'debug' ? 'debug' : 'warn',
   service: 'soak-producer',
 });
-let e;
+let e, protocol;
 try {
   e = parseEnv(shape, process.env);
+  protocol = protocolOptions(process.env);
   if (!e.SOAK_PUT_LEDGER)
     throw new ConfigError(['SOAK_PUT_LEDGER: required (the file puts are recorded in)']);
 } catch (err) {
@@ -63,7 +67,7 @@ try {
     attempts: 2,
     backoffMs: 50,
     ...(e.SOAK_ON_JOIN ? { onJoin: { type: 'soak-joined', payload: { tag: e.SOAK_TAG } } } : {}),
-    env: process.env,
+    ...protocol,
     log,
   });
   const outcome = await putInWaves(
@@ -96,4 +100,20 @@ try {
   ledger(`refused ${who} ${why.replace(/\s+/g, '_').slice(0, 80)}`);
   log.warn({ err: why }, 'library producer ended with an error');
   process.exitCode = 1;
+}
+
+/** The protocol settings the producer command would read from `env`, as openProducer's options. */
+function protocolOptions(env: NodeJS.ProcessEnv): ConnectionOptions & Partial<ProducerOptions> {
+  const c = loadProducerConfig(env);
+  return {
+    redisUrl: c.redisUrl,
+    queue: c.queue,
+    shards: c.shards,
+    tls: { caFile: c.redisTlsCaFile },
+    heartbeatMs: c.heartbeatMs,
+    leaseMs: c.leaseMs,
+    keepCompleted: c.retry.keepCompleted,
+    keepFailed: c.retry.keepFailed,
+    retentionS: c.retentionMs / 1000,
+  };
 }

@@ -11,7 +11,7 @@ import { formatRunStatus, readRunStatus } from '../../shared/run/status.js';
 import { redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
 
-const FAST_ENV = { HEARTBEAT_MS: '100', FLUSH_MS: '10' };
+const FAST = { heartbeatMs: 100, flushMs: 10 };
 
 /** Jobs that succeed or fail as told; the callback type records what it was given. */
 function jobTypes(seen: CallbackPayload[]) {
@@ -40,7 +40,7 @@ describe('join callbacks', () => {
   async function runWith(fails: boolean[], runId: string) {
     const seen: CallbackPayload[] = [];
     const jobs = jobTypes(seen);
-    const common = { redisUrl: redisUrl(), queue: ctx.queue, jobs, env: FAST_ENV };
+    const common = { redisUrl: redisUrl(), queue: ctx.queue, jobs, ...FAST };
     const consumer = await startConsumer({ ...common, runId, concurrency: 2 });
     const producer = await openProducer({
       ...common,

@@ -38,7 +38,8 @@ describe('join callbacks on a Redis Cluster, SHARDS=3', () => {
       shards,
       jobs: [ledgerJob],
       concurrency: 3,
-      env: { HEARTBEAT_MS: '200', FLUSH_MS: '20' },
+      heartbeatMs: 200,
+      flushMs: 20,
     });
     let incarnations = 0;
     try {

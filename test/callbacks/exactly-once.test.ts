@@ -48,7 +48,8 @@ describe('join callbacks: exactly once', () => {
       queue,
       jobs: [ledgerJob],
       concurrency: 4,
-      env: { HEARTBEAT_MS: '200', FLUSH_MS: '20' },
+      heartbeatMs: 200,
+      flushMs: 20,
     });
     const redis = connect(url);
     const kills: Record<string, number> = {};

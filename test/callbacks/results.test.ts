@@ -26,7 +26,8 @@ describe('results in put order (collectResults)', () => {
     redisUrl: redisUrl(),
     queue: ctx.queue,
     jobs: [echo],
-    env: { HEARTBEAT_MS: '100', FLUSH_MS: '10' },
+    heartbeatMs: 100,
+    flushMs: 10,
   });
 
   it('gives each producer its values in put order once joined, whatever order jobs finished in', async () => {

@@ -90,6 +90,31 @@ describe('logs in a terminal', () => {
   }, 40_000);
 });
 
+describe('the conveyor command', () => {
+  it('imports its commands as functions: importing one runs nothing', async () => {
+    const before = process.exitCode;
+    const modules = await Promise.all([
+      import('../../producers/main.js'),
+      import('../../consumers/main.js'),
+      import('../../dashboard/main.js'),
+      import('../../scripts/status/main.js'),
+      import('../../scripts/gather/main.js'),
+      import('../../scripts/cancel/main.js'),
+      import('../../scripts/demo/main.js'),
+    ]);
+    expect(modules.map((m) => typeof m.main)).toEqual(Array(7).fill('function'));
+    expect(process.exitCode).toBe(before);
+  });
+
+  it('runs a subcommand with the arguments after its name', async () => {
+    const p = script('cli/main.ts', ['status', '--run']);
+    expect((await exitOf(p)).code).toBe(2);
+    expect(p.output().trim().split('\n')).toEqual([
+      expect.stringMatching(/^conveyor status: Option '--run <value>' argument missing/),
+    ]);
+  });
+});
+
 describe('status --list', () => {
   const ctx = useTestQueue();
 

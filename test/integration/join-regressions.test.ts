@@ -5,6 +5,7 @@ import { loadConsumerConfig } from '../../consumers/config.js';
 import { startConsumer } from '../../consumers/consumer.js';
 import { loadProducerConfig } from '../../producers/config.js';
 import { createProducer } from '../../producers/producer.js';
+import { openProducerClient } from '../../producers/open.js';
 import { runProducer } from '../../producers/run-producer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { builtinJobs, JobRegistry } from '../../shared/jobs/index.js';
@@ -238,7 +239,7 @@ describe('join protocol regressions', () => {
   });
 
   it('bug 5: a producer the run declared lost while it reported done ends lost, not done', async () => {
-    const { q } = await open(3_000);
+    await open(3_000);
     // The run gives up on the producer just before its done() arrives (a slow final flush).
     class LateRun extends RunStore {
       override async producerDone(...args: Parameters<RunStore['producerDone']>) {
@@ -247,7 +248,6 @@ describe('join protocol regressions', () => {
         return super.producerDone(...args);
       }
     }
-    const late = new LateRun(ctx.redis, ctx.queue, 'r');
     const config = loadProducerConfig({
       REDIS_URL: redisUrl(),
       QUEUE: ctx.queue,
@@ -260,7 +260,15 @@ describe('join protocol regressions', () => {
     });
     const outcome = await runProducer(
       config,
-      { queues: [q], run: late, registry, log: quiet, host: 'test', pid: 1 },
+      {
+        open: () =>
+          openProducerClient(config, {
+            registry,
+            log: quiet,
+            runStore: (redis, queue, runId, shards) => new LateRun(redis, queue, runId, shards),
+          }),
+        log: quiet,
+      },
       new AbortController().signal,
     );
     expect(outcome.lost).toBe(true);
@@ -276,8 +284,7 @@ describe('join protocol regressions', () => {
   });
 
   it('a producer a signal stopped before its planned jobs is done, and status says it stopped early', async () => {
-    const { q } = await open();
-    const run = new RunStore(ctx.redis, ctx.queue, 'r');
+    await open();
     const config = loadProducerConfig({
       REDIS_URL: redisUrl(),
       QUEUE: ctx.queue,
@@ -290,12 +297,8 @@ describe('join protocol regressions', () => {
     const outcome = runProducer(
       config,
       {
-        queues: [q],
-        run,
-        registry,
+        open: () => openProducerClient(config, { registry, log: quiet }),
         log: quiet,
-        host: 'test',
-        pid: 1,
         observer: { jobsProduced: () => stop.abort() },
       },
       stop.signal,

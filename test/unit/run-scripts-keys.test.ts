@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { RUN_SCRIPT_KEYS, SHARD_SCRIPT_KEYS } from '../../shared/run/script-keys.js';
 import * as scripts from '../../shared/run/scripts.js';
 
 /** Commands whose first argument is not a key. */
@@ -37,5 +38,21 @@ describe('run protocol scripts declare every key', () => {
       offenders.push(`${command} ${arg}`);
     }
     expect(offenders).toEqual([]);
+  });
+});
+
+describe('run protocol scripts take their key order from one list', () => {
+  it("binds every Lua local to its key's place in script-keys.ts, run keys and shard keys alike", () => {
+    RUN_SCRIPT_KEYS.forEach((k, i) =>
+      expect(scripts.heartbeatProducerLua).toContain(`local ${k.lua} = KEYS[${i + 1}]\n`),
+    );
+    SHARD_SCRIPT_KEYS.forEach((k, i) =>
+      expect(scripts.putJobsLua).toContain(`local ${k.lua} = KEYS[${i + 1}]\n`),
+    );
+    const queueWide = RUN_SCRIPT_KEYS.flatMap((k, i) => ('queueWide' in k ? [`[${i + 1}] = true`] : []));
+    expect(scripts.createRunLua).toContain(
+      `local QUEUE_WIDE, RUN_KEY_COUNT = {${queueWide.join(', ')}}, ${RUN_SCRIPT_KEYS.length}`,
+    );
+    expect(scripts.putJobsLua).toContain(`local FIXED, RUN_OWNED = ${SHARD_SCRIPT_KEYS.length}, 8`);
   });
 });
