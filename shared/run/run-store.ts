@@ -706,6 +706,8 @@ export class RunStore {
     const open = shards.filter(([state]) => state !== 'closed');
     if (open.length > 0)
       return toAttempt('jobs-unfinished', String(open.reduce((n, [, d]) => n + Number(d), 0)));
+    // Every producer has finished: no put is on its way any more, so the bitmaps may now expire.
+    await this.expirePutBitmaps(Number(retention));
     const [r, d] = (await this.runCall(
       'joinRun',
       JSON.stringify(announced),
@@ -753,6 +755,25 @@ export class RunStore {
     if (ttlMs <= 0) return;
     await Promise.all(
       this.shardKeys.flatMap((k) => SHARD_RUN_KEY_NAMES.map((name) => this.redis.pexpire(k[name], ttlMs))),
+    );
+    await this.expirePutBitmaps(ttlMs);
+  }
+
+  /**
+   * Gives the producer instances' put bitmaps `ttlMs` to live. They live as long as the run: a put
+   * sent again after a lost reply may come any time before its producer is done, however long the
+   * run takes, so they get the run's retention only once every producer has finished (at the join,
+   * or when the run is abandoned). Every instance that stored a job on a shard is in its producedBy.
+   */
+  private async expirePutBitmaps(ttlMs: number): Promise<void> {
+    if (ttlMs <= 0) return;
+    const idPrefix = await this.redis.hget(this.keys.meta, 'idPrefix');
+    if (!idPrefix) return;
+    await Promise.all(
+      this.shardKeys.map(async (k) => {
+        const instances = await this.redis.hkeys(k.producedBy);
+        await Promise.all(instances.map((i) => this.redis.pexpire(putsKey(k, idPrefix, i), ttlMs)));
+      }),
     );
   }
 

@@ -711,6 +711,24 @@ describe('join protocol regressions: exact by construction', () => {
     expect((await status())?.jobs.produced).toBe(2);
   });
 
+  it("soak finding: a put sent again later than the run's retention after it, while the run is pending, is answered stored", async () => {
+    const { run } = await producerIn('r', { retentionMs: 300 });
+    const prefix = await run.idPrefix();
+    const options = JSON.stringify(keepAll);
+    const batch = [0, 1].map((seq) => ({
+      id: putJobId(prefix, 'p1', seq),
+      seq,
+      name: 'sleep',
+      data: JSON.stringify({ run: 'r', producer: 'p1', payload: { value: seq, ms: 0 } }),
+    }));
+    expect(await run.putJobs(0, 'p1', options, batch)).toEqual({ acknowledged: 2, storedBefore: 0 });
+    // Its reply was lost to a Redis restart; the resend comes once more than the retention has passed
+    // (the retention counts from the join, and this run has not joined).
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await run.putJobs(0, 'p1', options, batch)).toEqual({ acknowledged: 0, storedBefore: 2 });
+    expect((await status())?.jobs.produced).toBe(2);
+  });
+
   it('soak finding: a job retried on a shard that closed before its run joined is re-opened, and the run waits for it', async () => {
     const { run, producer } = await producerIn('r', { shards: 2 });
     // Round robin: the first job on shard 0, the second on shard 1.

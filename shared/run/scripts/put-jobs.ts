@@ -87,9 +87,6 @@ if #added > 0 then
   if not q[1] and not (q[2] and redis.call('LLEN', ACTIVE) >= tonumber(q[2])) then
     redis.call('ZADD', MARKER, 0, '0')
   end
-  -- The bitmap is needed only while the instance may still send a put; retention bounds it anyway.
-  local ms = tonumber(redis.call('HGET', SMETA, 'runRetentionMs') or '0')
-  if ms > 0 then redis.call('PEXPIRE', PUTS, ms) end
 end
 count_produced(instance, #added)
 keep_ttl()
