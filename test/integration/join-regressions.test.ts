@@ -29,6 +29,7 @@ import { finishAndReport } from '../helpers/finish-jobs.js';
 
 const registry = new JobRegistry(builtinJobs);
 const keepAll = jobOptions({ attempts: 1, backoffMs: 0, keepCompleted: 1000, keepFailed: 1000 });
+const KEEP_ALL_JSON = JSON.stringify(keepAll);
 const host = { host: 'test', pid: 1 };
 const sleepJob = (value: number) => ({ type: 'sleep', payload: { value, ms: 0 } });
 const quiet = createLogger({ level: 'silent', service: 'test' });
@@ -434,6 +435,15 @@ describe('join protocol regressions: exact by construction', () => {
     return { run, producer };
   };
 
+  /** Put jobs `seqs` of instance p1 of run 'r', as its producer sends them to `putJobs`. */
+  const putBatch = (prefix: string, seqs: number[]) =>
+    seqs.map((seq) => ({
+      id: putJobId(prefix, 'p1', seq),
+      seq,
+      name: 'sleep',
+      data: JSON.stringify({ run: 'r', producer: 'p1', payload: { value: seq, ms: 0 } }),
+    }));
+
   /** How many of `ids` BullMQ holds on the queue's only shard. */
   const stored = async (ids: readonly string[]) => {
     const prefix = bullKeyPrefix(ctx.queue);
@@ -690,42 +700,32 @@ describe('join protocol regressions: exact by construction', () => {
   it('N4: a put sent again after its reply was lost resolves though its instance was fenced in between (it was stored)', async () => {
     const { run } = await producerIn('r');
     const prefix = await run.idPrefix();
-    const options = JSON.stringify(keepAll);
-    const batch = [0, 1].map((seq) => ({
-      id: putJobId(prefix, 'p1', seq),
-      seq,
-      name: 'sleep',
-      data: JSON.stringify({ run: 'r', producer: 'p1', payload: { value: seq, ms: 0 } }),
-    }));
-    expect(await run.putJobs(0, 'p1', options, batch)).toEqual({ acknowledged: 2, storedBefore: 0 });
+    const batch = putBatch(prefix, [0, 1]);
+    expect(await run.putJobs(0, 'p1', KEEP_ALL_JSON, batch)).toEqual({ acknowledged: 2, storedBefore: 0 });
     // The reply was lost; before the resend arrives the producer restarts, and the run's next check
     // fences the first instance.
     await run.registerProducer('p1', host, 10_000);
     await run.tryJoin();
     expect(await ctx.redis.sismember(run.shardKeys[0]!.fenced, 'p1')).toBe(1);
-    expect(await run.putJobs(0, 'p1', options, batch)).toEqual({ acknowledged: 0, storedBefore: 2 });
+    expect(await run.putJobs(0, 'p1', KEEP_ALL_JSON, batch)).toEqual({ acknowledged: 0, storedBefore: 2 });
     // Anything new from the fenced instance is still refused, writing nothing.
-    const next = { ...batch[0]!, id: putJobId(prefix, 'p1', 2), seq: 2 };
-    await expect(run.putJobs(0, 'p1', options, [batch[1]!, next])).rejects.toMatchObject({ code: 'fenced' });
-    expect(await stored([next.id])).toBe(0);
+    const [next] = putBatch(prefix, [2]);
+    await expect(run.putJobs(0, 'p1', KEEP_ALL_JSON, [batch[1]!, next!])).rejects.toMatchObject({
+      code: 'fenced',
+    });
+    expect(await stored([next!.id])).toBe(0);
     expect((await status())?.jobs.produced).toBe(2);
   });
 
   it("soak finding: a put sent again later than the run's retention after it, while the run is pending, is answered stored", async () => {
     const { run } = await producerIn('r', { retentionMs: 300 });
     const prefix = await run.idPrefix();
-    const options = JSON.stringify(keepAll);
-    const batch = [0, 1].map((seq) => ({
-      id: putJobId(prefix, 'p1', seq),
-      seq,
-      name: 'sleep',
-      data: JSON.stringify({ run: 'r', producer: 'p1', payload: { value: seq, ms: 0 } }),
-    }));
-    expect(await run.putJobs(0, 'p1', options, batch)).toEqual({ acknowledged: 2, storedBefore: 0 });
+    const batch = putBatch(prefix, [0, 1]);
+    expect(await run.putJobs(0, 'p1', KEEP_ALL_JSON, batch)).toEqual({ acknowledged: 2, storedBefore: 0 });
     // Its reply was lost to a Redis restart; the resend comes once more than the retention has passed
     // (the retention counts from the join, and this run has not joined).
     await new Promise((r) => setTimeout(r, 600));
-    expect(await run.putJobs(0, 'p1', options, batch)).toEqual({ acknowledged: 0, storedBefore: 2 });
+    expect(await run.putJobs(0, 'p1', KEEP_ALL_JSON, batch)).toEqual({ acknowledged: 0, storedBefore: 2 });
     expect((await status())?.jobs.produced).toBe(2);
   });
 
