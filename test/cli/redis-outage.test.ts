@@ -1,15 +1,8 @@
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../shared/redis-server.js';
 import { FAST } from '../helpers/demo.js';
 import { exitOf, killLeftovers, spawnRole, type Spawned } from '../helpers/processes.js';
-import { testQueue } from '../helpers/redis.js';
-
-function redisServerBinary(): string {
-  const binary = inject('redisServerBinary');
-  if (!binary)
-    throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
-  return binary;
-}
+import { redisServerBinary, testQueue } from '../helpers/redis.js';
 
 const count = (p: Spawned, msg: string) =>
   p

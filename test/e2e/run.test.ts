@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bullKeyPrefix, putJobId } from '../../shared/keys.js';
 import { openQueue } from '../../shared/queue.js';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../shared/redis-server.js';
@@ -7,15 +7,8 @@ import { readRunStatus, type RunStatus } from '../../shared/run/status.js';
 import { exitOf, killLeftovers, spawnRole, spawnTracked } from '../helpers/processes.js';
 import { runCoreScenario } from '../helpers/core-run.js';
 import { FAST, runDemo } from '../helpers/demo.js';
-import { connect, pollUntil, redisUrl, testQueue } from '../helpers/redis.js';
+import { connect, pollUntil, redisServerBinary, redisUrl, testQueue } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
-
-function redisServerBinary(): string {
-  const binary = inject('redisServerBinary');
-  if (!binary)
-    throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
-  return binary;
-}
 
 describe('end to end: real producer and consumer processes', () => {
   const ctx = useTestQueue();

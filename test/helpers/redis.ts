@@ -5,6 +5,14 @@ import { queuePrefix } from '../../shared/keys.js';
 
 export const redisUrl = (): string => inject('redisUrl');
 
+/** The redis-server binary, for a test that starts (and kills, pauses...) a Redis of its own. */
+export function redisServerBinary(): string {
+  const binary = inject('redisServerBinary');
+  if (!binary)
+    throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
+  return binary;
+}
+
 /** A fresh queue name per test, so tests never see each other's keys. */
 export function testQueue(): string {
   return `test-${randomUUID().slice(0, 8)}`;

@@ -1,11 +1,11 @@
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { startConsumer } from '../../lib/consumer.js';
 import { openProducer } from '../../lib/producer.js';
 import { defineJob } from '../../shared/jobs/define.js';
 import { EvictionPolicyError } from '../../shared/redis-policy.js';
 import { startRedisServer } from '../../shared/redis-server.js';
-import { pollUntil, redisUrl } from '../helpers/redis.js';
+import { pollUntil, redisServerBinary, redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
 
 /** startConsumer, the library's consumer: the same start-up checks as the command. */
@@ -25,10 +25,10 @@ describe('startConsumer', () => {
   });
 
   it('refuses a Redis that may evict keys, saying how to fix it', async () => {
-    const binary = inject('redisServerBinary');
-    if (!binary)
-      throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
-    const server = await startRedisServer({ binary, args: ['--maxmemory-policy', 'allkeys-lru'] });
+    const server = await startRedisServer({
+      binary: redisServerBinary(),
+      args: ['--maxmemory-policy', 'allkeys-lru'],
+    });
     ctx.cleanups.push(() => server.stop());
     const err = await startConsumer({ redisUrl: server.url, queue: ctx.queue, runId: 'r' }).catch(
       (e: unknown) => e,
@@ -41,10 +41,7 @@ describe('startConsumer', () => {
     'leaves, disposing its job resources, when Redis stops answering during stop()',
     { timeout: 120_000 },
     async () => {
-      const binary = inject('redisServerBinary');
-      if (!binary)
-        throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
-      const server = await startRedisServer({ binary });
+      const server = await startRedisServer({ binary: redisServerBinary() });
       const pid = server.process.pid!;
       ctx.cleanups.push(async () => {
         process.kill(pid, 'SIGCONT');

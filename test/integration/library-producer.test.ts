@@ -1,10 +1,10 @@
-import { inject, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openProducer, type ProducerClient } from '../../lib/producer.js';
 import { openRun } from '../../lib/run.js';
 import { EvictionPolicyError } from '../../shared/redis-policy.js';
 import { startRedisServer } from '../../shared/redis-server.js';
 import { RunError } from '../../shared/run/run-store.js';
-import { pollUntil, redisUrl } from '../helpers/redis.js';
+import { pollUntil, redisServerBinary, redisUrl } from '../helpers/redis.js';
 import { useTestQueue } from '../helpers/test-queue.js';
 
 const HEARTBEAT_MS = 100;
@@ -113,10 +113,10 @@ describe('openProducer', () => {
   });
 
   it('refuses a Redis that may evict keys, saying how to fix it', async () => {
-    const binary = inject('redisServerBinary');
-    if (!binary)
-      throw new Error('this test starts its own redis-server: install one (apt-get install redis-server)');
-    const server = await startRedisServer({ binary, args: ['--maxmemory-policy', 'allkeys-lru'] });
+    const server = await startRedisServer({
+      binary: redisServerBinary(),
+      args: ['--maxmemory-policy', 'allkeys-lru'],
+    });
     ctx.cleanups.push(() => server.stop());
     const err = await openProducer({ redisUrl: server.url, queue: ctx.queue, runId: 'r' }).catch(
       (e: unknown) => e,
