@@ -380,9 +380,14 @@ export class RunStore {
 
   /** This creation's job id prefix (`<run>+<n>`): every job id of the run begins with it. */
   async idPrefix(): Promise<string> {
-    const prefix = await this.redis.hget(this.keys.meta, 'idPrefix');
+    const prefix = await this.storedIdPrefix();
     if (!prefix) throw this.translate(new Error('NO_RUN'));
     return prefix;
+  }
+
+  /** The run creation's id prefix, or null when the run's record is gone. */
+  private async storedIdPrefix(): Promise<string | null> {
+    return this.redis.hget(this.keys.meta, 'idPrefix');
   }
 
   /**
@@ -767,7 +772,8 @@ export class RunStore {
    */
   private async expirePutBitmaps(ttlMs: number): Promise<void> {
     if (ttlMs <= 0) return;
-    const idPrefix = await this.redis.hget(this.keys.meta, 'idPrefix');
+    // A run already gone has no bitmaps of its creation left to expire.
+    const idPrefix = await this.storedIdPrefix();
     if (!idPrefix) return;
     await Promise.all(
       this.shardKeys.map(async (k) => {
