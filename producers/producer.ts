@@ -100,17 +100,7 @@ export function createProducer(deps: ProducerDeps): Producer {
 
   /** Stores one batch on one shard; resolves once the run acknowledged it. */
   const store = async (shard: number, batch: readonly Routed[]): Promise<void> => {
-    const jobs: StoredJob[] = batch.map(({ item, id, seq }) => ({
-      id,
-      seq,
-      name: item.type,
-      data: JSON.stringify({
-        run: run.runId,
-        producer: producerId,
-        payload: item.payload,
-        ...(item.timeoutMs !== undefined ? { timeoutMs: item.timeoutMs } : {}),
-      }),
-    }));
+    const jobs = storedJobs(run.runId, producerId, batch);
     const { acknowledged, storedBefore } = await tracePut(
       run,
       { shard, jobs: jobs.length, producer: producerId },
@@ -126,26 +116,7 @@ export function createProducer(deps: ProducerDeps): Producer {
   const prefix = () => (idPrefix ??= deps.idPrefix ? Promise.resolve(deps.idPrefix) : run.idPrefix());
 
   const putMany = async (items: readonly PutItem[]): Promise<string[]> => {
-    const checked = items.map((item, index) => {
-      const v = registry.validate(item.type, item.payload);
-      if (!v.ok) throw new PayloadError(item.type, v.reason, items.length > 1 ? index : undefined);
-      for (const [field, value] of [
-        ['key', item.key],
-        ['shardKey', item.shardKey],
-      ] as const) {
-        if (value !== undefined && !nameSchema.safeParse(value).success)
-          throw new PayloadError(item.type, `${field} must be 1-64 letters, digits, "_", "." or "-"`, index);
-      }
-      if (item.timeoutMs !== undefined && !(Number.isInteger(item.timeoutMs) && item.timeoutMs > 0))
-        throw new PayloadError(item.type, 'timeoutMs must be a positive whole number of milliseconds', index);
-      if (item.key !== undefined && item.shardKey !== undefined)
-        throw new PayloadError(
-          item.type,
-          "key and shardKey cannot be combined: a keyed job goes to its key's shard, so the run accepts the key once",
-          index,
-        );
-      return { ...item, payload: v.payload };
-    });
+    const checked = items.map((item, index) => checkedItem(registry, item, index, items.length));
     const p = await prefix();
     const routed: Routed[] = checked.map((item) => {
       if (item.key !== undefined) return { item, shard: shardOf(item), id: keyedJobId(p, item.key) };
@@ -164,12 +135,7 @@ export function createProducer(deps: ProducerDeps): Producer {
   return {
     putMany,
     put: async (type, payload, opts) => {
-      const unknown = Object.keys(opts ?? {}).filter((o) => !PUT_OPTIONS.has(o));
-      if (unknown.length > 0)
-        throw new PayloadError(
-          type,
-          `unknown put option${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (a put takes key, shardKey and timeoutMs; delay, priority and lifo are not supported)`,
-        );
+      refuseUnknownPutOptions(type, opts);
       return (
         await putMany([
           { type, payload, key: opts?.key, shardKey: opts?.shardKey, timeoutMs: opts?.timeoutMs },
@@ -189,6 +155,56 @@ export function createProducer(deps: ProducerDeps): Producer {
       return produced();
     },
   };
+}
+
+/**
+ * One item of a put, validated: its payload as the registry parsed it. Throws a PayloadError naming
+ * the item (its index, when the put has more than one) and what is wrong with it.
+ */
+function checkedItem(registry: JobRegistry, item: PutItem, index: number, count: number): PutItem {
+  const v = registry.validate(item.type, item.payload);
+  if (!v.ok) throw new PayloadError(item.type, v.reason, count > 1 ? index : undefined);
+  for (const [field, value] of [
+    ['key', item.key],
+    ['shardKey', item.shardKey],
+  ] as const) {
+    if (value !== undefined && !nameSchema.safeParse(value).success)
+      throw new PayloadError(item.type, `${field} must be 1-64 letters, digits, "_", "." or "-"`, index);
+  }
+  if (item.timeoutMs !== undefined && !(Number.isInteger(item.timeoutMs) && item.timeoutMs > 0))
+    throw new PayloadError(item.type, 'timeoutMs must be a positive whole number of milliseconds', index);
+  if (item.key !== undefined && item.shardKey !== undefined)
+    throw new PayloadError(
+      item.type,
+      "key and shardKey cannot be combined: a keyed job goes to its key's shard, so the run accepts the key once",
+      index,
+    );
+  return { ...item, payload: v.payload };
+}
+
+/** `put`'s options are its own: anything else (BullMQ's delay, priority, lifo) is refused, not ignored. */
+function refuseUnknownPutOptions(type: string, opts: object | undefined): void {
+  const unknown = Object.keys(opts ?? {}).filter((o) => !PUT_OPTIONS.has(o));
+  if (unknown.length > 0)
+    throw new PayloadError(
+      type,
+      `unknown put option${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (a put takes key, shardKey and timeoutMs; delay, priority and lifo are not supported)`,
+    );
+}
+
+/** A batch as the run stores it: each job's data is the envelope the consumer reads. */
+function storedJobs(runId: string, producerId: string, batch: readonly Routed[]): StoredJob[] {
+  return batch.map(({ item, id, seq }) => ({
+    id,
+    seq,
+    name: item.type,
+    data: JSON.stringify({
+      run: runId,
+      producer: producerId,
+      payload: item.payload,
+      ...(item.timeoutMs !== undefined ? { timeoutMs: item.timeoutMs } : {}),
+    }),
+  }));
 }
 
 /** The incarnation an instance id names (`<id>~<n>`, or 1 for the bare id). */

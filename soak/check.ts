@@ -85,28 +85,21 @@ export function producerOf(runId: string, jobId: string): string | null {
   return jobId.startsWith(runId) && m ? m[1]!.split('~')[0]! : null;
 }
 
-/**
- * The soak's invariants for one run. Every put that resolved ran at least once (or was cancelled);
- * the totals its join recorded add up and equal the ledger (produced = resolved puts, plus what a
- * SIGKILLed producer had in flight; completed + failed + cancelled + removed = produced; nothing
- * finished counted removed, since the soak removes no job by hand); the join came once, within the
- * bound, and not while one of its jobs was still running; its callback ran exactly once; nothing of
- * it outlived its retention.
- */
-export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Finding[] } {
-  const findings: Finding[] = [];
-  const cancelledIds = e.join?.cancelledIds ?? new Set<string>();
-  const seen = new Set([...e.executions.keys(), ...cancelledIds]);
+/** The ids the run saw (ran or swept cancelled) that no put resolved, split by whether a SIGKILL explains them. */
+function unresolvedJobs(e: RunEvidence, cancelledIds: ReadonlySet<string>) {
   const extras: string[] = [];
   const unexpected: string[] = [];
-  for (const id of seen) {
+  for (const id of new Set([...e.executions.keys(), ...cancelledIds])) {
     if (e.resolved.has(id)) continue;
     const producer = producerOf(e.runId, id);
     if (producer !== null && e.killedProducers.has(producer)) extras.push(id);
     else unexpected.push(id);
   }
-  const known = e.resolved.size + extras.length;
+  return { extras, unexpected };
+}
 
+/** How many puts resolved but never ran nor were cancelled (beyond what a cancel may have refused). */
+function lostPuts(e: RunEvidence, cancelledIds: ReadonlySet<string>, findings: Finding[]): number {
   const unstarted = [...e.resolved].filter(
     (id) => !e.executions.has(id) && !cancelledIds.has(id) && !e.cancelledBySoak.has(id),
   );
@@ -124,45 +117,49 @@ export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Findi
       detail: `${lostCount} put(s) resolved but never ran nor were cancelled: ${sample(lost)}${refusedAtStart ? ` (of ${unstarted.length} unstarted, ${refusedAtStart} may be refused at start by the cancel)` : ''}`,
       jobs: lost,
     });
-  if (unexpected.length)
+  return lostCount;
+}
+
+/**
+ * The join's totals against themselves and the ledger (`known` puts: resolved, plus the `extras` a
+ * SIGKILLed producer stored); returns how many jobs they counted twice.
+ */
+function checkTotals(
+  e: RunEvidence,
+  t: JoinTotals,
+  ledger: { known: number; extras: number; unexpected: number },
+  findings: Finding[],
+): number {
+  const sum = t.completed + t.failed + t.cancelled + t.removed;
+  const negative = Object.entries(t).filter(([, v]) => v < 0);
+  if (negative.length)
     findings.push({
-      kind: 'unexpected',
-      detail: `${unexpected.length} job(s) ran that no put resolved (producer not killed): ${sample(unexpected)}`,
-      jobs: unexpected,
+      kind: 'totals',
+      detail: `negative totals: ${negative.map(([k, v]) => `${k} ${v}`).join(', ')}`,
     });
+  if (sum !== t.produced)
+    findings.push({
+      kind: sum > t.produced ? 'counted-twice' : 'totals',
+      detail: `completed ${t.completed} + failed ${t.failed} + cancelled ${t.cancelled} + removed ${t.removed} = ${sum}, produced ${t.produced}`,
+    });
+  const unconfirmed = ledger.extras ? ` + ${ledger.extras} stored while their producer was SIGKILLed` : '';
+  if (t.produced < e.resolved.size || (!e.cancelled && t.produced !== ledger.known))
+    findings.push({
+      kind: t.produced > ledger.known + ledger.unexpected ? 'counted-twice' : 'totals',
+      detail: `produced ${t.produced}, but ${e.resolved.size} put(s) resolved${unconfirmed}`,
+    });
+  if (t.removed > 0)
+    findings.push({
+      kind: 'removed',
+      detail: `${t.removed} job(s) counted removed, yet the soak removes none by hand (finished jobs counted removed?)`,
+    });
+  if (e.join && e.join.unfinished > 0)
+    findings.push({ kind: 'totals', detail: `joined with ${e.join.unfinished} job(s) unfinished` });
+  return Math.max(0, sum - t.produced) + Math.max(0, t.produced - ledger.known - ledger.unexpected);
+}
 
-  let countedTwice = 0;
-  if (e.join && !t)
-    findings.push({ kind: 'totals', detail: "the run's keys were gone before its totals could be read" });
-  if (t) {
-    const sum = t.completed + t.failed + t.cancelled + t.removed;
-    const negative = Object.entries(t).filter(([, v]) => v < 0);
-    if (negative.length)
-      findings.push({
-        kind: 'totals',
-        detail: `negative totals: ${negative.map(([k, v]) => `${k} ${v}`).join(', ')}`,
-      });
-    if (sum !== t.produced)
-      findings.push({
-        kind: sum > t.produced ? 'counted-twice' : 'totals',
-        detail: `completed ${t.completed} + failed ${t.failed} + cancelled ${t.cancelled} + removed ${t.removed} = ${sum}, produced ${t.produced}`,
-      });
-    const unconfirmed = extras.length ? ` + ${extras.length} stored while their producer was SIGKILLed` : '';
-    if (t.produced < e.resolved.size || (!e.cancelled && t.produced !== known))
-      findings.push({
-        kind: t.produced > known + unexpected.length ? 'counted-twice' : 'totals',
-        detail: `produced ${t.produced}, but ${e.resolved.size} put(s) resolved${unconfirmed}`,
-      });
-    if (t.removed > 0)
-      findings.push({
-        kind: 'removed',
-        detail: `${t.removed} job(s) counted removed, yet the soak removes none by hand (finished jobs counted removed?)`,
-      });
-    if (e.join && e.join.unfinished > 0)
-      findings.push({ kind: 'totals', detail: `joined with ${e.join.unfinished} job(s) unfinished` });
-    countedTwice = Math.max(0, sum - t.produced) + Math.max(0, t.produced - known - unexpected.length);
-  }
-
+/** Jobs the join did not wait for. */
+function earlyJoins(e: RunEvidence, findings: Finding[]): string[] {
   // An execution spanning the join means the join did not wait for it, unless a later execution of
   // the same job began while it ran: then it is a duplicate whose lock was lost (a Redis pause), and
   // the later one is the one the run counts.
@@ -184,7 +181,10 @@ export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Findi
       detail: `joined while ${early.length} job(s) were still running: ${sample(early)}`,
       jobs: early,
     });
+  return early;
+}
 
+function checkCallback(e: RunEvidence, findings: Finding[]): void {
   const cb = e.callback;
   if (cb.expected && e.join && (cb.ends === 0 || (cb.ends > 1 && !cb.excuseRepeats)))
     findings.push({
@@ -193,7 +193,10 @@ export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Findi
     });
   if (!cb.expected && cb.starts > 0)
     findings.push({ kind: 'callback', detail: `a callback ran ${cb.starts} time(s) for a run without one` });
+}
 
+/** The join came once and in time, and nothing of the run outlived it; returns whether it was late. */
+function checkJoinAndAfter(e: RunEvidence, findings: Finding[]): boolean {
   const late = e.join === null || (e.joinLatencyMs !== null && e.joinLatencyMs > e.boundMs);
   if (late)
     findings.push({
@@ -215,6 +218,41 @@ export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Findi
       kind: 'straggler',
       detail: `still running long after the join: ${e.stragglers.join(', ')}`,
     });
+  return late;
+}
+
+/**
+ * The soak's invariants for one run. Every put that resolved ran at least once (or was cancelled);
+ * the totals its join recorded add up and equal the ledger (produced = resolved puts, plus what a
+ * SIGKILLed producer had in flight; completed + failed + cancelled + removed = produced; nothing
+ * finished counted removed, since the soak removes no job by hand); the join came once, within the
+ * bound, and not while one of its jobs was still running; its callback ran exactly once; nothing of
+ * it outlived its retention. Findings come in that order.
+ */
+export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Finding[] } {
+  const findings: Finding[] = [];
+  const cancelledIds = e.join?.cancelledIds ?? new Set<string>();
+  const { extras, unexpected } = unresolvedJobs(e, cancelledIds);
+  const lostCount = lostPuts(e, cancelledIds, findings);
+  if (unexpected.length)
+    findings.push({
+      kind: 'unexpected',
+      detail: `${unexpected.length} job(s) ran that no put resolved (producer not killed): ${sample(unexpected)}`,
+      jobs: unexpected,
+    });
+
+  const t = e.join?.totals;
+  if (e.join && !t)
+    findings.push({ kind: 'totals', detail: "the run's keys were gone before its totals could be read" });
+  const ledger = {
+    known: e.resolved.size + extras.length,
+    extras: extras.length,
+    unexpected: unexpected.length,
+  };
+  const countedTwice = t ? checkTotals(e, t, ledger, findings) : 0;
+  const early = earlyJoins(e, findings);
+  checkCallback(e, findings);
+  const late = checkJoinAndAfter(e, findings);
 
   return {
     figures: {

@@ -2,23 +2,22 @@ import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pendingRunsKey } from '../shared/keys.js';
 import { LiveRun, SoakContext, type FaultRecord } from './context.js';
+import {
+  findingFailures,
+  haltedFailure,
+  lingeringPendingFailures,
+  stragglerFailures,
+  type SoakFailure,
+} from './failures.js';
 import { injectFault } from './faults/index.js';
 import type { FaultKind } from './menu.js';
 import type { SoakOptions } from './options.js';
-import { makePlan, type RunPlan } from './plan.js';
+import { makePlan, type RunPlan, type SoakPlan } from './plan.js';
 import { seededRandom } from './random.js';
 import { driveRun, type RunReport } from './run-driver.js';
 import { SoakWorld } from './world.js';
 
-export type SoakFailure = {
-  run: string;
-  runId: string;
-  kind: string;
-  detail: string;
-  jobs?: string[];
-  /** Seconds from the start to when the soak saw it. */
-  atS: number;
-};
+export type { SoakFailure } from './failures.js';
 
 export type SoakReport = {
   seed: number;
@@ -27,7 +26,7 @@ export type SoakReport = {
   cluster: boolean;
   joinBoundS: number;
   durationS: number;
-  runs: (RunReport & { faultsDuring: string[]; checkedAtS: number })[];
+  runs: CheckedRun[];
   /** Planned runs never started (the soak's window closed while they waited for a slot or their id). */
   skippedRuns: string[];
   faults: FaultRecord[];
@@ -45,26 +44,27 @@ const REUSE_WAIT_MS = 90_000;
 /** Plain workers get this long to exit on SIGTERM at the end. */
 const CLOSE_GRACE_MS = 15_000;
 
+type CheckedRun = RunReport & { faultsDuring: string[]; checkedAtS: number };
+
+type SoakDeps = {
+  binary: string;
+  log: (line: string) => void;
+  /** Ends the schedule early: no run starts and no fault comes after it; started runs drain. */
+  stop?: AbortSignal;
+  /** Stops at once: started runs are left unchecked, every process is stopped. */
+  halt?: AbortSignal;
+};
+
 /**
  * The fault soak: runs on one queue start on the plan's schedule (a few at once, library and CLI
  * producers, plain workers and run consumers), faults come on theirs, each run is checked against
  * the ledger when it retires. Every process it started is stopped before it returns.
  */
-export async function runSoak(
-  options: SoakOptions,
-  deps: {
-    binary: string;
-    log: (line: string) => void;
-    /** Ends the schedule early: no run starts and no fault comes after it; started runs drain. */
-    stop?: AbortSignal;
-    /** Stops at once: started runs are left unchecked, every process is stopped. */
-    halt?: AbortSignal;
-  },
-): Promise<SoakReport> {
+export async function runSoak(options: SoakOptions, deps: SoakDeps): Promise<SoakReport> {
   const plan = makePlan(options);
   const world = await SoakWorld.open({ binary: deps.binary, cluster: options.cluster });
   const ctx = new SoakContext(world, options, seededRandom(options.seed).fork('live'), deps.log);
-  const reports: SoakReport['runs'] = [];
+  const reports: CheckedRun[] = [];
   const skippedRuns: string[] = [];
   const failures: SoakFailure[] = [];
   let kept: string | null;
@@ -72,91 +72,18 @@ export async function runSoak(
   try {
     for (let i = 0; i < options.workers; i++) ctx.spawnWorker();
     ctx.t0 = Date.now();
-    let windowEnd = ctx.t0 + options.minutes * 60_000;
-    const stopped = new Promise<void>((resolve) => {
-      if (deps.stop?.aborted) resolve();
-      deps.stop?.addEventListener('abort', () => resolve(), { once: true });
-    }).then(() => {
-      windowEnd = Math.min(windowEnd, Date.now());
-    });
-    const halted = new Promise<void>((resolve) => {
-      if (deps.halt?.aborted) resolve();
-      deps.halt?.addEventListener('abort', () => resolve(), { once: true });
-    });
-    const drivers: Promise<void>[] = [];
-    const startRuns = async () => {
-      for (const rp of plan.runs) {
-        if (deps.stop?.aborted) break;
-        const run = await admit(ctx, rp, windowEnd, { done: stopped, signal: deps.stop });
-        if (!run) {
-          skippedRuns.push(rp.key);
-          continue;
-        }
-        drivers.push(
-          driveRun(ctx, run).then((r) => {
-            const checkedAtS = ctx.elapsedS();
-            const faultsDuring = ctx.faults
-              .filter((f) => f.applied && f.atS >= r.startedAtS - 0.5 && f.atS <= checkedAtS)
-              .map((f) => `${f.kind}@${f.atS.toFixed(1)}`);
-            reports.push({ ...r, faultsDuring, checkedAtS });
-          }),
-        );
-      }
-    };
-    const injectFaults = async () => {
-      for (const f of plan.faults) {
-        await Promise.race([sleepUntil(ctx.t0 + f.atS * 1000), stopped]);
-        if (Date.now() > windowEnd || deps.stop?.aborted) break;
-        ctx.faults.push(await injectFault(ctx, f));
-      }
-    };
-    await Promise.race([Promise.all([startRuns(), injectFaults()]), halted]);
-    await Promise.race([Promise.all(drivers), halted]);
-    if (deps.halt?.aborted)
-      failures.push({
-        run: '-',
-        runId: '-',
-        kind: 'halted',
-        detail: 'stopped at once by a second signal: the runs in flight were not checked',
-        atS: ctx.elapsedS(),
-      });
+    await runSchedule(ctx, plan, deps, { reports, skippedRuns });
+    if (deps.halt?.aborted) failures.push(haltedFailure(ctx.elapsedS()));
     else {
-      reports.sort((a, b) => a.key.localeCompare(b.key));
-      for (const r of reports)
-        for (const f of r.findings)
-          failures.push({
-            run: r.key,
-            runId: r.runId,
-            kind: f.kind,
-            detail: f.detail,
-            jobs: f.jobs?.slice(0, 20),
-            atS: r.checkedAtS,
-          });
-      failures.push(...ctx.lateFailures);
-      // A joined run leaves the queue's list of runs to check: none of the soak's may linger there.
-      const notRetired = new Set(ctx.runs.filter((r) => r.phase !== 'retired').map((r) => r.runId));
-      for (const id of await world.client.zrange(pendingRunsKey(world.queue), '0', '-1'))
-        if (ctx.runs.some((r) => r.runId === id) && !notRetired.has(id))
-          failures.push({
-            run: '-',
-            runId: id,
-            kind: 'leftover-keys',
-            detail: 'a joined run is still listed as pending',
-            atS: ctx.elapsedS(),
-          });
+      failures.push(...findingFailures(reports), ...ctx.lateFailures);
+      const pending = await world.client.zrange(pendingRunsKey(world.queue), '0', '-1');
+      failures.push(...lingeringPendingFailures(pending, ctx.runs, ctx.elapsedS()));
     }
     finished = true;
   } finally {
     await ctx.close();
     const closed = await world.close({ graceMs: CLOSE_GRACE_MS, keep: true });
-    for (const label of closed.stragglers)
-      failures.push({
-        run: '-',
-        runId: '-',
-        kind: 'straggler',
-        detail: `${label} did not exit within ${CLOSE_GRACE_MS / 1000} s of SIGTERM`,
-        atS: ctx.elapsedS(),
-      });
+    failures.push(...stragglerFailures(closed.stragglers, CLOSE_GRACE_MS, ctx.elapsedS()));
     kept = closed.dir;
     if (finished && failures.length === 0 && !options.keepLogs && kept) {
       rmSync(kept, { recursive: true, force: true });
@@ -177,6 +104,61 @@ export async function runSoak(
     firstFailureAtS: failures.length ? Math.min(...failures.map((f) => f.atS)) : null,
     kept,
   };
+}
+
+/**
+ * Starts the plan's runs and injects its faults, each on time, until the window closes (at its end,
+ * or early on `stop`); resolves once every started run was checked, or at once on `halt`.
+ */
+async function runSchedule(
+  ctx: SoakContext,
+  plan: SoakPlan,
+  deps: Pick<SoakDeps, 'stop' | 'halt'>,
+  out: { reports: CheckedRun[]; skippedRuns: string[] },
+): Promise<void> {
+  const window = { end: ctx.t0 + ctx.options.minutes * 60_000 };
+  const stopped = aborted(deps.stop).then(() => {
+    window.end = Math.min(window.end, Date.now());
+  });
+  const halted = aborted(deps.halt);
+  const drivers: Promise<void>[] = [];
+  const startRuns = async () => {
+    for (const rp of plan.runs) {
+      if (deps.stop?.aborted) break;
+      const run = await admit(ctx, rp, window.end, { done: stopped, signal: deps.stop });
+      if (!run) {
+        out.skippedRuns.push(rp.key);
+        continue;
+      }
+      drivers.push(driveRun(ctx, run).then((r) => void out.reports.push(checked(ctx, r))));
+    }
+  };
+  const injectFaults = async () => {
+    for (const f of plan.faults) {
+      await Promise.race([sleepUntil(ctx.t0 + f.atS * 1000), stopped]);
+      if (Date.now() > window.end || deps.stop?.aborted) break;
+      ctx.faults.push(await injectFault(ctx, f));
+    }
+  };
+  await Promise.race([Promise.all([startRuns(), injectFaults()]), halted]);
+  await Promise.race([Promise.all(drivers), halted]);
+}
+
+/** A run's report as it was checked: when, and which faults landed while it was live. */
+function checked(ctx: SoakContext, r: RunReport): CheckedRun {
+  const checkedAtS = ctx.elapsedS();
+  const faultsDuring = ctx.faults
+    .filter((f) => f.applied && f.atS >= r.startedAtS - 0.5 && f.atS <= checkedAtS)
+    .map((f) => `${f.kind}@${f.atS.toFixed(1)}`);
+  return { ...r, faultsDuring, checkedAtS };
+}
+
+/** Resolves once `signal` aborts (never without one). */
+function aborted(signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) resolve();
+    signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
 }
 
 /**

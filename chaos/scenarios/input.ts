@@ -144,65 +144,78 @@ function malformed(n: number): { type: string; payload: unknown; key?: string }[
   return Array.from({ length: n }, (_, i) => kinds[i % kinds.length]!());
 }
 
+/**
+ * Puts 1,000 malformed payloads, one by one and one hidden in a batch, through a library producer;
+ * each must be refused with a reason before it reaches Redis.
+ */
+async function putMalformed(s: Session) {
+  const run = new RunStore(s.client, s.queue, s.runId);
+  await run.create(2, Number(FAST.LEASE_MS));
+  await run.registerProducer('bad', { host: 'chaos', pid: process.pid }, 60_000);
+  const producer = createProducer({
+    run,
+    registry: registry(),
+    producerId: 'bad',
+    jobOptions: jobOptions(retry),
+  });
+  const items = malformed(1_000);
+  let rejected = 0;
+  const noReason: number[] = [];
+  for (const [i, item] of items.entries()) {
+    try {
+      await producer.put(item.type, item.payload, { key: item.key });
+    } catch (err) {
+      if (err instanceof PayloadError && err.reason.length > 0) rejected++;
+      else noReason.push(i);
+    }
+  }
+  // One bad item in a batch of good ones: the whole batch is refused.
+  let batchRefused = false;
+  try {
+    await producer.putMany([
+      { type: 'ledger', payload: { ms: 1 } },
+      items[0]!,
+      { type: 'ledger', payload: { ms: 1 } },
+    ]);
+  } catch (err) {
+    batchRefused = err instanceof PayloadError && err.index === 1;
+  }
+  // SCAN sees one server's keys: this scenario runs on a single Redis.
+  const enqueued = (await jobKeys(s.client as Redis, s.queue, s.runId)).length;
+  if ((await producer.done()).join.joinedNow) s.harnessJoins++;
+  return { items: items.length, rejected, noReason, batchRefused, enqueued };
+}
+
+/** Malformed jobs written straight into Redis, around the producer: bad payload, no envelope, unknown type. */
+async function injectMalformed(s: Session, queue: ReturnType<typeof openQueue>): Promise<string[]> {
+  const injected = [`${s.runId}.intruder.0`, `${s.runId}.intruder.1`, `${s.runId}.intruder.2`];
+  const opts = {
+    attempts: 3,
+    backoff: { type: 'fixed', delay: 100 },
+    removeOnComplete: false,
+    removeOnFail: false,
+  };
+  await queue.add(
+    'ledger',
+    { run: s.runId, producer: 'intruder', payload: { ms: 'x' } },
+    { ...opts, jobId: injected[0] },
+  );
+  await queue.add('ledger', 'garbage' as never, { ...opts, jobId: injected[1] });
+  await queue.add(
+    'nope',
+    { run: s.runId, producer: 'intruder', payload: {} },
+    { ...opts, jobId: injected[2] },
+  );
+  return injected;
+}
+
 /** 12. 1,000 malformed payloads refused before Redis; malformed jobs written into Redis fail once, visibly. */
 export async function badInput(ctx: ScenarioContext): Promise<Row> {
   const s = await Session.open(ctx, '12 malformed input');
   const queue = openQueue(s.queue, s.client);
   try {
-    const run = new RunStore(s.client, s.queue, s.runId);
-    await run.create(2, Number(FAST.LEASE_MS));
-    await run.registerProducer('bad', { host: 'chaos', pid: process.pid }, 60_000);
-    const producer = createProducer({
-      run,
-      registry: registry(),
-      producerId: 'bad',
-      jobOptions: jobOptions(retry),
-    });
-    const items = malformed(1_000);
-    let rejected = 0;
-    const noReason: number[] = [];
-    for (const [i, item] of items.entries()) {
-      try {
-        await producer.put(item.type, item.payload, { key: item.key });
-      } catch (err) {
-        if (err instanceof PayloadError && err.reason.length > 0) rejected++;
-        else noReason.push(i);
-      }
-    }
-    // One bad item in a batch of good ones: the whole batch is refused.
-    let batchRefused = false;
-    try {
-      await producer.putMany([
-        { type: 'ledger', payload: { ms: 1 } },
-        items[0]!,
-        { type: 'ledger', payload: { ms: 1 } },
-      ]);
-    } catch (err) {
-      batchRefused = err instanceof PayloadError && err.index === 1;
-    }
-    // SCAN sees one server's keys: this scenario runs on a single Redis.
-    const enqueued = (await jobKeys(s.client as Redis, s.queue, s.runId)).length;
-    if ((await producer.done()).join.joinedNow) s.harnessJoins++;
-
-    // Malformed jobs written straight into Redis, around the producer: bad payload, no envelope, unknown type.
-    const injected = [`${s.runId}.intruder.0`, `${s.runId}.intruder.1`, `${s.runId}.intruder.2`];
-    const opts = {
-      attempts: 3,
-      backoff: { type: 'fixed', delay: 100 },
-      removeOnComplete: false,
-      removeOnFail: false,
-    };
-    await queue.add(
-      'ledger',
-      { run: s.runId, producer: 'intruder', payload: { ms: 'x' } },
-      { ...opts, jobId: injected[0] },
-    );
-    await queue.add('ledger', 'garbage' as never, { ...opts, jobId: injected[1] });
-    await queue.add(
-      'nope',
-      { run: s.runId, producer: 'intruder', payload: {} },
-      { ...opts, jobId: injected[2] },
-    );
+    const { items, rejected, noReason, batchRefused, enqueued } = await putMalformed(s);
+    const injected = await injectMalformed(s, queue);
     s.faults = 1_000 + injected.length;
 
     const env = { PRODUCERS: 2, JOBS: 20 };
@@ -227,12 +240,12 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
     return s.row(a, {
       jobs: 20,
       joinedAt,
-      faults: `${items.length} bad payloads + ${injected.length} bad jobs`,
+      faults: `${items} bad payloads + ${injected.length} bad jobs`,
       checks: [
         ...checks,
         [
-          rejected === items.length,
-          `${rejected}/${items.length} rejected with a reason (no reason: items ${noReason.slice(0, 5).join(', ')})`,
+          rejected === items,
+          `${rejected}/${items} rejected with a reason (no reason: items ${noReason.slice(0, 5).join(', ')})`,
         ],
         [enqueued === 0, `${enqueued} malformed jobs reached Redis`],
         [batchRefused, 'a batch with one bad item was not refused as a whole, naming the item'],
@@ -250,7 +263,7 @@ export async function badInput(ctx: ScenarioContext): Promise<Row> {
         ],
       ],
       notes: [
-        `${rejected}/${items.length} rejected before Redis; injected: ${attempts.map(([, r]) => `"${r}"`).join(', ')}`,
+        `${rejected}/${items} rejected before Redis; injected: ${attempts.map(([, r]) => `"${r}"`).join(', ')}`,
       ],
     });
   } finally {

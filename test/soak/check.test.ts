@@ -150,4 +150,115 @@ describe('soak checker', () => {
       'straggler',
     ]);
   });
+
+  it('finds a join whose keys were gone, totals short of produced, and more produced than put', () => {
+    expect(kinds(evidence(3, { join: { ...evidence().join!, totals: null } }))).toEqual(['totals']);
+    const short = { produced: 3, completed: 2, failed: 0, cancelled: 0, removed: 0 };
+    expect(kinds(evidence(3, { join: { ...evidence().join!, totals: short } }))).toEqual(['totals']);
+    const more = { produced: 4, completed: 4, failed: 0, cancelled: 0, removed: 0 };
+    const r = checkRun(evidence(3, { join: { ...evidence().join!, totals: more } }));
+    expect(r.findings.map((f) => f.kind)).toEqual(['counted-twice']);
+    expect(r.figures.countedTwice).toBe(1);
+  });
+
+  it('says what each finding found, in the words the report prints', () => {
+    const detail = (e: RunEvidence) => checkRun(e).findings.map((f) => `${f.kind}: ${f.detail}`);
+    const join = evidence().join!;
+    const totals = (t: Partial<NonNullable<typeof join.totals>>) => ({
+      join: { ...join, totals: { produced: 3, completed: 3, failed: 0, cancelled: 0, removed: 0, ...t } },
+    });
+    expect(
+      detail(evidence(3, { resolved: new Set(ids(10)), ...totals({ produced: 10, completed: 10 }) })),
+    ).toEqual([
+      'lost: 7 put(s) resolved but never ran nor were cancelled: r+1+p1+3, r+1+p1+4, r+1+p1+5, r+1+p1+6, r+1+p1+7 and 2 more',
+    ]);
+    const stray = new Map([...ids(3), 'r+1+p2+0'].map((id) => [id, [ran(100, 200)]]));
+    expect(detail(evidence(3, { executions: stray, ...totals({ produced: 4, completed: 4 }) }))).toEqual([
+      'unexpected: 1 job(s) ran that no put resolved (producer not killed): r+1+p2+0',
+      'totals: produced 4, but 3 put(s) resolved',
+    ]);
+    expect(
+      detail(
+        evidence(3, {
+          executions: stray,
+          killedProducers: new Set(['p2']),
+          ...totals({ produced: 5, completed: 5 }),
+        }),
+      ),
+    ).toEqual([
+      'counted-twice: produced 5, but 3 put(s) resolved + 1 stored while their producer was SIGKILLed',
+    ]);
+    expect(detail(evidence(3, { join: { ...join, totals: null } }))).toEqual([
+      "totals: the run's keys were gone before its totals could be read",
+    ]);
+    expect(detail(evidence(3, totals({ completed: 4, failed: -1 })))).toEqual([
+      'totals: negative totals: failed -1',
+    ]);
+    expect(detail(evidence(3, totals({ failed: 1 })))).toEqual([
+      'counted-twice: completed 3 + failed 1 + cancelled 0 + removed 0 = 4, produced 3',
+    ]);
+    expect(detail(evidence(3, totals({ completed: 2, removed: 1 })))).toEqual([
+      'removed: 1 job(s) counted removed, yet the soak removes none by hand (finished jobs counted removed?)',
+    ]);
+    expect(detail(evidence(3, { join: { ...join, unfinished: 2 } }))).toEqual([
+      'totals: joined with 2 job(s) unfinished',
+    ]);
+    const running = new Map(ids(3).map((id) => [id, [ran(900, 1100)]]));
+    expect(detail(evidence(3, { executions: running }))).toEqual([
+      'early-join: joined while 3 job(s) were still running: r+1+p1+0, r+1+p1+1, r+1+p1+2',
+    ]);
+    const cb = { expected: true, starts: 3, ends: 2, excuseRepeats: false };
+    expect(detail(evidence(3, { callback: cb }))).toEqual([
+      'callback: onJoin callback ran 2 time(s) to the end (3 start(s))',
+    ]);
+    expect(detail(evidence(3, { callback: { ...cb, expected: false } }))).toEqual([
+      'callback: a callback ran 3 time(s) for a run without one',
+    ]);
+    expect(detail(evidence(3, { join: null, joinLatencyMs: null }))).toEqual([
+      'late-join: did not join within 60 s of its producers and the last fault ending',
+    ]);
+    expect(detail(evidence(3, { joinLatencyMs: 61_234 }))).toEqual([
+      'late-join: joined 61.2 s after it could have (bound 60 s)',
+    ]);
+    expect(detail(evidence(3, { joinLines: 3 }))).toEqual(['joined-twice: 3 processes logged joining it']);
+    expect(
+      detail(evidence(3, { leftoverKeys: ['a', 'b', 'c', 'd', 'e', 'f'], stragglers: ['c1', 'p2'] })),
+    ).toEqual([
+      'leftover-keys: 6 key(s) outlived the retention: a, b, c, d and 2 more',
+      'straggler: still running long after the join: c1, p2',
+    ]);
+  });
+
+  it('gives the figures the report sums', () => {
+    const running = new Map(ids(3).map((id) => [id, [ran(900, 1100)]]));
+    expect(
+      checkRun(evidence(3, { executions: running, joinLatencyMs: 61_000, leftoverKeys: ['a', 'b'] })).figures,
+    ).toEqual({ resolved: 3, produced: 3, lost: 0, countedTwice: 0, late: true, early: 3, leftoverKeys: 2 });
+    expect(checkRun(evidence(3, { join: null, joinLatencyMs: null })).figures).toMatchObject({
+      produced: null,
+      late: true,
+    });
+  });
+
+  it("names the cancelled run's lost puts among the unstarted ones it may have refused", () => {
+    const join = {
+      ...evidence().join!,
+      totals: { produced: 5, completed: 1, failed: 0, cancelled: 4, removed: 0 },
+      cancelledIds: new Set(['r+1+p1+4']),
+    };
+    const executions = new Map([
+      ['r+1+p1+0', [ran(100, 200)]],
+      ['r+1+p1+1', [ran(100, 200, 'fail')]],
+    ]);
+    const r = checkRun(evidence(6, { cancelled: true, join, executions }));
+    expect(r.findings.map((f) => f.detail)).toEqual([
+      '1 put(s) resolved but never ran nor were cancelled: r+1+p1+2, r+1+p1+3, r+1+p1+5 (of 3 unstarted, 2 may be refused at start by the cancel)',
+      'produced 5, but 6 put(s) resolved',
+    ]);
+    // A job the soak cancelled by hand is not lost though it never ran.
+    const byHand = checkRun(
+      evidence(5, { cancelled: true, join, executions, cancelledBySoak: new Set(ids(5)) }),
+    );
+    expect(byHand.findings).toEqual([]);
+  });
 });
