@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findRedisServer, NO_REDIS_SERVER_MESSAGE } from '../shared/redis-server.js';
 import { FAULTS } from './menu.js';
-import { parseSoakOptions, SoakUsageError } from './options.js';
+import { parseSoakOptions, SOAK_USAGE, SoakUsageError } from './options.js';
 import { formatReport, summarize } from './report.js';
 import { runSoak } from './soak.js';
 
@@ -22,7 +22,11 @@ try {
   process.stderr.write(`soak: ${err.message}\n`);
   process.exit(2);
 }
-if (parsed.list) {
+if (parsed.kind === 'help') {
+  process.stdout.write(`${SOAK_USAGE}\n`);
+  process.exit(0);
+}
+if (parsed.kind === 'list') {
   for (const [kind, f] of Object.entries(FAULTS))
     process.stdout.write(`${kind.padEnd(22)} ${f.type.padEnd(8)} ${f.what}\n`);
   process.exit(0);

@@ -39,14 +39,14 @@ export const SOAK_USAGE = `npm run soak [-- options]
   --max-runs N      runs in flight at once (default 2)
   --workers N       plain workers without RUN_ID (default 2)
   --join-bound S    a run must join within S seconds of its producers and the last fault ending (default 60)
-  --list            print the fault menu and exit`;
+  --list            print the fault menu and exit
+  -h, --help        print this and exit`;
+
+/** What the command line asks for: the fault menu, this usage, or a soak. */
+export type SoakRequest = { kind: 'list' } | { kind: 'help' } | { kind: 'soak'; options: SoakOptions };
 
 /** The soak's settings from its flags and environment; flags win. Throws SoakUsageError saying what is wrong. */
-export function parseSoakOptions(
-  argv: readonly string[],
-  env: Env,
-  randomSeed: () => number,
-): { list: true } | { list: false; options: SoakOptions } {
+export function parseSoakOptions(argv: readonly string[], env: Env, randomSeed: () => number): SoakRequest {
   let values;
   try {
     ({ values } = parseArgs({
@@ -62,6 +62,7 @@ export function parseSoakOptions(
         workers: { type: 'string' },
         'join-bound': { type: 'string' },
         list: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
       allowPositionals: false,
@@ -69,7 +70,8 @@ export function parseSoakOptions(
   } catch (err) {
     throw new SoakUsageError(`${err instanceof Error ? err.message : String(err)}\n\n${SOAK_USAGE}`);
   }
-  if (values.list) return { list: true };
+  if (values.help) return { kind: 'help' };
+  if (values.list) return { kind: 'list' };
   const cluster = values.cluster;
   const seedText = values.seed ?? env.SOAK_SEED;
   const seed =
@@ -79,7 +81,7 @@ export function parseSoakOptions(
   const menuText = values.faults ?? env.SOAK_FAULTS;
   const faults = menuText ? parseMenu(menuText, cluster) : defaultMenu(cluster);
   return {
-    list: false,
+    kind: 'soak',
     options: {
       seed,
       minutes: number('--minutes/SOAK_MINUTES', values.minutes ?? env.SOAK_MINUTES ?? '5', 0.1, 24 * 60),

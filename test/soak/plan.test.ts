@@ -56,10 +56,16 @@ describe('soak options', () => {
       SOAK_MINUTES: '9',
     });
     expect(r).toMatchObject({
-      list: false,
+      kind: 'soak',
       options: { seed: 5, minutes: 2, faults: ['script-flush', 'cancel-job'] },
     });
     expect(parse([])).toMatchObject({ options: { seed: 99, minutes: 5, faults: defaultMenu(false) } });
+  });
+
+  it('answers --help and --list before reading anything else', () => {
+    expect(parse(['--help'])).toEqual({ kind: 'help' });
+    expect(parse(['-h', '--minutes', 'soon'])).toEqual({ kind: 'help' });
+    expect(parse(['--list'])).toEqual({ kind: 'list' });
   });
 
   it('refuses unknown fault kinds, kinds the topology lacks, and bad numbers, naming them', () => {

@@ -22,7 +22,7 @@ describe('soak', () => {
       { SOAK_FAULTS: process.env.SOAK_TEST_FAULTS ?? MENU.join(',') },
       () => SEED,
     );
-    if (parsed.list) throw new Error('unreachable: no --list given');
+    if (parsed.kind !== 'soak') throw new Error('unreachable: no --list or --help given');
     const report = await runSoak(parsed.options, { binary, log: () => undefined });
     const table = `${formatReport(report)}${report.kept ? `\nlogs and ledgers: ${report.kept}` : ''}`;
     expect(report.failures, table).toEqual([]);
