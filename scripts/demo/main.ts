@@ -20,6 +20,7 @@ import { printAbove } from './terminal.js';
 
 /** What the demo has settled before its run starts. */
 type Prepared = {
+  startup: StartupSignals;
   env: Env;
   demo: DemoConfig;
   log: Logger;
@@ -35,7 +36,7 @@ type Prepared = {
  * CONSUMERS consumer processes, shows live progress, prints the join, stops the dashboard (or keeps it
  * until Ctrl-C with DEMO_KEEP_DASHBOARD=true), and exits 0 when every process exited 0.
  */
-async function runDemo(env: Env): Promise<number> {
+async function runDemo(env: Env, startup: StartupSignals): Promise<number | NodeJS.Signals> {
   let demo: DemoConfig;
   try {
     demo = loadDemoConfig(env);
@@ -53,7 +54,7 @@ async function runDemo(env: Env): Promise<number> {
     await redis.server?.stop();
     return configErrorCode(err);
   }
-  return runPipeline({ env, demo, log, redis, childEnv, config });
+  return runPipeline({ startup, env, demo, log, redis, childEnv, config });
 }
 
 /** `demo: <message>` and exit code 2 for a configuration error; anything else is thrown on. */
@@ -65,8 +66,11 @@ function configErrorCode(err: unknown): number {
   throw err;
 }
 
-/** Creates the run, starts the dashboard and the processes, follows them to the end, and cleans up. */
-async function runPipeline(p: Prepared): Promise<number> {
+/**
+ * Creates the run, starts the dashboard and the processes, follows them to the end, and cleans up.
+ * Returns the exit code, or the signal that came before the run was announced.
+ */
+async function runPipeline(p: Prepared): Promise<number | NodeJS.Signals> {
   const { demo, config } = p;
   const print = printAbove(process);
   const redis = createRedis(config, p.log, 'conveyor:demo');
@@ -76,7 +80,10 @@ async function runPipeline(p: Prepared): Promise<number> {
   try {
     await waitUntilReady(redis, p.log);
     await createRun(redis, config, demo);
+    const early = p.startup.received();
+    if (early) return early;
     const startedAt = Date.now();
+    p.startup.stop();
     const interrupts = watchInterrupts(children);
     // Said only once a Ctrl-C is handled.
     process.stdout.write(
@@ -130,6 +137,35 @@ function createRun(redis: RedisClient, config: ProducerConfig, demo: DemoConfig)
     config.collectResults,
     keepOf(config.retry),
   );
+}
+
+type StartupSignals = { received(): NodeJS.Signals | undefined; stop(): void };
+
+/**
+ * Ctrl-C (or SIGTERM) before the run is announced ends the demo by that signal, as it would without
+ * a handler, but not before its private Redis is stopped: that Redis runs in a process group of its
+ * own, so nothing else would stop it. With a private Redis the signal is kept until the start-up has
+ * run (a local Redis answers in milliseconds), and the demo then cleans up and ends by it; a second
+ * Ctrl-C ends it at once. With REDIS_URL there is nothing to leave behind, and it ends at once.
+ */
+function watchStartupSignals(privateRedis: boolean): StartupSignals {
+  let received: NodeJS.Signals | undefined;
+  const count = makeSignalCounter();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (privateRedis && count() !== 'again') received ??= signal;
+    else endBySignal(signal);
+  };
+  const stop = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  const endBySignal = (signal: NodeJS.Signals) => {
+    stop();
+    process.kill(process.pid, signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return { received: () => received, stop };
 }
 
 /**
@@ -198,7 +234,13 @@ function untilSignal(): Promise<void> {
 
 /** `conveyor demo`. */
 export async function main(argv: readonly string[], env: Env): Promise<void> {
-  if (commandArgsOrExit(commands.demo, argv, process)) process.exitCode = await runDemo(env);
+  if (!commandArgsOrExit(commands.demo, argv, process)) return;
+  const startup = watchStartupSignals(!env.REDIS_URL);
+  const end = await runDemo(env, startup);
+  startup.stop();
+  // A signal before the run was announced: end by it, now that the private Redis is stopped.
+  if (typeof end === 'string') process.kill(process.pid, end);
+  else process.exitCode = end;
 }
 
 if (isEntryModule(import.meta.url, process.argv[1])) await main(process.argv.slice(2), process.env);
