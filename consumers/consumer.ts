@@ -1,26 +1,23 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MetricsTime, Worker } from 'bullmq';
 import { duplicateClient, type RedisClient } from '../shared/redis.js';
 import type { AnyJobDefinition } from '../shared/jobs/define.js';
 import type { JobRegistry } from '../shared/jobs/registry.js';
-import { queueShards } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import type { JobData } from '../shared/queue.js';
 import { RunStore } from '../shared/run/run-store.js';
 import type { ConsumerRecord, ConsumerState } from '../shared/run/types.js';
-import { runSteps, type ShutdownStep } from '../shared/shutdown.js';
 import type { ConsumerConfig } from './config.js';
 import { FinishRecorder } from './finish-recorder.js';
 import { ResultKeeper } from './result-keeper.js';
 import { CallbackWaiter } from './callback-waiter.js';
 import { CancelListener } from './cancel-listener.js';
+import { runCloseSteps } from './close-steps.js';
 import { runConsumerHeartbeat } from './consumer-heartbeat.js';
 import { JobControl } from './job-control.js';
 import { makeProcessor } from './job-processor.js';
 import { watchOutcomes } from './job-outcomes.js';
-import { withBoundedErrors } from './bounded-error.js';
-import { withEndRecords, type KeepEnd } from './outcome-records.js';
-import { traceAttempts } from './attempt-span.js';
+import { makeShardWorkers } from './shard-workers.js';
+
+export { splitConcurrency } from './shard-workers.js';
 
 export type ConsumerExit = {
   /**
@@ -116,8 +113,6 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   // A run created with collectResults keeps each job's return value (bounded), and how a job that
   // did not complete ended.
   const results = new ResultKeeper((runId) => recorder.store(runId));
-  const keepEnd = (shard: number, ...[job, outcome, message]: Parameters<KeepEnd>) =>
-    results.keepEnd(shard, job, outcome, message);
   const onRunaway = (jobId: string, still: boolean) => {
     if (still)
       log.warn(
@@ -168,33 +163,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     saveProgress: () => save(active.size > 0 ? 'busy' : 'idle'),
   });
 
-  // One worker per shard, sharing the process's concurrency (at least one slot each).
-  const shards = queueShards(config.queue, config.shards);
-  const slots = splitConcurrency(config.concurrency, shards.length);
-  const workers = shards.map(
-    (shard, i) =>
-      new Worker<JobData>(
-        shard.name,
-        withEndRecords(
-          withBoundedErrors(traceAttempts(config.queue, processorFor(i))),
-          keepEnd.bind(null, i),
-          (job, err) =>
-            log.warn({ jobId: job.id, err }, "could not keep the job's failure in its run's results"),
-        ),
-        {
-          connection: redis,
-          prefix: shard.prefix,
-          concurrency: slots[i]!,
-          lockDuration: config.lockMs,
-          stalledInterval: config.stalledIntervalMs,
-          maxStalledCount: config.maxStalled,
-          // Per-minute completed/failed counts for Bull Board's chart (two weeks, a few hundred KB in Redis);
-          // off by default because BullMQ then does extra Redis work on every finished job.
-          ...(config.queueMetrics ? { metrics: { maxDataPoints: MetricsTime.TWO_WEEKS } } : {}),
-          autorun: false,
-        },
-      ),
-  );
+  const workers = makeShardWorkers({ config, redis, log, processorFor, results });
   workers.forEach((worker, shard) =>
     watchOutcomes(worker, shard, { record, recorder, callbacks, observer, log }),
   );
@@ -222,32 +191,28 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         mode === 'cancel' ? 'cancelling: finishing held jobs' : 'stopping: finishing held jobs',
       );
       const finalState = mode === 'cancel' ? 'cancelled' : mode === 'stop' ? 'stopped' : 'aborted';
-      await runSteps(
-        closeSteps({
-          graceMs,
-          finalState: finalState === 'cancelled' ? 'cancelled' : 'stopped',
-          reason,
-          log,
-          record,
-          save,
-          closeWorkers,
-          whenNoJobHeld,
-          abortHeldJobs: () => {
-            log.warn(
-              { held: [...active] },
-              'grace period over: aborting held jobs so they are retried elsewhere',
-            );
-            control.stopAll(new Error('consumer stopping'));
-          },
-          recorder,
-          stopHeartbeat: () => stopHeartbeat.abort(),
-          queues: () => callbacks.queues,
-          subscriber,
-          resources,
-        }),
+      await runCloseSteps({
+        graceMs,
+        finalState: finalState === 'cancelled' ? 'cancelled' : 'stopped',
+        reason,
         log,
-        REDIS_STEP_MS,
-      );
+        record,
+        save,
+        closeWorkers,
+        whenNoJobHeld,
+        abortHeldJobs: () => {
+          log.warn(
+            { held: [...active] },
+            'grace period over: aborting held jobs so they are retried elsewhere',
+          );
+          control.stopAll(new Error('consumer stopping'));
+        },
+        recorder,
+        stopHeartbeat: () => stopHeartbeat.abort(),
+        queues: () => callbacks.queues,
+        subscriber,
+        resources,
+      });
       const exit: ConsumerExit = {
         state: finalState,
         reason,
@@ -276,7 +241,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   for (const worker of workers)
     void worker.run().catch((err: unknown) => log.error({ err }, 'worker stopped with an error'));
   log.info(
-    { concurrency: config.concurrency, shards: shards.length, runId: config.runId ?? null },
+    { concurrency: config.concurrency, shards: workers.length, runId: config.runId ?? null },
     'consumer ready',
   );
 
@@ -297,103 +262,4 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   );
 
   return { id: record.id, exited, cancel, stop: (reason) => end('stop', reason, config.shutdownGraceMs) };
-}
-
-/** How long a close step that only talks to Redis may take before the close moves on without it. */
-const REDIS_STEP_MS = 2_000;
-/** How long job types' disposeResources may take, together, before the consumer leaves without them. */
-const DISPOSE_STEP_MS = 5_000;
-
-type CloseContext = {
-  /** Held jobs' grace on a stop; null on a cancel, which waits for them as long as they take. */
-  graceMs: number | null;
-  finalState: 'cancelled' | 'stopped';
-  reason: string;
-  log: Logger;
-  record: ConsumerRecord;
-  save: (state?: ConsumerState) => Promise<unknown>;
-  closeWorkers: () => Promise<unknown>;
-  whenNoJobHeld: () => Promise<unknown>;
-  abortHeldJobs: () => void;
-  recorder: FinishRecorder;
-  stopHeartbeat: () => void;
-  queues: () => readonly { close(): Promise<void> }[];
-  subscriber: RedisClient;
-  resources: Map<AnyJobDefinition, unknown>;
-};
-
-/**
- * A consumer's close, as an ordered list of steps: stop taking work, finish or release held jobs,
- * record finishes and the final state, then release everything. Each step is bounded and isolated
- * (runSteps), so a Redis that does not answer costs each of its steps their bound, and disposing
- * resources still happens. Finishes a timed-out flush could not record are what a crashed consumer
- * leaves too: the run's reconcile pass counts them.
- */
-function closeSteps(c: CloseContext): ShutdownStep[] {
-  let closing: Promise<unknown> = Promise.resolve();
-  return [
-    { name: 'record cancelling', run: () => c.save('cancelling') },
-    {
-      name: 'close workers',
-      // Bounded inside: a stop by the grace period, then by CLOSE_WHEN_IDLE_MS; a cancel waits for
-      // held jobs as long as they take (asyncio's cancel after join has none), by design.
-      timeoutMs: null,
-      run: async () => {
-        closing = c.closeWorkers();
-        if (c.graceMs === null) await Promise.race([closing, c.whenNoJobHeld()]);
-        else if (!(await settlesWithin(closing, c.graceMs))) {
-          c.abortHeldJobs();
-          await Promise.race([closing, c.whenNoJobHeld()]);
-        }
-        // With no job held, a worker whose blocking connection is stuck reconnecting (a Redis Cluster
-        // failing over) must not keep the consumer from leaving: nothing of the run is lost. BullMQ
-        // memoises close(), so a forced close cannot unstick it.
-        if (!(await settlesWithin(closing, CLOSE_WHEN_IDLE_MS)))
-          c.log.warn(
-            { waitedMs: CLOSE_WHEN_IDLE_MS },
-            'a worker did not close with no job held (its connection is reconnecting): leaving without it',
-          );
-      },
-    },
-    { name: 'record finishes', run: () => c.recorder.flush() },
-    { name: 'stop heartbeat', run: c.stopHeartbeat },
-    {
-      name: 'record final state',
-      run: () => {
-        c.record.cancelledAt = Date.now();
-        c.record.cancelReason = c.reason;
-        return c.save(c.finalState);
-      },
-    },
-    { name: 'dispose finish recorder', run: () => c.recorder.dispose() },
-    { name: 'close queues', run: () => Promise.all(c.queues().map((q) => q.close())) },
-    { name: 'disconnect subscriber', run: () => c.subscriber.disconnect() },
-    {
-      name: 'dispose job resources',
-      timeoutMs: DISPOSE_STEP_MS,
-      run: async () => {
-        for (const [def, r] of c.resources) await def.disposeResources?.(r);
-      },
-    },
-  ];
-}
-
-/** Once a cancelled consumer holds no job, how long its workers get to close before it leaves without them. */
-const CLOSE_WHEN_IDLE_MS = 10_000;
-
-/** `total` slots over `parts` workers, as evenly as possible, at least one each. */
-export function splitConcurrency(total: number, parts: number): number[] {
-  return Array.from({ length: parts }, (_, i) =>
-    Math.max(1, Math.floor(total / parts) + (i < total % parts ? 1 : 0)),
-  );
-}
-
-/** True if `p` settles within `ms`; the timer is cleared either way so it never holds the process open. */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  const timer = new AbortController();
-  try {
-    return await Promise.race([p.then(() => true), sleep(ms, false, { signal: timer.signal })]);
-  } finally {
-    timer.abort();
-  }
 }
