@@ -118,7 +118,7 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     await pollUntil(
       'both sandboxes to run',
       () => Promise.resolve(ticking(procFile) && ticking(threadFile) ? true : undefined),
-      10_000,
+      30_000,
     );
     const pid = Number(/^pid (\d+)/.exec(readFileSync(procFile, 'utf8'))![1]);
     expect(pid).not.toBe(consumer.child.pid);
@@ -129,7 +129,7 @@ describe('cancel across processes (real producer, consumer and cancel processes)
     await pollUntil(
       'the child process to be killed',
       () => Promise.resolve(alive(pid) ? undefined : true),
-      10_000,
+      30_000,
     );
     // The thread's ticks stop: the file stays the same size for longer than a few ticks.
     const size = await pollUntil(
@@ -139,7 +139,7 @@ describe('cancel across processes (real producer, consumer and cancel processes)
         await new Promise((r) => setTimeout(r, 200));
         return statSync(threadFile).size === before ? before : undefined;
       },
-      10_000,
+      30_000,
     );
     expect(consumer.output()).toContain('terminating its sandbox');
     await producer.done();
