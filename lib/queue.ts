@@ -3,7 +3,7 @@ import { runKeys } from '../shared/keys.js';
 import { closeRedis, createRedis, type RedisClient } from '../shared/redis.js';
 import { listRuns, readRunStatus, type RunStatus } from '../shared/run/status.js';
 import { loggerFor, parseOptions, type ConnectionOptions } from './options.js';
-import { openRun, type RunHandle } from './run.js';
+import { assertRunId, openRun, type RunHandle } from './run.js';
 
 /** How many runs `runs()` reads when not told: as many as `conveyor status --list` shows. */
 export const DEFAULT_RUN_LIMIT = 20;
@@ -41,6 +41,7 @@ export function openQueue(opts: ConnectionOptions & { redis?: RedisClient } = {}
     },
     latestRunId: async () => (await listRuns(redis, queue, 1))[0] ?? null,
     run: async (runId) => {
+      assertRunId(runId);
       const shards = await redis.hget(runKeys(queue, runId).meta, 'shards');
       if (shards === null) return null;
       return openRun({ ...opts, queue, shards: Number(shards) || 1, runId, redis, log });

@@ -57,10 +57,15 @@ export type RunHandle = {
   close(): Promise<void>;
 };
 
+/** Throws a TypeError naming the option for a run id the protocol would refuse. */
+export function assertRunId(runId: string): void {
+  if (!nameSchema.safeParse(runId).success)
+    throw new TypeError(`runId: "${runId}" must be 1-64 characters of letters, digits, "_", "." or "-"`);
+}
+
 /** A handle on one run of a queue, for status, join and cancel from any process. */
 export function openRun(opts: ConnectionOptions & { runId: string; redis?: RedisClient }): RunHandle {
-  if (!nameSchema.safeParse(opts.runId).success)
-    throw new TypeError(`runId: "${opts.runId}" must be 1-64 characters of letters, digits, "_", "." or "-"`);
+  assertRunId(opts.runId);
   const config = parseOptions((env) => toCommonConfig(parseEnv(commonShape, env)), opts, {});
   const log = loggerFor(opts, 'run');
   const redis = opts.redis ?? createRedis(config, log, `conveyor:run:${opts.runId}`);

@@ -34,6 +34,7 @@ describe('openQueue', () => {
     await new RunStore(ctx.redis, ctx.queue, 'sharded', 3).create(1);
     const queue = openQueue({ redis: ctx.redis, queue: ctx.queue });
     expect(await queue.run('missing')).toBeNull();
+    await expect(queue.run('not a run id')).rejects.toThrow(/runId: "not a run id" must be/);
     const run = await queue.run('sharded');
     expect(run?.runId).toBe('sharded');
     expect((await run?.status())?.shards).toHaveLength(3);
