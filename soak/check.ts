@@ -163,36 +163,9 @@ export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Findi
     countedTwice = Math.max(0, sum - t.produced) + Math.max(0, t.produced - known - unexpected.length);
   }
 
-  const early = earlyJoined(e);
-  if (early.length)
-    findings.push({
-      kind: 'early-join',
-      detail: `joined while ${early.length} job(s) were still running: ${sample(early)}`,
-      jobs: early,
-    });
-
-  const late = checkAfterJoin(e, findings);
-
-  return {
-    figures: {
-      resolved: e.resolved.size,
-      produced: t?.produced ?? null,
-      lost: lostCount,
-      countedTwice,
-      late,
-      early: early.length,
-      leftoverKeys: e.leftoverKeys.length,
-    },
-    findings,
-  };
-}
-
-/**
- * Jobs whose execution spanned the join: the join did not wait for them. An execution is excused
- * when a later execution of the same job began while it ran: then it is a duplicate whose lock was
- * lost (a Redis pause), and the later one is the one the run counts.
- */
-function earlyJoined(e: RunEvidence): string[] {
+  // An execution spanning the join means the join did not wait for it, unless a later execution of
+  // the same job began while it ran: then it is a duplicate whose lock was lost (a Redis pause), and
+  // the later one is the one the run counts.
   const early: string[] = [];
   if (e.join) {
     const joinedAt = e.join.joinedAt;
@@ -205,15 +178,13 @@ function earlyJoined(e: RunEvidence): string[] {
       if (spans) early.push(id);
     }
   }
-  return early;
-}
+  if (early.length)
+    findings.push({
+      kind: 'early-join',
+      detail: `joined while ${early.length} job(s) were still running: ${sample(early)}`,
+      jobs: early,
+    });
 
-/**
- * What came after the join: the callback ran exactly once (or not at all for a run without one),
- * the join came within its bound and once, nothing outlived the retention, no process lingered.
- * Returns whether the join was late (or never came).
- */
-function checkAfterJoin(e: RunEvidence, findings: Finding[]): boolean {
   const cb = e.callback;
   if (cb.expected && e.join && (cb.ends === 0 || (cb.ends > 1 && !cb.excuseRepeats)))
     findings.push({
@@ -244,5 +215,17 @@ function checkAfterJoin(e: RunEvidence, findings: Finding[]): boolean {
       kind: 'straggler',
       detail: `still running long after the join: ${e.stragglers.join(', ')}`,
     });
-  return late;
+
+  return {
+    figures: {
+      resolved: e.resolved.size,
+      produced: t?.produced ?? null,
+      lost: lostCount,
+      countedTwice,
+      late,
+      early: early.length,
+      leftoverKeys: e.leftoverKeys.length,
+    },
+    findings,
+  };
 }

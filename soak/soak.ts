@@ -120,7 +120,31 @@ export async function runSoak(
         detail: 'stopped at once by a second signal: the runs in flight were not checked',
         atS: ctx.elapsedS(),
       });
-    else failures.push(...(await findingsOf(reports, ctx, world)));
+    else {
+      reports.sort((a, b) => a.key.localeCompare(b.key));
+      for (const r of reports)
+        for (const f of r.findings)
+          failures.push({
+            run: r.key,
+            runId: r.runId,
+            kind: f.kind,
+            detail: f.detail,
+            jobs: f.jobs?.slice(0, 20),
+            atS: r.checkedAtS,
+          });
+      failures.push(...ctx.lateFailures);
+      // A joined run leaves the queue's list of runs to check: none of the soak's may linger there.
+      const notRetired = new Set(ctx.runs.filter((r) => r.phase !== 'retired').map((r) => r.runId));
+      for (const id of await world.client.zrange(pendingRunsKey(world.queue), '0', '-1'))
+        if (ctx.runs.some((r) => r.runId === id) && !notRetired.has(id))
+          failures.push({
+            run: '-',
+            runId: id,
+            kind: 'leftover-keys',
+            detail: 'a joined run is still listed as pending',
+            atS: ctx.elapsedS(),
+          });
+    }
     finished = true;
   } finally {
     await ctx.close();
@@ -153,41 +177,6 @@ export async function runSoak(
     firstFailureAtS: failures.length ? Math.min(...failures.map((f) => f.atS)) : null,
     kept,
   };
-}
-
-/**
- * Every run's findings as failures (in run order), the late ones the context noted, and any joined
- * run of the soak still listed as pending: a joined run leaves the queue's list of runs to check.
- */
-async function findingsOf(
-  reports: SoakReport['runs'],
-  ctx: SoakContext,
-  world: SoakWorld,
-): Promise<SoakFailure[]> {
-  const failures: SoakFailure[] = [];
-  reports.sort((a, b) => a.key.localeCompare(b.key));
-  for (const r of reports)
-    for (const f of r.findings)
-      failures.push({
-        run: r.key,
-        runId: r.runId,
-        kind: f.kind,
-        detail: f.detail,
-        jobs: f.jobs?.slice(0, 20),
-        atS: r.checkedAtS,
-      });
-  failures.push(...ctx.lateFailures);
-  const notRetired = new Set(ctx.runs.filter((r) => r.phase !== 'retired').map((r) => r.runId));
-  for (const id of await world.client.zrange(pendingRunsKey(world.queue), '0', '-1'))
-    if (ctx.runs.some((r) => r.runId === id) && !notRetired.has(id))
-      failures.push({
-        run: '-',
-        runId: id,
-        kind: 'leftover-keys',
-        detail: 'a joined run is still listed as pending',
-        atS: ctx.elapsedS(),
-      });
-  return failures;
 }
 
 /**
