@@ -1,6 +1,5 @@
 import { isEntryModule } from '../../shared/process.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Queue } from 'bullmq';
 import { endedWell, endSummary, type ChildExit } from './end-summary.js';
 import { createInterface } from 'node:readline';
 import { commandArgsOrExit } from '../../shared/args.js';
@@ -10,8 +9,8 @@ import { loadProducerConfig } from '../../producers/config.js';
 import { loadDashboardConfig } from '../../dashboard/config.js';
 import { bool, ConfigError, int, name, parseEnv, type Env } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
-import { keepOf, openQueues, type JobData } from '../../shared/queue.js';
-import { closeRedis, createRedis, redactUrl, waitUntilReady, type RedisClient } from '../../shared/redis.js';
+import { keepOf, openQueues } from '../../shared/queue.js';
+import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../../shared/redis.js';
 import {
   findRedisServer,
   NO_REDIS_SERVER_MESSAGE,
@@ -33,13 +32,58 @@ import { makeSignalCounter } from '../../shared/shutdown.js';
  * until Ctrl-C with DEMO_KEEP_DASHBOARD=true), and exits 0 when every process exited 0.
  */
 async function runDemo(env: Env): Promise<number> {
-  const demo = loadDemoSettings(env);
-  if (typeof demo === 'number') return demo;
+  let demo;
+  try {
+    demo = parseEnv(
+      {
+        PRODUCERS: int(3, 0, 1_000),
+        CONSUMERS: int(2, 0, 1_000),
+        RUN_ID: name(`demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`),
+        CHILD_LOG_LEVEL: name('warn'),
+        DASHBOARD_PORT: int(3000, 0, 65_535),
+        DEMO_DASHBOARD: bool(true),
+        DEMO_KEEP_DASHBOARD: bool(false),
+        DEMO_CLUSTER: int(0, 0, 16),
+      },
+      env,
+    );
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`demo: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
   const log = createLogger({ level: env.LOG_LEVEL ?? 'info', service: 'demo', pretty: process.stderr.isTTY });
 
-  const target = await startDemoRedis(env, demo);
-  if (typeof target === 'number') return target;
-  const { server, redisUrl, shards } = target;
+  let server: { stop(): Promise<void> } | undefined;
+  let redisUrl = env.REDIS_URL;
+  let shards = env.SHARDS;
+  if (redisUrl && demo.DEMO_CLUSTER > 0) {
+    process.stderr.write('demo: DEMO_CLUSTER starts a local cluster, so it needs REDIS_URL unset\n');
+    return 2;
+  }
+  if (!redisUrl) {
+    const binary = findRedisServer(env.PATH ?? '');
+    if (!binary) {
+      process.stderr.write(`demo: ${NO_REDIS_SERVER_MESSAGE}\n`);
+      return 1;
+    }
+    if (demo.DEMO_CLUSTER > 0) {
+      const cluster = await startRedisCluster({ binary, masters: demo.DEMO_CLUSTER, replicas: 1 });
+      server = cluster;
+      redisUrl = cluster.url;
+      shards ??= String(demo.DEMO_CLUSTER);
+      process.stdout.write(
+        `Started a local Redis Cluster: ${demo.DEMO_CLUSTER} masters, each with a replica, at ${redisUrl}; the queue is spread over ${shards} shards.\n`,
+      );
+    } else {
+      const single = await startRedisServer({ binary });
+      server = single;
+      redisUrl = single.url;
+      process.stdout.write(`Started a private Redis at ${redisUrl} (set REDIS_URL to use your own).\n`);
+    }
+  }
   const childEnv: Env = {
     ...env,
     REDIS_URL: redisUrl,
@@ -68,7 +112,7 @@ async function runDemo(env: Env): Promise<number> {
     process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : ''}${line}\n`);
   const redis = createRedis(producerConfig, log, 'conveyor:demo');
   const queues = openQueues(producerConfig.queue, producerConfig.shards, redis);
-  const children: DemoChild[] = [];
+  const children: { label: string; child: ChildProcess; exit: Promise<ChildExit> }[] = [];
   let dashboard: DashboardChild | undefined;
   try {
     await waitUntilReady(redis, log);
@@ -103,22 +147,72 @@ async function runDemo(env: Env): Promise<number> {
     );
 
     // Started before the producers and consumers so the page can show the whole run; not waited for yet.
-    const dashboardStarting = demo.DEMO_DASHBOARD
-      ? startDemoDashboard(demo, childEnv, printAbove)
-      : undefined;
+    let dashboardStarting: Promise<DashboardChild> | undefined;
+    if (demo.DEMO_DASHBOARD) {
+      const port = await pickPort(demo.DASHBOARD_PORT);
+      if (demo.DASHBOARD_PORT !== 0 && port !== demo.DASHBOARD_PORT)
+        process.stdout.write(`Port ${demo.DASHBOARD_PORT} is busy: the dashboard uses ${port}.\n`);
+      dashboardStarting = startDashboardChild({ ...childEnv, DASHBOARD_PORT: String(port) }, printAbove);
+    }
 
-    const launch = (role: Role, index: number) =>
-      children.push(launchChild(role, index, { env: childEnv, runId: demo.RUN_ID, printAbove }));
+    const launch = (role: Role, index: number) => {
+      const label = `${role}-${index}`;
+      const { command, args } = roleCommand(role, runningCompiled);
+      const child = spawn(command, args, {
+        env: { ...childEnv, [`${role.toUpperCase()}_ID`]: `${demo.RUN_ID}-${label}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        // Its own process group: the terminal's Ctrl-C reaches only the demo, which then sends each
+        // child one SIGTERM (two signals would read as "force").
+        detached: true,
+      });
+      for (const stream of [child.stdout, child.stderr]) {
+        createInterface({ input: stream }).on('line', (line) =>
+          printAbove(`[${label}] ${readableLogLine(line)}`),
+        );
+      }
+      const exit = new Promise<ChildExit>((resolve) =>
+        child.once('exit', (code, signal) => resolve({ code, signal })),
+      );
+      children.push({ label, child, exit });
+    };
     if (interrupted === 0) {
       for (let i = 1; i <= demo.CONSUMERS; i++) launch('consumer', i);
       for (let i = 1; i <= demo.PRODUCERS; i++) launch('producer', i);
     }
     if (dashboardStarting) {
       dashboard = await dashboardStarting;
-      announceDashboard(dashboard, demo);
+      if (dashboard.url)
+        process.stdout.write(
+          `Dashboard: ${dashboard.url} (Bull Board at ${dashboard.url}/queues); ` +
+            (demo.DEMO_KEEP_DASHBOARD
+              ? 'it stays up after the join until Ctrl-C.\n'
+              : 'it stops when the demo ends (DEMO_KEEP_DASHBOARD=true keeps it up after the join).\n'),
+        );
+      else process.stdout.write('The dashboard did not start (see its output above); going on without it.\n');
     }
 
-    const show = makeProgress(redis, queues, producerConfig, demo.RUN_ID);
+    const tty = process.stdout.isTTY;
+    let lastLine = '';
+    let lastPrinted = 0;
+    const show = async () => {
+      const [status, ...counts] = await Promise.all([
+        readRunStatus(redis, producerConfig.queue, demo.RUN_ID, producerConfig.leaseMs),
+        ...queues.map((q) => q.getJobCounts('waiting', 'prioritized', 'delayed', 'active')),
+      ]);
+      if (!status) return null;
+      const depth = counts.reduce(
+        (n, c) => n + (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0) + (c.active ?? 0),
+        0,
+      );
+      const line = progressLine(status, depth);
+      if (tty) process.stdout.write(`\r\x1b[K${line}`);
+      else if (line !== lastLine && Date.now() - lastPrinted > 1_000) {
+        process.stdout.write(`${line}\n`);
+        lastPrinted = Date.now();
+      }
+      lastLine = line;
+      return status;
+    };
     const ticker = setInterval(() => void show().catch(() => undefined), 250);
     const exits = await Promise.all(children.map((c) => c.exit));
     clearInterval(ticker);
@@ -130,7 +224,22 @@ async function runDemo(env: Env): Promise<number> {
     process.stdout.write(`${endSummary(demo.RUN_ID, final, startedAt, interrupted > 0, children, exits)}\n`);
     const failed = children.filter((_, i) => !endedWell(exits[i]!, interrupted > 0));
 
-    const dashboardCode = dashboard?.url ? await stopDashboard(dashboard, demo, interrupted > 0) : 0;
+    let dashboardCode: number | null = 0;
+    if (dashboard?.url) {
+      if (demo.DEMO_KEEP_DASHBOARD && interrupted === 0) {
+        process.stdout.write(
+          `The dashboard stays up at ${dashboard.url} (DEMO_KEEP_DASHBOARD=true): Ctrl-C to stop it.\n`,
+        );
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', () => resolve());
+          process.once('SIGTERM', () => resolve());
+        });
+      }
+      dashboardCode = await dashboard.stop();
+      process.stdout.write('The dashboard has stopped.\n');
+      if (dashboardCode !== 0)
+        process.stdout.write(`  the dashboard exited with code ${String(dashboardCode)}\n`);
+    }
     if (!env.REDIS_URL)
       process.stdout.write(
         "The demo's private Redis stops now, and the run with it: to look at runs afterwards (conveyor status), " +
@@ -147,171 +256,6 @@ async function runDemo(env: Env): Promise<number> {
     await closeRedis(redis);
     await server?.stop();
   }
-}
-
-type DemoSettings = Exclude<ReturnType<typeof loadDemoSettings>, number>;
-type DemoChild = { label: string; child: ChildProcess; exit: Promise<ChildExit> };
-
-/** The demo's own settings; on a bad one, says so and returns exit code 2. */
-function loadDemoSettings(env: Env) {
-  try {
-    return parseEnv(
-      {
-        PRODUCERS: int(3, 0, 1_000),
-        CONSUMERS: int(2, 0, 1_000),
-        RUN_ID: name(`demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`),
-        CHILD_LOG_LEVEL: name('warn'),
-        DASHBOARD_PORT: int(3000, 0, 65_535),
-        DEMO_DASHBOARD: bool(true),
-        DEMO_KEEP_DASHBOARD: bool(false),
-        DEMO_CLUSTER: int(0, 0, 16),
-      },
-      env,
-    );
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`demo: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
-}
-
-/**
- * The Redis the demo uses: REDIS_URL, else a private Redis (or, with DEMO_CLUSTER=n, a local cluster
- * of n masters). On a refusal, says why and returns the exit code.
- */
-async function startDemoRedis(
-  env: Env,
-  demo: DemoSettings,
-): Promise<{ server?: { stop(): Promise<void> }; redisUrl: string; shards: string | undefined } | number> {
-  const shards = env.SHARDS;
-  if (env.REDIS_URL && demo.DEMO_CLUSTER > 0) {
-    process.stderr.write('demo: DEMO_CLUSTER starts a local cluster, so it needs REDIS_URL unset\n');
-    return 2;
-  }
-  if (env.REDIS_URL) return { redisUrl: env.REDIS_URL, shards };
-  const binary = findRedisServer(env.PATH ?? '');
-  if (!binary) {
-    process.stderr.write(`demo: ${NO_REDIS_SERVER_MESSAGE}\n`);
-    return 1;
-  }
-  if (demo.DEMO_CLUSTER > 0) {
-    const cluster = await startRedisCluster({ binary, masters: demo.DEMO_CLUSTER, replicas: 1 });
-    const spread = shards ?? String(demo.DEMO_CLUSTER);
-    process.stdout.write(
-      `Started a local Redis Cluster: ${demo.DEMO_CLUSTER} masters, each with a replica, at ${cluster.url}; the queue is spread over ${spread} shards.\n`,
-    );
-    return { server: cluster, redisUrl: cluster.url, shards: spread };
-  }
-  const single = await startRedisServer({ binary });
-  process.stdout.write(`Started a private Redis at ${single.url} (set REDIS_URL to use your own).\n`);
-  return { server: single, redisUrl: single.url, shards };
-}
-
-/** Starts one producer or consumer process, its output printed above the progress line. */
-function launchChild(
-  role: Role,
-  index: number,
-  ctx: { env: Env; runId: string; printAbove: (line: string) => void },
-): DemoChild {
-  const label = `${role}-${index}`;
-  const { command, args } = roleCommand(role, runningCompiled);
-  const child = spawn(command, args, {
-    env: { ...ctx.env, [`${role.toUpperCase()}_ID`]: `${ctx.runId}-${label}` },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // Its own process group: the terminal's Ctrl-C reaches only the demo, which then sends each
-    // child one SIGTERM (two signals would read as "force").
-    detached: true,
-  });
-  for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream }).on('line', (line) =>
-      ctx.printAbove(`[${label}] ${readableLogLine(line)}`),
-    );
-  }
-  const exit = new Promise<ChildExit>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return { label, child, exit };
-}
-
-/**
- * The progress line: each call reads the run and the queue's depth and prints the line (rewritten
- * in place on a terminal; elsewhere when it changed, at most once a second); resolves the status.
- */
-function makeProgress(
-  redis: RedisClient,
-  queues: readonly Queue<JobData>[],
-  config: { queue: string; leaseMs: number },
-  runId: string,
-) {
-  const tty = process.stdout.isTTY;
-  let lastLine = '';
-  let lastPrinted = 0;
-  return async () => {
-    const [status, ...counts] = await Promise.all([
-      readRunStatus(redis, config.queue, runId, config.leaseMs),
-      ...queues.map((q) => q.getJobCounts('waiting', 'prioritized', 'delayed', 'active')),
-    ]);
-    if (!status) return null;
-    const depth = counts.reduce(
-      (n, c) => n + (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0) + (c.active ?? 0),
-      0,
-    );
-    const line = progressLine(status, depth);
-    if (tty) process.stdout.write(`\r\x1b[K${line}`);
-    else if (line !== lastLine && Date.now() - lastPrinted > 1_000) {
-      process.stdout.write(`${line}\n`);
-      lastPrinted = Date.now();
-    }
-    lastLine = line;
-    return status;
-  };
-}
-
-/** Starts the dashboard process on DASHBOARD_PORT, or a free port when that one is busy. */
-async function startDemoDashboard(
-  demo: DemoSettings,
-  childEnv: Env,
-  printAbove: (line: string) => void,
-): Promise<DashboardChild> {
-  const port = await pickPort(demo.DASHBOARD_PORT);
-  if (demo.DASHBOARD_PORT !== 0 && port !== demo.DASHBOARD_PORT)
-    process.stdout.write(`Port ${demo.DASHBOARD_PORT} is busy: the dashboard uses ${port}.\n`);
-  return startDashboardChild({ ...childEnv, DASHBOARD_PORT: String(port) }, printAbove);
-}
-
-/** Where the dashboard is and how long it stays up, or that it did not start. */
-function announceDashboard(dashboard: DashboardChild, demo: DemoSettings): void {
-  if (dashboard.url)
-    process.stdout.write(
-      `Dashboard: ${dashboard.url} (Bull Board at ${dashboard.url}/queues); ` +
-        (demo.DEMO_KEEP_DASHBOARD
-          ? 'it stays up after the join until Ctrl-C.\n'
-          : 'it stops when the demo ends (DEMO_KEEP_DASHBOARD=true keeps it up after the join).\n'),
-    );
-  else process.stdout.write('The dashboard did not start (see its output above); going on without it.\n');
-}
-
-/** After the join: keeps the dashboard up until Ctrl-C when asked to, then stops it; its exit code. */
-async function stopDashboard(
-  dashboard: DashboardChild,
-  demo: DemoSettings,
-  interrupted: boolean,
-): Promise<number | null> {
-  if (demo.DEMO_KEEP_DASHBOARD && !interrupted) {
-    process.stdout.write(
-      `The dashboard stays up at ${dashboard.url} (DEMO_KEEP_DASHBOARD=true): Ctrl-C to stop it.\n`,
-    );
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', () => resolve());
-      process.once('SIGTERM', () => resolve());
-    });
-  }
-  const code = await dashboard.stop();
-  process.stdout.write('The dashboard has stopped.\n');
-  if (code !== 0) process.stdout.write(`  the dashboard exited with code ${String(code)}\n`);
-  return code;
 }
 
 /** `conveyor demo`. */
