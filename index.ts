@@ -16,6 +16,7 @@ export { PayloadError, type PutItem } from './producers/producer.js';
 export { startConsumer, type ConsumerOptions, type ConsumerClient } from './lib/consumer.js';
 export type { ConsumerHandle, ConsumerExit } from './consumers/consumer.js';
 export { openRun, type RunHandle, type RunResult, type StreamedResult } from './lib/run.js';
+export { openQueue, type QueueHandle } from './lib/queue.js';
 export { startTracing, type TracingOptions } from './lib/tracing.js';
 export type { Tracing } from './shared/tracing/index.js';
 export type { CancelJobResult, CancelRunResult } from './shared/run/run-store.js';

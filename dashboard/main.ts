@@ -1,18 +1,12 @@
 import type { Env } from '../shared/config.js';
 import { commandArgsOrExit } from '../shared/args.js';
 import { commands } from '../shared/commands.js';
-import { QueueEvents } from 'bullmq';
-import { Registry } from 'prom-client';
-import { queuePrefix } from '../shared/keys.js';
-import { registerDefaultMetrics } from '../shared/metrics/process-metrics.js';
-import { registerRunMetrics } from '../shared/metrics/run-metrics.js';
 import { checkInput, startProcess, isEntryModule } from '../shared/process.js';
-import { openQueues } from '../shared/queue.js';
-import { closeRedis, createRedis, redactUrl, waitUntilReady } from '../shared/redis.js';
+import { redactUrl, waitUntilReady } from '../shared/redis.js';
 import { makeCloser, onShutdownSignal } from '../shared/shutdown.js';
 import { startTracingFromEnv } from '../shared/tracing/index.js';
-import { createApp } from './app.js';
 import { loadDashboardConfig } from './config.js';
+import { openDashboard, stepTimeoutOf } from './open.js';
 import { startServer, type RunningServer } from './server.js';
 /** `conveyor dashboard`: the dashboard as a process, until a signal. */
 export async function main(argv: readonly string[], env: Env): Promise<void> {
@@ -26,42 +20,18 @@ export async function main(argv: readonly string[], env: Env): Promise<void> {
       startTracingFromEnv(env, 'conveyor-dashboard', log),
     );
     if (!tracing) process.exit(2);
-    const redis = createRedis(config, log, 'conveyor:dashboard');
-    const queues = openQueues(config.queue, config.shards, redis);
-    // BullMQ's "drained" is per BullMQ queue: with shards, one draining says nothing about the queue, so
-    // the live page infers drained from the summed counts instead of listening to k event streams.
-    // QueueEvents blocks on its stream, so it gets a connection of its own.
-    const eventsRedis =
-      config.shards === 1 ? createRedis(config, log, 'conveyor:dashboard-events') : undefined;
-    const queueEvents = eventsRedis
-      ? new QueueEvents(config.queue, { connection: eventsRedis, prefix: queuePrefix(config.queue) })
-      : undefined;
-    queueEvents?.on('error', (err) => log.debug({ err: err.message }, 'queue events error'));
-    const metrics = new Registry();
-    registerDefaultMetrics(metrics, 'dashboard');
-    const runMetrics = registerRunMetrics(metrics, {
-      redis,
-      queues: [{ name: config.queue, shards: config.shards }],
-      leaseMs: config.leaseMs,
-      log,
-    });
-    const dashboard = createApp({ config, redis, queues, queueEvents, log, metrics, watchDefault: true });
+    const opened = openDashboard(config, { log, watchDefault: true });
+    const { dashboard, redis } = opened;
     let http: RunningServer | undefined;
     let stopping = false;
     const close = makeCloser(
       () => [
-        { name: 'http', run: () => http?.close() ?? Promise.resolve(dashboard.close()) },
-        { name: 'queue-events', run: () => queueEvents?.close() ?? Promise.resolve() },
-        { name: 'metrics', run: () => runMetrics.close() },
-        { name: 'queues', run: () => Promise.all(queues.map((q) => q.close())) },
-        {
-          name: 'redis',
-          run: () => Promise.all([eventsRedis ? closeRedis(eventsRedis) : undefined, closeRedis(redis)]),
-        },
+        { name: 'http', run: () => http?.close() },
+        ...opened.closeSteps(),
         { name: 'tracing', run: () => tracing.shutdown() },
       ],
       log,
-      Math.max(1_000, Math.floor(config.shutdownGraceMs / 2)),
+      stepTimeoutOf(config),
     );
     onShutdownSignal(process, log, config.shutdownGraceMs, () => {
       stopping = true;

@@ -1,11 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Registry } from 'prom-client';
-import { createApp, type Dashboard } from '../dashboard/app.js';
 import { loadDashboardConfig } from '../dashboard/config.js';
+import { openDashboard } from '../dashboard/open.js';
 import { startServer } from '../dashboard/server.js';
-import { registerDefaultMetrics } from '../shared/metrics/process-metrics.js';
-import { openQueues } from '../shared/queue.js';
-import { closeRedis, createRedis } from '../shared/redis.js';
 import { loggerFor, parseOptions, type ConnectionOptions } from './options.js';
 
 export type DashboardOptions = ConnectionOptions & {
@@ -54,19 +50,7 @@ function buildDashboard(opts: DashboardOptions) {
     DASHBOARD_READONLY: ['readOnly', opts.readOnly],
     RUN_ID: ['runId', opts.runId],
   });
-  const log = loggerFor(opts, 'dashboard');
-  const redis = createRedis(config, log, 'conveyor:dashboard');
-  const queues = openQueues(config.queue, config.shards, redis);
-  const metrics = new Registry();
-  registerDefaultMetrics(metrics, 'dashboard');
-  const dashboard: Dashboard = createApp({ config, redis, queues, log, metrics });
-  let closing: Promise<void> | undefined;
-  const close = () =>
-    (closing ??= (async () => {
-      dashboard.close();
-      await Promise.all(queues.map((q) => q.close()));
-      await closeRedis(redis);
-    })());
+  const { dashboard, close } = openDashboard(config, { log: loggerFor(opts, 'dashboard') });
   return { config, dashboard, close };
 }
 

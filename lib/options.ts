@@ -1,4 +1,4 @@
-import { ConfigError, type Env } from '../shared/config.js';
+import { ConfigError, type CommonConfig, type Env } from '../shared/config.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 
 /** Where the queue lives and the protocol's timings: the settings every factory takes. */
@@ -57,4 +57,17 @@ function inOptionNames(problem: string, given: GivenOptions): string {
 
 export function loggerFor(opts: ConnectionOptions, service: string): Logger {
   return opts.log ?? createLogger({ level: 'warn', service });
+}
+
+/** The options a command's parsed settings stand for: how a command opens the library's handles. */
+export function connectionOf(config: CommonConfig, log: Logger): ConnectionOptions {
+  return {
+    redisUrl: config.redisUrl,
+    queue: config.queue,
+    shards: config.shards,
+    tls: config.redisTlsCaFile === undefined ? undefined : { caFile: config.redisTlsCaFile },
+    heartbeatMs: config.heartbeatMs,
+    leaseMs: config.leaseMs,
+    log,
+  };
 }

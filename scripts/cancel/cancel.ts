@@ -1,7 +1,6 @@
 import { nameSchema } from '../../shared/config.js';
-import type { RedisClient } from '../../shared/redis.js';
-import { RunStore, type CancelJobResult, type CancelRunResult } from '../../shared/run/run-store.js';
-import { runKeys } from '../../shared/keys.js';
+import type { QueueHandle } from '../../lib/queue.js';
+import type { CancelJobResult, CancelRunResult } from '../../shared/run/run-store.js';
 
 export type CancelConfig = {
   queue: string;
@@ -13,7 +12,8 @@ export type CancelConfig = {
 };
 
 export type CancelDeps = {
-  redis: RedisClient;
+  /** The library's handle on the queue (its `run()` knows the run's shard count). */
+  queue: QueueHandle;
   /** Where the one-line answer goes (stdout). */
   out: (line: string) => void;
 };
@@ -41,11 +41,9 @@ export async function runCancel(
     throw new CancelUsageError(`--run: "${runId}" is not a valid run id`);
   if (jobId !== undefined && !/^[\w.~+=@-]{1,200}$/.test(jobId))
     throw new CancelUsageError(`--job: "${jobId}" is not a valid job id`);
-  const shards = await deps.redis.hget(runKeys(config.queue, runId).meta, 'shards');
+  const run = await deps.queue.run(runId);
   const report = await (async (): Promise<CancelReport> => {
-    if (shards === null)
-      return { target: 'none', runId, message: `no run "${runId}" on queue "${config.queue}"` };
-    const run = new RunStore(deps.redis, config.queue, runId, Number(shards) || 1);
+    if (!run) return { target: 'none', runId, message: `no run "${runId}" on queue "${config.queue}"` };
     if (jobId !== undefined) {
       const result = await run.cancelJob(jobId);
       return { target: 'job', runId, jobId, result, message: jobMessage(runId, jobId, result) };

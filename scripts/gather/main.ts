@@ -1,5 +1,4 @@
 import type { Env } from '../../shared/config.js';
-import { hostname } from 'node:os';
 import { inspect } from 'node:util';
 import { commandArgsOrExit } from '../../shared/args.js';
 import { commands } from '../../shared/commands.js';
@@ -57,7 +56,6 @@ export async function main(argv: readonly string[], env: Env): Promise<void> {
         queue,
         registry,
         log,
-        host: hostname(),
         pid: process.pid,
         consumerConfig: config,
       });

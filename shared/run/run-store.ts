@@ -128,7 +128,9 @@ export class RunError extends Error {
       | 'results-full'
       | 'id-taken'
       | 'abandoned'
-      | 'gone',
+      | 'gone'
+      | 'no-results'
+      | 'not-joined',
     message: string,
   ) {
     super(message);

@@ -142,6 +142,10 @@ export async function listRuns(redis: RedisClient, queue: string, limit = 50): P
   return redis.zrevrange(runIndexKey(queue), 0, limit - 1);
 }
 
+/** What one read of the run's keys returns. */
+type RunReads = Awaited<ReturnType<typeof readRunRecord>> & { shards: ShardRead[] };
+type ShardRead = Awaited<ReturnType<typeof readShards>>[number];
+
 /**
  * Reads a run's state for people and tools. Read-only: a producer or consumer whose heartbeat is older
  * than `leaseMs` is shown as lost here, while the run itself records a producer as lost at its next join check.
@@ -152,6 +156,15 @@ export async function readRunStatus(
   runId: string,
   leaseMs: number,
 ): Promise<RunStatus | null> {
+  const run = await readRunRecord(redis, queue, runId);
+  // Consumers started before any producer created the run wait in it already: show them.
+  if (run.meta.expectedProducers === undefined && run.consumersRaw.length === 0) return null;
+  const shards = await readShards(redis, queue, runId, num(run.meta.shards) || 1);
+  return runStatusOf(queue, runId, leaseMs, { ...run, shards });
+}
+
+/** The run's hashes, sets and heartbeats as Redis holds them, and Redis's clock. */
+async function readRunRecord(redis: RedisClient, queue: string, runId: string) {
   const k = runKeys(queue, runId);
   const [meta, producersRaw, consumersRaw, beatsRaw, unsettled, time] = await Promise.all([
     redis.hgetall(k.meta),
@@ -161,15 +174,14 @@ export async function readRunStatus(
     redis.scard(k.unsettled),
     redis.time(),
   ]);
-  // Consumers started before any producer created the run wait in it already: show them.
-  if (meta.expectedProducers === undefined && consumersRaw.length === 0) return null;
-  const created = meta.expectedProducers !== undefined;
   const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
-  const joined = meta.state === 'joined';
-  const abandoned = meta.state === 'abandoned';
+  return { meta, producersRaw, consumersRaw, beatsRaw, unsettled, now };
+}
 
-  const shardReads = await Promise.all(
-    queueShards(queue, num(meta.shards) || 1).map(async (shard) => {
+/** Each shard's counts for the run, its per-producer counts and its unfinished jobs. */
+async function readShards(redis: RedisClient, queue: string, runId: string, shards: number) {
+  return Promise.all(
+    queueShards(queue, shards).map(async (shard) => {
       const sk = shardRunKeys(shard, runId);
       const [smeta, producedBy, open] = await Promise.all([
         redis.hgetall(sk.meta),
@@ -179,55 +191,19 @@ export async function readRunStatus(
       return { shard, smeta, producedBy, open };
     }),
   );
-  const total = (pick: (r: (typeof shardReads)[number]) => number) =>
-    shardReads.reduce((n, r) => n + pick(r), 0);
+}
+
+/** The status built from one read of the run's keys. */
+function runStatusOf(queue: string, runId: string, leaseMs: number, reads: RunReads): RunStatus {
+  const { meta, now, shards } = reads;
+  const joined = meta.state === 'joined';
+  const abandoned = meta.state === 'abandoned';
+  const total = (pick: (r: ShardRead) => number) => shards.reduce((n, r) => n + pick(r), 0);
   const counters = Object.fromEntries(COUNTERS.map((c) => [c, total((r) => num(r.smeta[c]))])) as Counters;
-  // A producer's count over its incarnations (`<id>`, `<id>~2`, ...).
-  const producedBy = (p: ProducerRecord) =>
-    Array.from({ length: p.incarnation ?? 1 }, (_, i) => (i === 0 ? p.id : `${p.id}~${i + 1}`)).reduce(
-      (n, instance) => n + total((r) => num(r.producedBy[instance])),
-      0,
-    );
-  // Consumers' heartbeats are stamped with Redis's clock, so staleness never depends on a host's clock.
-  const beats = new Map<string, number>();
-  for (let i = 0; i + 1 < beatsRaw.length; i += 2) beats.set(beatsRaw[i]!, Number(beatsRaw[i + 1]));
-
-  const producers = producersRaw
-    .map((raw) => JSON.parse(raw) as ProducerRecord)
-    // The shards' count is the run's truth (it includes what a lost producer had in flight).
-    .map((p) => ({ ...p, produced: producedBy(p) }))
-    .map((p) =>
-      p.state === 'running' && now - p.heartbeatAt > leaseMs ? { ...p, state: 'lost' as const } : p,
-    )
-    .sort((a, b) => a.startedAt - b.startedAt);
-  const consumers = consumersRaw
-    .map((raw) => JSON.parse(raw) as ConsumerRecord)
-    .map((c) => ({ ...c, heartbeatAt: beats.get(c.id) ?? c.heartbeatAt }))
-    .map((c) => {
-      const ended = c.state === 'cancelled' || c.state === 'stopped';
-      return !ended && now - c.heartbeatAt > leaseMs ? { ...c, state: 'lost' as const } : c;
-    })
-    .sort((a, b) => a.startedAt - b.startedAt);
-
+  const producers = producersOf(reads, leaseMs);
   const count = (s: ProducerState) => producers.filter((p) => p.state === s).length;
   const expected = num(meta.expectedProducers);
-  let waitingFor: RunStatus['join']['waitingFor'] = null;
-  if (!joined && !abandoned) {
-    if (!created) waitingFor = 'run-not-created';
-    else if (producers.length < expected && meta.cancelledAt === undefined) waitingFor = 'producers-missing';
-    else if (count('running') > 0) waitingFor = 'producers-running';
-    else if (unsettled > 0) waitingFor = 'producers-settling';
-    else if (total((r) => r.open) > 0) waitingFor = 'jobs-unfinished';
-    // Everything is finished: the next join check (any process's heartbeat) joins the run.
-    else waitingFor = 'join-check';
-  }
-  const callbacks = (meta.callbacks ? (JSON.parse(meta.callbacks) as CallbackSpec[]) : []).map((c) => ({
-    name: c.name,
-    type: c.type,
-    when: c.when,
-    state: meta[`cb:${c.name}`] ?? 'waiting',
-    jobId: callbackJobId(meta.idPrefix ?? runId, c.name),
-  }));
+  const callbacks = callbacksOf(meta, runId);
   const settled = callbacks.every((c) => ['completed', 'failed', 'skipped'].includes(c.state));
   return {
     runId,
@@ -239,20 +215,12 @@ export async function readRunStatus(
     callbacks,
     createdAt: iso(meta.createdAt) ?? '',
     observedAt: now,
-    join: {
-      state: joined ? 'joined' : abandoned ? 'abandoned' : 'pending',
-      joinedAt: iso(meta.joinedAt),
-      abandonedAt: iso(meta.abandonedAt),
-      abandonReason: abandoned
-        ? `waited ${duration(num(meta.abandonedAfterMs))} for ${num(meta.abandonedMissing)} of ${expected} producers, which never registered`
-        : null,
-      cancelledAt: iso(meta.cancelledAt),
-      cancelledBy: meta.cancelledBy ?? null,
-      cancelReason: meta.cancelReason ?? null,
-      cancelRemoved: meta.cancelRemoved === undefined ? null : Number(meta.cancelRemoved),
-      waitingFor,
-      totals: meta.totalsAtJoin ? (JSON.parse(meta.totalsAtJoin) as RunStatus['join']['totals']) : null,
-    },
+    join: joinOf(
+      reads,
+      count('running'),
+      producers.length,
+      total((r) => r.open),
+    ),
     jobs: {
       ...counters,
       unfinished: total((r) => r.open),
@@ -265,8 +233,8 @@ export async function readRunStatus(
       lost: count('lost'),
       list: producers,
     },
-    consumers,
-    shards: shardReads.map(({ shard, smeta, open }) => ({
+    consumers: consumersOf(reads, leaseMs),
+    shards: shards.map(({ shard, smeta, open }) => ({
       index: shard.index,
       name: shard.name,
       produced: num(smeta.produced),
@@ -277,6 +245,89 @@ export async function readRunStatus(
       closed: smeta.closedAt !== undefined,
     })),
   };
+}
+
+/** The run's producers, oldest first, each with its count over the shards and `lost` past its lease. */
+function producersOf({ producersRaw, shards, now }: RunReads, leaseMs: number) {
+  const total = (pick: (r: ShardRead) => number) => shards.reduce((n, r) => n + pick(r), 0);
+  // A producer's count over its incarnations (`<id>`, `<id>~2`, ...).
+  const producedBy = (p: ProducerRecord) =>
+    Array.from({ length: p.incarnation ?? 1 }, (_, i) => (i === 0 ? p.id : `${p.id}~${i + 1}`)).reduce(
+      (n, instance) => n + total((r) => num(r.producedBy[instance])),
+      0,
+    );
+  return (
+    producersRaw
+      .map((raw) => JSON.parse(raw) as ProducerRecord)
+      // The shards' count is the run's truth (it includes what a lost producer had in flight).
+      .map((p) => ({ ...p, produced: producedBy(p) }))
+      .map((p) =>
+        p.state === 'running' && now - p.heartbeatAt > leaseMs ? { ...p, state: 'lost' as const } : p,
+      )
+      .sort((a, b) => a.startedAt - b.startedAt)
+  );
+}
+
+/** The run's consumers, oldest first, `lost` once their heartbeat is older than the lease. */
+function consumersOf({ consumersRaw, beatsRaw, now }: RunReads, leaseMs: number): RunStatus['consumers'] {
+  // Consumers' heartbeats are stamped with Redis's clock, so staleness never depends on a host's clock.
+  const beats = new Map<string, number>();
+  for (let i = 0; i + 1 < beatsRaw.length; i += 2) beats.set(beatsRaw[i]!, Number(beatsRaw[i + 1]));
+  return consumersRaw
+    .map((raw) => JSON.parse(raw) as ConsumerRecord)
+    .map((c) => ({ ...c, heartbeatAt: beats.get(c.id) ?? c.heartbeatAt }))
+    .map((c) => {
+      const ended = c.state === 'cancelled' || c.state === 'stopped';
+      return !ended && now - c.heartbeatAt > leaseMs ? { ...c, state: 'lost' as const } : c;
+    })
+    .sort((a, b) => a.startedAt - b.startedAt);
+}
+
+/** Where the join stands: joined, abandoned (and why), cancelled (by whom), or what it waits for. */
+function joinOf(
+  { meta, unsettled }: RunReads,
+  running: number,
+  registered: number,
+  open: number,
+): RunStatus['join'] {
+  const joined = meta.state === 'joined';
+  const abandoned = meta.state === 'abandoned';
+  const expected = num(meta.expectedProducers);
+  let waitingFor: RunStatus['join']['waitingFor'] = null;
+  if (!joined && !abandoned) {
+    if (meta.expectedProducers === undefined) waitingFor = 'run-not-created';
+    else if (registered < expected && meta.cancelledAt === undefined) waitingFor = 'producers-missing';
+    else if (running > 0) waitingFor = 'producers-running';
+    else if (unsettled > 0) waitingFor = 'producers-settling';
+    else if (open > 0) waitingFor = 'jobs-unfinished';
+    // Everything is finished: the next join check (any process's heartbeat) joins the run.
+    else waitingFor = 'join-check';
+  }
+  return {
+    state: joined ? 'joined' : abandoned ? 'abandoned' : 'pending',
+    joinedAt: iso(meta.joinedAt),
+    abandonedAt: iso(meta.abandonedAt),
+    abandonReason: abandoned
+      ? `waited ${duration(num(meta.abandonedAfterMs))} for ${num(meta.abandonedMissing)} of ${expected} producers, which never registered`
+      : null,
+    cancelledAt: iso(meta.cancelledAt),
+    cancelledBy: meta.cancelledBy ?? null,
+    cancelReason: meta.cancelReason ?? null,
+    cancelRemoved: meta.cancelRemoved === undefined ? null : Number(meta.cancelRemoved),
+    waitingFor,
+    totals: meta.totalsAtJoin ? (JSON.parse(meta.totalsAtJoin) as RunStatus['join']['totals']) : null,
+  };
+}
+
+/** The join callbacks the run was created with, each with where it is. */
+function callbacksOf(meta: Record<string, string>, runId: string): RunStatus['callbacks'] {
+  return (meta.callbacks ? (JSON.parse(meta.callbacks) as CallbackSpec[]) : []).map((c) => ({
+    name: c.name,
+    type: c.type,
+    when: c.when,
+    state: meta[`cb:${c.name}`] ?? 'waiting',
+    jobId: callbackJobId(meta.idPrefix ?? runId, c.name),
+  }));
 }
 
 /** A few lines for a person at a terminal. */
