@@ -5,7 +5,8 @@ import { RunStore } from '../../shared/run/run-store.js';
 import { rssMb } from '../../bench/proc.js';
 import { dashboardUrlOf, exitOf, spawnRole } from '../helpers/processes.js';
 import { scrape, value } from '../helpers/prometheus-text.js';
-import { pollUntil, redisUrl } from '../helpers/redis.js';
+import { connect, pollUntil, redisServerBinary, redisUrl } from '../helpers/redis.js';
+import { startRedisServer } from '../../shared/redis-server.js';
 import { useTestQueue } from '../helpers/test-queue.js';
 import { makeDashboard, readEvents } from './harness.js';
 
@@ -87,9 +88,13 @@ describe('dashboard under hostile clients', () => {
   });
 
   it('a flood of ?run= values costs Redis a bounded amount: no poller for a run that does not exist, a capped few for runs that do', async () => {
-    for (let i = 0; i < 30; i++) await new RunStore(ctx.redis, ctx.queue, `small-${i}`).create(1);
+    // A Redis of its own: it counts every command it runs, and the suite's Redis also serves the
+    // test files running beside this one.
+    const server = await startRedisServer({ binary: redisServerBinary() });
+    const redis = connect(server.url);
+    for (let i = 0; i < 30; i++) await new RunStore(redis, ctx.queue, `small-${i}`).create(1);
     const dashboard = spawnRole('dashboard', {
-      REDIS_URL: redisUrl(),
+      REDIS_URL: server.url,
       QUEUE: ctx.queue,
       DASHBOARD_PORT: '0',
       DASHBOARD_POLL_MS: '100',
@@ -106,7 +111,7 @@ describe('dashboard under hostile clients', () => {
       // Commands Redis runs per second while nothing else talks to it: the dashboard's polling.
       const opsPerS = async (ms: number) => {
         const count = async () =>
-          Number(/total_commands_processed:(\d+)/.exec(await ctx.redis.info('stats'))?.[1]);
+          Number(/total_commands_processed:(\d+)/.exec(await redis.info('stats'))?.[1]);
         const c0 = await count();
         await sleep(ms);
         return ((await count()) - c0 - 1) / (ms / 1000);
@@ -133,6 +138,8 @@ describe('dashboard under hostile clients', () => {
     } finally {
       dashboard.child.kill('SIGTERM');
       expect((await exitOf(dashboard)).code).toBe(0);
+      redis.disconnect();
+      await server.stop();
     }
   });
 
