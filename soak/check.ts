@@ -12,6 +12,8 @@ export type JoinTotals = {
 export type JoinSnapshot = {
   /** Redis's clock at the join (ms). */
   joinedAt: number;
+  /** The joined creation's id prefix (`<run>+<n>`); null when its keys were gone before it was read. */
+  idPrefix: string | null;
   /** Null when the run's keys were gone before the soak could read them (a fault right at the join). */
   totals: JoinTotals | null;
   /** Acknowledged jobs still unfinished when the totals were read (must be 0). */
@@ -229,7 +231,13 @@ function checkJoinAndAfter(e: RunEvidence, findings: Finding[]): boolean {
  * bound, and not while one of its jobs was still running; its callback ran exactly once; nothing of
  * it outlived its retention. Findings come in that order.
  */
-export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Finding[] } {
+export function checkRun(evidence: RunEvidence): {
+  figures: RunFigures;
+  findings: Finding[];
+  /** Puts and jobs of another creation of the run id, left out of the checks (see ofJoinedCreation). */
+  elsewhere: string[];
+} {
+  const { e, elsewhere } = ofJoinedCreation(evidence);
   const findings: Finding[] = [];
   const cancelledIds = e.join?.cancelledIds ?? new Set<string>();
   const { extras, unexpected } = unresolvedJobs(e, cancelledIds);
@@ -265,5 +273,31 @@ export function checkRun(e: RunEvidence): { figures: RunFigures; findings: Findi
       leftoverKeys: e.leftoverKeys.length,
     },
     findings,
+    elsewhere,
+  };
+}
+
+/**
+ * The evidence of the joined creation only. A producer that stalled past its lease, was counted
+ * finished, and was restarted after the joined run's keys expired (its retention) finds no run: it
+ * creates the run id afresh, a new creation with its own id prefix. Its puts and their jobs belong to
+ * that creation, not to this join's totals; they are returned apart (`elsewhere`), to be reported.
+ * With no prefix known (the keys were gone at the join) nothing is left out.
+ */
+function ofJoinedCreation(e: RunEvidence): { e: RunEvidence; elsewhere: string[] } {
+  const prefix = e.join?.idPrefix;
+  if (!prefix) return { e, elsewhere: [] };
+  // Ids of the run's creations: `<run>+<n>` then `+`, `=` or `@` (shared/keys.ts).
+  const creationOf = (id: string) => /^\+\d+/.exec(id.slice(e.runId.length))?.[0];
+  const ours = (id: string) => !id.startsWith(`${e.runId}+`) || `${e.runId}${creationOf(id)}` === prefix;
+  const elsewhere = [...new Set([...e.resolved, ...e.executions.keys()])].filter((id) => !ours(id));
+  if (elsewhere.length === 0) return { e, elsewhere };
+  return {
+    e: {
+      ...e,
+      resolved: new Set([...e.resolved].filter(ours)),
+      executions: new Map([...e.executions].filter(([id]) => ours(id))),
+    },
+    elsewhere,
   };
 }

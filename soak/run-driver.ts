@@ -79,7 +79,7 @@ export async function driveRun(ctx: SoakContext, run: LiveRun): Promise<RunRepor
   const libraryJoins = ctx.puts
     .notes(run.tag)
     .filter((l) => l.startsWith('done ') && l.endsWith(' true')).length;
-  const { figures, findings } = checkRun({
+  const { figures, findings, elsewhere } = checkRun({
     runId: run.runId,
     cancelled: run.cancelled,
     resolved,
@@ -98,6 +98,10 @@ export async function driveRun(ctx: SoakContext, run: LiveRun): Promise<RunRepor
     leftoverKeys: leftover,
     stragglers,
   });
+  if (elsewhere.length)
+    notes.push(
+      `${elsewhere.length} put(s) in a later creation of the run id (a producer restarted after the join and its retention), not checked against this join: ${elsewhere.slice(0, 2).join(', ')}${elsewhere.length > 2 ? ', ...' : ''}`,
+    );
   if (run.killedProducers.size)
     notes.push(`producers SIGKILLed and restarted: ${[...run.killedProducers].join(', ')}`);
   if (run.cancelledJobs.size) notes.push(`${run.cancelledJobs.size} job(s) cancelled one by one`);
@@ -174,6 +178,7 @@ async function snapshotAtJoin(ctx: SoakContext, run: LiveRun, joinedAt: number):
   const t = status?.join.totals;
   return {
     joinedAt,
+    idPrefix: status?.idPrefix ?? null,
     totals: t
       ? {
           produced: t.produced,

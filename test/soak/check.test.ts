@@ -31,6 +31,7 @@ function evidence(n = 3, over: Partial<RunEvidence> = {}): RunEvidence {
     callback: { expected: true, starts: 1, ends: 1, excuseRepeats: false },
     join: {
       joinedAt: 1000,
+      idPrefix: `${run}+1`,
       totals: { produced: n, completed: n, failed: 0, cancelled: 0, removed: 0 },
       unfinished: 0,
       cancelledIds: new Set(),
@@ -52,6 +53,22 @@ describe('soak checker', () => {
       findings: [],
       figures: { resolved: 3, produced: 3, lost: 0 },
     });
+  });
+
+  it('leaves out puts of a later creation of the run id (a producer restarted after the join and the retention), and says so', () => {
+    // p1 stalled past its lease, the run joined without it and its keys expired; restarted, it found
+    // no run and created the id afresh: its puts belong to that creation, not to this join's totals.
+    const later = Array.from({ length: 4 }, (_, i) => `${run}+2+p1+${i}`);
+    const e = evidence(3, {
+      resolved: new Set([...ids(3), ...later]),
+      executions: new Map([...ids(3), ...later].map((id) => [id, [ran(100, 200)]])),
+    });
+    expect(checkRun(e)).toMatchObject({ findings: [], figures: { resolved: 3, produced: 3 } });
+    expect(checkRun(e).elsewhere).toEqual(later);
+    // Without the join's id prefix (its keys gone at once) nothing is left out.
+    const unknown = { ...e, join: { ...e.join!, idPrefix: null } };
+    expect(checkRun(unknown).elsewhere).toEqual([]);
+    expect(kinds(unknown)).toContain('totals');
   });
 
   it('finds puts that resolved but were never stored (and the totals that miss them)', () => {
