@@ -47,6 +47,23 @@ function evidence(n = 3, over: Partial<RunEvidence> = {}): RunEvidence {
 
 const kinds = (e: RunEvidence) => checkRun(e).findings.map((f) => f.kind);
 
+/**
+ * A cancelled run that counted 5 puts of `resolved`: 2 ran (one completed, one failed once and was
+ * refused at its retry), 1 swept cancelled, 2 refused at start.
+ */
+function cancelledRun(resolved: number): RunEvidence {
+  const join = {
+    ...evidence().join!,
+    totals: { produced: 5, completed: 1, failed: 0, cancelled: 4, removed: 0 },
+    cancelledIds: new Set(['r+1+p1+4']),
+  };
+  const executions = new Map([
+    ['r+1+p1+0', [ran(100, 200)]],
+    ['r+1+p1+1', [ran(100, 200, 'fail')]],
+  ]);
+  return evidence(resolved, { cancelled: true, join, executions });
+}
+
 describe('soak checker', () => {
   it('passes a run whose ledger and totals agree', () => {
     expect(checkRun(evidence())).toMatchObject({
@@ -140,17 +157,7 @@ describe('soak checker', () => {
   });
 
   it('in a cancelled run, counts unstarted jobs as refused at start up to what its totals leave', () => {
-    // 5 put: 2 ran (one completed, one failed once and was refused at its retry), 1 swept, 2 refused.
-    const join = {
-      ...evidence().join!,
-      totals: { produced: 5, completed: 1, failed: 0, cancelled: 4, removed: 0 },
-      cancelledIds: new Set(['r+1+p1+4']),
-    };
-    const executions = new Map([
-      ['r+1+p1+0', [ran(100, 200)]],
-      ['r+1+p1+1', [ran(100, 200, 'fail')]],
-    ]);
-    const e = evidence(5, { cancelled: true, join, executions });
+    const e = cancelledRun(5);
     expect(kinds(e)).toEqual([]);
     // One more resolved put than the run counted: that one is lost.
     const r = checkRun({ ...e, resolved: new Set(ids(6)) });
@@ -258,24 +265,13 @@ describe('soak checker', () => {
   });
 
   it("names the cancelled run's lost puts among the unstarted ones it may have refused", () => {
-    const join = {
-      ...evidence().join!,
-      totals: { produced: 5, completed: 1, failed: 0, cancelled: 4, removed: 0 },
-      cancelledIds: new Set(['r+1+p1+4']),
-    };
-    const executions = new Map([
-      ['r+1+p1+0', [ran(100, 200)]],
-      ['r+1+p1+1', [ran(100, 200, 'fail')]],
-    ]);
-    const r = checkRun(evidence(6, { cancelled: true, join, executions }));
+    const r = checkRun(cancelledRun(6));
     expect(r.findings.map((f) => f.detail)).toEqual([
       '1 put(s) resolved but never ran nor were cancelled: r+1+p1+2, r+1+p1+3, r+1+p1+5 (of 3 unstarted, 2 may be refused at start by the cancel)',
       'produced 5, but 6 put(s) resolved',
     ]);
     // A job the soak cancelled by hand is not lost though it never ran.
-    const byHand = checkRun(
-      evidence(5, { cancelled: true, join, executions, cancelledBySoak: new Set(ids(5)) }),
-    );
+    const byHand = checkRun({ ...cancelledRun(5), cancelledBySoak: new Set(ids(5)) });
     expect(byHand.findings).toEqual([]);
   });
 });
