@@ -38,7 +38,10 @@ describe.concurrent('failures under docker compose', () => {
     const s = await start(
       ctx,
       'conveyor-t-producer-kill',
-      quickRun({ producers: 3, consumers: 2, jobs: 30 }, { PRODUCE_INTERVAL_MS: '300' }),
+      // A lease the restart always fits in: a loaded machine took 10 s from the SIGKILL to the new
+      // process, past the default 10 s, and the run counted the producer lost (refused, then restarted
+      // again).
+      quickRun({ producers: 3, consumers: 2, jobs: 30 }, { PRODUCE_INTERVAL_MS: '300', LEASE_MS: '30000' }),
     );
     const [victim] = await s.containers('producer');
     await pollUntil('producer-1 to have produced 5 jobs', async () => {
