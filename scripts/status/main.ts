@@ -5,15 +5,13 @@ import { commands } from '../../shared/commands.js';
 import { nameSchema } from '../../shared/config.js';
 import { openQueue, type QueueHandle } from '../../lib/queue.js';
 import { connectionOf } from '../../lib/options.js';
-import { openRun, type RunHandle } from '../../lib/run.js';
+import type { RunHandle } from '../../lib/run.js';
 import { startOneShotCommand } from '../../shared/one-shot-command.js';
 import { closeRedis } from '../../shared/redis.js';
 import { formatRunResults } from '../../shared/run/outcomes.js';
 import { RunError } from '../../shared/run/run-store.js';
 import { formatRunList, formatRunStatus, type RunStatus } from '../../shared/run/status.js';
 
-/** A handle on a run, with the shard count it was created with when known. */
-type OpenRun = (runId: string, shards?: number) => RunHandle;
 type StatusFlags = { json?: boolean; run?: string; list?: boolean; results?: boolean };
 
 /** `conveyor status`: prints a run's state, or the queue's runs. */
@@ -26,7 +24,6 @@ export async function main(argv: readonly string[], env: Env): Promise<void> {
     // The library's handles, on this command's own connection (and its connect timeout).
     const connection = { ...connectionOf(config, log), redis };
     const queue = openQueue(connection);
-    const runOf: OpenRun = (runId, shards) => openRun({ ...connection, runId, shards });
     try {
       if (values.run !== undefined && values.list) throw new Error('give --run or --list, not both');
       if (values.results && values.list) throw new Error('give --results or --list, not both');
@@ -39,7 +36,7 @@ export async function main(argv: readonly string[], env: Env): Promise<void> {
           values.json ? `${JSON.stringify(runs)}\n` : `${formatRunList(runs, config.queue)}\n`,
         );
       } else {
-        await printRun(queue, runOf, values, values.run ?? config.runId);
+        await printRun(queue, values, values.run ?? config.runId);
       }
     } catch (err) {
       process.stderr.write(`status: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -53,21 +50,18 @@ export async function main(argv: readonly string[], env: Env): Promise<void> {
 }
 
 /** One run (the given one, else the newest): its status, or with --results its results. */
-async function printRun(
-  queue: QueueHandle,
-  runOf: OpenRun,
-  values: StatusFlags,
-  given: string | undefined,
-): Promise<void> {
+async function printRun(queue: QueueHandle, values: StatusFlags, given: string | undefined): Promise<void> {
   const runId = given ?? (await queue.latestRunId()) ?? undefined;
   if (runId !== undefined && !nameSchema.safeParse(runId).success)
     throw new Error(`--run: "${runId}" is not a valid run id`);
-  const status = runId === undefined ? null : await runOf(runId).status();
-  if (!status) {
+  // The queue's handle opens it with the shard count it was created with.
+  const run = runId === undefined ? null : await queue.run(runId);
+  const status = run ? await run.status() : null;
+  if (!run || !status) {
     process.stderr.write(`status: no run ${runId ? `"${runId}" ` : ''}on queue "${queue.name}"\n`);
     process.exitCode = 1;
   } else if (values.results) {
-    const results = await resultsOf(runOf, status);
+    const results = await resultsOf(run, status);
     process.stdout.write(values.json ? `${JSON.stringify(results)}\n` : `${formatRunResults(results)}\n`);
   } else {
     process.stdout.write(values.json ? `${JSON.stringify(status)}\n` : `${formatRunStatus(status)}\n`);
@@ -75,9 +69,9 @@ async function printRun(
 }
 
 /** The run's results, its refusals worded with the commands' variable (COLLECT_RESULTS). */
-async function resultsOf(runOf: OpenRun, status: RunStatus) {
+async function resultsOf(run: RunHandle, status: RunStatus) {
   try {
-    return await runOf(status.runId, status.shards.length).results();
+    return await run.results();
   } catch (err) {
     if (err instanceof RunError && (err.code === 'no-results' || err.code === 'no-run'))
       throw new Error(`run "${status.runId}" was not created with COLLECT_RESULTS=true: it kept no results`, {
